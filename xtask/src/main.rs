@@ -1,7 +1,67 @@
-//! `cargo xtask`: project automation (fuzz, bench, ci).
+//! `cargo xtask`: project automation.
+//!
+//! ```text
+//! cargo xtask fuzz [TARGET] [--seconds N] [--smoke] [--replay] [--list]
+//! cargo xtask bench [--quick] [--no-reference] [--markdown FILE]
+//! cargo xtask ci
+//! ```
+//!
+//! The arguments are parsed by hand rather than with clap: xtask is compiled on every
+//! `cargo xtask` call (and cold in CI), and a handful of flags do not justify the compile
+//! cost of a parser crate. xtask depends on std only for the same reason.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("usage: cargo xtask <fuzz|bench|ci>  (not built yet)");
-    std::process::exit(2);
+mod bench;
+mod fuzz;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  fuzz [TARGET] [--seconds N] [--smoke] [--replay] [--list]
+        Build the cargo-fuzz targets in fuzz/ on the stable toolchain, replay the
+        committed corpus and regressions, then fuzz. Without TARGET every target runs
+        (smoke mode: 15 s each unless --seconds is given). --replay only replays.
+        A crash, a timeout or an out-of-memory fails the command.
+  bench [--quick] [--no-reference] [--markdown FILE]
+        Run the criterion benches in benches/ and the reference tools (openssl,
+        silk-python), then print one table. --quick shortens every measurement;
+        --markdown also writes the table, with the machine, to FILE.
+  ci    Run .ci/run, the CI script.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        "fuzz" => fuzz::run(rest),
+        "bench" => bench::run(rest),
+        "ci" => util::ci(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(util::Error::usage(format!("unknown command `{other}`"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err}");
+            if err.is_usage() {
+                eprint!("\n{USAGE}");
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
