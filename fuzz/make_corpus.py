@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Regenerates the committed seed corpus of every fuzz target from the real fixtures.
+
+    python3 fuzz/make_corpus.py [FIXTURES_DIR]
+
+FIXTURES_DIR defaults to ../shared/fixtures beside the repository (the captured wire traffic of
+Tencent's client and the payloads users captured from the live server). Seeds are written to
+fuzz/corpus/<target>/<name>; existing seeds of the same name are overwritten, others are kept.
+Needs only python3 and the `openssl` command (to produce real AES-128-ECB ciphertext).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def fixtures_dir():
+    if len(sys.argv) > 1:
+        return sys.argv[1]
+    for cand in (os.path.join(ROOT, "..", "shared", "fixtures"), "/work/shared/fixtures"):
+        if os.path.isdir(cand):
+            return cand
+    sys.exit("fixtures not found; pass the directory as the first argument")
+
+
+def load(name):
+    with open(os.path.join(fixtures_dir(), name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def walk(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from walk(v, path + "/" + k)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from walk(v, path + "/" + str(i))
+    else:
+        yield path, obj
+
+
+def compact(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def observed():
+    return load("observed-payloads.json")
+
+
+def wire():
+    return load("official-client-wire.json")
+
+
+def monitor():
+    return load("official-client-monitor-wire.json")
+
+
+def aes_ecb(key_hex, plaintext):
+    return subprocess.run(
+        ["openssl", "enc", "-aes-128-ecb", "-K", key_hex, "-nosalt"],
+        input=plaintext, capture_output=True, check=True,
+    ).stdout
+
+
+# ---------------------------------------------------------------- seed sets, one per target
+
+def key_texts():
+    """Every key text in the fixtures: hex aeskey, base64 aes_key in both encodings."""
+    seen = {}
+    sources = [("observed", e["payload"]) for e in observed()] + [("wire", wire())]
+    for label, payload in sources:
+        for path, v in walk(payload):
+            if isinstance(v, str) and ("aes" in path.split("/")[-1]):
+                seen.setdefault(v, path)
+    for w in wire()["wire"]:
+        body = w.get("body")
+        if isinstance(body, str) and body.startswith("{"):
+            for path, v in walk(json.loads(body)):
+                if isinstance(v, str) and "aes" in path.split("/")[-1]:
+                    seen.setdefault(v, path)
+    return seen
+
+
+def seeds_crypto_key():
+    out = []
+    for i, (text, path) in enumerate(sorted(key_texts().items())):
+        out.append((f"fixture-{i}", text.encode()))
+    # image_item.aeskey | media.aes_key pairs as the target splits them
+    out.append(("image-pair", b"00112233445566778899aabbccddeeff|ABEiM0RVZneImaq7zN3u/w=="))
+    out.append(("image-pair-bad-hex", b"00|MDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY="))
+    return out
+
+
+def plaintexts():
+    texts = [b"", b"hello-cdn-plaintext-0123456789"]
+    for s in monitor()["saved"]:
+        texts.append(s["text"].encode())
+    texts.append(bytes(range(100)))  # the 100-byte upload of the wire capture (rawsize 100)
+    return texts
+
+
+def seeds_crypto_decrypt():
+    key_hex = "49009329a07bd051433b8a96781c72ef"  # the key of the captured upload
+    key = bytes.fromhex(key_hex)
+    out = []
+    for i, p in enumerate(plaintexts()):
+        ct = aes_ecb(key_hex, p)
+        out.append((f"valid-{i}", key + bytes([i * 13]) + ct))
+    ct = aes_ecb(key_hex, b"hello-cdn-plaintext-0123456789")
+    out.append(("wrong-key", bytes(16) + b"\x05" + ct))
+    out.append(("truncated", key + b"\x01" + ct[:-3]))
+    out.append(("empty", key + b"\x00"))
+    return out
+
+
+def seeds_crypto_roundtrip():
+    key = bytes.fromhex("00112233445566778899aabbccddeeff")
+    return [(f"plain-{i}", key + bytes([i * 5 + 1]) + p) for i, p in enumerate(plaintexts())]
+
+
+TARGETS = {
+    "crypto_key": seeds_crypto_key,
+    "crypto_decrypt": seeds_crypto_decrypt,
+    "crypto_roundtrip": seeds_crypto_roundtrip,
+}
+
+
+def main():
+    only = set(os.environ.get("TARGETS", "").split()) or set(TARGETS)
+    for target, make in TARGETS.items():
+        if target not in only:
+            continue
+        d = os.path.join(HERE, "corpus", target)
+        os.makedirs(d, exist_ok=True)
+        seeds = make()
+        for name, data in seeds:
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        print(f"{target}: {len(seeds)} seeds")
+
+
+if __name__ == "__main__":
+    main()
