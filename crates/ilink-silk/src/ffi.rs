@@ -1,0 +1,298 @@
+//! The FFI boundary: the only module of ilink with `unsafe` code.
+//!
+//! It wraps the SILK SDK's C functions (bound by the `silk-sys` crate) in two small safe types,
+//! [`Decoder`] and [`Encoder`], whose signatures make the SDK's known hazards unreachable:
+//!
+//! * **Fixed API rate.** Both run the SDK at [`API_RATE`] (24 kHz) only. The SDK's own
+//!   resampler writes past the caller's buffer at rates that are not a whole number of kHz, and
+//!   at 8/12/16 kHz when a stream switches to a higher internal rate; at 24 kHz (the SDK's
+//!   highest internal rate) output per frame is at most 480 samples. The output buffer is still
+//!   sized for the SDK's absolute maximum (`MAX_API_FS_KHZ * FRAME_LENGTH_MS` = 960 samples).
+//!   Other output rates are produced in Rust (see `resample`).
+//! * **No short reads past a packet.** The SDK's range decoder reads 4 bytes at the start of a
+//!   packet whatever its length. Every packet is copied into a zeroed buffer with
+//!   [`PACKET_SLACK`] spare bytes before the call, so the SDK only ever reads our memory, and
+//!   reads zeros past the payload (deterministic output).
+//! * **Lengths are checked in Rust.** Payloads are at most [`MAX_PACKET_BYTES`] (the SDK's own
+//!   limit); the caller (`format`) has already validated the framing.
+//! * **Bounded work.** A packet yields at most [`MAX_FRAMES_PER_PACKET`] frames, whatever the
+//!   SDK's state says.
+//! * **Aligned state.** SDK state lives in `u64`-aligned buffers (the SDK casts them to structs
+//!   of 32-bit fields).
+//! * **Full frames into the encoder.** The encoder is fed exactly one 20 ms frame per call
+//!   (the caller pads the last one), so no audio is dropped and the output buffer
+//!   ([`MAX_ENCODED_BYTES`]) is never short.
+//!
+//! SAFETY, overall: every pointer passed below comes from a live Rust allocation owned by the
+//! wrapper or borrowed for the duration of the call, with the length the SDK is told; the SDK
+//! keeps no pointer past a call (its state is the buffer we own).
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_short, c_void};
+
+use silk_sys as sys;
+
+use crate::SilkError;
+use crate::format::MAX_PACKET_BYTES;
+
+/// The only sample rate the SDK is ever called with, in Hz.
+pub(crate) const API_RATE: u32 = 24_000;
+
+/// Samples in one 20 ms frame at [`API_RATE`].
+pub(crate) const FRAME_SAMPLES: usize = 480;
+
+/// The SDK's maximum frames per packet (`SILK_MAX_FRAMES_PER_PACKET`).
+pub(crate) const MAX_FRAMES_PER_PACKET: usize = 5;
+
+/// Zero bytes kept after every payload handed to the decoder (it reads up to 4 past a short
+/// packet; 8 keeps a margin).
+const PACKET_SLACK: usize = 8;
+
+/// Output buffer size of one decode call: the SDK's `MAX_API_FS_KHZ * FRAME_LENGTH_MS`.
+const MAX_DECODED_SAMPLES: usize = 48 * 20;
+
+/// Output buffer size of one encode call (one 20 ms frame never comes close; this is the
+/// SDK's 5 frames * 250 bytes, as in its reference encoder).
+const MAX_ENCODED_BYTES: usize = 1250;
+
+/// A zeroed, 8-byte aligned buffer of at least `bytes` bytes for SDK state.
+fn state_buffer(bytes: c_int) -> Result<Vec<u64>, SilkError> {
+    let bytes = usize::try_from(bytes).map_err(|_| SilkError::Sdk {
+        call: "Get_*_Size",
+        code: bytes,
+    })?;
+    Ok(vec![0u64; bytes.div_ceil(8)])
+}
+
+fn check(call: &'static str, code: c_int) -> Result<(), SilkError> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(SilkError::Sdk { call, code })
+    }
+}
+
+/// A SILK decoder producing 24 kHz mono PCM.
+pub(crate) struct Decoder {
+    state: Vec<u64>,
+    control: sys::SKP_SILK_SDK_DecControlStruct,
+    packet: Box<[u8; MAX_PACKET_BYTES + PACKET_SLACK]>,
+    out: Box<[i16; MAX_DECODED_SAMPLES]>,
+    /// Frames in the last good packet: how many frames a lost packet stands for.
+    frames_per_packet: usize,
+}
+
+impl Decoder {
+    /// A fresh decoder.
+    pub(crate) fn new() -> Result<Self, SilkError> {
+        let mut size: c_int = 0;
+        // SAFETY: writes one c_int through a valid pointer.
+        check("Get_Decoder_Size", unsafe {
+            sys::SKP_Silk_SDK_Get_Decoder_Size(&mut size)
+        })?;
+        let mut state = state_buffer(size)?;
+        // SAFETY: `state` holds at least `size` bytes, as the SDK asked for.
+        check("InitDecoder", unsafe {
+            sys::SKP_Silk_SDK_InitDecoder(state.as_mut_ptr().cast::<c_void>())
+        })?;
+        Ok(Self {
+            state,
+            control: sys::SKP_SILK_SDK_DecControlStruct {
+                API_sampleRate: API_RATE as c_int,
+                frameSize: 0,
+                framesPerPacket: 1,
+                moreInternalDecoderFrames: 0,
+                inBandFECOffset: 0,
+            },
+            packet: Box::new([0; MAX_PACKET_BYTES + PACKET_SLACK]),
+            out: Box::new([0; MAX_DECODED_SAMPLES]),
+            frames_per_packet: 1,
+        })
+    }
+
+    /// One call of `SKP_Silk_SDK_Decode` on the staged packet; appends its output to `pcm`.
+    fn decode_call(&mut self, lost: bool, len: usize, pcm: &mut Vec<i16>) -> Result<(), c_int> {
+        debug_assert!(len <= MAX_PACKET_BYTES);
+        let mut n_out = MAX_DECODED_SAMPLES as c_short;
+        // The API rate is reset before every call: the SDK must never see anything else.
+        self.control.API_sampleRate = API_RATE as c_int;
+        // SAFETY: `state` is an initialised decoder state of the size the SDK asked for.
+        // `packet` holds `len` <= MAX_PACKET_BYTES payload bytes followed by at least
+        // PACKET_SLACK zero bytes, covering the SDK's 4-byte read at the start of a packet.
+        // `out` holds MAX_DECODED_SAMPLES samples, the most one call can write at any API rate
+        // (and twice what it writes at 24 kHz).
+        let code = unsafe {
+            sys::SKP_Silk_SDK_Decode(
+                self.state.as_mut_ptr().cast::<c_void>(),
+                &mut self.control,
+                c_int::from(lost),
+                self.packet.as_ptr(),
+                len as c_int,
+                self.out.as_mut_ptr(),
+                &mut n_out,
+            )
+        };
+        if code != 0 {
+            return Err(code);
+        }
+        let n = usize::try_from(n_out).unwrap_or(0).min(MAX_DECODED_SAMPLES);
+        pcm.extend_from_slice(self.out.get(..n).unwrap_or_default());
+        Ok(())
+    }
+
+    /// Decodes one packet (every frame in it) and appends 24 kHz samples to `pcm`.
+    ///
+    /// An empty packet is a lost packet: the SDK conceals it (as many frames as the last
+    /// packet held). `index` is only used for the error.
+    pub(crate) fn decode_packet(
+        &mut self,
+        payload: &[u8],
+        index: usize,
+        pcm: &mut Vec<i16>,
+    ) -> Result<(), SilkError> {
+        let corrupt = |code| SilkError::CorruptPacket {
+            packet: index,
+            code,
+        };
+        if payload.is_empty() {
+            self.packet.fill(0);
+            for _ in 0..self.frames_per_packet {
+                self.decode_call(true, 0, pcm).map_err(corrupt)?;
+            }
+            return Ok(());
+        }
+        let len = payload.len();
+        let Some(staged) = self.packet.get_mut(..len) else {
+            // `format` never yields longer packets; refuse rather than truncate.
+            return Err(SilkError::BadPacketLength {
+                offset: 0,
+                packet: index,
+                length: i16::try_from(len).unwrap_or(i16::MAX),
+                max: MAX_PACKET_BYTES,
+            });
+        };
+        staged.copy_from_slice(payload);
+        if let Some(tail) = self.packet.get_mut(len..) {
+            tail.fill(0);
+        }
+        let mut frames = 0;
+        loop {
+            self.decode_call(false, len, pcm).map_err(corrupt)?;
+            frames += 1;
+            if self.control.moreInternalDecoderFrames == 0 || frames == MAX_FRAMES_PER_PACKET {
+                break;
+            }
+        }
+        self.frames_per_packet = frames;
+        Ok(())
+    }
+}
+
+/// A SILK encoder taking 24 kHz mono PCM, one 20 ms frame per packet.
+pub(crate) struct Encoder {
+    state: Vec<u64>,
+    control: sys::SKP_SILK_SDK_EncControlStruct,
+    out: Box<[u8; MAX_ENCODED_BYTES]>,
+}
+
+impl Encoder {
+    /// A fresh encoder. `bitrate` and `complexity` are validated by the caller
+    /// (`encode::EncodeOptions`); the SDK re-checks them and its error is returned.
+    pub(crate) fn new(bitrate: u32, complexity: u8) -> Result<Self, SilkError> {
+        let mut size: c_int = 0;
+        // SAFETY: writes one c_int through a valid pointer.
+        check("Get_Encoder_Size", unsafe {
+            sys::SKP_Silk_SDK_Get_Encoder_Size(&mut size)
+        })?;
+        let mut state = state_buffer(size)?;
+        let mut status = sys::SKP_SILK_SDK_EncControlStruct {
+            API_sampleRate: 0,
+            maxInternalSampleRate: 0,
+            packetSize: 0,
+            bitRate: 0,
+            packetLossPercentage: 0,
+            complexity: 0,
+            useInBandFEC: 0,
+            useDTX: 0,
+        };
+        // SAFETY: `state` holds at least `size` bytes; `status` is a valid struct to write.
+        check("InitEncoder", unsafe {
+            sys::SKP_Silk_SDK_InitEncoder(state.as_mut_ptr().cast::<c_void>(), &mut status)
+        })?;
+        Ok(Self {
+            state,
+            control: sys::SKP_SILK_SDK_EncControlStruct {
+                API_sampleRate: API_RATE as c_int,
+                maxInternalSampleRate: API_RATE as c_int,
+                packetSize: FRAME_SAMPLES as c_int,
+                bitRate: c_int::try_from(bitrate).unwrap_or(c_int::MAX),
+                packetLossPercentage: 0,
+                complexity: c_int::from(complexity),
+                useInBandFEC: 0,
+                useDTX: 0,
+            },
+            out: Box::new([0; MAX_ENCODED_BYTES]),
+        })
+    }
+
+    /// Encodes exactly one 20 ms frame; returns the packet payload (possibly empty if the SDK
+    /// produced none for this frame).
+    pub(crate) fn encode_frame(
+        &mut self,
+        frame: &[i16; FRAME_SAMPLES],
+    ) -> Result<&[u8], SilkError> {
+        let mut n_out = MAX_ENCODED_BYTES as c_short;
+        // SAFETY: `state` is an initialised encoder state; `frame` holds FRAME_SAMPLES samples
+        // (exactly one 20 ms packet at the 24 kHz API rate in `control`); `out` holds
+        // MAX_ENCODED_BYTES bytes and the SDK is told so through `n_out`.
+        let code = unsafe {
+            sys::SKP_Silk_SDK_Encode(
+                self.state.as_mut_ptr().cast::<c_void>(),
+                &self.control,
+                frame.as_ptr(),
+                FRAME_SAMPLES as c_int,
+                self.out.as_mut_ptr(),
+                &mut n_out,
+            )
+        };
+        check("Encode", code)?;
+        let n = usize::try_from(n_out).unwrap_or(0).min(MAX_PACKET_BYTES);
+        Ok(self.out.get(..n).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_packet_before_any_audio_gives_one_silent_frame() {
+        let mut dec = Decoder::new().unwrap();
+        let mut pcm = Vec::new();
+        dec.decode_packet(&[], 0, &mut pcm).unwrap();
+        assert_eq!(pcm.len(), FRAME_SAMPLES);
+    }
+
+    #[test]
+    fn one_byte_packet_reads_only_our_buffer() {
+        // Under ASan (or Miri-less plain runs) this must neither crash nor read past the input.
+        let mut dec = Decoder::new().unwrap();
+        let mut pcm = Vec::new();
+        for b in [0u8, 0x55, 0xff] {
+            let _ = dec.decode_packet(&[b], 0, &mut pcm);
+        }
+        assert!(pcm.len() <= 3 * MAX_FRAMES_PER_PACKET * FRAME_SAMPLES);
+    }
+
+    #[test]
+    fn encoder_emits_one_packet_per_frame() {
+        let mut enc = Encoder::new(24_000, 2).unwrap();
+        let frame = [0i16; FRAME_SAMPLES];
+        for _ in 0..5 {
+            let packet = enc.encode_frame(&frame).unwrap();
+            assert!(!packet.is_empty());
+            assert!(packet.len() <= MAX_PACKET_BYTES);
+        }
+    }
+}
