@@ -1,0 +1,144 @@
+//! Configuration of the emulator: timings, response shapes and server policies.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::qr::QrStep;
+
+/// How `getuploadurl` tells the client where to upload.
+///
+/// The live server answered with `upload_param` until about March 2026 and with
+/// `upload_full_url` (carrying extra query parameters such as `taskid`) since then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadUrlMode {
+    /// Only `upload_full_url` (the current live behaviour).
+    FullUrl,
+    /// Only `upload_param` and an empty `thumb_upload_param` (the legacy behaviour).
+    ParamOnly,
+    /// Both `upload_param` and `upload_full_url`.
+    Both,
+    /// Alternate between [`UploadUrlMode::FullUrl`] and [`UploadUrlMode::ParamOnly`],
+    /// starting with `ParamOnly`, so that one test run exercises both paths.
+    Alternate,
+}
+
+/// Whether inbound media carries `media.full_url` next to `encrypt_query_param`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullUrlMode {
+    /// Never send `full_url`.
+    Never,
+    /// Always send `full_url`.
+    Always,
+    /// Alternate, starting without `full_url`.
+    Alternate,
+}
+
+/// Burst throttling: more than `max_sends` delivered messages per bot within `window`
+/// makes further sends fail with `ret:-2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BurstPolicy {
+    /// How many messages a bot may send within the window.
+    pub max_sends: u32,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+/// Configuration of a [`Sim`](crate::Sim).
+///
+/// Every policy is an `Option` or a flag so that tests can switch it off; the defaults
+/// are what the live server is reported to do (PROTOCOL.md §14.4, §16, §19).
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Path prefix the server is advertised under, e.g. `"/prefix"`; `base_url()` includes it.
+    /// Requests are routed by their `ilink/bot/...` suffix, so they work with or without it.
+    pub path_prefix: String,
+    /// How long a `getupdates` long-poll is held when no message arrives, and the value
+    /// advertised in `longpolling_timeout_ms`. The server answers a little *before* this
+    /// (see [`SimConfig::longpoll_margin`]), as a compatible server must (§4).
+    pub longpolling_timeout: Duration,
+    /// How much earlier than `longpolling_timeout` an empty poll is answered.
+    pub longpoll_margin: Duration,
+    /// Whether `getupdates` responses carry `longpolling_timeout_ms`.
+    pub advertise_longpolling_timeout: bool,
+    /// Whether successful `getupdates` responses carry `"ret":0` (live captures do not).
+    pub getupdates_ret: bool,
+    /// The `Content-Type` of JSON responses. The live server has been seen serving JSON
+    /// as `application/octet-stream`, which is the default here so clients do not depend on it.
+    pub json_content_type: String,
+    /// How `getuploadurl` answers.
+    pub upload_url_mode: UploadUrlMode,
+    /// Whether inbound media carries `full_url`.
+    pub inbound_full_url: FullUrlMode,
+    /// Seed for every random value (ids, keys, tokens). `None` draws one from the OS.
+    pub seed: Option<u64>,
+    /// Replies allowed per inbound message before `ret:-2` (about 10 on the live server).
+    pub reply_limit: Option<u32>,
+    /// How long after the user's last message the bot may still reply (24 h live).
+    pub reply_window: Option<Duration>,
+    /// Burst throttling; `None` disables it.
+    pub burst: Option<BurstPolicy>,
+    /// Age after which a bot token goes stale (`-14`); about 30 days live.
+    pub token_lifetime: Option<Duration>,
+    /// "One WeChat user is bound to one bot": a new login of the same user makes the
+    /// older bot's token stale.
+    pub one_bot_per_user: bool,
+    /// Whether sendmessage needs a `context_token` (the live server answers `ret:-2` without one).
+    pub require_context_token: bool,
+    /// Wrong verify codes allowed before `verify_code_blocked`.
+    pub qr_max_verify_attempts: u32,
+    /// The QR script used for a QR code when no script was queued with
+    /// [`QrControl::script`](crate::QrControl::script).
+    pub default_qr_script: Vec<QrStep>,
+    /// Largest request body accepted (CDN uploads included), in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            path_prefix: String::new(),
+            longpolling_timeout: Duration::from_secs(35),
+            longpoll_margin: Duration::from_millis(100),
+            advertise_longpolling_timeout: true,
+            getupdates_ret: false,
+            json_content_type: "application/octet-stream".to_owned(),
+            upload_url_mode: UploadUrlMode::Alternate,
+            inbound_full_url: FullUrlMode::Alternate,
+            seed: None,
+            reply_limit: Some(10),
+            reply_window: Some(Duration::from_secs(24 * 3600)),
+            burst: Some(BurstPolicy {
+                max_sends: 30,
+                window: Duration::from_secs(10),
+            }),
+            token_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
+            one_bot_per_user: true,
+            require_context_token: true,
+            qr_max_verify_attempts: 3,
+            default_qr_script: vec![
+                QrStep::Wait,
+                QrStep::Scan,
+                QrStep::Confirm {
+                    user_id: "o9sim_default_user@im.wechat".to_owned(),
+                },
+            ],
+            max_body_bytes: 110 * 1024 * 1024,
+        }
+    }
+}
+
+impl SimConfig {
+    /// A configuration for tests: a short long-poll (`hold`), a fixed seed and otherwise
+    /// the defaults.
+    pub fn for_tests(hold: Duration) -> Self {
+        Self {
+            longpolling_timeout: hold,
+            longpoll_margin: Duration::from_millis(20).min(hold / 4),
+            seed: Some(0x11AB_5EED),
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Fault injection: queued, counted faults per endpoint.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An endpoint of the emulated server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `POST ilink/bot/getupdates`
+    GetUpdates,
+    /// `POST ilink/bot/sendmessage`
+    SendMessage,
+    /// `POST ilink/bot/getuploadurl`
+    GetUploadUrl,
+    /// `POST ilink/bot/getconfig`
+    GetConfig,
+    /// `POST ilink/bot/sendtyping`
+    SendTyping,
+    /// `POST ilink/bot/msg/notifystart`
+    NotifyStart,
+    /// `POST ilink/bot/msg/notifystop`
+    NotifyStop,
+    /// `POST`/`GET ilink/bot/get_bot_qrcode`
+    GetBotQrcode,
+    /// `GET ilink/bot/get_qrcode_status`
+    GetQrcodeStatus,
+    /// `POST …/c2c/upload`
+    CdnUpload,
+    /// `GET …/c2c/download`
+    CdnDownload,
+}
+
+impl Endpoint {
+    /// The endpoint a path (`…/ilink/bot/<name>`, `…/upload`, `…/download`) is routed to.
+    pub fn from_path(path: &str) -> Option<Self> {
+        if let Some(i) = path.find("/ilink/bot/") {
+            let name = path.get(i + "/ilink/bot/".len()..)?;
+            return Some(match name.trim_end_matches('/') {
+                "getupdates" => Self::GetUpdates,
+                "sendmessage" => Self::SendMessage,
+                "getuploadurl" => Self::GetUploadUrl,
+                "getconfig" => Self::GetConfig,
+                "sendtyping" => Self::SendTyping,
+                "msg/notifystart" => Self::NotifyStart,
+                "msg/notifystop" => Self::NotifyStop,
+                "get_bot_qrcode" => Self::GetBotQrcode,
+                "get_qrcode_status" => Self::GetQrcodeStatus,
+                _ => return None,
+            });
+        }
+        if path.ends_with("/upload") {
+            Some(Self::CdnUpload)
+        } else if path.ends_with("/download") {
+            Some(Self::CdnDownload)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the endpoint needs the Bearer token.
+    pub fn authenticated(self) -> bool {
+        !matches!(
+            self,
+            Self::GetBotQrcode | Self::GetQrcodeStatus | Self::CdnUpload | Self::CdnDownload
+        )
+    }
+}
+
+/// A fault the emulator applies to the next matching request(s).
+///
+/// Faults that corrupt the *response* (`ConnectionReset`, `TruncatedBody`, `EmptyBody`)
+/// are applied after the request was processed, as when a response is lost on the way:
+/// a sendmessage hit by them **was delivered**. Faults that replace the answer
+/// (`Status`, `StaleToken`, `Overloaded`) are applied before: nothing was processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer with this HTTP status and a short text body (e.g. 500, 502, or 524 like the
+    /// gateway timeout seen live).
+    Status(u16),
+    /// Wait this long, then answer normally.
+    Latency(#[serde(with = "duration_ms")] Duration),
+    /// Close the connection without answering.
+    ConnectionReset,
+    /// Send the headers and half of the body, then close the connection.
+    TruncatedBody,
+    /// HTTP 200 with an empty body.
+    EmptyBody,
+    /// HTTP 200 `{"errcode":-14,"errmsg":"session timeout"}`.
+    StaleToken,
+    /// HTTP 200 `{"ret":-2}` plus `errmsg` when given.
+    Overloaded(Option<String>),
+    /// getupdates only: serve the next non-empty batch but return the old cursor, so the
+    /// next poll delivers the same messages again.
+    DuplicateBatch,
+    /// getupdates only: the next non-empty batch holds every message twice.
+    DuplicateMessage,
+    /// CDN upload only: HTTP 200 without the `x-encrypted-param` header.
+    MissingEncryptedParam,
+}
+
+impl Fault {
+    /// The gateway timeout seen on getupdates (HTTP 524).
+    pub fn gateway_timeout() -> Self {
+        Self::Status(524)
+    }
+
+    pub(crate) fn is_duplicate(&self) -> bool {
+        matches!(self, Self::DuplicateBatch | Self::DuplicateMessage)
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Faults waiting per endpoint, each with a remaining count.
+#[derive(Debug, Default)]
+pub(crate) struct FaultQueue {
+    queues: HashMap<Endpoint, VecDeque<(Fault, u32)>>,
+}
+
+impl FaultQueue {
+    pub(crate) fn push(&mut self, endpoint: Endpoint, fault: Fault, times: u32) {
+        if times > 0 {
+            self.queues
+                .entry(endpoint)
+                .or_default()
+                .push_back((fault, times));
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.queues.clear();
+    }
+
+    pub(crate) fn pending(&self) -> Vec<(Endpoint, Fault, u32)> {
+        self.queues
+            .iter()
+            .flat_map(|(e, q)| q.iter().map(|(f, n)| (*e, f.clone(), *n)))
+            .collect()
+    }
+
+    /// Takes one occurrence of the first queued fault for `endpoint` that `accept` admits.
+    pub(crate) fn take(
+        &mut self,
+        endpoint: Endpoint,
+        accept: impl Fn(&Fault) -> bool,
+    ) -> Option<Fault> {
+        let q = self.queues.get_mut(&endpoint)?;
+        let idx = q.iter().position(|(f, _)| accept(f))?;
+        let entry = q.get_mut(idx)?;
+        let fault = entry.0.clone();
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 == 0 {
+            q.remove(idx);
+        }
+        Some(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_paths_with_and_without_prefix() {
+        assert_eq!(
+            Endpoint::from_path("/ilink/bot/getupdates"),
+            Some(Endpoint::GetUpdates)
+        );
+        assert_eq!(
+            Endpoint::from_path("/prefix/ilink/bot/msg/notifystart"),
+            Some(Endpoint::NotifyStart)
+        );
+        assert_eq!(
+            Endpoint::from_path("/c2c/upload"),
+            Some(Endpoint::CdnUpload)
+        );
+        assert_eq!(Endpoint::from_path("/ilink/bot/nope"), None);
+    }
+
+    #[test]
+    fn faults_are_counted() {
+        let mut q = FaultQueue::default();
+        q.push(Endpoint::GetUpdates, Fault::Status(500), 2);
+        q.push(Endpoint::GetUpdates, Fault::DuplicateBatch, 1);
+        assert_eq!(
+            q.take(Endpoint::GetUpdates, |f| !f.is_duplicate()),
+            Some(Fault::Status(500))
+        );
+        assert_eq!(
+            q.take(Endpoint::GetUpdates, |f| !f.is_duplicate()),
+            Some(Fault::Status(500))
+        );
+        assert_eq!(q.take(Endpoint::GetUpdates, |f| !f.is_duplicate()), None);
+        assert_eq!(
+            q.take(Endpoint::GetUpdates, Fault::is_duplicate),
+            Some(Fault::DuplicateBatch)
+        );
+        assert!(q.pending().is_empty());
+    }
+
+    #[test]
+    fn fault_json_shape() {
+        let v = serde_json::to_value(Fault::Latency(Duration::from_millis(250))).unwrap();
+        assert_eq!(v, serde_json::json!({"kind":"latency","value":250}));
+        let f: Fault =
+            serde_json::from_value(serde_json::json!({"kind":"status","value":524})).unwrap();
+        assert_eq!(f, Fault::gateway_timeout());
+        let f: Fault =
+            serde_json::from_value(serde_json::json!({"kind":"connection_reset"})).unwrap();
+        assert_eq!(f, Fault::ConnectionReset);
+    }
+}

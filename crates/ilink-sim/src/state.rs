@@ -1,0 +1,740 @@
+//! The emulator's state and the server-side rules, independent of HTTP.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use ilink_crypto::MediaKey;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::config::{FullUrlMode, SimConfig};
+use crate::fault::FaultQueue;
+use crate::model::{
+    BotAccount, Delivered, DropReason, Dropped, Inbound, RequestRecord, TypingEvent, TypingState,
+    UploadRecord,
+};
+use crate::qr::{QrSession, QrStep};
+use crate::rng::Rng;
+use crate::wire;
+
+/// Everything the server tasks and the handles share.
+pub(crate) struct Shared {
+    pub(crate) config: SimConfig,
+    pub(crate) clock: Clock,
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: Mutex<State>,
+    /// Woken when a bot's update stream grows.
+    pub(crate) inbox_changed: Notify,
+    /// Woken when something is delivered or dropped.
+    pub(crate) activity: Notify,
+}
+
+impl std::fmt::Debug for Shared {
+    // The state holds tokens and keys: show only where the server listens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way
+        // that matters for a test server; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub(crate) fn base_url(&self) -> String {
+        let prefix = self.config.path_prefix.trim_matches('/');
+        if prefix.is_empty() {
+            format!("http://{}/", self.addr)
+        } else {
+            format!("http://{}/{prefix}/", self.addr)
+        }
+    }
+
+    pub(crate) fn cdn_base_url(&self) -> String {
+        format!("http://{}/c2c", self.addr)
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+pub(crate) struct Bot {
+    pub(crate) account: BotAccount,
+    pub(crate) created_ms: u64,
+    pub(crate) stale: bool,
+    pub(crate) inbox: Vec<Value>,
+    /// The furthest position a client confirmed by sending its cursor back.
+    pub(crate) acked: u64,
+    pub(crate) notify_started: u32,
+    pub(crate) notify_stopped: u32,
+}
+
+#[derive(Default)]
+struct Conv {
+    last_inbound_ms: u64,
+    replies: u32,
+}
+
+pub(crate) struct PendingUpload {
+    pub(crate) filekey: String,
+    pub(crate) media_type: u64,
+    pub(crate) to_user_id: String,
+    pub(crate) rawsize: u64,
+    pub(crate) filesize: u64,
+    pub(crate) rawfilemd5: String,
+    pub(crate) key: MediaKey,
+}
+
+pub(crate) struct CdnObject {
+    pub(crate) ciphertext: Bytes,
+}
+
+/// Why a request's token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthError {
+    Missing,
+    Unknown,
+    Stale,
+}
+
+pub(crate) struct State {
+    pub(crate) rng: Rng,
+    next_id: u64,
+    pub(crate) bots: BTreeMap<String, Bot>,
+    tokens: HashMap<String, String>,
+    convs: HashMap<(String, String), Conv>,
+    /// context_token -> (bot, user)
+    ctx_tokens: HashMap<String, (String, String)>,
+    typing_tickets: HashMap<String, (String, String)>,
+    pub(crate) typing: HashMap<String, TypingState>,
+    pub(crate) typing_events: Vec<TypingEvent>,
+    pub(crate) inbound: Vec<Inbound>,
+    pub(crate) delivered: Vec<Delivered>,
+    pub(crate) dropped: Vec<Dropped>,
+    client_ids: HashSet<(String, String)>,
+    sends: HashMap<String, VecDeque<u64>>,
+    pub(crate) uploads: Vec<UploadRecord>,
+    pub(crate) pending_uploads: HashMap<String, PendingUpload>,
+    pub(crate) cdn: HashMap<String, CdnObject>,
+    pub(crate) requests: Vec<RequestRecord>,
+    pub(crate) faults: FaultQueue,
+    pub(crate) qr_sessions: Vec<QrSession>,
+    pub(crate) qr_scripts: VecDeque<Vec<QrStep>>,
+    pub(crate) upload_url_calls: u64,
+    inbound_media: u64,
+}
+
+/// A validated sendmessage that passed every check.
+pub(crate) type SendOutcome = (Value, Result<Delivered, DropReason>);
+
+fn ret2(errmsg: Option<&str>) -> Value {
+    match errmsg {
+        Some(m) => json!({"ret": -2, "errmsg": m}),
+        None => json!({"ret": -2}),
+    }
+}
+
+/// The body the live server answers a stale or missing token with.
+pub(crate) fn stale_token_body() -> Value {
+    json!({"errcode": -14, "errmsg": "session timeout"})
+}
+
+impl State {
+    pub(crate) fn new(config: &SimConfig) -> Self {
+        let mut rng = Rng::new(config.seed);
+        let next_id = 7_448_678_501_208_393_123 + rng.below(1_000_000_000_000);
+        Self {
+            rng,
+            next_id,
+            bots: BTreeMap::new(),
+            tokens: HashMap::new(),
+            convs: HashMap::new(),
+            ctx_tokens: HashMap::new(),
+            typing_tickets: HashMap::new(),
+            typing: HashMap::new(),
+            typing_events: Vec::new(),
+            inbound: Vec::new(),
+            delivered: Vec::new(),
+            dropped: Vec::new(),
+            client_ids: HashSet::new(),
+            sends: HashMap::new(),
+            uploads: Vec::new(),
+            pending_uploads: HashMap::new(),
+            cdn: HashMap::new(),
+            requests: Vec::new(),
+            faults: FaultQueue::default(),
+            qr_sessions: Vec::new(),
+            qr_scripts: VecDeque::new(),
+            upload_url_calls: 0,
+            inbound_media: 0,
+        }
+    }
+
+    /// A fresh server message id above 2^53.
+    pub(crate) fn next_message_id(&mut self) -> u64 {
+        self.next_id = self.next_id.saturating_add(1 + self.rng.below(4096));
+        self.next_id
+    }
+
+    // ---- accounts -------------------------------------------------------------------
+
+    /// Creates a bot account. With `user_id` and the one-bot-per-user rule, older bots of
+    /// that user go stale.
+    pub(crate) fn provision_bot(
+        &mut self,
+        config: &SimConfig,
+        user_id: Option<&str>,
+        now: u64,
+    ) -> BotAccount {
+        let bot_id = format!("{}@im.bot", self.rng.hex(6));
+        let token = format!(
+            "{}@im.bot:{}",
+            bot_id.trim_end_matches("@im.bot"),
+            self.rng.hex(24)
+        );
+        if let (Some(user), true) = (user_id, config.one_bot_per_user) {
+            for bot in self.bots.values_mut() {
+                if bot.account.user_id.as_deref() == Some(user) {
+                    bot.stale = true;
+                }
+            }
+        }
+        let account = BotAccount {
+            bot_id: bot_id.clone(),
+            token: token.clone(),
+            user_id: user_id.map(str::to_owned),
+        };
+        self.tokens.insert(token, bot_id.clone());
+        self.bots.insert(
+            bot_id,
+            Bot {
+                account: account.clone(),
+                created_ms: now,
+                stale: false,
+                inbox: Vec::new(),
+                acked: 0,
+                notify_started: 0,
+                notify_stopped: 0,
+            },
+        );
+        account
+    }
+
+    /// The bot a Bearer token belongs to, if the token is live.
+    pub(crate) fn authenticate(
+        &self,
+        config: &SimConfig,
+        token: Option<&str>,
+        now: u64,
+    ) -> Result<String, AuthError> {
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)?;
+        let bot_id = self.tokens.get(token).ok_or(AuthError::Unknown)?;
+        let bot = self.bots.get(bot_id).ok_or(AuthError::Unknown)?;
+        let too_old = config.token_lifetime.is_some_and(|life| {
+            now.saturating_sub(bot.created_ms)
+                >= u64::try_from(life.as_millis()).unwrap_or(u64::MAX)
+        });
+        if bot.stale || too_old {
+            return Err(AuthError::Stale);
+        }
+        Ok(bot_id.clone())
+    }
+
+    pub(crate) fn expire_token(&mut self, bot_id: &str) -> bool {
+        match self.bots.get_mut(bot_id) {
+            Some(bot) => {
+                bot.stale = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ---- inbound --------------------------------------------------------------------
+
+    fn new_context_token(&mut self) -> String {
+        // Shaped like the live tokens: a fixed binary header then random bytes, base64.
+        let mut raw = vec![0x00, 0x04, 0x73, 0x25, 0x60, 0x05, 0x00, 0x00, 0x01, 0x00];
+        raw.extend(self.rng.bytes(86));
+        STANDARD.encode(raw)
+    }
+
+    /// Queues an inbound message from `user_id` to `bot_id` with the given items.
+    pub(crate) fn push_inbound(
+        &mut self,
+        bot_id: &str,
+        user_id: &str,
+        items: Vec<Value>,
+        now: u64,
+    ) -> Option<Inbound> {
+        if !self.bots.contains_key(bot_id) {
+            return None;
+        }
+        let message_id = self.next_message_id();
+        let context_token = self.new_context_token();
+        let client_id = format!(
+            "mmassistant_bypmsg_inbox_{}mm{}@weclaw_2_{}",
+            self.rng.hex(16),
+            user_id.trim_end_matches("@im.wechat"),
+            now / 1000
+        );
+        let items: Vec<Value> = items
+            .into_iter()
+            .map(|mut item| {
+                if let Some(obj) = item.as_object_mut() {
+                    let msg_id = format!("v1:{}", self.rng.next_u64() >> 1);
+                    obj.entry("create_time_ms").or_insert(json!(now));
+                    obj.entry("update_time_ms").or_insert(json!(now));
+                    obj.entry("is_completed").or_insert(json!(true));
+                    obj.entry("msg_id").or_insert(json!(msg_id));
+                    obj.entry("button_item_list").or_insert(json!([]));
+                    obj.entry("at_bot_username_list").or_insert(json!([]));
+                }
+                item
+            })
+            .collect();
+        let bot = self.bots.get_mut(bot_id)?;
+        let seq = bot.inbox.len() as u64 + 1;
+        let message = json!({
+            "seq": seq,
+            "message_id": message_id,
+            "from_user_id": user_id,
+            "to_user_id": bot_id,
+            "client_id": client_id,
+            "create_time_ms": now,
+            "update_time_ms": now,
+            "delete_time_ms": 0,
+            "session_id": "",
+            "group_id": "",
+            "message_type": 1,
+            "message_state": 2,
+            "item_list": items,
+            "context_token": context_token,
+            "root_id": 0,
+            "parent_id": 0,
+        });
+        bot.inbox.push(message.clone());
+        let conv = self
+            .convs
+            .entry((bot_id.to_owned(), user_id.to_owned()))
+            .or_default();
+        conv.last_inbound_ms = now;
+        conv.replies = 0;
+        self.ctx_tokens.insert(
+            context_token.clone(),
+            (bot_id.to_owned(), user_id.to_owned()),
+        );
+        let inbound = Inbound {
+            message_id,
+            seq,
+            from_user_id: user_id.to_owned(),
+            bot_id: bot_id.to_owned(),
+            context_token,
+            message,
+        };
+        self.inbound.push(inbound.clone());
+        Some(inbound)
+    }
+
+    /// Queues a message exactly as given (for payloads the emulator would not make).
+    pub(crate) fn push_raw(&mut self, bot_id: &str, message: Value) -> Option<u64> {
+        let bot = self.bots.get_mut(bot_id)?;
+        bot.inbox.push(message);
+        Some(bot.inbox.len() as u64)
+    }
+
+    /// Encrypts `plain` with a fresh key, stores it on the CDN and builds the `CDNMedia`
+    /// object. Returns `(media, key)`.
+    pub(crate) fn store_inbound_media(
+        &mut self,
+        config: &SimConfig,
+        cdn_base: &str,
+        plain: &[u8],
+        aes_key_of_hex: bool,
+    ) -> (Value, MediaKey) {
+        let key = MediaKey::from_bytes(self.rng.key16());
+        let ciphertext = ilink_crypto::encrypt(&key, plain);
+        let param = self.rng.b64(48);
+        self.cdn.insert(
+            param.clone(),
+            CdnObject {
+                ciphertext: Bytes::from(ciphertext),
+            },
+        );
+        let aes_key = if aes_key_of_hex {
+            key.to_base64_of_hex()
+        } else {
+            key.to_base64()
+        };
+        let mut media = json!({
+            "encrypt_query_param": param,
+            "aes_key": aes_key,
+            "encrypt_type": 1,
+        });
+        let n = self.inbound_media;
+        self.inbound_media += 1;
+        let full = match config.inbound_full_url {
+            FullUrlMode::Never => false,
+            FullUrlMode::Always => true,
+            FullUrlMode::Alternate => n % 2 == 1,
+        };
+        if full && let Some(obj) = media.as_object_mut() {
+            obj.insert(
+                "full_url".into(),
+                json!(format!(
+                    "{cdn_base}/download?encrypted_query_param={}",
+                    wire::percent_encode(&param)
+                )),
+            );
+        }
+        (media, key)
+    }
+
+    // ---- getupdates -----------------------------------------------------------------
+
+    /// Where a poll with `cursor` starts, for `bot_id`.
+    pub(crate) fn cursor_position(&mut self, bot_id: &str, cursor: &str) -> u64 {
+        let Some(bot) = self.bots.get_mut(bot_id) else {
+            return 0;
+        };
+        let len = bot.inbox.len() as u64;
+        match wire::decode_cursor(cursor) {
+            Some((pos, owner)) if owner.split(':').next() == Some(bot_id) => {
+                let pos = pos.min(len);
+                bot.acked = bot.acked.max(pos);
+                pos
+            }
+            // "" or a cursor this server did not make: resume after what was confirmed.
+            _ => bot.acked.min(len),
+        }
+    }
+
+    pub(crate) fn messages_from(&self, bot_id: &str, position: u64) -> (Vec<Value>, u64) {
+        match self.bots.get(bot_id) {
+            Some(bot) => {
+                let start = usize::try_from(position).unwrap_or(usize::MAX);
+                let msgs = bot
+                    .inbox
+                    .get(start..)
+                    .map(<[Value]>::to_vec)
+                    .unwrap_or_default();
+                (msgs, bot.inbox.len() as u64)
+            }
+            None => (Vec::new(), position),
+        }
+    }
+
+    pub(crate) fn cursor_for(&self, bot_id: &str, position: u64, now: u64) -> String {
+        let token = self
+            .bots
+            .get(bot_id)
+            .map(|b| b.account.token.as_str())
+            .unwrap_or_default();
+        wire::encode_cursor(bot_id, token, position, now)
+    }
+
+    // ---- sendmessage ----------------------------------------------------------------
+
+    fn drop_msg(
+        &mut self,
+        reason: DropReason,
+        bot_id: Option<&str>,
+        raw: &Value,
+        answered: Value,
+        now: u64,
+    ) -> SendOutcome {
+        let to_user_id = raw
+            .get("msg")
+            .and_then(|m| m.get("to_user_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.dropped.push(Dropped {
+            reason: reason.clone(),
+            bot_id: bot_id.map(str::to_owned),
+            to_user_id,
+            answered: answered.clone(),
+            raw: raw.clone(),
+            at_ms: now,
+        });
+        (answered, Err(reason))
+    }
+
+    /// Records a sendmessage that never reached the checks (bad token, injected fault).
+    pub(crate) fn record_unprocessed_send(
+        &mut self,
+        reason: DropReason,
+        bot_id: Option<&str>,
+        raw: &Value,
+        answered: Value,
+        now: u64,
+    ) {
+        let _ = self.drop_msg(reason, bot_id, raw, answered, now);
+    }
+
+    /// Applies every rule of the live server to a sendmessage body from `bot_id`.
+    pub(crate) fn send_message(
+        &mut self,
+        config: &SimConfig,
+        bot_id: &str,
+        raw: &Value,
+        now: u64,
+    ) -> SendOutcome {
+        let ok_no_id = json!({"ret": 0});
+        let invalid = ret2(Some("invalid arguments"));
+        let bot = Some(bot_id);
+        if raw.is_null() {
+            return self.drop_msg(DropReason::MalformedJson, bot, raw, invalid, now);
+        }
+        let Some(msg) = raw.get("msg").filter(|m| m.is_object()) else {
+            return self.drop_msg(DropReason::MissingMsg, bot, raw, invalid, now);
+        };
+        if !raw.get("base_info").is_some_and(Value::is_object) {
+            return self.drop_msg(DropReason::MissingBaseInfo, bot, raw, ok_no_id, now);
+        }
+        if msg.get("from_user_id").and_then(Value::as_str) != Some("") {
+            return self.drop_msg(DropReason::FromUserIdNotEmpty, bot, raw, ok_no_id, now);
+        }
+        let client_id = match msg.get("client_id").and_then(Value::as_str) {
+            Some(c) if !c.is_empty() => c.to_owned(),
+            _ => return self.drop_msg(DropReason::MissingClientId, bot, raw, ok_no_id, now),
+        };
+        if msg.get("message_type").and_then(Value::as_i64) != Some(2) {
+            return self.drop_msg(DropReason::WrongMessageType, bot, raw, ok_no_id, now);
+        }
+        if msg.get("message_state").and_then(Value::as_i64) != Some(2) {
+            return self.drop_msg(DropReason::WrongMessageState, bot, raw, ok_no_id, now);
+        }
+        let to_user = match msg.get("to_user_id").and_then(Value::as_str) {
+            Some(u) if !u.is_empty() => u.to_owned(),
+            _ => return self.drop_msg(DropReason::MissingRecipient, bot, raw, invalid, now),
+        };
+        let item = match msg.get("item_list").and_then(Value::as_array) {
+            None => return self.drop_msg(DropReason::NoItems, bot, raw, ok_no_id, now),
+            Some(list) if list.is_empty() => {
+                return self.drop_msg(DropReason::NoItems, bot, raw, ok_no_id, now);
+            }
+            Some(list) if list.len() > 1 => {
+                return self.drop_msg(DropReason::MultipleItems, bot, raw, invalid, now);
+            }
+            Some(list) => list.first().cloned().unwrap_or(Value::Null),
+        };
+        if !item_is_valid(&item) {
+            return self.drop_msg(DropReason::InvalidItem, bot, raw, invalid, now);
+        }
+        let context_token = msg
+            .get("context_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        match &context_token {
+            None if config.require_context_token => {
+                return self.drop_msg(DropReason::MissingContextToken, bot, raw, ret2(None), now);
+            }
+            None => {}
+            Some(tok) => {
+                let owner_ok = self
+                    .ctx_tokens
+                    .get(tok)
+                    .is_some_and(|(b, u)| b == bot_id && *u == to_user);
+                if !owner_ok {
+                    return self.drop_msg(
+                        DropReason::InvalidContextToken,
+                        bot,
+                        raw,
+                        ret2(Some("prepare failed")),
+                        now,
+                    );
+                }
+            }
+        }
+        if self
+            .client_ids
+            .contains(&(bot_id.to_owned(), client_id.clone()))
+        {
+            return self.drop_msg(DropReason::DuplicateClientId, bot, raw, ok_no_id, now);
+        }
+        let conv_key = (bot_id.to_owned(), to_user.clone());
+        let (last_inbound, replies) = self
+            .convs
+            .get(&conv_key)
+            .map(|c| (Some(c.last_inbound_ms), c.replies))
+            .unwrap_or((None, 0));
+        if let Some(window) = config.reply_window {
+            let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+            // No conversation at all: the user never started one, so nothing may be sent.
+            let expired = last_inbound.is_none_or(|t| now.saturating_sub(t) > window_ms);
+            if expired {
+                return self.drop_msg(DropReason::ReplyWindowExpired, bot, raw, ret2(None), now);
+            }
+        }
+        if config.reply_limit.is_some_and(|limit| replies >= limit) {
+            return self.drop_msg(DropReason::ReplyLimitReached, bot, raw, ret2(None), now);
+        }
+        if let Some(burst) = config.burst {
+            let window_ms = u64::try_from(burst.window.as_millis()).unwrap_or(u64::MAX);
+            let sends = self.sends.entry(bot_id.to_owned()).or_default();
+            while sends
+                .front()
+                .is_some_and(|t| now.saturating_sub(*t) >= window_ms)
+            {
+                sends.pop_front();
+            }
+            if sends.len() >= usize::try_from(burst.max_sends).unwrap_or(usize::MAX) {
+                return self.drop_msg(DropReason::Throttled, bot, raw, ret2(None), now);
+            }
+        }
+        if let Err(reason) = self.check_media(&item) {
+            return self.drop_msg(reason, bot, raw, ok_no_id, now);
+        }
+        // Delivered.
+        let message_id = self.next_message_id();
+        self.client_ids
+            .insert((bot_id.to_owned(), client_id.clone()));
+        self.sends
+            .entry(bot_id.to_owned())
+            .or_default()
+            .push_back(now);
+        self.convs.entry(conv_key).or_default().replies += 1;
+        let delivered = Delivered {
+            message_id,
+            bot_id: bot_id.to_owned(),
+            to_user_id: to_user,
+            client_id,
+            context_token,
+            run_id: msg.get("run_id").and_then(Value::as_str).map(str::to_owned),
+            item,
+            raw: raw.clone(),
+            at_ms: now,
+        };
+        self.delivered.push(delivered.clone());
+        (json!({"ret": 0, "message_id": message_id}), Ok(delivered))
+    }
+
+    /// Media in an outbound item must be on the CDN and decrypt with the item's key.
+    fn check_media(&self, item: &Value) -> Result<(), DropReason> {
+        let Some(media) = media_of(item) else {
+            return Ok(());
+        };
+        let param = media
+            .get("encrypt_query_param")
+            .and_then(Value::as_str)
+            .ok_or(DropReason::MediaNotFound)?;
+        let object = self.cdn.get(param).ok_or(DropReason::MediaNotFound)?;
+        let key = media
+            .get("aes_key")
+            .and_then(Value::as_str)
+            .ok_or(DropReason::MediaKeyInvalid)
+            .and_then(|k| MediaKey::from_cdn_aes_key(k).map_err(|_| DropReason::MediaKeyInvalid))?;
+        ilink_crypto::decrypt(&key, &object.ciphertext)
+            .map(|_| ())
+            .map_err(|_| DropReason::MediaUndecryptable)
+    }
+
+    // ---- getconfig / sendtyping -----------------------------------------------------
+
+    pub(crate) fn typing_ticket(&mut self, bot_id: &str, user_id: &str) -> String {
+        let existing = self
+            .typing_tickets
+            .iter()
+            .find(|(_, (b, u))| b == bot_id && u == user_id)
+            .map(|(t, _)| t.clone());
+        if let Some(t) = existing {
+            return t;
+        }
+        let ticket = self.rng.b64(33);
+        self.typing_tickets
+            .insert(ticket.clone(), (bot_id.to_owned(), user_id.to_owned()));
+        ticket
+    }
+
+    pub(crate) fn ticket_valid(&self, ticket: &str, bot_id: &str, user_id: &str) -> bool {
+        self.typing_tickets
+            .get(ticket)
+            .is_some_and(|(b, u)| b == bot_id && u == user_id)
+    }
+}
+
+/// The `CDNMedia` of an image, voice, file or video item.
+pub(crate) fn media_of(item: &Value) -> Option<&Value> {
+    ["image_item", "voice_item", "file_item", "video_item"]
+        .iter()
+        .find_map(|k| item.get(*k))
+        .and_then(|m| m.get("media"))
+}
+
+/// An item must carry the content its `type` names, and only that.
+fn item_is_valid(item: &Value) -> bool {
+    let kinds = [
+        (1, "text_item"),
+        (2, "image_item"),
+        (3, "voice_item"),
+        (4, "file_item"),
+        (5, "video_item"),
+        (11, "tool_call_start_item"),
+        (12, "tool_call_result_item"),
+    ];
+    let Some(ty) = item.get("type").and_then(Value::as_u64) else {
+        return false;
+    };
+    let present: Vec<u64> = kinds
+        .iter()
+        .filter(|(_, k)| item.get(*k).is_some_and(Value::is_object))
+        .map(|(t, _)| *t)
+        .collect();
+    if present != [ty] {
+        return false;
+    }
+    match ty {
+        1 => item
+            .get("text_item")
+            .and_then(|t| t.get("text"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty()),
+        2..=5 => media_of(item).is_some_and(Value::is_object),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_validation() {
+        assert!(item_is_valid(&json!({"type":1,"text_item":{"text":"hi"}})));
+        assert!(!item_is_valid(&json!({"type":1,"text_item":{"text":""}})));
+        assert!(!item_is_valid(&json!({"type":2,"text_item":{"text":"hi"}})));
+        assert!(!item_is_valid(
+            &json!({"type":1,"text_item":{"text":"hi"},"image_item":{"media":{}}})
+        ));
+        assert!(item_is_valid(
+            &json!({"type":2,"image_item":{"media":{"encrypt_query_param":"x"}}})
+        ));
+    }
+
+    #[test]
+    fn message_ids_exceed_2_pow_53() {
+        let mut s = State::new(&SimConfig::default());
+        let a = s.next_message_id();
+        let b = s.next_message_id();
+        assert!(a > 1 << 53);
+        assert!(b > a);
+    }
+}
