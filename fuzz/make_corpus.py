@@ -122,7 +122,88 @@ def seeds_crypto_roundtrip():
     return [(f"plain-{i}", key + bytes([i * 5 + 1]) + p) for i, p in enumerate(plaintexts())]
 
 
+def observed_by(endpoint_part, direction):
+    return [e for e in observed()
+            if endpoint_part in e["endpoint"] and e["direction"] == direction
+            and isinstance(e["payload"], (dict, list))]
+
+
+def inbound_messages():
+    """Every inbound message of the fixtures, as JSON values."""
+    msgs = [e["payload"] for e in observed_by("getupdates", "inbound-message")]
+    for e in observed_by("getupdates", "response"):
+        msgs.extend(e["payload"].get("msgs") or [])
+    msgs.extend(wire()["results"]["getUpdates"]["msgs"])
+    return msgs
+
+
+def seeds_proto_getupdates():
+    out = [("wire-getupdates", compact(wire()["results"]["getUpdates"]))]
+    for e in observed_by("getupdates", "response"):
+        out.append((e["id"], json.dumps(e["payload"], ensure_ascii=False, indent=1).encode()))
+    for e in observed_by("getupdates", "inbound-message"):
+        batch = {"msgs": [e["payload"]], "get_updates_buf": "CURSOR"}
+        out.append(("batch-" + e["id"], compact(batch)))
+    # One batch with every inbound message of the fixtures, plus one broken message.
+    msgs = inbound_messages() + [{"seq": "not a number"}, 7]
+    out.append(("batch-all", compact({"ret": 0, "msgs": msgs, "get_updates_buf": "C",
+                                       "longpolling_timeout_ms": 35000})))
+    out.append(("empty-object", b"{}"))
+    return out
+
+
+WIRE_SELECTORS = {
+    # response endpoint fragment -> selector byte of proto_wire
+    ("sendmessage", "response"): 0,
+    ("getuploadurl", "response"): 1,
+    ("getconfig", "response"): 2,
+    ("sendtyping", "response"): 3,
+    ("notify", "response"): 4,
+    ("get_bot_qrcode", "response"): 5,
+    ("get_qrcode_status", "response"): 6,
+    ("getupdates", "request"): 8,
+    ("sendmessage", "request"): 9,
+    ("getuploadurl", "request"): 10,
+    ("getconfig", "request"): 11,
+    ("sendtyping", "request"): 12,
+    ("notifyst", "request"): 13,
+    ("get_bot_qrcode", "request"): 14,
+}
+
+
+def seeds_proto_wire():
+    out = []
+    for e in observed():
+        if not isinstance(e["payload"], (dict, list)):
+            continue
+        for (frag, direction), sel in WIRE_SELECTORS.items():
+            if frag in e["endpoint"] and e["direction"] == direction:
+                out.append((e["id"], bytes([sel]) + compact(e["payload"])))
+                out.append(("envelope-" + e["id"], bytes([7]) + compact(e["payload"])))
+                break
+    for i, w in enumerate(wire()["wire"]):
+        body = w.get("body")
+        if not (isinstance(body, str) and body.startswith("{")):
+            continue
+        for (frag, direction), sel in WIRE_SELECTORS.items():
+            if frag in w["path"] and direction == "request":
+                out.append((f"wire-request-{i}", bytes([sel]) + body.encode()))
+                break
+    res = wire()["results"]
+    out.append(("wire-getconfig", bytes([2]) + compact(res["getConfig"])))
+    out.append(("wire-notifystart", bytes([4]) + compact(res["notifyStart"])))
+    paths = sorted({w["path"] for w in wire()["wire"]})
+    for i, p in enumerate(paths):
+        out.append((f"path-{i}", bytes([15]) + p.encode()))
+    for s in ["wait", "scaned", "need_verifycode", "verify_code_blocked", "expired",
+              "scaned_but_redirect", "binded_redirect", "confirmed"]:
+        out.append(("qr-" + s, bytes([15]) + s.encode()))
+    return out
+
+
 TARGETS = {
+    "proto_getupdates": seeds_proto_getupdates,
+    "proto_wire": seeds_proto_wire,
     "crypto_key": seeds_crypto_key,
     "crypto_decrypt": seeds_crypto_decrypt,
     "crypto_roundtrip": seeds_crypto_roundtrip,

@@ -1,0 +1,46 @@
+//! getupdates response decoding (PROTOCOL.md §7, §19, design rule 5): the body the bot
+//! receives most, straight from the network.
+//!
+//! Properties: `decode` never panics; every message of a decoded batch decodes on its own
+//! (a bad one becomes an error value, the others survive); a decoded response re-encodes
+//! and decodes to the same value, and so does every decoded message.
+#![no_main]
+
+use ilink_proto::{ApiResponse, GetUpdatesResponse, WeixinMessage, decode};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(resp) = decode::<GetUpdatesResponse>(data) else {
+        return;
+    };
+    let _ = resp.status();
+    let _ = resp.next_cursor();
+    let _ = resp.long_poll_timeout();
+
+    let again: GetUpdatesResponse =
+        decode(&serde_json::to_vec(&resp).expect("a decoded response re-encodes"))
+            .expect("a re-encoded response decodes");
+    assert!(again == resp, "response does not round-trip");
+
+    let count = resp.message_count();
+    let msgs = resp.into_messages();
+    assert_eq!(msgs.len(), count);
+    for (index, msg) in msgs.into_iter().enumerate() {
+        match msg {
+            Ok(msg) => {
+                let _ = msg.body_text();
+                for item in msg.items() {
+                    let _ = item.media().map(|m| m.is_downloadable());
+                }
+                let json = serde_json::to_vec(&msg).expect("a decoded message re-encodes");
+                let back: WeixinMessage =
+                    serde_json::from_slice(&json).expect("a re-encoded message decodes");
+                assert_eq!(back, msg, "message does not round-trip");
+            }
+            Err(err) => {
+                assert_eq!(err.index(), index);
+                let _ = err.to_string();
+            }
+        }
+    }
+});
