@@ -1,2 +1,64 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+
+mod account;
+mod chunk;
+mod client;
+mod config;
+mod dedupe;
+mod error;
+mod handler;
+mod login;
+mod markdown;
+mod send;
+mod store;
+mod transport;
+mod updates;
+mod util;
+
+pub use account::{Account, TypingGuard};
+pub use chunk::{DEFAULT_CHUNK_LIMIT, chunk_text};
+pub use client::{Client, ClientBuilder};
+pub use config::{ClientConfig, Delays, Timeouts};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use handler::{Handler, HandlerOutput, MessageContext};
+pub use login::{
+    BoxFuture, LoginEvent, LoginOutcome, LoginPresenter, QrCode, TerminalPresenter,
+    render_qr_unicode,
+};
+pub use markdown::filter_markdown;
+pub use send::{SendError, SendErrorKind, SendOutcome};
+pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
+pub use updates::{InboundMessage, UndecodableMessage, Update, Updates};
+
+/// The wire types, re-exported for convenience.
+pub use ilink_proto as proto;
+pub use ilink_proto::{CompatVersion, Secret, ThrottleReason, TypingStatus, WireId};
+
+#[cfg(test)]
+mod send_sync {
+    use super::*;
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn public_types_are_send_sync() {
+        assert_send_sync::<Client>();
+        assert_send_sync::<Account>();
+        assert_send_sync::<ClientConfig>();
+        assert_send_sync::<Error>();
+        assert_send_sync::<SendError>();
+        assert_send_sync::<SendOutcome>();
+        assert_send_sync::<Update>();
+        assert_send_sync::<InboundMessage>();
+        assert_send_sync::<MessageContext>();
+        assert_send_sync::<Credentials>();
+        assert_send_sync::<FileStore>();
+        assert_send_sync::<MemoryStore>();
+        assert_send_sync::<TerminalPresenter>();
+    }
+    fn assert_send<T: Send>() {}
+    #[test]
+    fn streams_are_send() {
+        assert_send::<Updates>();
+        assert_send::<TypingGuard>();
+    }
+}

@@ -1,0 +1,649 @@
+//! One bot account: its session, context tokens, typing tickets, sends and API calls.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ilink_proto::{
+    ApiResponse, GetConfigRequest, GetConfigResponse, GetUpdatesRequest, GetUpdatesResponse,
+    MessageItem, NotifyRequest, NotifyResponse, Secret, SendMessageRequest, SendMessageResponse,
+    SendTypingRequest, SendTypingResponse, TypingStatus, WeixinMessage, consts,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::client::ClientShared;
+use crate::dedupe::Dedupe;
+use crate::error::{Error, ErrorKind, Result};
+use crate::send::{SendError, SendErrorKind, SendOutcome};
+use crate::store::Credentials;
+
+#[derive(Clone)]
+struct Session {
+    token: Secret,
+    base_url: String,
+    creds: Credentials,
+}
+
+struct TicketState {
+    ticket: Option<Secret>,
+    refresh_at: Instant,
+    retry_delay: Duration,
+}
+
+pub(crate) struct AccountInner {
+    pub(crate) shared: Arc<ClientShared>,
+    id: String,
+    session: RwLock<Session>,
+    stale: watch::Sender<bool>,
+    shutdown: watch::Sender<bool>,
+    tokens: Mutex<HashMap<String, Secret>>,
+    tickets: tokio::sync::Mutex<HashMap<String, TicketState>>,
+    pub(crate) dedupe: Mutex<Dedupe>,
+    pub(crate) poll_timeout: Mutex<Duration>,
+    pub(crate) polling: AtomicBool,
+}
+
+/// One logged-in bot account: receive with [`Account::updates`] or [`Account::run`], send with
+/// [`Account::send_text`]. Cheap to clone; clones share everything. Each account has its own
+/// long-poll loop, cursor, context tokens, dedupe memory and typing tickets.
+#[derive(Clone)]
+pub struct Account {
+    pub(crate) inner: Arc<AccountInner>,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.inner.id)
+            .field("session_expired", &self.is_session_expired())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock_err() -> Error {
+    Error::new(ErrorKind::Store, "an internal lock was poisoned")
+}
+
+/// A v4 UUID from random bytes, for `run_id`.
+fn uuid_v4() -> String {
+    let h = crate::util::random_hex(16);
+    let mut b: Vec<char> = h.chars().collect();
+    if b.len() == 32 {
+        b[12] = '4';
+        let v = b[16].to_digit(16).unwrap_or(0);
+        b[16] = std::char::from_digit((v & 0x3) | 0x8, 16).unwrap_or('8');
+    }
+    let s: String = b.into_iter().collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        s.get(0..8).unwrap_or(""),
+        s.get(8..12).unwrap_or(""),
+        s.get(12..16).unwrap_or(""),
+        s.get(16..20).unwrap_or(""),
+        s.get(20..32).unwrap_or("")
+    )
+}
+
+pub(crate) fn new_run_id() -> String {
+    uuid_v4()
+}
+
+impl Account {
+    pub(crate) fn open(shared: Arc<ClientShared>, creds: Credentials) -> Result<Self> {
+        let store = &shared.store;
+        let tokens = store.load_context_tokens(&creds.account_id)?;
+        let tombstones = store.load_tombstones(&creds.account_id)?;
+        let dedupe = Dedupe::new(shared.config.dedupe_capacity, tombstones);
+        let base_url = creds
+            .base_url
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| shared.config.default_base_url.clone());
+        let poll_timeout = shared.config.timeouts.long_poll;
+        Ok(Self {
+            inner: Arc::new(AccountInner {
+                id: creds.account_id.clone(),
+                session: RwLock::new(Session {
+                    token: creds.token.clone(),
+                    base_url,
+                    creds,
+                }),
+                stale: watch::channel(false).0,
+                shutdown: watch::channel(false).0,
+                tokens: Mutex::new(tokens),
+                tickets: tokio::sync::Mutex::new(HashMap::new()),
+                dedupe: Mutex::new(dedupe),
+                poll_timeout: Mutex::new(poll_timeout),
+                polling: AtomicBool::new(false),
+                shared,
+            }),
+        })
+    }
+
+    /// The account id: the bot's `ilink_bot_id` (`…@im.bot`).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The stored credentials (the token is redacted in `Debug`).
+    pub fn credentials(&self) -> Result<Credentials> {
+        Ok(self.session()?.creds)
+    }
+
+    /// The API base URL in use.
+    pub fn base_url(&self) -> Result<String> {
+        Ok(self.session()?.base_url)
+    }
+
+    fn session(&self) -> Result<Session> {
+        self.inner
+            .session
+            .read()
+            .map(|s| s.clone())
+            .map_err(|_| lock_err())
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<ClientShared> {
+        &self.inner.shared
+    }
+
+    /// True while the session is known to be expired (`-14` on getupdates, not yet recovered).
+    /// Sends fail fast with [`SendErrorKind::SessionExpired`] meanwhile.
+    pub fn is_session_expired(&self) -> bool {
+        *self.inner.stale.borrow()
+    }
+
+    pub(crate) fn set_stale(&self, stale: bool) {
+        self.inner.stale.send_replace(stale);
+    }
+
+    pub(crate) fn stale_watch(&self) -> watch::Receiver<bool> {
+        self.inner.stale.subscribe()
+    }
+
+    pub(crate) fn shutdown_watch(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Use new credentials (for example after a fresh QR login for this bot): saves them,
+    /// clears the expired state and wakes the update loop.
+    pub fn replace_credentials(&self, creds: Credentials) -> Result<()> {
+        if creds.account_id != self.inner.id {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "credentials for {} cannot replace those of {}",
+                    creds.account_id, self.inner.id
+                ),
+            ));
+        }
+        self.inner.shared.store.save_credentials(&creds)?;
+        let base_url = creds
+            .base_url
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| self.inner.shared.config.default_base_url.clone());
+        {
+            let mut s = self.inner.session.write().map_err(|_| lock_err())?;
+            *s = Session {
+                token: creds.token.clone(),
+                base_url,
+                creds,
+            };
+        }
+        self.set_stale(false);
+        Ok(())
+    }
+
+    /// Ask this account to stop: its update stream ends after the message being handled,
+    /// commits what was handled and sends notifystop. Sends fail with
+    /// [`SendErrorKind::Shutdown`] afterwards.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// True once [`Account::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    // ------------------------------------------------------------------ context tokens
+
+    /// The latest `context_token` received from `user`, if any.
+    pub fn context_token(&self, user: &str) -> Option<Secret> {
+        self.inner.tokens.lock().ok()?.get(user).cloned()
+    }
+
+    /// The users this account holds a context token for.
+    pub fn known_users(&self) -> Vec<String> {
+        self.inner
+            .tokens
+            .lock()
+            .map(|t| {
+                let mut v: Vec<String> = t.keys().cloned().collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    /// Record the latest context token of `user` and persist the map (done automatically for
+    /// every inbound message).
+    pub fn set_context_token(&self, user: &str, token: Secret) -> Result<()> {
+        let snapshot = {
+            let mut t = self.inner.tokens.lock().map_err(|_| lock_err())?;
+            if t.get(user) == Some(&token) {
+                return Ok(());
+            }
+            t.insert(user.to_owned(), token);
+            t.clone()
+        };
+        self.inner
+            .shared
+            .store
+            .save_context_tokens(&self.inner.id, &snapshot)
+    }
+
+    // ------------------------------------------------------------------ raw API calls
+
+    pub(crate) async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+        long_poll: bool,
+    ) -> Result<Resp> {
+        let s = self.session()?;
+        self.inner
+            .shared
+            .transport
+            .post(&s.base_url, path, Some(&s.token), body, timeout, long_poll)
+            .await
+    }
+
+    /// `msg/notifystart` (§11). A non-zero `ret` is returned as an error (the official client
+    /// only logs it).
+    pub async fn notify_start(&self) -> Result<()> {
+        self.notify(consts::NOTIFY_START).await
+    }
+
+    /// `msg/notifystop` (§11).
+    pub async fn notify_stop(&self) -> Result<()> {
+        self.notify(consts::NOTIFY_STOP).await
+    }
+
+    async fn notify(&self, path: &str) -> Result<()> {
+        if !self.inner.shared.config.compat_version.sends_notify() {
+            return Ok(());
+        }
+        let body = NotifyRequest::new(self.inner.shared.transport.base_info());
+        let timeout = self.inner.shared.config.timeouts.notify;
+        let resp: NotifyResponse = self.post(path, &body, timeout, false).await?;
+        resp.status().map_err(|e| api_error(path, &e))
+    }
+
+    /// One getupdates call with `cursor` (§7). A client-side timeout is an empty batch
+    /// (`Ok` with no messages and no cursor), not an error; `-14` is
+    /// [`ErrorKind::SessionExpired`].
+    pub(crate) async fn get_updates(&self, cursor: &Secret) -> Result<GetUpdatesResponse> {
+        let cfg = &self.inner.shared.config;
+        let base = *self.inner.poll_timeout.lock().map_err(|_| lock_err())?;
+        let timeout = base + cfg.timeouts.long_poll_margin;
+        let body = GetUpdatesRequest::new(cursor.clone(), self.inner.shared.transport.base_info());
+        let resp: GetUpdatesResponse =
+            match self.post(consts::GET_UPDATES, &body, timeout, true).await {
+                Ok(r) => r,
+                Err(e) if e.is_timeout() => {
+                    tracing::debug!(account = %self.inner.id, "long-poll timed out: empty batch");
+                    return Ok(GetUpdatesResponse::default());
+                }
+                Err(e) => return Err(e),
+            };
+        if let Err(e) = resp.status() {
+            return Err(api_error("getupdates", &e));
+        }
+        if let Some(t) = resp.long_poll_timeout()
+            && let Ok(mut p) = self.inner.poll_timeout.lock()
+        {
+            *p = t;
+        }
+        Ok(resp)
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    /// Send text to `user` with their stored context token: the text goes through the Markdown
+    /// filter (if enabled) and is split into chunks of at most the chunk limit, one
+    /// sendmessage per chunk, in order. Returns one outcome per chunk.
+    ///
+    /// Fails with [`SendErrorKind::NoContextToken`] when the user never wrote to this bot.
+    pub async fn send_text(&self, user: &str, text: &str) -> Result<Vec<SendOutcome>, SendError> {
+        self.send_text_in_turn(user, text, None, None).await
+    }
+
+    pub(crate) async fn send_text_in_turn(
+        &self,
+        user: &str,
+        text: &str,
+        context_token: Option<Secret>,
+        run_id: Option<&str>,
+    ) -> Result<Vec<SendOutcome>, SendError> {
+        let cfg = &self.inner.shared.config;
+        let filtered;
+        let text = if cfg.markdown_filter {
+            filtered = crate::markdown::filter_markdown(text);
+            filtered.as_str()
+        } else {
+            text
+        };
+        let chunks = crate::chunk::chunk_text(text, cfg.chunk_limit);
+        if chunks.is_empty() {
+            return Err(SendError::new(
+                SendErrorKind::Invalid,
+                "the text is empty; nothing to send",
+            ));
+        }
+        let mut sent = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            match self
+                .send_item_in_turn(
+                    user,
+                    MessageItem::text(chunk),
+                    context_token.clone(),
+                    run_id,
+                )
+                .await
+            {
+                Ok(o) => sent.push(o),
+                Err(e) => return Err(e.with_sent(sent)),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Send one item (text, or media prepared by `ilink-cdn`) to `user` in one sendmessage,
+    /// with the hidden fields the server needs (`from_user_id` `""`, a fresh `client_id`,
+    /// `message_type` 2, `message_state` 2, the user's `context_token`).
+    pub async fn send_item(&self, user: &str, item: MessageItem) -> Result<SendOutcome, SendError> {
+        self.send_item_in_turn(user, item, None, None).await
+    }
+
+    pub(crate) async fn send_item_in_turn(
+        &self,
+        user: &str,
+        item: MessageItem,
+        context_token: Option<Secret>,
+        run_id: Option<&str>,
+    ) -> Result<SendOutcome, SendError> {
+        if self.is_shut_down() {
+            return Err(SendError::new(
+                SendErrorKind::Shutdown,
+                "the account is shut down",
+            ));
+        }
+        if self.is_session_expired() {
+            return Err(SendError::new(
+                SendErrorKind::SessionExpired,
+                format!(
+                    "the session of {} expired (-14); log in again before sending",
+                    self.inner.id
+                ),
+            ));
+        }
+        if user.trim().is_empty() {
+            return Err(SendError::new(
+                SendErrorKind::Invalid,
+                "the recipient is empty",
+            ));
+        }
+        let token = context_token
+            .filter(|t| !t.is_empty())
+            .or_else(|| self.context_token(user))
+            .ok_or_else(|| {
+                SendError::new(
+                    SendErrorKind::NoContextToken,
+                    format!("no context_token for {user}: the user must write to this bot first"),
+                )
+            })?;
+        let cfg = &self.inner.shared.config;
+        let client_id = crate::util::new_client_id(&cfg.client_id_prefix);
+        let mut msg = WeixinMessage::outbound(user, client_id.clone(), vec![item], Some(token));
+        if let Some(r) = run_id
+            && cfg.compat_version >= ilink_proto::CompatVersion::V2_4_4
+        {
+            msg = msg.with_run_id(r);
+        }
+        let body = SendMessageRequest::new(msg, self.inner.shared.transport.base_info());
+        let mut attempt = 0;
+        let resp: SendMessageResponse = loop {
+            match self
+                .post(consts::SEND_MESSAGE, &body, cfg.timeouts.send, false)
+                .await
+            {
+                Ok(r) => break r,
+                Err(e)
+                    if attempt < cfg.send_retries
+                        && e.http_error()
+                            .is_some_and(ilink_http::HttpError::is_request_not_sent) =>
+                {
+                    // The request never reached the server: repeating it cannot duplicate.
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "sendmessage not sent; retrying");
+                    tokio::time::sleep(cfg.delays.send_retry).await;
+                }
+                Err(e) => return Err(SendError::from_error(e)),
+            }
+        };
+        if let Err(e) = resp.status() {
+            tracing::debug!(account = %self.inner.id, code = ?e.code(), "sendmessage refused");
+            return Err(SendError::from_api(&e));
+        }
+        Ok(match resp.message_id {
+            Some(id) if !id.as_str().is_empty() => SendOutcome::Delivered {
+                message_id: id,
+                client_id,
+            },
+            _ => SendOutcome::Accepted { client_id },
+        })
+    }
+
+    // ------------------------------------------------------------------ typing
+
+    /// The typing ticket for `user` (getconfig, §10), from the per-user cache: refreshed at a
+    /// random moment within 24 h after a success, retried after 2 s doubling to 1 h after a
+    /// failure. `None` while no call has succeeded.
+    pub async fn typing_ticket(&self, user: &str, context_token: Option<Secret>) -> Option<Secret> {
+        let cfg = &self.inner.shared.config;
+        let mut tickets = self.inner.tickets.lock().await;
+        let now = Instant::now();
+        if let Some(state) = tickets.get(user)
+            && now < state.refresh_at
+        {
+            return state.ticket.clone();
+        }
+        let body = GetConfigRequest::new(
+            user,
+            context_token.or_else(|| self.context_token(user)),
+            self.inner.shared.transport.base_info(),
+        );
+        let result: Result<GetConfigResponse> = self
+            .post(consts::GET_CONFIG, &body, cfg.timeouts.config, false)
+            .await;
+        let ok = match result {
+            Ok(r) => match r.envelope().status_requiring_ret() {
+                Ok(()) => r.typing_ticket.filter(|t| !t.is_empty()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "getconfig refused");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "getconfig failed");
+                None
+            }
+        };
+        let prev = tickets.remove(user);
+        let state = match ok {
+            Some(t) => {
+                let window = cfg.delays.typing_ticket_refresh.as_millis().max(1) as u64;
+                let jitter = Duration::from_millis(crate::util::random_u64() % window);
+                TicketState {
+                    ticket: Some(t),
+                    refresh_at: now + jitter,
+                    retry_delay: cfg.delays.typing_ticket_retry,
+                }
+            }
+            None => {
+                let delay = prev
+                    .as_ref()
+                    .map_or(cfg.delays.typing_ticket_retry, |p| p.retry_delay);
+                TicketState {
+                    ticket: prev.and_then(|p| p.ticket),
+                    refresh_at: now + delay,
+                    retry_delay: (delay * 2).min(cfg.delays.typing_ticket_retry_max),
+                }
+            }
+        };
+        let ticket = state.ticket.clone();
+        tickets.insert(user.to_owned(), state);
+        ticket
+    }
+
+    /// Show (`Typing`) or cancel (`Cancel`) the typing indicator for `user` (sendtyping, §10).
+    /// Returns false, sending nothing, when no typing ticket could be had.
+    pub async fn send_typing(&self, user: &str, status: TypingStatus) -> Result<bool> {
+        let Some(ticket) = self.typing_ticket(user, None).await else {
+            return Ok(false);
+        };
+        self.send_typing_with(user, ticket, status).await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn send_typing_with(
+        &self,
+        user: &str,
+        ticket: Secret,
+        status: TypingStatus,
+    ) -> Result<()> {
+        let body = SendTypingRequest::new(
+            user,
+            ticket,
+            status,
+            self.inner.shared.transport.base_info(),
+        );
+        let timeout = self.inner.shared.config.timeouts.typing;
+        // The response body of sendtyping is never read by the official client (§5).
+        let _: SendTypingResponse = self
+            .post(consts::SEND_TYPING, &body, timeout, false)
+            .await?;
+        Ok(())
+    }
+
+    /// Start a typing indicator for `user` that is refreshed every keepalive interval until
+    /// the returned guard is stopped (which sends the cancel).
+    pub async fn start_typing(&self, user: &str, context_token: Option<Secret>) -> TypingGuard {
+        let Some(ticket) = self.typing_ticket(user, context_token).await else {
+            return TypingGuard { task: None };
+        };
+        let acct = self.clone();
+        let user = user.to_owned();
+        let every = self.inner.shared.config.delays.typing_keepalive;
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut started = Some(started_tx);
+            loop {
+                if let Err(e) = acct
+                    .send_typing_with(&user, ticket.clone(), TypingStatus::Typing)
+                    .await
+                {
+                    tracing::debug!(error = %e, "sendtyping failed");
+                }
+                if let Some(s) = started.take() {
+                    let _ = s.send(());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = &mut stop_rx => break,
+                }
+            }
+            if let Err(e) = acct
+                .send_typing_with(&user, ticket, TypingStatus::Cancel)
+                .await
+            {
+                tracing::debug!(error = %e, "sendtyping cancel failed");
+            }
+        });
+        // Wait (briefly) for the first indicator so it precedes the reply on the wire.
+        let _ = tokio::time::timeout(Duration::from_secs(2), started_rx).await;
+        TypingGuard {
+            task: Some((stop_tx, task)),
+        }
+    }
+}
+
+/// A running typing indicator; see [`Account::start_typing`].
+#[derive(Debug)]
+pub struct TypingGuard {
+    task: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl TypingGuard {
+    /// Stop the keepalive and send the cancel; waits until the cancel was sent.
+    pub async fn stop(mut self) {
+        if let Some((tx, task)) = self.task.take() {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TypingGuard {
+    fn drop(&mut self) {
+        // Dropped without `stop`: ask the task to cancel on its own.
+        if let Some((tx, _task)) = self.task.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub(crate) fn api_error(what: &str, e: &ilink_proto::ApiError) -> Error {
+    let label = what.rsplit('/').next().unwrap_or(what);
+    let kind = if e.is_stale_token() {
+        ErrorKind::SessionExpired
+    } else {
+        ErrorKind::Api
+    };
+    let mut err = Error::new(kind, format!("{label}: {e}"));
+    if let Some(code) = e.code() {
+        err = err.with_code(code);
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_shape() {
+        let u = uuid_v4();
+        assert_eq!(u.len(), 36);
+        let parts: Vec<&str> = u.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'));
+        assert!(matches!(
+            parts[3].chars().next(),
+            Some('8' | '9' | 'a' | 'b')
+        ));
+    }
+}

@@ -1,0 +1,296 @@
+//! The [`Client`]: configuration, transport, state store and the accounts of one process.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use ilink_proto::Secret;
+
+use crate::account::Account;
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::login::{LoginOutcome, LoginPresenter, LoginResult, run_login};
+use crate::send::{SendError, SendErrorKind, SendOutcome};
+use crate::store::{Credentials, FileStore, MemoryStore, StateStore};
+use crate::transport::Transport;
+
+pub(crate) struct ClientShared {
+    pub(crate) transport: Transport,
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) relogin: Option<Arc<dyn LoginPresenter>>,
+    pub(crate) accounts: Mutex<HashMap<String, Account>>,
+}
+
+/// The entry point: one per process. Holds the configuration, the HTTP connection pools, the
+/// state store, and every [`Account`] opened through it. Cheap to clone.
+///
+/// See the crate documentation for an example.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) shared: Arc<ClientShared>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`].
+#[must_use]
+pub struct ClientBuilder {
+    config: ClientConfig,
+    store: Option<Arc<dyn StateStore>>,
+    relogin: Option<Arc<dyn LoginPresenter>>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Use this configuration.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Keep state in this store (default: a [`FileStore`] in [`FileStore::default_dir`]).
+    pub fn store(mut self, store: impl StateStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Keep state in this shared store.
+    pub fn shared_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Keep state in files under `dir`.
+    pub fn state_dir(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.store(FileStore::new(dir))
+    }
+
+    /// Keep state in memory only.
+    pub fn in_memory(self) -> Self {
+        self.store(MemoryStore::new())
+    }
+
+    /// When an account's session expires (`-14`) and notifystart plus a probe do not revive it,
+    /// run a fresh QR login with this presenter (after the application got
+    /// [`Update::SessionExpired`](crate::Update::SessionExpired)).
+    pub fn relogin_presenter(mut self, presenter: impl LoginPresenter + 'static) -> Self {
+        self.relogin = Some(Arc::new(presenter));
+        self
+    }
+
+    /// Build the client. No I/O happens here.
+    pub fn build(self) -> Result<Client> {
+        let config = Arc::new(self.config);
+        let transport = Transport::new(config.clone())?;
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(FileStore::new(FileStore::default_dir())));
+        Ok(Client {
+            shared: Arc::new(ClientShared {
+                transport,
+                config,
+                store,
+                relogin: self.relogin,
+                accounts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A builder with the default configuration.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            config: ClientConfig::default(),
+            store: None,
+            relogin: None,
+        }
+    }
+
+    /// A client with this configuration and store.
+    pub fn new(config: ClientConfig, store: impl StateStore) -> Result<Self> {
+        Self::builder().config(config).store(store).build()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.shared.config
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.shared.store
+    }
+
+    /// The HTTP client used for API calls, to share its connection pool (for example with
+    /// `ilink-cdn` for media).
+    pub fn http(&self) -> &ilink_http::HttpClient {
+        self.shared.transport.http()
+    }
+
+    /// Log a bot in with a QR code (PROTOCOL.md §6): shows up to 3 QR codes through
+    /// `presenter`, asks it for verify codes, follows redirects, and on confirmation saves the
+    /// credentials (atomically, mode 0600 with the file store), forgets other local accounts
+    /// bound to the same WeChat user, and returns the ready [`Account`].
+    pub async fn login(&self, presenter: &dyn LoginPresenter) -> Result<LoginOutcome> {
+        let tokens = self.local_tokens();
+        match run_login(&self.shared.transport, presenter, &tokens).await? {
+            LoginResult::AlreadyBound => Ok(LoginOutcome::AlreadyBound),
+            LoginResult::Confirmed(creds) => {
+                let account = self.add_account(creds)?;
+                Ok(LoginOutcome::Confirmed(account))
+            }
+        }
+    }
+
+    /// The stored bot tokens, newest account first, at most 10 (`local_token_list`).
+    fn local_tokens(&self) -> Vec<Secret> {
+        let ids = self.shared.store.accounts().unwrap_or_default();
+        ids.iter()
+            .rev()
+            .filter_map(|id| self.shared.store.load_credentials(id).ok().flatten())
+            .map(|c| c.token)
+            .take(ilink_proto::consts::MAX_LOCAL_TOKENS)
+            .collect()
+    }
+
+    /// Save credentials (from a login or elsewhere) and open the account. Other stored accounts
+    /// bound to the same WeChat user are removed, as the official client does. An account that
+    /// is already open gets the new credentials (and leaves a stale session).
+    pub fn add_account(&self, creds: Credentials) -> Result<Account> {
+        let store = &self.shared.store;
+        if let Some(user) = &creds.user_id {
+            for other in store.accounts()? {
+                if other == creds.account_id {
+                    continue;
+                }
+                if let Some(c) = store.load_credentials(&other)?
+                    && c.user_id.as_deref() == Some(user)
+                {
+                    tracing::info!(account = %other, "removing an account bound to the same user");
+                    store.remove_account(&other)?;
+                    if let Ok(mut open) = self.shared.accounts.lock()
+                        && let Some(acct) = open.remove(&other)
+                    {
+                        acct.shutdown();
+                    }
+                }
+            }
+        }
+        store.save_credentials(&creds)?;
+        let existing = self
+            .shared
+            .accounts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&creds.account_id).cloned());
+        if let Some(acct) = existing {
+            acct.replace_credentials(creds)?;
+            return Ok(acct);
+        }
+        self.open(creds)
+    }
+
+    fn open(&self, creds: Credentials) -> Result<Account> {
+        let mut open = self
+            .shared
+            .accounts
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Store, "account table lock poisoned"))?;
+        if let Some(a) = open.get(&creds.account_id) {
+            return Ok(a.clone());
+        }
+        let acct = Account::open(self.shared.clone(), creds)?;
+        open.insert(acct.id().to_owned(), acct.clone());
+        Ok(acct)
+    }
+
+    /// Open a stored account by its id (`…@im.bot`).
+    pub fn account(&self, account_id: &str) -> Result<Account> {
+        if let Some(a) = self
+            .shared
+            .accounts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(account_id).cloned())
+        {
+            return Ok(a);
+        }
+        let creds = self
+            .shared
+            .store
+            .load_credentials(account_id)?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotLoggedIn,
+                    format!("no stored credentials for account {account_id}"),
+                )
+            })?;
+        self.open(creds)
+    }
+
+    /// Open every stored account, oldest login first.
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        self.shared
+            .store
+            .accounts()?
+            .iter()
+            .map(|id| self.account(id))
+            .collect()
+    }
+
+    /// Send text to a user from whichever open or stored account can reach them
+    /// (PROTOCOL.md §14.5): the only account, or the one account holding a context token for
+    /// the user. Fails with [`SendErrorKind::NoContextToken`] when no account or several do.
+    pub async fn send_text(&self, to: &str, text: &str) -> Result<Vec<SendOutcome>, SendError> {
+        let accounts = self.accounts().map_err(SendError::from_error)?;
+        let chosen = if accounts.len() == 1 {
+            accounts.into_iter().next()
+        } else {
+            let mut holders = accounts
+                .into_iter()
+                .filter(|a| a.context_token(to).is_some());
+            match (holders.next(), holders.next()) {
+                (Some(a), None) => Some(a),
+                (Some(_), Some(_)) => {
+                    return Err(SendError::new(
+                        SendErrorKind::NoContextToken,
+                        format!("several accounts can reach {to}; send through one of them"),
+                    ));
+                }
+                _ => None,
+            }
+        };
+        match chosen {
+            Some(a) => a.send_text(to, text).await,
+            None => Err(SendError::new(
+                SendErrorKind::NoContextToken,
+                format!("no account holds a context token for {to}"),
+            )),
+        }
+    }
+
+    /// Ask every open account to stop: their update streams end after the message being
+    /// handled, each committing what was handled and sending notifystop.
+    pub fn shutdown(&self) {
+        if let Ok(open) = self.shared.accounts.lock() {
+            for a in open.values() {
+                a.shutdown();
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The error type of the runtime (DESIGN.md §6: a kind, a message, an optional source).
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// A boxed error source.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The HTTP exchange failed (connect, TLS, timeout, body cap, protocol); the source is an
+    /// [`ilink_http::HttpError`].
+    Transport,
+    /// The server answered with a non-2xx HTTP status.
+    HttpStatus,
+    /// The server's body was not the JSON this endpoint returns.
+    Decode,
+    /// The server answered with a non-zero `ret` / `errcode` (see [`Error::api_code`]).
+    Api,
+    /// The bot token is stale or the session expired (`-14`); log in again.
+    SessionExpired,
+    /// The QR login failed: too many QR codes, timed out, cancelled, or no bot id confirmed.
+    Login,
+    /// Reading or writing local state failed.
+    Store,
+    /// An argument was invalid (empty text, malformed id, bad configuration).
+    InvalidInput,
+    /// The account is not logged in (no stored credentials).
+    NotLoggedIn,
+    /// The account or bot was shut down.
+    Shutdown,
+}
+
+/// An error of the bot runtime.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    code: Option<i64>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            code: None,
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn with_code(mut self, code: i64) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub(crate) fn transport(what: &str, e: ilink_http::HttpError) -> Self {
+        Self::new(ErrorKind::Transport, format!("{what} failed")).with_source(e)
+    }
+
+    pub(crate) fn store(what: impl Into<String>, e: std::io::Error) -> Self {
+        Self::new(ErrorKind::Store, what).with_source(e)
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The server's non-zero `ret` / `errcode`, for [`ErrorKind::Api`] and
+    /// [`ErrorKind::SessionExpired`].
+    pub fn api_code(&self) -> Option<i64> {
+        self.code
+    }
+
+    /// The transport error underneath, if this is [`ErrorKind::Transport`].
+    pub fn http_error(&self) -> Option<&ilink_http::HttpError> {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<ilink_http::HttpError>())
+    }
+
+    /// True when a client-side timeout caused this error.
+    pub fn is_timeout(&self) -> bool {
+        self.http_error()
+            .is_some_and(ilink_http::HttpError::is_timeout)
+    }
+
+    fn advice(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Transport => "check the network; the call is retried where that is safe",
+            ErrorKind::HttpStatus => "the server or a gateway failed; retry later",
+            ErrorKind::Decode => "the server sent an unexpected body; retry later or report it",
+            ErrorKind::Api => "see the server's errmsg",
+            ErrorKind::SessionExpired => "log in again (scan a new QR code)",
+            ErrorKind::Login => "start the login again",
+            ErrorKind::Store => "check the state directory's permissions and free space",
+            ErrorKind::InvalidInput => "fix the argument",
+            ErrorKind::NotLoggedIn => "log in first",
+            ErrorKind::Shutdown => "the account is stopping; nothing more is sent",
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("code", &self.code)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(code) = self.code {
+            write!(f, " (code {code})")?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        write!(f, "; {}", self.advice())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn StdError + 'static))
+    }
+}
+
+/// A shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_kind() {
+        let e = Error::new(ErrorKind::SessionExpired, "getupdates: session expired").with_code(-14);
+        assert_eq!(e.kind(), ErrorKind::SessionExpired);
+        assert_eq!(e.api_code(), Some(-14));
+        assert_eq!(
+            e.to_string(),
+            "getupdates: session expired (code -14); log in again (scan a new QR code)"
+        );
+        let t = Error::transport(
+            "sendmessage",
+            ilink_http::HttpError::new(ilink_http::ErrorKind::Timeout, None),
+        );
+        assert!(t.is_timeout());
+        assert!(t.http_error().is_some());
+        assert!(
+            t.to_string()
+                .starts_with("sendmessage failed: HTTP request timed out")
+        );
+    }
+}

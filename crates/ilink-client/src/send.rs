@@ -1,0 +1,240 @@
+//! Typed outcomes of sendmessage.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use ilink_proto::{ApiError, ThrottleReason, WireId};
+
+/// What the server said about one sendmessage request that it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendOutcome {
+    /// `ret: 0` with a `message_id`: delivered.
+    Delivered {
+        /// The server's id of the message.
+        message_id: WireId,
+        /// The `client_id` we generated for the request.
+        client_id: String,
+    },
+    /// Success without a `message_id`. Live reports say such messages were sometimes never
+    /// delivered (PROTOCOL.md §19), so this is reported apart.
+    Accepted {
+        /// The `client_id` we generated for the request.
+        client_id: String,
+    },
+}
+
+impl SendOutcome {
+    /// The `client_id` of the request.
+    pub fn client_id(&self) -> &str {
+        match self {
+            Self::Delivered { client_id, .. } | Self::Accepted { client_id } => client_id,
+        }
+    }
+
+    /// The server's `message_id`, when it gave one.
+    pub fn message_id(&self) -> Option<&WireId> {
+        match self {
+            Self::Delivered { message_id, .. } => Some(message_id),
+            Self::Accepted { .. } => None,
+        }
+    }
+}
+
+/// Why a send failed. See [`SendError::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendErrorKind {
+    /// `ret: -2`: throttled or refused by the reply window, with the reason the `errmsg` tells
+    /// (often none). Never retried automatically: wait for the user to write again.
+    Throttled(ThrottleReason),
+    /// `-14`: the bot token is stale or the session expired; log in again.
+    StaleToken,
+    /// The account's session is known to be expired (`-14` on getupdates); the send was not
+    /// attempted. Log in again.
+    SessionExpired,
+    /// `ret: -3`: the target user is not valid.
+    BadTarget,
+    /// No `context_token` is known for this user: they have not written to this bot yet (or the
+    /// token was lost). Nothing was sent.
+    NoContextToken,
+    /// Any other non-zero `ret` / `errcode`; see [`SendError::ret`] and [`SendError::errmsg`].
+    Rejected,
+    /// The HTTP exchange failed or the server's answer was not JSON; the message may or may not
+    /// have been delivered.
+    Transport,
+    /// The message was invalid before sending (empty text, empty recipient).
+    Invalid,
+    /// The account is shutting down.
+    Shutdown,
+}
+
+/// A failed send. When a long text was split into several messages, [`SendError::sent`] lists
+/// those that went out before the failure.
+pub struct SendError {
+    kind: SendErrorKind,
+    ret: Option<i64>,
+    errmsg: Option<String>,
+    message: String,
+    sent: Vec<SendOutcome>,
+    source: Option<crate::error::Error>,
+}
+
+impl SendError {
+    pub(crate) fn new(kind: SendErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            ret: None,
+            errmsg: None,
+            message: message.into(),
+            sent: Vec::new(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn from_api(e: &ApiError) -> Self {
+        let kind = match e {
+            ApiError::StaleToken { .. } => SendErrorKind::StaleToken,
+            ApiError::Throttled { .. } => {
+                SendErrorKind::Throttled(e.throttle_reason().unwrap_or(ThrottleReason::Unknown))
+            }
+            ApiError::BadTarget { .. } => SendErrorKind::BadTarget,
+            _ => SendErrorKind::Rejected,
+        };
+        Self {
+            kind,
+            ret: e.code(),
+            errmsg: e.errmsg().map(str::to_owned),
+            message: e.to_string(),
+            sent: Vec::new(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn from_error(e: crate::error::Error) -> Self {
+        let kind = match e.kind() {
+            crate::ErrorKind::Shutdown => SendErrorKind::Shutdown,
+            crate::ErrorKind::SessionExpired => SendErrorKind::SessionExpired,
+            crate::ErrorKind::InvalidInput => SendErrorKind::Invalid,
+            _ => SendErrorKind::Transport,
+        };
+        Self {
+            kind,
+            ret: None,
+            errmsg: None,
+            message: "sendmessage failed".to_owned(),
+            sent: Vec::new(),
+            source: Some(e),
+        }
+    }
+
+    pub(crate) fn with_sent(mut self, sent: Vec<SendOutcome>) -> Self {
+        self.sent = sent;
+        self
+    }
+
+    /// Why the send failed.
+    pub fn kind(&self) -> SendErrorKind {
+        self.kind
+    }
+
+    /// The server's non-zero code, when it answered with one.
+    pub fn ret(&self) -> Option<i64> {
+        self.ret
+    }
+
+    /// The server's `errmsg`, when it gave one.
+    pub fn errmsg(&self) -> Option<&str> {
+        self.errmsg.as_deref()
+    }
+
+    /// The messages (chunks) that were sent before this failure.
+    pub fn sent(&self) -> &[SendOutcome] {
+        &self.sent
+    }
+
+    /// True for [`SendErrorKind::Throttled`].
+    pub fn is_throttled(&self) -> bool {
+        matches!(self.kind, SendErrorKind::Throttled(_))
+    }
+}
+
+impl fmt::Debug for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError")
+            .field("kind", &self.kind)
+            .field("ret", &self.ret)
+            .field("errmsg", &self.errmsg)
+            .field("message", &self.message)
+            .field("sent", &self.sent.len())
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.source {
+            write!(f, ": {s}")?;
+        }
+        if !self.sent.is_empty() {
+            write!(f, " ({} earlier part(s) were sent)", self.sent.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for SendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_map_to_kinds() {
+        let e = SendError::from_api(&ApiError::Throttled {
+            errmsg: Some("prepare failed".into()),
+        });
+        assert_eq!(
+            e.kind(),
+            SendErrorKind::Throttled(ThrottleReason::PrepareFailed)
+        );
+        assert_eq!(e.ret(), Some(-2));
+        assert!(e.is_throttled());
+        let e = SendError::from_api(&ApiError::BadTarget { errmsg: None });
+        assert_eq!(e.kind(), SendErrorKind::BadTarget);
+        assert_eq!(e.ret(), Some(-3));
+        let e = SendError::from_api(&ApiError::StaleToken { errmsg: None });
+        assert_eq!(e.kind(), SendErrorKind::StaleToken);
+        let e = SendError::from_api(&ApiError::Other {
+            ret: Some(-9),
+            errcode: None,
+            errmsg: Some("x".into()),
+        });
+        assert_eq!(e.kind(), SendErrorKind::Rejected);
+        assert_eq!(e.ret(), Some(-9));
+        assert_eq!(e.errmsg(), Some("x"));
+    }
+
+    #[test]
+    fn outcome_accessors() {
+        let d = SendOutcome::Delivered {
+            message_id: WireId::from_u64(9007199254740993001),
+            client_id: "c".into(),
+        };
+        assert_eq!(d.message_id().unwrap().as_str(), "9007199254740993001");
+        assert_eq!(d.client_id(), "c");
+        assert!(
+            SendOutcome::Accepted {
+                client_id: "x".into()
+            }
+            .message_id()
+            .is_none()
+        );
+    }
+}

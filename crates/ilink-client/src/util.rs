@@ -1,0 +1,95 @@
+//! Small helpers: randomness, clocks, ids.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `n` random bytes as lowercase hex (`2n` characters).
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    fill_random(&mut buf);
+    hex::encode(buf)
+}
+
+/// A random u32.
+pub(crate) fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    fill_random(&mut b);
+    u32::from_be_bytes(b)
+}
+
+/// A random u64.
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    fill_random(&mut b);
+    u64::from_be_bytes(b)
+}
+
+fn fill_random(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_err() {
+        // The OS RNG is unavailable: fall back to time-seeded xorshift. These values are
+        // identifiers (client ids, UIN header), never keys.
+        let mut x =
+            now_ms() ^ u64::from(std::process::id()).rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15;
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A new `client_id`: `<prefix>:<epoch-ms>-<8 lowercase hex>` (PROTOCOL.md §9).
+pub(crate) fn new_client_id(prefix: &str) -> String {
+    format!("{prefix}:{}-{}", now_ms(), random_hex(4))
+}
+
+/// 64-bit FNV-1a, for content fingerprints (stable across runs and platforms, unlike
+/// `DefaultHasher`).
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_id_shape() {
+        let id = new_client_id("openclaw-weixin");
+        let (prefix, rest) = id.split_once(':').unwrap();
+        assert_eq!(prefix, "openclaw-weixin");
+        let (ms, hex) = rest.split_once('-').unwrap();
+        assert!(ms.parse::<u64>().unwrap() > 1_600_000_000_000);
+        assert_eq!(hex.len(), 8);
+        assert!(
+            hex.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(new_client_id("p"), new_client_id("p"));
+    }
+
+    #[test]
+    fn fnv_is_stable_and_separates_parts() {
+        assert_eq!(fnv1a(&[b"a"]), fnv1a(&[b"a"]));
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_ne!(random_u64(), random_u64());
+        let _ = random_u32();
+    }
+}
