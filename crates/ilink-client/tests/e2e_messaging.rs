@@ -1,0 +1,422 @@
+//! Receiving and replying, end to end against ilink-sim over loopback HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use ilink_client::{FileStore, MessageContext, SendErrorKind, SendOutcome, Update};
+use ilink_sim::{Endpoint, Fault, TypingState};
+
+#[tokio::test]
+async fn echo_bot_replies_with_every_hidden_field_and_official_headers() {
+    let (sim, _client, account, bot) = setup().await;
+    let alice = sim.user("alice@im.wechat");
+    alice.send_text(&bot, "hi").unwrap();
+
+    let acct = account.clone();
+    let run = tokio::spawn(async move {
+        acct.run(|ctx: MessageContext| async move {
+            let text = ctx.text().unwrap_or_default().to_owned();
+            ctx.reply(&format!("echo: {text}")).await.map(|_| ())
+        })
+        .await
+    });
+    let delivered = sim
+        .wait_for_delivered("alice@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(delivered[0].text(), Some("echo: hi"));
+    let d = &delivered[0];
+    assert!(
+        d.client_id.starts_with("openclaw-weixin:"),
+        "{}",
+        d.client_id
+    );
+    assert!(d.run_id.as_deref().is_some_and(|r| r.len() == 36));
+    assert!(sim.dropped().is_empty(), "{:?}", sim.dropped());
+
+    // Headers and bodies as the official client sends them.
+    let reqs = sim.requests();
+    let send = reqs
+        .iter()
+        .find(|r| r.path.ends_with("ilink/bot/sendmessage"))
+        .unwrap();
+    assert!(send.problems.is_empty(), "{:?}", send.problems);
+    assert_eq!(send.header("authorizationtype"), Some("ilink_bot_token"));
+    assert_eq!(send.header("ilink-app-id"), Some("bot"));
+    assert_eq!(send.header("ilink-app-clientversion"), Some("132105"));
+    assert_eq!(
+        send.header("authorization"),
+        Some(format!("Bearer {}", bot.token).as_str())
+    );
+    let uin = send.header("x-wechat-uin").unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(uin)
+        .unwrap();
+    assert!(String::from_utf8(decoded).unwrap().parse::<u32>().is_ok());
+    let raw = send.body.clone().unwrap();
+    let body = send.json().unwrap();
+    assert_eq!(
+        body["base_info"],
+        serde_json::json!({"channel_version":"2.4.9","bot_agent":"OpenClaw"})
+    );
+    // Keys in the official client's order.
+    let order = [
+        "\"from_user_id\"",
+        "\"to_user_id\"",
+        "\"client_id\"",
+        "\"message_type\"",
+        "\"message_state\"",
+        "\"item_list\"",
+        "\"context_token\"",
+        "\"run_id\"",
+        "\"base_info\"",
+    ];
+    let pos: Vec<usize> = order.iter().map(|k| raw.find(k).unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{raw}");
+    assert_eq!(body["msg"].as_object().unwrap().len(), 8);
+    assert_eq!(body["msg"]["from_user_id"], "");
+    assert_eq!(body["msg"]["message_type"], 2);
+    assert_eq!(body["msg"]["message_state"], 2);
+    for r in &reqs {
+        assert!(r.problems.is_empty(), "{} {:?}", r.path, r.problems);
+    }
+    // A fresh UIN per request.
+    let uins: std::collections::HashSet<_> = reqs
+        .iter()
+        .filter_map(|r| r.header("x-wechat-uin"))
+        .collect();
+    assert!(uins.len() > 1);
+
+    // notifystart before polling; graceful shutdown sends notifystop and ends run().
+    account.shutdown();
+    run.await.unwrap().unwrap();
+    let status = sim.bot(&bot.bot_id).unwrap();
+    assert_eq!(status.notify_started, 1);
+    assert_eq!(status.notify_stopped, 1);
+    let first_notify = reqs
+        .iter()
+        .position(|r| r.path.ends_with("notifystart"))
+        .unwrap();
+    let first_poll = reqs
+        .iter()
+        .position(|r| r.path.ends_with("getupdates"))
+        .unwrap();
+    assert!(first_notify < first_poll);
+}
+
+#[tokio::test]
+async fn typing_wraps_the_handler_in_the_official_order() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.user("bob@im.wechat").send_text(&bot, "slow").unwrap();
+    let acct = account.clone();
+    let run = tokio::spawn(async move {
+        acct.run(|ctx: MessageContext| async move {
+            // Longer than two keepalive intervals (200 ms in Delays::fast()).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            ctx.reply("done").await.map(|_| ())
+        })
+        .await
+    });
+    sim.wait_for_delivered("bob@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    // The cancel follows the reply.
+    for _ in 0..100 {
+        if sim.typing_state("bob@im.wechat") == Some(TypingState::Cancelled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sim.typing_state("bob@im.wechat"),
+        Some(TypingState::Cancelled)
+    );
+    let events = sim.typing_events();
+    let typing = events
+        .iter()
+        .filter(|e| e.state == TypingState::Typing)
+        .count();
+    assert!(typing >= 2, "keepalive refreshes typing: {events:?}");
+    assert!(events.iter().all(|e| e.ticket_valid));
+    let paths: Vec<String> = sim
+        .requests()
+        .iter()
+        .map(|r| r.path.rsplit('/').next().unwrap().to_owned())
+        .filter(|p| matches!(p.as_str(), "getconfig" | "sendtyping" | "sendmessage"))
+        .collect();
+    assert_eq!(paths.first().map(String::as_str), Some("getconfig"));
+    assert_eq!(paths.get(1).map(String::as_str), Some("sendtyping"));
+    assert_eq!(paths.last().map(String::as_str), Some("sendtyping"));
+    account.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn long_text_is_chunked_in_order_and_markdown_filtered() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.user("carol@im.wechat")
+        .send_text(&bot, "hello")
+        .unwrap();
+    let mut updates = account.updates().unwrap();
+    let Some(Update::Message(m)) = updates.next().await else {
+        panic!("expected a message")
+    };
+    assert_eq!(m.text(), Some("hello"));
+    let para = "word ".repeat(600); // 3000 chars
+    let text = format!("{para}\n\n{para}\n\n{para}\n\n*斜体* ![x](http://x/y.png)");
+    let outcomes = account.send_text("carol@im.wechat", &text).await.unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, SendOutcome::Delivered { .. }))
+    );
+    let d = sim.delivered_to("carol@im.wechat");
+    assert_eq!(d.len(), 3);
+    assert_eq!(d[0].text(), Some(para.trim_end()));
+    let last = d[2].text().unwrap();
+    assert!(last.ends_with("\n\n斜体"), "{last:?}");
+    assert!(
+        d.iter()
+            .all(|x| x.text().unwrap().encode_utf16().count() <= 4000)
+    );
+    let ids: std::collections::HashSet<_> = d.iter().map(|x| x.client_id.clone()).collect();
+    assert_eq!(ids.len(), 3, "a unique client_id per request");
+    assert_eq!(
+        outcomes[0].message_id().unwrap().as_u64(),
+        Some(d[0].message_id)
+    );
+}
+
+#[tokio::test]
+async fn send_without_context_token_is_a_typed_error() {
+    let (sim, _client, account, _bot) = setup().await;
+    let err = account
+        .send_text("nobody@im.wechat", "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::NoContextToken);
+    assert_eq!(count_requests(&sim, "sendmessage"), 0);
+    let err = account
+        .send_text("nobody@im.wechat", "   ")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::Invalid);
+}
+
+#[tokio::test]
+async fn throttle_is_typed_and_never_retried() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.user("dan@im.wechat").send_text(&bot, "x").unwrap();
+    let mut updates = account.updates().unwrap();
+    assert!(matches!(updates.next().await, Some(Update::Message(_))));
+    sim.inject_fault(Endpoint::SendMessage, Fault::Overloaded(None), 1);
+    let err = account.send_text("dan@im.wechat", "a").await.unwrap_err();
+    assert!(err.is_throttled(), "{err:?}");
+    assert_eq!(err.ret(), Some(-2));
+    assert_eq!(count_requests(&sim, "sendmessage"), 1);
+    // Chunks sent before a failure are reported.
+    sim.inject_fault(
+        Endpoint::SendMessage,
+        Fault::Overloaded(Some("prepare failed".into())),
+        1,
+    );
+    let err = account.send_text("dan@im.wechat", "b").await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        SendErrorKind::Throttled(ilink_client::ThrottleReason::PrepareFailed)
+    );
+    let ok = account.send_text("dan@im.wechat", "c").await.unwrap();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(sim.delivered_to("dan@im.wechat").len(), 1);
+}
+
+#[tokio::test]
+async fn duplicates_are_invisible_to_the_handler() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.inject_fault(Endpoint::GetUpdates, Fault::DuplicateMessage, 1);
+    sim.inject_fault(Endpoint::GetUpdates, Fault::DuplicateBatch, 1);
+    let eve = sim.user("eve@im.wechat");
+    eve.send_text(&bot, "one").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let acct = account.clone();
+    let run = tokio::spawn(async move {
+        acct.run(move |ctx: MessageContext| {
+            let s = s.clone();
+            async move {
+                s.lock()
+                    .unwrap()
+                    .push(ctx.text().unwrap_or_default().to_owned());
+                ctx.reply("ok").await.map(|_| ())
+            }
+        })
+        .await
+    });
+    sim.wait_for_delivered("eve@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    eve.send_text(&bot, "two").unwrap();
+    sim.wait_for_delivered("eve@im.wechat", 2, WAIT)
+        .await
+        .unwrap();
+    // Let a few more polls pass (duplicate batches would show up here).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    account.shutdown();
+    run.await.unwrap().unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec!["one", "two"]);
+    assert!(
+        sim.pending_faults().is_empty(),
+        "{:?}",
+        sim.pending_faults()
+    );
+}
+
+#[tokio::test]
+async fn at_least_once_across_a_crash_with_persisted_state() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let dir = tempfile::tempdir().unwrap();
+    let user = sim.user("fay@im.wechat");
+    user.send_text(&bot, "m1").unwrap();
+    user.send_text(&bot, "m2").unwrap();
+    {
+        let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+        let account = client.add_account(creds(&sim, &bot)).unwrap();
+        let mut updates = account.updates().unwrap();
+        let mut texts = Vec::new();
+        while texts.len() < 2 {
+            if let Some(Update::Message(m)) = updates.next().await {
+                texts.push(m.text().unwrap().to_owned());
+            }
+        }
+        assert_eq!(texts, ["m1", "m2"]);
+        // "Crash" while handling m2: the stream is dropped without asking for more.
+    }
+    user.send_text(&bot, "m3").unwrap();
+    let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+    let account = client.account(&bot.bot_id).unwrap();
+    // The context token was persisted: a proactive send works right away.
+    assert!(account.context_token("fay@im.wechat").is_some());
+    let mut updates = account.updates().unwrap();
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        if let Some(Update::Message(m)) = updates.next().await {
+            texts.push(m.text().unwrap().to_owned());
+        }
+    }
+    // m1 was handled (tombstoned); m2 was not finished, so it comes again; then m3.
+    assert_eq!(texts, ["m2", "m3"]);
+}
+
+#[tokio::test]
+async fn a_bad_message_does_not_stop_the_batch() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.inject_raw(
+        &bot.bot_id,
+        serde_json::json!({"message_id": 5, "from_user_id": "gus@im.wechat", "item_list": "oops"}),
+    )
+    .unwrap();
+    sim.user("gus@im.wechat").send_text(&bot, "fine").unwrap();
+    let mut updates = account.updates().unwrap();
+    match updates.next().await {
+        Some(Update::Undecodable(u)) => assert_eq!(u.raw["item_list"], "oops"),
+        other => panic!("expected an undecodable message, got {other:?}"),
+    }
+    match updates.next().await {
+        Some(Update::Message(m)) => assert_eq!(m.text(), Some("fine")),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn transport_failures_back_off_and_recover() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.inject_fault(Endpoint::GetUpdates, Fault::Status(500), 1);
+    sim.inject_fault(Endpoint::GetUpdates, Fault::gateway_timeout(), 2);
+    sim.inject_fault(Endpoint::GetUpdates, Fault::ConnectionReset, 1);
+    sim.inject_fault(Endpoint::GetUpdates, Fault::EmptyBody, 1);
+    sim.user("hal@im.wechat")
+        .send_text(&bot, "after faults")
+        .unwrap();
+    let mut updates = account.updates().unwrap();
+    let got = tokio::time::timeout(WAIT, updates.next()).await.unwrap();
+    match got {
+        Some(Update::Message(m)) => assert_eq!(m.text(), Some("after faults")),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.pending_faults().is_empty());
+}
+
+#[tokio::test]
+async fn client_side_poll_timeout_is_an_empty_batch_not_a_failure() {
+    let mut cfg = ilink_sim::SimConfig::for_tests(Duration::from_secs(3));
+    cfg.advertise_longpolling_timeout = false;
+    let sim = ilink_sim::Sim::start(cfg).await.unwrap();
+    let bot = sim.create_bot();
+    let mut config = config(&sim);
+    config.timeouts.long_poll = Duration::from_millis(100);
+    config.timeouts.long_poll_margin = Duration::ZERO;
+    // If a timeout counted as a failure, the next poll would wait a minute.
+    config.delays.retry = Duration::from_secs(60);
+    config.delays.backoff = Duration::from_secs(60);
+    let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let mut updates = account.updates().unwrap();
+    let sim_user = sim.user("ivy@im.wechat");
+    let sender = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        sim_user.send_text(&bot, "late").unwrap();
+    });
+    let got = tokio::time::timeout(WAIT, updates.next()).await.unwrap();
+    assert!(matches!(got, Some(Update::Message(_))));
+    sender.await.unwrap();
+    assert!(count_requests(&sim, "getupdates") >= 3);
+}
+
+#[tokio::test]
+async fn multiple_accounts_run_side_by_side() {
+    let sim = sim().await;
+    let bot1 = sim.create_bot();
+    let bot2 = sim.create_bot();
+    let client = ilink_client::Client::new(config(&sim), ilink_client::MemoryStore::new()).unwrap();
+    let a1 = client.add_account(creds(&sim, &bot1)).unwrap();
+    let a2 = client.add_account(creds(&sim, &bot2)).unwrap();
+    sim.user("u1@im.wechat").send_text(&bot1, "to one").unwrap();
+    sim.user("u2@im.wechat").send_text(&bot2, "to two").unwrap();
+    let mut runs = Vec::new();
+    for acct in [a1.clone(), a2.clone()] {
+        runs.push(tokio::spawn(async move {
+            acct.run(|ctx: MessageContext| async move {
+                let who = ctx.account().id().to_owned();
+                ctx.reply(&who).await.map(|_| ())
+            })
+            .await
+        }));
+    }
+    let d1 = sim
+        .wait_for_delivered("u1@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    let d2 = sim
+        .wait_for_delivered("u2@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(d1[0].text(), Some(bot1.bot_id.as_str()));
+    assert_eq!(d2[0].text(), Some(bot2.bot_id.as_str()));
+    // A send naming no account goes through the one holding the user's token.
+    let out = client.send_text("u2@im.wechat", "routed").await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(sim.delivered_to("u2@im.wechat")[1].bot_id, bot2.bot_id);
+    client.shutdown();
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.bot(&bot1.bot_id).unwrap().notify_stopped, 1);
+    assert_eq!(sim.bot(&bot2.bot_id).unwrap().notify_stopped, 1);
+}
