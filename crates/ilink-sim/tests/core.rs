@@ -35,7 +35,7 @@ async fn inbound_text_round_trip() {
     // Live shape: no ret, a sync_buf, a long cursor, the advertised hold.
     assert!(resp.get("ret").is_none());
     assert!(resp["sync_buf"].is_string());
-    assert_eq!(resp["longpolling_timeout_ms"], 300);
+    assert_eq!(resp["longpolling_timeout_ms"], 100);
     let msgs = resp["msgs"].as_array().unwrap();
     assert_eq!(msgs.len(), 1);
     let m = &msgs[0];

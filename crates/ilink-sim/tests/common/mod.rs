@@ -164,9 +164,28 @@ pub async fn send(addr: SocketAddr, token: &str, body: &Value) -> Value {
 }
 
 pub fn short() -> Duration {
-    Duration::from_millis(300)
+    Duration::from_millis(100)
 }
 
 pub fn config() -> ilink_sim::SimConfig {
     ilink_sim::SimConfig::for_tests(short())
+}
+
+/// Percent-encodes like `encodeURIComponent` (for query values in tests).
+pub fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Splits an absolute `http://host:port/path?query` URL into its request target.
+pub fn target_of(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    rest[rest.find('/').expect("a path")..].to_owned()
 }
