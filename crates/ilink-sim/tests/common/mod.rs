@@ -73,17 +73,15 @@ pub async fn request(
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    if let Some(len) = headers
+    let declared = headers
         .iter()
         .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        if body.len() < len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "truncated body",
-            ));
-        }
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| body.len() < len) {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "truncated body",
+        ));
     }
     Ok(Resp {
         status,
