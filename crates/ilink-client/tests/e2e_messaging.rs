@@ -420,3 +420,92 @@ async fn multiple_accounts_run_side_by_side() {
     assert_eq!(sim.bot(&bot1.bot_id).unwrap().notify_stopped, 1);
     assert_eq!(sim.bot(&bot2.bot_id).unwrap().notify_stopped, 1);
 }
+
+#[tokio::test]
+async fn a_5xx_on_sendmessage_is_not_retried() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.user("kim@im.wechat").send_text(&bot, "x").unwrap();
+    let mut updates = account.updates().unwrap();
+    assert!(matches!(updates.next().await, Some(Update::Message(_))));
+    sim.inject_fault(Endpoint::SendMessage, Fault::Status(502), 1);
+    let err = account
+        .send_text("kim@im.wechat", "once")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::Transport);
+    // The request may have been processed: repeating it could duplicate the message.
+    assert_eq!(count_requests(&sim, "sendmessage"), 1);
+    assert!(sim.delivered_to("kim@im.wechat").is_empty());
+}
+
+#[tokio::test]
+async fn typing_ticket_is_cached_and_failures_back_off() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.user("lea@im.wechat").send_text(&bot, "x").unwrap();
+    let mut updates = account.updates().unwrap();
+    assert!(matches!(updates.next().await, Some(Update::Message(_))));
+    sim.inject_fault(Endpoint::GetConfig, Fault::Status(500), 1);
+    assert!(account.typing_ticket("lea@im.wechat", None).await.is_none());
+    assert_eq!(count_requests(&sim, "getconfig"), 1);
+    // Within the retry delay (20 ms in Delays::fast()) no new getconfig is made.
+    assert!(account.typing_ticket("lea@im.wechat", None).await.is_none());
+    assert_eq!(count_requests(&sim, "getconfig"), 1);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let ticket = account.typing_ticket("lea@im.wechat", None).await;
+    assert!(ticket.is_some());
+    assert_eq!(count_requests(&sim, "getconfig"), 2);
+    // A success is cached (refresh within 24 h in production; 1 h in Delays::fast()).
+    assert_eq!(account.typing_ticket("lea@im.wechat", None).await, ticket);
+    assert_eq!(count_requests(&sim, "getconfig"), 2);
+    assert!(
+        account
+            .send_typing("lea@im.wechat", ilink_client::TypingStatus::Typing)
+            .await
+            .unwrap()
+    );
+    assert_eq!(sim.typing_state("lea@im.wechat"), Some(TypingState::Typing));
+    // The ticket is a secret.
+    assert!(!format!("{ticket:?}").contains(ticket.unwrap().expose()));
+}
+
+#[tokio::test]
+async fn compat_version_2_1_1_speaks_the_older_wire() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let cfg = config(&sim).with_compat_version(ilink_client::CompatVersion::V2_1_1);
+    let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    sim.user("max@im.wechat").send_text(&bot, "x").unwrap();
+    let mut updates = account.updates().unwrap();
+    assert!(matches!(updates.next().await, Some(Update::Message(_))));
+    let reqs = sim.requests();
+    // notify* arrived in 2.1.10 / 2.3.1.
+    assert!(!reqs.iter().any(|r| r.path.contains("notify")));
+    let poll = reqs
+        .iter()
+        .find(|r| r.path.ends_with("getupdates"))
+        .unwrap();
+    assert_eq!(poll.header("ilink-app-clientversion"), Some("131329"));
+    assert_eq!(
+        poll.json().unwrap()["base_info"],
+        serde_json::json!({"channel_version": "2.1.1"})
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_show_in_debug_output() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.user("ned@im.wechat").send_text(&bot, "x").unwrap();
+    let mut updates = account.updates().unwrap();
+    let Some(Update::Message(m)) = updates.next().await else {
+        panic!()
+    };
+    let token = m.context_token().unwrap().expose().to_owned();
+    let dump = format!(
+        "{m:?} {:?} {account:?} {:?}",
+        account.credentials().unwrap(),
+        account.context_token("ned@im.wechat")
+    );
+    assert!(!dump.contains(&token), "{dump}");
+    assert!(!dump.contains(&bot.token), "{dump}");
+}
