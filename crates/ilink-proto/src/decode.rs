@@ -9,9 +9,13 @@ use serde_json::Value;
 /// a few kilobytes to a few hundred.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Deepest JSON nesting [`decode`] accepts. Real messages nest about 8 levels (message,
-/// item list, item, quote, quoted item, media); serde_json itself stops at 128.
-pub const MAX_DEPTH: usize = 64;
+/// Deepest JSON nesting [`decode`] accepts. Real bodies nest at most about 8 levels
+/// (response, message list, message, item list, item, quote, quoted item, media).
+///
+/// serde_json alone stops at 128, but each nested quote (`ref_msg.message_item`) costs
+/// about 64 KiB of stack in a debug build, so 128 levels could overflow a 2 MiB thread
+/// stack (a tokio worker's default). At 32 levels decoding stays under 1 MiB.
+pub const MAX_DEPTH: usize = 32;
 
 /// Why a body could not be decoded.
 #[non_exhaustive]
@@ -219,12 +223,12 @@ mod tests {
 
     #[test]
     fn limits() {
-        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
         assert!(matches!(
             decode::<Value>(deep.as_bytes()),
-            Err(DecodeError::TooDeep { max: 64 })
+            Err(DecodeError::TooDeep { max: 32 })
         ));
-        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        let ok = format!("{}{}", "[".repeat(32), "]".repeat(32));
         assert!(decode::<Value>(ok.as_bytes()).is_ok());
         // Brackets inside strings do not count.
         let s = format!("\"{}\\\"{}\"", "[".repeat(100), "{".repeat(100));
