@@ -18,6 +18,40 @@ pub const MAX_SAMPLE_RATE: u32 = 384_000;
 /// Input frames per resampler call.
 const CHUNK: usize = 1024;
 
+/// Taps of the windowed-sinc filter.
+const SINC_LEN: usize = 128;
+
+/// The most outputs [`phase_fix`] may drop.
+const MAX_SKIP: usize = 1024;
+
+/// Zeros to prepend and outputs to drop so that resampled output n lands on input time
+/// n * from / to: with t = (skip + 1) * from / to - 1, pad = t must be a whole number >= 0.
+/// Exact when `skip + 1` is a multiple of `to / gcd(from, to)` (at most [`MAX_SKIP`] + 1, which
+/// covers every pair of common rates); otherwise the closest fit, within half an input sample.
+fn phase_fix(from: u32, to: u32) -> (usize, usize) {
+    let (from, to) = (u64::from(from), u64::from(to));
+    let mut best = (0usize, 0usize, u64::MAX);
+    for skip in 0..=MAX_SKIP as u64 {
+        // t * to = (skip + 1) * from - to, kept in integers.
+        let Some(num) = ((skip + 1) * from).checked_sub(to) else {
+            continue;
+        };
+        let (whole, rest) = (num / to, num % to);
+        let (pad, err) = if rest * 2 <= to {
+            (whole, rest)
+        } else {
+            (whole + 1, to - rest)
+        };
+        if err < best.2 {
+            best = (pad as usize, skip as usize, err);
+            if err == 0 {
+                break;
+            }
+        }
+    }
+    (best.0, best.1)
+}
+
 /// Returns `rate` if it is within [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`].
 pub(crate) fn check_rate(rate: u32) -> Result<u32, SilkError> {
     if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
@@ -48,10 +82,9 @@ pub(crate) fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Si
     }
     let err = |e: &dyn std::fmt::Display| SilkError::Resample(e.to_string());
     let window = WindowFunction::BlackmanHarris2;
-    let sinc_len = 128;
     let params = SincInterpolationParameters {
-        sinc_len,
-        f_cutoff: calculate_cutoff(sinc_len, window),
+        sinc_len: SINC_LEN,
+        f_cutoff: calculate_cutoff(SINC_LEN, window),
         interpolation: SincInterpolationType::Linear,
         oversampling_factor: 256,
         window,
@@ -60,11 +93,20 @@ pub(crate) fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Si
     let mut resampler =
         SincFixedIn::<f32>::new(ratio, 1.0, params, CHUNK, 1).map_err(|e| err(&e))?;
     let wanted = output_len(input.len(), from, to);
-    // `SincFixedIn` starts its read position half a filter length early, so its output is
-    // already aligned with the input to within one input sample (measured: output n is the
-    // input at time (n + 1) / ratio - 1); its `output_delay()` is not to be trimmed. What it
-    // holds back is the tail, flushed below.
-    let mut out = Vec::with_capacity(wanted + resampler.output_frames_max());
+    // Output n of `SincFixedIn` is the input at time (n + 1) / ratio - 1 (measured; its
+    // `output_delay()` does not describe this). Prepending `pad` zeros and dropping `skip`
+    // outputs makes output n the input at time n / ratio, exactly when the rates allow.
+    let (pad, skip) = phase_fix(from, to);
+    let padded: Vec<f32>;
+    let input = if pad == 0 {
+        input
+    } else {
+        padded = std::iter::repeat_n(0.0, pad)
+            .chain(input.iter().copied())
+            .collect();
+        &padded
+    };
+    let mut out = Vec::with_capacity(skip + wanted + resampler.output_frames_max());
     let mut buf = resampler.output_buffer_allocate(true);
 
     let mut chunks = input.chunks_exact(CHUNK);
@@ -81,16 +123,19 @@ pub(crate) fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Si
             .map_err(|e| err(&e))?;
         extend(&mut out, &buf, n);
     }
-    // Flush the delayed tail. Each call yields about CHUNK * ratio frames; the bound only
-    // guards against a resampler that stops producing output.
+    // Flush the tail the filter holds back. Each call yields about CHUNK * ratio frames; the
+    // bound only guards against a resampler that stops producing output.
+    let per_flush = ((CHUNK as f64 * ratio) as usize).max(1);
+    let max_flushes = 8 + (skip + 2 * SINC_LEN) / per_flush;
     let mut flushes = 0;
-    while out.len() < wanted && flushes < 8 {
+    while out.len() < skip + wanted && flushes < max_flushes {
         let (_, n) = resampler
             .process_partial_into_buffer(None::<&[&[f32]]>, &mut buf, None)
             .map_err(|e| err(&e))?;
         extend(&mut out, &buf, n);
         flushes += 1;
     }
+    let mut out = out.split_off(skip.min(out.len()));
     out.resize(wanted, 0.0);
     Ok(out)
 }
@@ -175,10 +220,38 @@ mod tests {
             let input = sine(from, 300.0, 0.5);
             let out = resample(&input, from, to).unwrap();
             assert_eq!(out.len(), output_len(input.len(), from, to));
-            // Measured: 63.7 dB (8 -> 24 kHz) to 84 dB (44.1 -> 24 kHz).
             let (delay, snr) = best_snr(&out, from, to);
             assert!(snr > 60.0, "{from}->{to}: SNR {snr} dB at delay {delay}");
+            // Output n is the input at time n / ratio: no fractional delay.
+            assert!(
+                delay.abs() < 0.015,
+                "{from}->{to}: delay {delay} input samples"
+            );
         }
+    }
+
+    #[test]
+    fn phase_fix_is_exact_for_common_rates() {
+        assert_eq!(phase_fix(44_100, 24_000), (146, 79));
+        assert_eq!(phase_fix(8_000, 24_000), (0, 2));
+        assert_eq!(phase_fix(48_000, 24_000), (1, 0));
+        assert_eq!(phase_fix(24_000, 16_000), (2, 1));
+        for from in [
+            8_000, 11_025, 12_000, 16_000, 22_050, 32_000, 44_100, 48_000, 96_000,
+        ] {
+            for to in [8_000, 16_000, 24_000, 44_100, 48_000] {
+                if from == to {
+                    continue;
+                }
+                let (pad, skip) = phase_fix(from, to);
+                let (f, t) = (from as u64, to as u64);
+                assert_eq!((skip as u64 + 1) * f, (pad as u64 + 1) * t, "{from}->{to}");
+            }
+        }
+        // Awkward rates still get a fit within half an input sample.
+        let (pad, skip) = phase_fix(44_101, 24_000);
+        let t = (skip as f64 + 1.0) * 44_101.0 / 24_000.0 - 1.0;
+        assert!((t - pad as f64).abs() <= 0.5);
     }
 
     #[test]
