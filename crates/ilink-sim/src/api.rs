@@ -67,7 +67,12 @@ pub(crate) async fn dispatch(
         }
     };
     match endpoint {
-        Endpoint::GetUpdates => get_updates(shared, &bot_id, &body).await,
+        Endpoint::GetUpdates => {
+            if !body.get("get_updates_buf").is_some_and(Value::is_string) {
+                problems.push("getupdates without get_updates_buf (send \"\" at first)".to_owned());
+            }
+            get_updates(shared, &bot_id, &body).await
+        }
         Endpoint::SendMessage => {
             let (answer, _) = shared
                 .lock()

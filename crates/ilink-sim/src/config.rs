@@ -94,6 +94,8 @@ pub struct SimConfig {
     pub default_qr_script: Vec<QrStep>,
     /// Largest request body accepted (CDN uploads included), in bytes.
     pub max_body_bytes: usize,
+    /// How many requests [`Sim::requests`](crate::Sim::requests) keeps (oldest dropped first).
+    pub max_logged_requests: usize,
 }
 
 impl Default for SimConfig {
@@ -126,6 +128,7 @@ impl Default for SimConfig {
                 },
             ],
             max_body_bytes: 110 * 1024 * 1024,
+            max_logged_requests: 10_000,
         }
     }
 }

@@ -82,7 +82,10 @@ pub enum Fault {
     /// Answer with this HTTP status and a short text body (e.g. 500, 502, or 524 like the
     /// gateway timeout seen live).
     Status(u16),
-    /// Wait this long, then answer normally.
+    /// Wait this long, then answer normally, or with the next fault queued for the
+    /// endpoint, which the same request then takes too: queue `Latency` then
+    /// `Status(524)` for the live gateway timeout that comes mid-poll. At most one
+    /// latency applies per request.
     Latency(#[serde(with = "duration_ms")] Duration),
     /// Close the connection without answering.
     ConnectionReset,

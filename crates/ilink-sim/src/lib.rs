@@ -244,9 +244,10 @@ impl Sim {
         self.shared.lock().typing_events.clone()
     }
 
-    /// Every request received (admin API excluded), oldest first.
+    /// Requests received (admin API excluded), oldest first; the newest
+    /// [`SimConfig::max_logged_requests`] are kept.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().requests.clone()
+        self.shared.lock().requests.iter().cloned().collect()
     }
 
     /// Forgets the request log.

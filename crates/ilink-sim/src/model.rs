@@ -287,6 +287,8 @@ pub struct TypingEvent {
 /// Every request the emulator received (admin requests excluded).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct RequestRecord {
+    /// Arrival number, from 0.
+    pub id: u64,
     /// HTTP method.
     pub method: String,
     /// Path without the query.

@@ -257,20 +257,27 @@ async fn handle(
         .map(|e| header_problems(e, &inc))
         .unwrap_or_default();
     let now = shared.now_ms();
-    let record_idx = {
-        let mut st = shared.lock();
-        st.requests.push(RequestRecord {
+    let is_cdn = matches!(endpoint, Some(Endpoint::CdnUpload | Endpoint::CdnDownload));
+    let record_id = {
+        let record = RequestRecord {
+            id: 0,
             method: inc.method.to_string(),
             path: inc.path.clone(),
             query: raw_query,
             headers: inc.headers.clone(),
-            body: std::str::from_utf8(&inc.body).ok().map(str::to_owned),
+            body: if is_cdn {
+                None
+            } else {
+                std::str::from_utf8(&inc.body).ok().map(str::to_owned)
+            },
             body_len: inc.body.len() as u64,
             endpoint,
             problems,
             at_ms: now,
-        });
-        st.requests.len() - 1
+        };
+        shared
+            .lock()
+            .log_request(record, shared.config.max_logged_requests)
     };
     let Some(endpoint) = endpoint else {
         return Ok(into_response(Reply::text(404, "not found"), false));
@@ -281,11 +288,18 @@ async fn handle(
 
     // Faults that answer first.
     let mut post_fault = None;
+    let mut delayed = false;
     loop {
-        let fault = shared.lock().faults.take(endpoint, |f| !f.is_duplicate());
+        // At most one latency per request; it composes with the next queued fault
+        // (latency then 524 is the live gateway timeout).
+        let fault = shared.lock().faults.take(endpoint, |f| {
+            let repeat_latency = delayed && matches!(f, Fault::Latency(_));
+            !f.is_duplicate() && !repeat_latency
+        });
         let Some(fault) = fault else { break };
         let pre = match fault {
             Fault::Latency(d) => {
+                delayed = true;
                 tokio::time::sleep(d).await;
                 continue;
             }
@@ -323,10 +337,8 @@ async fn handle(
 
     let mut extra_problems = Vec::new();
     let mut reply = api::dispatch(&shared, endpoint, &inc, &mut extra_problems).await;
-    if !extra_problems.is_empty()
-        && let Some(r) = shared.lock().requests.get_mut(record_idx)
-    {
-        r.problems.extend(extra_problems);
+    if !extra_problems.is_empty() {
+        shared.lock().add_problems(record_id, extra_problems);
     }
     match post_fault {
         Some(Fault::ConnectionReset) => Err(ResetConnection),

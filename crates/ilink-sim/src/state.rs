@@ -130,7 +130,8 @@ pub(crate) struct State {
     pub(crate) uploads: Vec<UploadRecord>,
     pub(crate) pending_uploads: HashMap<String, PendingUpload>,
     pub(crate) cdn: HashMap<String, CdnObject>,
-    pub(crate) requests: Vec<RequestRecord>,
+    pub(crate) requests: VecDeque<RequestRecord>,
+    next_request_id: u64,
     pub(crate) faults: FaultQueue,
     pub(crate) qr_sessions: Vec<QrSession>,
     pub(crate) qr_scripts: VecDeque<Vec<QrStep>>,
@@ -175,12 +176,32 @@ impl State {
             uploads: Vec::new(),
             pending_uploads: HashMap::new(),
             cdn: HashMap::new(),
-            requests: Vec::new(),
+            requests: VecDeque::new(),
+            next_request_id: 0,
             faults: FaultQueue::default(),
             qr_sessions: Vec::new(),
             qr_scripts: VecDeque::new(),
             upload_url_calls: 0,
             inbound_media: 0,
+        }
+    }
+
+    /// Logs a request (dropping the oldest past `max`) and returns its id.
+    pub(crate) fn log_request(&mut self, mut record: RequestRecord, max: usize) -> u64 {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        record.id = id;
+        while self.requests.len() >= max.max(1) {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(record);
+        id
+    }
+
+    /// Adds problems found while handling request `id`.
+    pub(crate) fn add_problems(&mut self, id: u64, problems: Vec<String>) {
+        if let Some(r) = self.requests.iter_mut().rev().find(|r| r.id == id) {
+            r.problems.extend(problems);
         }
     }
 

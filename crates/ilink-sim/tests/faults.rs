@@ -102,6 +102,37 @@ async fn latency_delays_then_answers() {
 }
 
 #[tokio::test]
+async fn latency_composes_with_a_late_gateway_timeout() {
+    let sim = Sim::start(config()).await.unwrap();
+    let bot = sim.create_bot();
+    sim.inject_fault(
+        Endpoint::GetUpdates,
+        Fault::Latency(Duration::from_millis(20)),
+        2,
+    );
+    sim.inject_fault(Endpoint::GetUpdates, Fault::gateway_timeout(), 1);
+    let a = sim.addr();
+    let t = Some(bot.token.as_str());
+    // First poll: one latency, then the 524 (not both latencies).
+    assert_eq!(
+        post(a, "getupdates", t, &updates_body(""))
+            .await
+            .unwrap()
+            .status,
+        524
+    );
+    // Second poll: the remaining latency, then a normal answer.
+    assert_eq!(
+        post(a, "getupdates", t, &updates_body(""))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(sim.pending_faults().is_empty());
+}
+
+#[tokio::test]
 async fn connection_reset_sends_no_response_but_the_message_was_delivered() {
     let sim = Sim::start(config()).await.unwrap();
     let bot = sim.create_bot();
