@@ -201,7 +201,105 @@ def seeds_proto_wire():
     return out
 
 
+# ---------------------------------------------------------------- voice and audio seeds
+# Small synthetic voice-like signals. The SILK seeds are made with silk-python (pysilk), the
+# reference encoder `cargo xtask bench` also measures; compressed audio with ffmpeg. A tool
+# that is missing only skips its seeds.
+
+def tone(rate, seconds, channels=1, amp=9000):
+    import math
+    import struct
+    n = int(rate * seconds)
+    frames = []
+    for i in range(n):
+        t = i / rate
+        v = sum(math.sin(2 * math.pi * 150 * k * t) / k for k in range(1, 4))
+        sample = int(max(-1.0, min(1.0, v * 0.4)) * amp)
+        frames.append(struct.pack("<" + "h" * channels, *([sample] * channels)))
+    return b"".join(frames)
+
+
+def wav(rate, seconds, channels=1, width=2):
+    import io
+    import wave
+    pcm = tone(rate, seconds, channels)
+    if width == 1:  # 8-bit WAV is unsigned
+        pcm = bytes(((int.from_bytes(pcm[i:i + 2], "little", signed=True) >> 8) + 128) & 0xFF
+                    for i in range(0, len(pcm), 2))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return buf.getvalue()
+
+
+def pysilk_encode(pcm, tencent):
+    try:
+        import io
+        import pysilk
+    except ImportError:
+        print("  (pysilk missing: run with a python that has silk-python to make SILK seeds)")
+        return None
+    out = io.BytesIO()
+    pysilk.encode(io.BytesIO(pcm), out, 24000, 24000, tencent=tencent)
+    return out.getvalue()
+
+
+def ffmpeg(data, fmt, codec):
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "in.wav")
+        dst = os.path.join(d, "out." + fmt)
+        with open(src, "wb") as f:
+            f.write(data)
+        try:
+            subprocess.run(["ffmpeg", "-v", "quiet", "-y", "-i", src, "-c:a", codec,
+                            "-b:a", "32k", dst], check=True)
+        except (OSError, subprocess.CalledProcessError):
+            print(f"  (ffmpeg cannot make {fmt}: skipped)")
+            return None
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def seeds_silk_decode():
+    out = [("doc-standard-two-packets", b"#!SILK_V3\x01\x00\xaa\x02\x00\xbb\xcc\xff\xff"),
+           ("doc-standard-one-packet", b"#!SILK_V3\x01\x00\xaa\xff\xff")]
+    pcm = tone(24000, 0.3)
+    for name, tencent in (("pysilk-tencent-300ms", True), ("pysilk-standard-300ms", False)):
+        silk = pysilk_encode(pcm, tencent)
+        if silk:
+            out.append((name, silk))
+    return out
+
+
+def seeds_silk_encode():
+    return [("tone-24k-100ms", bytes([3]) + tone(24000, 0.1)),
+            ("tone-16k-100ms", bytes([2 | 8]) + tone(16000, 0.1)),
+            ("tone-8k-60ms", bytes([0 | 16 | 32]) + tone(8000, 0.06)),
+            ("silence-20ms", bytes([3]) + bytes(960)),
+            ("one-sample", bytes([3, 1, 0]))]
+
+
+def seeds_audio_decode():
+    out = [("wav-16bit-mono-8k", bytes([0x82]) + wav(8000, 0.2)),
+           ("wav-16bit-stereo-44k", bytes([0x80]) + wav(44100, 0.05, channels=2)),
+           ("wav-8bit-mono-16k", bytes([1]) + wav(16000, 0.1, width=1))]
+    src = wav(24000, 0.2)
+    for fmt, codec in (("mp3", "libmp3lame"), ("ogg", "libvorbis"), ("flac", "flac"),
+                       ("m4a", "aac")):
+        data = ffmpeg(src, fmt, codec)
+        if data:
+            out.append((fmt, bytes([0]) + data))
+    return out
+
+
 TARGETS = {
+    "silk_decode": seeds_silk_decode,
+    "silk_encode": seeds_silk_encode,
+    "audio_decode": seeds_audio_decode,
     "proto_getupdates": seeds_proto_getupdates,
     "proto_wire": seeds_proto_wire,
     "crypto_key": seeds_crypto_key,
