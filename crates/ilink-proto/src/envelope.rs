@@ -7,7 +7,7 @@ use crate::consts::{BAD_TARGET_ERRCODE, FAILED_ERRCODE, STALE_TOKEN_ERRCODE, THR
 /// The status fields every response may carry.
 ///
 /// Decode it from any body with [`decode`](crate::decode) (unknown fields are ignored),
-/// or get it from a typed response with [`ApiResponse::envelope`].
+/// or get it from a typed response with [`ApiResponse::envelope`](crate::ApiResponse::envelope).
 ///
 /// ```
 /// use ilink_proto::{ApiError, Envelope};

@@ -154,8 +154,9 @@ pub struct MessageItem {
     /// The JSON key `type`.
     pub item_type: ItemType,
     /// `true` when the decoded JSON had no `type` key (quoted items stripped by the
-    /// server carry only ids, §19). Then `item_type` is [`ItemType::None`] and `type` is
-    /// not written back. Leave it `false` when building items.
+    /// server carry only ids, §19); `item_type` is then [`ItemType::None`]. While it is
+    /// `true`, `type` is not serialized, whatever `item_type` holds. Leave it `false`
+    /// when building items.
     pub type_absent: bool,
     /// Epoch milliseconds.
     pub create_time_ms: Option<i64>,
