@@ -364,20 +364,13 @@ impl Account {
         Ok(sent)
     }
 
-    /// Send one item (text, or media prepared by `ilink-cdn`) to `user` in one sendmessage,
-    /// with the hidden fields the server needs (`from_user_id` `""`, a fresh `client_id`,
-    /// `message_type` 2, `message_state` 2, the user's `context_token`).
-    pub async fn send_item(&self, user: &str, item: MessageItem) -> Result<SendOutcome, SendError> {
-        self.send_item_in_turn(user, item, None, None).await
-    }
-
-    pub(crate) async fn send_item_in_turn(
+    /// Checks done before anything is sent: not shut down, session not expired, a recipient
+    /// and a context token. Returns the token to use.
+    pub(crate) fn precheck(
         &self,
         user: &str,
-        item: MessageItem,
         context_token: Option<Secret>,
-        run_id: Option<&str>,
-    ) -> Result<SendOutcome, SendError> {
+    ) -> Result<Secret, SendError> {
         if self.is_shut_down() {
             return Err(SendError::new(
                 SendErrorKind::Shutdown,
@@ -408,6 +401,24 @@ impl Account {
                     format!("no context_token for {user}: the user must write to this bot first"),
                 )
             })?;
+        Ok(token)
+    }
+
+    /// Send one item (text, or media prepared by `ilink-cdn`) to `user` in one sendmessage,
+    /// with the hidden fields the server needs (`from_user_id` `""`, a fresh `client_id`,
+    /// `message_type` 2, `message_state` 2, the user's `context_token`).
+    pub async fn send_item(&self, user: &str, item: MessageItem) -> Result<SendOutcome, SendError> {
+        self.send_item_in_turn(user, item, None, None).await
+    }
+
+    pub(crate) async fn send_item_in_turn(
+        &self,
+        user: &str,
+        item: MessageItem,
+        context_token: Option<Secret>,
+        run_id: Option<&str>,
+    ) -> Result<SendOutcome, SendError> {
+        let token = self.precheck(user, context_token)?;
         let cfg = &self.inner.shared.config;
         let client_id = crate::util::new_client_id(&cfg.client_id_prefix);
         let mut msg = WeixinMessage::outbound(user, client_id.clone(), vec![item], Some(token));

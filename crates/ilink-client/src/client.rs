@@ -19,6 +19,7 @@ pub(crate) struct ClientShared {
     pub(crate) config: Arc<ClientConfig>,
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) relogin: Option<Arc<dyn LoginPresenter>>,
+    pub(crate) cdn: ilink_cdn::CdnClient,
     pub(crate) accounts: Mutex<HashMap<String, Account>>,
 }
 
@@ -96,6 +97,13 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client> {
         let config = Arc::new(self.config);
         let transport = Transport::new(config.clone())?;
+        let mut cdn_config = ilink_cdn::CdnConfig::default()
+            .with_base_url(config.cdn_base_url.clone())
+            .with_max_download_bytes(config.max_media_bytes);
+        for host in &config.cdn_allowed_hosts {
+            cdn_config = cdn_config.allow_host(host);
+        }
+        let cdn = ilink_cdn::CdnClient::new(transport.http().clone(), cdn_config);
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(FileStore::new(FileStore::default_dir())));
@@ -105,6 +113,7 @@ impl ClientBuilder {
                 config,
                 store,
                 relogin: self.relogin,
+                cdn,
                 accounts: Mutex::new(HashMap::new()),
             }),
         })

@@ -147,6 +147,11 @@ pub struct ClientConfig {
     pub dedupe_capacity: usize,
     /// Cap on every API response body in bytes. Default 16 MiB.
     pub max_response_body: u64,
+    /// Largest inbound media download, in bytes. Default 100 MiB (§12.3).
+    pub max_media_bytes: u64,
+    /// Hosts (besides the CDN base URL's) that a server-supplied `full_url` may point at;
+    /// `*.suffix` entries match subdomains. Default: `ilink-cdn`'s list of WeChat CDN hosts.
+    pub cdn_allowed_hosts: Vec<String>,
     /// Extra attempts for a send that certainly never reached the server (connect, TLS or
     /// proxy failure). Default 2. Nothing else is ever retried automatically.
     pub send_retries: u32,
@@ -172,6 +177,8 @@ impl Default for ClientConfig {
             dedupe_capacity: 4096,
             max_response_body: 16 * 1024 * 1024,
             send_retries: 2,
+            max_media_bytes: consts::MEDIA_MAX_BYTES,
+            cdn_allowed_hosts: Vec::new(),
         }
     }
 }

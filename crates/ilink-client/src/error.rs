@@ -31,6 +31,8 @@ pub enum ErrorKind {
     NotLoggedIn,
     /// The account or bot was shut down.
     Shutdown,
+    /// Media could not be uploaded, downloaded, decrypted or converted.
+    Media,
 }
 
 /// An error of the bot runtime.
@@ -105,6 +107,7 @@ impl Error {
             ErrorKind::InvalidInput => "fix the argument",
             ErrorKind::NotLoggedIn => "log in first",
             ErrorKind::Shutdown => "the account is stopping; nothing more is sent",
+            ErrorKind::Media => "check the media source, its key and the CDN settings",
         }
     }
 }

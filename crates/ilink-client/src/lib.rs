@@ -10,6 +10,7 @@ mod error;
 mod handler;
 mod login;
 mod markdown;
+mod media;
 mod send;
 mod store;
 mod transport;
@@ -22,11 +23,14 @@ pub use client::{Client, ClientBuilder};
 pub use config::{ClientConfig, Delays, Timeouts};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use handler::{Handler, HandlerOutput, MessageContext};
+/// Media sources and CDN types, re-exported from `ilink-cdn`.
+pub use ilink_cdn::{self as cdn, MediaSource};
 pub use login::{
     BoxFuture, LoginEvent, LoginOutcome, LoginPresenter, QrCode, TerminalPresenter,
     render_qr_unicode,
 };
 pub use markdown::filter_markdown;
+pub use media::MediaType;
 pub use send::{SendError, SendErrorKind, SendOutcome};
 pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
 pub use updates::{InboundMessage, UndecodableMessage, Update, Updates};

@@ -63,8 +63,11 @@ pub enum SendErrorKind {
     /// The HTTP exchange failed or the server's answer was not JSON; the message may or may not
     /// have been delivered.
     Transport,
-    /// The message was invalid before sending (empty text, empty recipient).
+    /// The message was invalid before sending (empty text, empty recipient, audio that cannot
+    /// be made into voice).
     Invalid,
+    /// Uploading the media failed (getuploadurl or the CDN); no message was sent.
+    Upload,
     /// The account is shutting down.
     Shutdown,
 }
@@ -72,6 +75,10 @@ pub enum SendErrorKind {
 /// A failed send. When a long text was split into several messages, [`SendError::sent`] lists
 /// those that went out before the failure.
 pub struct SendError {
+    inner: Box<Inner>,
+}
+
+struct Inner {
     kind: SendErrorKind,
     ret: Option<i64>,
     errmsg: Option<String>,
@@ -81,15 +88,21 @@ pub struct SendError {
 }
 
 impl SendError {
-    pub(crate) fn new(kind: SendErrorKind, message: impl Into<String>) -> Self {
+    fn from_inner(inner: Inner) -> Self {
         Self {
+            inner: Box::new(inner),
+        }
+    }
+
+    pub(crate) fn new(kind: SendErrorKind, message: impl Into<String>) -> Self {
+        Self::from_inner(Inner {
             kind,
             ret: None,
             errmsg: None,
             message: message.into(),
             sent: Vec::new(),
             source: None,
-        }
+        })
     }
 
     pub(crate) fn from_api(e: &ApiError) -> Self {
@@ -101,14 +114,14 @@ impl SendError {
             ApiError::BadTarget { .. } => SendErrorKind::BadTarget,
             _ => SendErrorKind::Rejected,
         };
-        Self {
+        Self::from_inner(Inner {
             kind,
             ret: e.code(),
             errmsg: e.errmsg().map(str::to_owned),
             message: e.to_string(),
             sent: Vec::new(),
             source: None,
-        }
+        })
     }
 
     pub(crate) fn from_error(e: crate::error::Error) -> Self {
@@ -118,68 +131,78 @@ impl SendError {
             crate::ErrorKind::InvalidInput => SendErrorKind::Invalid,
             _ => SendErrorKind::Transport,
         };
-        Self {
+        Self::from_inner(Inner {
             kind,
             ret: None,
             errmsg: None,
             message: "sendmessage failed".to_owned(),
             sent: Vec::new(),
             source: Some(e),
+        })
+    }
+
+    pub(crate) fn with_kind(mut self, kind: SendErrorKind) -> Self {
+        self.inner.kind = kind;
+        if kind == SendErrorKind::Upload {
+            self.inner.message = "uploading the media failed".to_owned();
         }
+        self
     }
 
     pub(crate) fn with_sent(mut self, sent: Vec<SendOutcome>) -> Self {
-        self.sent = sent;
+        self.inner.sent = sent;
         self
     }
 
     /// Why the send failed.
     pub fn kind(&self) -> SendErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The server's non-zero code, when it answered with one.
     pub fn ret(&self) -> Option<i64> {
-        self.ret
+        self.inner.ret
     }
 
     /// The server's `errmsg`, when it gave one.
     pub fn errmsg(&self) -> Option<&str> {
-        self.errmsg.as_deref()
+        self.inner.errmsg.as_deref()
     }
 
     /// The messages (chunks) that were sent before this failure.
     pub fn sent(&self) -> &[SendOutcome] {
-        &self.sent
+        &self.inner.sent
     }
 
     /// True for [`SendErrorKind::Throttled`].
     pub fn is_throttled(&self) -> bool {
-        matches!(self.kind, SendErrorKind::Throttled(_))
+        matches!(self.inner.kind, SendErrorKind::Throttled(_))
     }
 }
 
 impl fmt::Debug for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
         f.debug_struct("SendError")
-            .field("kind", &self.kind)
-            .field("ret", &self.ret)
-            .field("errmsg", &self.errmsg)
-            .field("message", &self.message)
-            .field("sent", &self.sent.len())
-            .field("source", &self.source)
+            .field("kind", &i.kind)
+            .field("ret", &i.ret)
+            .field("errmsg", &i.errmsg)
+            .field("message", &i.message)
+            .field("sent", &i.sent.len())
+            .field("source", &i.source)
             .finish()
     }
 }
 
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(s) = &self.source {
+        let i = &self.inner;
+        f.write_str(&i.message)?;
+        if let Some(s) = &i.source {
             write!(f, ": {s}")?;
         }
-        if !self.sent.is_empty() {
-            write!(f, " ({} earlier part(s) were sent)", self.sent.len())?;
+        if !i.sent.is_empty() {
+            write!(f, " ({} earlier part(s) were sent)", i.sent.len())?;
         }
         Ok(())
     }
@@ -187,7 +210,10 @@ impl fmt::Display for SendError {
 
 impl StdError for SendError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+        self.inner
+            .source
+            .as_ref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 

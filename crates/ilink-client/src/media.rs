@@ -1,0 +1,480 @@
+//! Media: send images, video, files and voice; download inbound media (PROTOCOL.md §9, §12,
+//! §13), on top of `ilink-cdn`.
+
+use std::path::Path;
+
+use ilink_cdn::{MediaKind, MediaSource, PreparedUpload, UploadedMedia};
+use ilink_crypto::MediaKey;
+use ilink_proto::{
+    CdnMedia, GetUploadUrlResponse, ItemType, MessageItem, Secret, UploadMediaType, consts,
+};
+
+use crate::account::Account;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handler::MessageContext;
+use crate::send::{SendError, SendErrorKind, SendOutcome};
+use crate::updates::InboundMessage;
+
+/// How an outbound media file is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MediaType {
+    /// An IMAGE item.
+    Image,
+    /// A VIDEO item.
+    Video,
+    /// A FILE item (any document; audio too, as the official client sends it).
+    File,
+    /// A VOICE item: any common audio file, converted to SILK (feature `voice`).
+    #[cfg(feature = "voice")]
+    Voice,
+}
+
+fn cdn_error(what: &str, e: ilink_cdn::CdnError) -> Error {
+    Error::new(ErrorKind::Media, what.to_owned()).with_source(e)
+}
+
+fn upload_error(e: Error) -> SendError {
+    SendError::from_error(e).with_kind(SendErrorKind::Upload)
+}
+
+/// Which key decrypts an inbound item's media (PROTOCOL.md §12.4): for images the hex
+/// `image_item.aeskey` first, else `media.aes_key` (none: a plain image); for other kinds
+/// `media.aes_key`, which is required.
+fn item_media_and_key(item: &MessageItem) -> Result<(&CdnMedia, Option<MediaKey>)> {
+    let key_err = |e: ilink_crypto::KeyError| {
+        Error::new(ErrorKind::Media, "the media key of the item is malformed").with_source(e)
+    };
+    let media = item.media().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "this item has no downloadable media",
+        )
+    })?;
+    if item.item_type == ItemType::Image {
+        let img = item.image_item.as_ref();
+        let key = MediaKey::from_image_item(
+            img.and_then(|i| i.aeskey.as_ref()).map(Secret::expose),
+            media.aes_key.as_ref().map(Secret::expose),
+        )
+        .map_err(key_err)?;
+        return Ok((media, key));
+    }
+    let aes = media
+        .aes_key
+        .as_ref()
+        .map(Secret::expose)
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Media,
+                "the item has no aes_key; its media cannot be decrypted",
+            )
+        })?;
+    let key = MediaKey::from_cdn_aes_key(aes).map_err(key_err)?;
+    Ok((media, Some(key)))
+}
+
+impl InboundMessage {
+    /// The media item the official client would download (PROTOCOL.md §8.4): the first
+    /// downloadable item by priority IMAGE > VIDEO > FILE > VOICE (a voice item with a
+    /// transcript is skipped), else the media of a quoted message.
+    pub fn media_item(&self) -> Option<&MessageItem> {
+        fn pick(items: &[&MessageItem]) -> Option<usize> {
+            for wanted in [
+                ItemType::Image,
+                ItemType::Video,
+                ItemType::File,
+                ItemType::Voice,
+            ] {
+                for (i, item) in items.iter().enumerate() {
+                    if item.item_type != wanted
+                        || !item.media().is_some_and(CdnMedia::is_downloadable)
+                    {
+                        continue;
+                    }
+                    if wanted == ItemType::Voice
+                        && item
+                            .voice_item
+                            .as_ref()
+                            .and_then(|v| v.text.as_deref())
+                            .is_some_and(|t| !t.is_empty())
+                    {
+                        continue;
+                    }
+                    return Some(i);
+                }
+            }
+            None
+        }
+        let own: Vec<&MessageItem> = self.items().iter().collect();
+        if let Some(i) = pick(&own) {
+            return own.get(i).copied();
+        }
+        let quoted: Vec<&MessageItem> = self
+            .items()
+            .iter()
+            .filter(|i| i.item_type == ItemType::Text)
+            .filter_map(|i| i.ref_msg.as_ref()?.message_item.as_deref())
+            .collect();
+        pick(&quoted).and_then(|i| quoted.get(i).copied())
+    }
+}
+
+impl Account {
+    /// The CDN client of this account's [`Client`](crate::Client) (shares its connections).
+    pub fn cdn(&self) -> &ilink_cdn::CdnClient {
+        &self.shared().cdn
+    }
+
+    /// Upload `source` for `user` (getuploadurl, then the CDN POST with retries) and return
+    /// what the sendmessage item needs. Most callers use [`Account::send_media`] instead.
+    pub async fn upload_media(
+        &self,
+        user: &str,
+        source: MediaSource,
+        media_type: UploadMediaType,
+    ) -> Result<UploadedMedia> {
+        let prepared = PreparedUpload::prepare(source, media_type)
+            .await
+            .map_err(|e| cdn_error("reading the media", e))?;
+        self.upload_prepared(user, &prepared).await
+    }
+
+    async fn upload_prepared(
+        &self,
+        user: &str,
+        prepared: &PreparedUpload,
+    ) -> Result<UploadedMedia> {
+        let shared = self.shared();
+        let req = prepared.get_upload_url_request(user, shared.transport.base_info());
+        let resp: GetUploadUrlResponse = self
+            .post(
+                consts::GET_UPLOAD_URL,
+                &req,
+                shared.config.timeouts.send,
+                false,
+            )
+            .await?;
+        // The official client does not check `ret`; it fails only without an upload target.
+        if !resp.has_upload_target() {
+            let code = resp.ret.filter(|&r| r != 0).or(resp.errcode);
+            let mut e = Error::new(
+                ErrorKind::Api,
+                format!(
+                    "getuploadurl gave no upload target{}",
+                    resp.errmsg
+                        .as_deref()
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ),
+            );
+            if let Some(c) = code {
+                e = e.with_code(c);
+            }
+            return Err(e);
+        }
+        shared
+            .cdn
+            .upload(prepared, &resp, None)
+            .await
+            .map_err(|e| cdn_error("uploading to the CDN", e))
+    }
+
+    /// Send an image.
+    pub async fn send_image(
+        &self,
+        user: &str,
+        source: impl Into<MediaSource>,
+    ) -> Result<SendOutcome, SendError> {
+        self.send_media_as(user, source.into(), MediaType::Image, None, None)
+            .await
+    }
+
+    /// Send a video.
+    pub async fn send_video(
+        &self,
+        user: &str,
+        source: impl Into<MediaSource>,
+    ) -> Result<SendOutcome, SendError> {
+        self.send_media_as(user, source.into(), MediaType::Video, None, None)
+            .await
+    }
+
+    /// Send a file. Its name is the file's name, or `file_name` for bytes (default `file`).
+    pub async fn send_file(
+        &self,
+        user: &str,
+        source: impl Into<MediaSource>,
+        file_name: Option<&str>,
+    ) -> Result<SendOutcome, SendError> {
+        let source = source.into();
+        let name = file_name
+            .map(str::to_owned)
+            .or_else(|| source.file_name())
+            .unwrap_or_else(|| "file".to_owned());
+        self.send_media_as(user, source, MediaType::File, Some(name), None)
+            .await
+    }
+
+    /// Send a voice message made from any common audio file (WAV, MP3, Ogg, FLAC, AAC/M4A, or
+    /// SILK): converted to 24 kHz SILK with one `0x02` prefix, sent with its `playtime`.
+    #[cfg(feature = "voice")]
+    pub async fn send_voice(
+        &self,
+        user: &str,
+        source: impl Into<MediaSource>,
+    ) -> Result<SendOutcome, SendError> {
+        self.send_media_as(user, source.into(), MediaType::Voice, None, None)
+            .await
+    }
+
+    /// Send media with an optional caption, as the official client does: the caption first as
+    /// its own text message, then the media item. The media type follows the content (sniffed
+    /// from its first bytes): images as IMAGE, video as VIDEO, everything else as FILE.
+    /// Returns the outcomes in order (caption chunks, then the media).
+    pub async fn send_media(
+        &self,
+        user: &str,
+        source: impl Into<MediaSource>,
+        caption: Option<&str>,
+    ) -> Result<Vec<SendOutcome>, SendError> {
+        self.send_media_in_turn(user, source.into(), None, caption, None, None)
+            .await
+    }
+
+    pub(crate) async fn send_media_in_turn(
+        &self,
+        user: &str,
+        source: MediaSource,
+        media_type: Option<MediaType>,
+        caption: Option<&str>,
+        token: Option<Secret>,
+        run_id: Option<&str>,
+    ) -> Result<Vec<SendOutcome>, SendError> {
+        let mut sent = Vec::new();
+        if let Some(c) = caption.filter(|c| !c.trim().is_empty()) {
+            // Fail before anything is sent or uploaded if the user cannot be reached.
+            self.precheck(user, token.clone())?;
+            sent = self
+                .send_text_in_turn(user, c, token.clone(), run_id)
+                .await?;
+        }
+        let name = source.file_name().unwrap_or_else(|| "file".to_owned());
+        match self
+            .send_media_inner(user, source, media_type, Some(name), token, run_id)
+            .await
+        {
+            Ok(o) => {
+                sent.push(o);
+                Ok(sent)
+            }
+            Err(e) => Err(e.with_sent(sent)),
+        }
+    }
+
+    async fn send_media_as(
+        &self,
+        user: &str,
+        source: MediaSource,
+        media_type: MediaType,
+        file_name: Option<String>,
+        token: Option<Secret>,
+    ) -> Result<SendOutcome, SendError> {
+        self.send_media_inner(user, source, Some(media_type), file_name, token, None)
+            .await
+    }
+
+    pub(crate) async fn send_media_inner(
+        &self,
+        user: &str,
+        source: MediaSource,
+        media_type: Option<MediaType>,
+        file_name: Option<String>,
+        token: Option<Secret>,
+        run_id: Option<&str>,
+    ) -> Result<SendOutcome, SendError> {
+        let token = self.precheck(user, token)?;
+        #[cfg(feature = "voice")]
+        if media_type == Some(MediaType::Voice) {
+            let voice = encode_voice(source).await?;
+            let prepared =
+                PreparedUpload::prepare(MediaSource::bytes(voice.silk), UploadMediaType::Voice)
+                    .await
+                    .map_err(|e| upload_error(cdn_error("preparing the voice upload", e)))?;
+            let up = self
+                .upload_prepared(user, &prepared)
+                .await
+                .map_err(upload_error)?;
+            let item = MessageItem::voice(
+                up.cdn_media(),
+                voice.meta.sample_rate,
+                voice.meta.playtime_ms,
+            );
+            return self
+                .send_item_in_turn(user, item, Some(token), run_id)
+                .await;
+        }
+        let kind = match media_type {
+            Some(k) => k,
+            None => match sniff_source(&source).await.map(|f| f.kind()) {
+                Some(MediaKind::Image) => MediaType::Image,
+                Some(MediaKind::Video) => MediaType::Video,
+                _ => MediaType::File,
+            },
+        };
+        let upload_type = match kind {
+            MediaType::Image => UploadMediaType::Image,
+            MediaType::Video => UploadMediaType::Video,
+            _ => UploadMediaType::File,
+        };
+        let prepared = PreparedUpload::prepare(source, upload_type)
+            .await
+            .map_err(|e| upload_error(cdn_error("reading the media", e)))?;
+        let up = self
+            .upload_prepared(user, &prepared)
+            .await
+            .map_err(upload_error)?;
+        let item = match kind {
+            MediaType::Image => MessageItem::image(up.cdn_media(), up.filesize),
+            MediaType::Video => MessageItem::video(up.cdn_media(), up.filesize),
+            _ => MessageItem::file(
+                up.cdn_media(),
+                file_name.unwrap_or_else(|| "file".to_owned()),
+                up.rawsize,
+            ),
+        };
+        self.send_item_in_turn(user, item, Some(token), run_id)
+            .await
+    }
+
+    /// Download and decrypt the media of an inbound item into memory (up to the media cap,
+    /// 100 MiB by default), choosing the key by PROTOCOL.md §12.4.
+    pub async fn download(&self, item: &MessageItem) -> Result<Vec<u8>> {
+        let (media, key) = item_media_and_key(item)?;
+        self.shared()
+            .cdn
+            .download(media, key.as_ref())
+            .await
+            .map_err(|e| cdn_error("downloading media", e))
+    }
+
+    /// Download and decrypt the media of an inbound item into a file, in constant memory.
+    /// Returns the number of bytes written.
+    pub async fn download_to_file(&self, item: &MessageItem, path: &Path) -> Result<u64> {
+        let (media, key) = item_media_and_key(item)?;
+        self.shared()
+            .cdn
+            .download_to_file(media, key.as_ref(), path, None)
+            .await
+            .map(|d| d.len)
+            .map_err(|e| cdn_error("downloading media", e))
+    }
+
+    /// Download an inbound voice item and decode its SILK to a 24 kHz mono WAV file.
+    #[cfg(feature = "voice")]
+    pub async fn download_voice_wav(&self, item: &MessageItem) -> Result<Vec<u8>> {
+        let silk = self.download(item).await?;
+        tokio::task::spawn_blocking(move || ilink_silk::decode_to_wav(&silk))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Media, "the voice decoder failed").with_source(e))?
+            .map_err(|e| Error::new(ErrorKind::Media, "decoding the voice message").with_source(e))
+    }
+}
+
+/// The format of a source from its first bytes (only those are read).
+async fn sniff_source(source: &MediaSource) -> Option<ilink_cdn::MediaFormat> {
+    match source {
+        MediaSource::Bytes(b) => ilink_cdn::sniff(b),
+        MediaSource::File(p) => {
+            use tokio::io::AsyncReadExt as _;
+            let mut f = tokio::fs::File::open(p).await.ok()?;
+            let mut head = vec![0u8; ilink_cdn::SNIFF_LEN];
+            let mut filled = 0;
+            while filled < head.len() {
+                match f.read(head.get_mut(filled..)?).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => filled += n,
+                }
+            }
+            ilink_cdn::sniff(head.get(..filled)?)
+        }
+    }
+}
+
+#[cfg(feature = "voice")]
+async fn encode_voice(source: MediaSource) -> Result<ilink_silk::EncodedVoice, SendError> {
+    let invalid = |e: ilink_silk::SilkError| {
+        SendError::from_error(
+            Error::new(
+                ErrorKind::InvalidInput,
+                "the audio cannot be made into a voice message",
+            )
+            .with_source(e),
+        )
+    };
+    tokio::task::spawn_blocking(move || match source {
+        MediaSource::Bytes(b) => {
+            ilink_silk::audio_to_voice(&b, ilink_silk::EncodeOptions::default())
+        }
+        MediaSource::File(p) => {
+            ilink_silk::audio_file_to_voice(&p, ilink_silk::EncodeOptions::default())
+        }
+    })
+    .await
+    .map_err(|e| {
+        SendError::from_error(
+            Error::new(ErrorKind::Media, "the voice encoder failed").with_source(e),
+        )
+    })?
+    .map_err(invalid)
+}
+
+impl MessageContext {
+    /// Reply with media and an optional caption (see [`Account::send_media`]).
+    pub async fn reply_media(
+        &self,
+        source: impl Into<MediaSource>,
+        caption: Option<&str>,
+    ) -> Result<Vec<SendOutcome>, SendError> {
+        self.account()
+            .send_media_in_turn(
+                self.from(),
+                source.into(),
+                None,
+                caption,
+                self.message().context_token().cloned(),
+                Some(self.run_id()),
+            )
+            .await
+    }
+
+    /// Reply with media of a given type (see [`MediaType`]).
+    pub async fn reply_media_as(
+        &self,
+        source: impl Into<MediaSource>,
+        media_type: MediaType,
+    ) -> Result<SendOutcome, SendError> {
+        let source = source.into();
+        let name = source.file_name();
+        self.account()
+            .send_media_inner(
+                self.from(),
+                source,
+                Some(media_type),
+                name,
+                self.message().context_token().cloned(),
+                Some(self.run_id()),
+            )
+            .await
+    }
+
+    /// Download the media of this message (see [`InboundMessage::media_item`]).
+    pub async fn download_media(&self) -> Result<Option<Vec<u8>>> {
+        match self.message().media_item() {
+            Some(item) => self.account().download(item).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Media end to end against ilink-sim: every kind round-trips byte for byte.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use ilink_client::{ErrorKind, MediaSource, MessageContext, SendErrorKind, Update};
+use ilink_sim::{Endpoint, Fault};
+
+fn png(len: usize) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    v.extend((0..len).map(|i| (i * 7 % 251) as u8));
+    v
+}
+
+fn mp4(len: usize) -> Vec<u8> {
+    let mut v = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2".to_vec();
+    v.extend((0..len).map(|i| (i * 13 % 251) as u8));
+    v
+}
+
+/// Half a second of a 440 Hz tone as a 16 kHz mono 16-bit WAV file.
+#[cfg_attr(not(feature = "voice"), allow(dead_code))]
+fn wav() -> Vec<u8> {
+    let rate: u32 = 16_000;
+    let samples: Vec<i16> = (0..rate / 2)
+        .map(|i| {
+            ((i as f32 / rate as f32 * 2.0 * std::f32::consts::PI * 440.0).sin() * 8000.0) as i16
+        })
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data_len).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate * 2).to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v
+}
+
+async fn ready() -> (
+    ilink_sim::Sim,
+    ilink_client::Client,
+    ilink_client::Account,
+    ilink_sim::BotAccount,
+) {
+    let (sim, client, account, bot) = setup().await;
+    sim.user("pam@im.wechat").send_text(&bot, "hi").unwrap();
+    let mut updates = account.updates().unwrap();
+    assert!(matches!(updates.next().await, Some(Update::Message(_))));
+    (sim, client, account, bot)
+}
+
+#[tokio::test]
+async fn outbound_image_video_and_file_round_trip() {
+    let (sim, _client, account, _bot) = ready().await;
+    let image = png(5000);
+    let video = mp4(70_000);
+    let dir = tempfile::tempdir().unwrap();
+    let doc_path = dir.path().join("report.pdf");
+    let doc = [b"%PDF-1.4\n".as_slice(), &[42u8; 3000]].concat();
+    std::fs::write(&doc_path, &doc).unwrap();
+
+    account
+        .send_image("pam@im.wechat", image.clone())
+        .await
+        .unwrap();
+    account
+        .send_video("pam@im.wechat", video.clone())
+        .await
+        .unwrap();
+    account
+        .send_file("pam@im.wechat", doc_path.as_path(), None)
+        .await
+        .unwrap();
+
+    let d = sim.delivered_to("pam@im.wechat");
+    assert_eq!(d.len(), 3, "{:?}", sim.dropped());
+    assert_eq!(d[0].item_type(), Some(2));
+    assert_eq!(d[1].item_type(), Some(5));
+    assert_eq!(d[2].item_type(), Some(4));
+    assert_eq!(sim.download(&d[0].item).unwrap(), image);
+    assert_eq!(sim.download(&d[1].item).unwrap(), video);
+    assert_eq!(sim.download(&d[2].item).unwrap(), doc);
+    assert_eq!(d[2].item["file_item"]["file_name"], "report.pdf");
+    assert_eq!(d[2].item["file_item"]["len"], doc.len().to_string());
+    // aes_key is base64 of the 32 hex characters (44 characters), encrypt_type 1.
+    let media = &d[0].item["image_item"]["media"];
+    assert_eq!(media["aes_key"].as_str().unwrap().len(), 44);
+    assert_eq!(media["encrypt_type"], 1);
+    assert_eq!(d[0].item["image_item"]["mid_size"], 5008 / 16 * 16 + 16);
+    assert!(sim.uploads().iter().all(|u| u.accepted()));
+    assert!(sim.dropped().is_empty());
+}
+
+#[tokio::test]
+async fn caption_goes_first_and_media_type_follows_the_content() {
+    let (sim, _client, account, _bot) = ready().await;
+    let out = account
+        .send_media("pam@im.wechat", png(100), Some("look"))
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    let d = sim.delivered_to("pam@im.wechat");
+    assert_eq!(d[0].text(), Some("look"));
+    assert_eq!(d[1].item_type(), Some(2));
+    assert_eq!(d[0].context_token, d[1].context_token);
+    assert_ne!(d[0].client_id, d[1].client_id);
+    // Unknown content goes as a file.
+    account
+        .send_media("pam@im.wechat", MediaSource::bytes(vec![1u8, 2, 3]), None)
+        .await
+        .unwrap();
+    assert_eq!(sim.delivered_to("pam@im.wechat")[2].item_type(), Some(4));
+}
+
+#[cfg(feature = "voice")]
+#[tokio::test]
+async fn outbound_voice_is_real_silk_with_playtime() {
+    let (sim, _client, account, _bot) = ready().await;
+    account.send_voice("pam@im.wechat", wav()).await.unwrap();
+    let d = sim.delivered_to("pam@im.wechat");
+    assert_eq!(d[0].item_type(), Some(3));
+    let v = &d[0].item["voice_item"];
+    assert_eq!(v["encode_type"], 6);
+    assert_eq!(v["sample_rate"], 24000);
+    assert_eq!(v["playtime"], 500);
+    let silk = sim.download(&d[0].item).unwrap();
+    assert!(silk.starts_with(b"\x02#!SILK_V3"));
+    assert!(!silk.starts_with(b"\x02\x02"));
+    let err = account
+        .send_voice("pam@im.wechat", vec![0u8; 100])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::Invalid);
+}
+
+#[tokio::test]
+async fn upload_retries_after_a_500_and_fails_after_three() {
+    let (sim, _client, account, _bot) = ready().await;
+    sim.inject_fault(Endpoint::CdnUpload, Fault::Status(500), 1);
+    account.send_image("pam@im.wechat", png(10)).await.unwrap();
+    assert_eq!(sim.delivered_to("pam@im.wechat").len(), 1);
+    sim.inject_fault(Endpoint::CdnUpload, Fault::Status(500), 3);
+    let err = account
+        .send_image("pam@im.wechat", png(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::Upload);
+    assert_eq!(sim.delivered_to("pam@im.wechat").len(), 1);
+    // No context token: nothing is uploaded at all.
+    let before = sim.uploads().len();
+    let err = account
+        .send_image("nobody@im.wechat", png(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::NoContextToken);
+    assert_eq!(sim.uploads().len(), before);
+}
+
+#[tokio::test]
+async fn inbound_media_of_every_kind_downloads_and_decrypts() {
+    let (sim, _client, account, bot) = setup().await;
+    let user = sim.user("quinn@im.wechat");
+    let image = png(3000);
+    let video = mp4(9000);
+    let file = b"plain text file".to_vec();
+    #[cfg(feature = "voice")]
+    let (silk, playtime) = {
+        let v = ilink_silk::audio_to_voice(&wav(), Default::default()).unwrap();
+        (v.silk, v.meta.playtime_ms)
+    };
+    #[cfg(not(feature = "voice"))]
+    let (silk, playtime) = (b"\x02#!SILK_V3\x00\x00".to_vec(), 20u64);
+    user.send_image(&bot, &image).unwrap();
+    user.send_video(&bot, &video).unwrap();
+    user.send_file(&bot, "notes.txt", &file).unwrap();
+    user.send_voice(&bot, &silk, playtime).unwrap();
+    let mut updates = account.updates().unwrap();
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let Some(Update::Message(m)) = updates.next().await else {
+            panic!()
+        };
+        let item = m.media_item().expect("media").clone();
+        got.push((item.item_type, account.download(&item).await.unwrap(), item));
+    }
+    assert_eq!(got[0].1, image);
+    assert_eq!(got[1].1, video);
+    assert_eq!(got[2].1, file);
+    assert_eq!(got[3].1, silk);
+    #[cfg(feature = "voice")]
+    {
+        let wav = account.download_voice_wav(&got[3].2).await.unwrap();
+        assert!(wav.starts_with(b"RIFF"));
+        assert_eq!(&wav[8..12], b"WAVE");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.mp4");
+    let n = account.download_to_file(&got[1].2, &path).await.unwrap();
+    assert_eq!(n, video.len() as u64);
+    assert_eq!(std::fs::read(&path).unwrap(), video);
+}
+
+#[tokio::test]
+async fn quoted_media_and_the_download_cap() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let mut cfg = config(&sim);
+    cfg.max_media_bytes = 1000;
+    let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let user = sim.user("rue@im.wechat");
+    let small = png(100);
+    let inbound = user.send_image(&bot, &small).unwrap();
+    let image_item = inbound.message["item_list"][0].clone();
+    sim.inject_raw(
+        &bot.bot_id,
+        serde_json::json!({
+            "message_id": 99, "from_user_id": "rue@im.wechat", "context_token": inbound.context_token,
+            "item_list": [{"type": 1, "text_item": {"text": "this one"},
+                           "ref_msg": {"message_item": image_item, "title": "img"}}]
+        }),
+    )
+    .unwrap();
+    user.send_image(&bot, &png(5000)).unwrap();
+    let mut updates = account.updates().unwrap();
+    let acct = account.clone();
+    let mut texts_and_media = Vec::new();
+    for _ in 0..3 {
+        let Some(Update::Message(m)) = updates.next().await else {
+            panic!()
+        };
+        let ctx = MessageContext::new(acct.clone(), m);
+        texts_and_media.push((ctx.text().map(str::to_owned), ctx.download_media().await));
+    }
+    assert_eq!(
+        texts_and_media[0].1.as_ref().unwrap().as_deref(),
+        Some(&small[..])
+    );
+    // The quote has no media of its own: the quoted image is downloaded.
+    assert_eq!(texts_and_media[1].0.as_deref(), Some("this one"));
+    assert_eq!(
+        texts_and_media[1].1.as_ref().unwrap().as_deref(),
+        Some(&small[..])
+    );
+    // Over the 1000-byte cap.
+    let err = texts_and_media[2].1.as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Media);
+}
