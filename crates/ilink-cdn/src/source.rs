@@ -44,6 +44,31 @@ impl MediaSource {
         Self::File(path.into())
     }
 
+    /// Reads `reader` to its end into memory, for sources that cannot be read twice (a
+    /// socket, a pipe). Fails without reading further once more than `max_bytes` arrive.
+    ///
+    /// # Errors
+    /// [`CdnErrorKind::TooLarge`] past `max_bytes`, [`CdnErrorKind::Io`] on a read error.
+    pub async fn from_reader<R>(reader: R, max_bytes: u64) -> Result<Self, CdnError>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = Vec::new();
+        reader
+            .take(max_bytes.saturating_add(1))
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| CdnError::new(CdnErrorKind::Io, "cannot read the media").with_source(e))?;
+        if buf.len() as u64 > max_bytes {
+            return Err(CdnError::new(
+                CdnErrorKind::TooLarge,
+                format!("the media is larger than the limit of {max_bytes} bytes"),
+            ));
+        }
+        Ok(Self::Bytes(buf.into()))
+    }
+
     /// The file's name (for `file_item.file_name`), if the source is a file.
     #[must_use]
     pub fn file_name(&self) -> Option<String> {
@@ -192,6 +217,15 @@ impl PreparedUpload {
         filekey: String,
     ) -> Result<Self, CdnError> {
         let digest = match &source {
+            // Hashing a large buffer takes a while: keep it off the async threads.
+            MediaSource::Bytes(b) if b.len() > READ_CHUNK => {
+                let b = b.clone();
+                tokio::task::spawn_blocking(move || digest_bytes(&b))
+                    .await
+                    .map_err(|e| {
+                        CdnError::new(CdnErrorKind::Io, "the hashing task failed").with_source(e)
+                    })?
+            }
             MediaSource::Bytes(b) => digest_bytes(b),
             MediaSource::File(p) => {
                 let path = p.clone();

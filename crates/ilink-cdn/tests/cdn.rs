@@ -159,6 +159,25 @@ async fn get_upload_url_request_has_every_official_field() {
 }
 
 #[tokio::test]
+async fn source_from_reader_is_capped() {
+    let data = plaintext(1000);
+    let src = MediaSource::from_reader(&data[..], 1000).await.unwrap();
+    let MediaSource::Bytes(b) = &src else {
+        panic!("expected bytes")
+    };
+    assert_eq!(b.as_ref(), &data[..]);
+    let err = MediaSource::from_reader(&data[..], 999).await.unwrap_err();
+    assert_eq!(err.kind(), CdnErrorKind::TooLarge);
+    // Large in-memory sources hash the same as small ones.
+    let big = plaintext(2 * 1024 * 1024 + 3);
+    let p = PreparedUpload::prepare(MediaSource::bytes(big.clone()), UploadMediaType::File)
+        .await
+        .unwrap();
+    assert_eq!(p.rawfilemd5(), md5_hex(&big));
+    assert_eq!(p.rawsize(), big.len() as u64);
+}
+
+#[tokio::test]
 async fn prepare_generates_fresh_keys_and_hashes_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pic.png");
