@@ -69,6 +69,12 @@ pub fn run(args: &[String]) -> Result<()> {
         opts.targets = all;
     }
     ensure_cargo_fuzz()?;
+    if opts.sanitizer == "address" {
+        match clang() {
+            Some(cc) => eprintln!("xtask: C code: {cc}, AddressSanitizer + libFuzzer coverage"),
+            None => eprintln!("xtask: C code: cc, AddressSanitizer only (no clang on PATH)"),
+        }
+    }
     build(&fuzz_dir, &opts)?;
 
     let mut reports = Vec::new();
@@ -148,9 +154,38 @@ fn cargo_fuzz(fuzz_dir: &Path, sub: &str, opts: &Options) -> Command {
         if !cflags.contains("-fsanitize=address") {
             cflags.push_str(" -fsanitize=address -fno-omit-frame-pointer");
         }
+        // With clang the C code also gets libFuzzer's coverage counters, so the fuzzer is
+        // guided through the SILK decoder, not only through our Rust. gcc has no
+        // libFuzzer-compatible coverage, so there the C code is only checked by ASan.
+        if let Some(clang) = clang() {
+            if !cflags.contains("fuzzer-no-link") {
+                cflags.push_str(" -fsanitize=fuzzer-no-link");
+            }
+            cmd.env("CC", clang);
+        }
         cmd.env("CFLAGS", cflags.trim());
     }
     cmd
+}
+
+/// A clang on PATH (`$CC` if it is clang), for the C code of the fuzz build.
+fn clang() -> Option<String> {
+    let cc = std::env::var("CC").ok().filter(|cc| cc.contains("clang"));
+    let candidates = cc.into_iter().chain(
+        std::iter::once("clang".to_owned()).chain((14..=20).rev().map(|v| format!("clang-{v}"))),
+    );
+    for candidate in candidates {
+        let works = Command::new(&candidate)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if works {
+            return Some(candidate);
+        }
+    }
+    None
 }
 
 fn build(fuzz_dir: &Path, opts: &Options) -> Result<()> {
