@@ -29,7 +29,7 @@ pub(crate) async fn dispatch(
     problems: &mut Vec<String>,
 ) -> Reply {
     match endpoint {
-        Endpoint::GetBotQrcode => return get_bot_qrcode(shared),
+        Endpoint::GetBotQrcode => return get_bot_qrcode(shared, inc),
         Endpoint::GetQrcodeStatus => return get_qrcode_status(shared, inc),
         Endpoint::CdnUpload => return cdn_upload(shared, inc),
         Endpoint::CdnDownload => return cdn_download(shared, inc),
@@ -377,8 +377,19 @@ fn cdn_download(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
     }
 }
 
-fn get_bot_qrcode(shared: &Arc<Shared>) -> Reply {
-    let qrcode = shared.lock().qr_issue(&shared.config);
+fn get_bot_qrcode(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
+    let local_tokens: Vec<String> = inc
+        .json()
+        .get("local_token_list")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let qrcode = shared.lock().qr_issue(&shared.config, local_tokens);
     Reply::json(
         shared,
         &json!({

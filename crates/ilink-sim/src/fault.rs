@@ -36,28 +36,27 @@ pub enum Endpoint {
 impl Endpoint {
     /// The endpoint a path (`…/ilink/bot/<name>`, `…/upload`, `…/download`) is routed to.
     pub fn from_path(path: &str) -> Option<Self> {
-        if let Some(i) = path.find("/ilink/bot/") {
-            let name = path.get(i + "/ilink/bot/".len()..)?;
-            return Some(match name.trim_end_matches('/') {
-                "getupdates" => Self::GetUpdates,
-                "sendmessage" => Self::SendMessage,
-                "getuploadurl" => Self::GetUploadUrl,
-                "getconfig" => Self::GetConfig,
-                "sendtyping" => Self::SendTyping,
-                "msg/notifystart" => Self::NotifyStart,
-                "msg/notifystop" => Self::NotifyStop,
-                "get_bot_qrcode" => Self::GetBotQrcode,
-                "get_qrcode_status" => Self::GetQrcodeStatus,
-                _ => return None,
-            });
-        }
-        if path.ends_with("/upload") {
-            Some(Self::CdnUpload)
-        } else if path.ends_with("/download") {
-            Some(Self::CdnDownload)
-        } else {
-            None
-        }
+        use ilink_proto::consts as c;
+        let bot = [
+            (c::GET_UPDATES, Self::GetUpdates),
+            (c::SEND_MESSAGE, Self::SendMessage),
+            (c::GET_UPLOAD_URL, Self::GetUploadUrl),
+            (c::GET_CONFIG, Self::GetConfig),
+            (c::SEND_TYPING, Self::SendTyping),
+            (c::NOTIFY_START, Self::NotifyStart),
+            (c::NOTIFY_STOP, Self::NotifyStop),
+            (c::GET_BOT_QRCODE, Self::GetBotQrcode),
+            (c::GET_QRCODE_STATUS, Self::GetQrcodeStatus),
+            (c::CDN_UPLOAD, Self::CdnUpload),
+            (c::CDN_DOWNLOAD, Self::CdnDownload),
+        ];
+        let path = path.trim_end_matches('/');
+        bot.into_iter()
+            .find(|(suffix, _)| {
+                path.strip_suffix(suffix)
+                    .is_some_and(|prefix| prefix.ends_with('/'))
+            })
+            .map(|(_, e)| e)
     }
 
     /// Whether the endpoint needs the Bearer token.
@@ -195,6 +194,11 @@ mod tests {
             Some(Endpoint::CdnUpload)
         );
         assert_eq!(Endpoint::from_path("/ilink/bot/nope"), None);
+        assert_eq!(Endpoint::from_path("/xilink/bot/getupdates"), None);
+        assert_eq!(
+            Endpoint::from_path("/c2c/download"),
+            Some(Endpoint::CdnDownload)
+        );
     }
 
     #[test]

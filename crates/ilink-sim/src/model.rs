@@ -55,6 +55,16 @@ pub struct Inbound {
     pub message: Value,
 }
 
+impl Inbound {
+    /// The message decoded with the protocol crate's types.
+    ///
+    /// # Errors
+    /// The serde error if the message does not decode.
+    pub fn parsed(&self) -> Result<ilink_proto::WeixinMessage, serde_json::Error> {
+        serde_json::from_value(self.message.clone())
+    }
+}
+
 impl fmt::Debug for Inbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inbound")
@@ -94,6 +104,14 @@ impl Delivered {
     /// The item type (`1` text, `2` image, `3` voice, `4` file, `5` video, ...).
     pub fn item_type(&self) -> Option<u64> {
         self.item.get("type").and_then(Value::as_u64)
+    }
+
+    /// The item decoded with the protocol crate's types.
+    ///
+    /// # Errors
+    /// The serde error if the item does not decode.
+    pub fn parsed_item(&self) -> Result<ilink_proto::MessageItem, serde_json::Error> {
+        serde_json::from_value(self.item.clone())
     }
 
     /// The text of a TEXT item.

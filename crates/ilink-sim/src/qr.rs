@@ -33,7 +33,9 @@ pub enum QrStep {
     /// The user confirmed: `confirmed` with a fresh `bot_token` and `ilink_bot_id`,
     /// `baseurl` = the emulator's base URL and `ilink_user_id` = `user_id` (final). The
     /// bot account is provisioned; with the one-bot-per-user rule, older bots of this
-    /// user go stale.
+    /// user go stale. If the `local_token_list` sent with `get_bot_qrcode` holds a live
+    /// token of a bot already bound to `user_id`, the answer is `binded_redirect` instead
+    /// and nothing is provisioned.
     Confirm {
         /// The WeChat user who scanned, `…@im.wechat`.
         user_id: String,
@@ -66,6 +68,8 @@ pub(crate) struct QrSession {
     pub(crate) final_answer: Option<serde_json::Value>,
     pub(crate) bot_id: Option<String>,
     pub(crate) polls: u32,
+    /// `local_token_list` sent with `get_bot_qrcode`.
+    pub(crate) local_tokens: Vec<String>,
 }
 
 impl QrSession {
@@ -80,6 +84,7 @@ impl QrSession {
             final_answer: None,
             bot_id: None,
             polls: 0,
+            local_tokens: Vec::new(),
         }
     }
 
@@ -96,13 +101,19 @@ impl QrSession {
 
 impl crate::state::State {
     /// Issues a QR code with the next queued script (or the default one).
-    pub(crate) fn qr_issue(&mut self, config: &crate::SimConfig) -> String {
+    pub(crate) fn qr_issue(
+        &mut self,
+        config: &crate::SimConfig,
+        local_tokens: Vec<String>,
+    ) -> String {
         let qrcode = self.rng.hex(16);
         let steps = self
             .qr_scripts
             .pop_front()
             .unwrap_or_else(|| config.default_qr_script.clone());
-        self.qr_sessions.push(QrSession::new(qrcode.clone(), steps));
+        let mut session = QrSession::new(qrcode.clone(), steps);
+        session.local_tokens = local_tokens;
+        self.qr_sessions.push(session);
         qrcode
     }
 
@@ -200,6 +211,19 @@ impl crate::state::State {
                 a
             }
             QrStep::Confirm { user_id } => {
+                // The client already holds a live token of a bot bound to this user
+                // (it sent it in local_token_list): the server answers binded_redirect.
+                let already = s.local_tokens.iter().any(|t| {
+                    self.authenticate(config, Some(t), now)
+                        .ok()
+                        .and_then(|b| self.bots.get(&b))
+                        .is_some_and(|b| b.account.user_id.as_deref() == Some(user_id.as_str()))
+                });
+                if already {
+                    let a = json!({"status": "binded_redirect"});
+                    s.final_answer = Some(a.clone());
+                    return a;
+                }
                 let bot = self.provision_bot(config, Some(&user_id), now);
                 s.bot_id = Some(bot.bot_id.clone());
                 let a = json!({

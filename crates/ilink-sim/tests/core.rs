@@ -69,6 +69,19 @@ async fn inbound_text_round_trip() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].text(), Some("pong"));
     assert_eq!(got[0].message_id, id);
+    assert_eq!(
+        got[0]
+            .parsed_item()
+            .unwrap()
+            .text_item
+            .unwrap()
+            .text
+            .as_deref(),
+        Some("pong")
+    );
+    let parsed = sent.parsed().unwrap();
+    assert_eq!(parsed.body_text(), Some("hi"));
+    assert_eq!(parsed.message_id.unwrap().as_u64(), Some(sent.message_id));
     assert_eq!(alice.delivered().len(), 1);
     assert!(sim.dropped().is_empty());
 

@@ -251,3 +251,53 @@ async fn a_second_login_of_the_same_user_stales_the_first_bot() {
             .is_none()
     );
 }
+
+async fn issue_with(addr: SocketAddr, tokens: &[&str]) -> String {
+    let body = json!({"local_token_list": tokens}).to_string();
+    let r = request(
+        addr,
+        "POST",
+        "/ilink/bot/get_bot_qrcode?bot_type=3",
+        &[
+            ("content-type", "application/json"),
+            ("ilink-app-id", "bot"),
+            ("ilink-app-clientversion", "132105"),
+        ],
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    r.json()["qrcode"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_client_holding_the_users_token_gets_binded_redirect() {
+    let sim = Sim::start(config()).await.unwrap();
+    let a = sim.addr();
+    let bound = sim.create_bot_for("me@im.wechat");
+    let stranger = sim.create_bot_for("other@im.wechat");
+    sim.qr().script(vec![QrStep::Confirm {
+        user_id: "me@im.wechat".into(),
+    }]);
+    let code = issue_with(a, &[&stranger.token, &bound.token]).await;
+    assert_eq!(
+        poll_at(a, &code, None).await,
+        json!({"status": "binded_redirect"})
+    );
+    // Nothing provisioned, the bound bot keeps working.
+    assert_eq!(sim.bots().len(), 2);
+    assert!(
+        get_updates(a, &bound.token, "")
+            .await
+            .get("errcode")
+            .is_none()
+    );
+    // Without the token in local_token_list, the same user gets a new bot.
+    sim.qr().script(vec![QrStep::Confirm {
+        user_id: "me@im.wechat".into(),
+    }]);
+    let code = issue_with(a, &[&stranger.token]).await;
+    assert_eq!(poll_at(a, &code, None).await["status"], "confirmed");
+    assert_eq!(sim.bots().len(), 3);
+    assert_eq!(get_updates(a, &bound.token, "").await["errcode"], -14);
+}
