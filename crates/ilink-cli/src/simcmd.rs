@@ -1,0 +1,65 @@
+//! `ilink sim`: the emulator on a port.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Args;
+use ilink_sim::{Sim, SimConfig};
+
+use crate::error::{CliError, CliResult};
+
+/// Arguments of `ilink sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// The port to listen on (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// The address to listen on. Keep loopback unless you know why not.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+    /// How long an empty getupdates long-poll is held, in milliseconds.
+    #[arg(long, default_value_t = 35_000, value_name = "MS")]
+    hold_ms: u64,
+    /// Seed for every random value (ids, keys, tokens), for reproducible runs.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// `ilink sim`: prints the URLs, then serves until Ctrl-C.
+pub async fn run(args: SimArgs) -> CliResult {
+    let hold = Duration::from_millis(args.hold_ms.max(1));
+    let config = SimConfig {
+        longpolling_timeout: hold,
+        longpoll_margin: Duration::from_millis(100).min(hold / 4),
+        seed: args.seed,
+        ..SimConfig::default()
+    };
+    let addr = SocketAddr::new(args.host, args.port);
+    let sim = Sim::start_on(config, addr).await.map_err(|e| {
+        CliError::failure(format!("cannot start the emulator: {e}")).hint("choose another --port")
+    })?;
+    let base = sim.base_url();
+    let cdn = sim.cdn_base_url();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ilink-sim is running (Ctrl-C stops it)");
+    let _ = writeln!(out, "base URL:  {base}");
+    let _ = writeln!(out, "CDN URL:   {cdn}");
+    let _ = writeln!(out, "admin API: http://{}/_sim/", sim.addr());
+    let _ = writeln!(out, "Point ilink at it:");
+    let _ = writeln!(
+        out,
+        "  export ILINK_BASE_URL={base} ILINK_CDN_BASE_URL={cdn}"
+    );
+    let _ = writeln!(
+        out,
+        "  ilink login   # the emulated phone scans and confirms by itself"
+    );
+    let _ = out.flush();
+    drop(out);
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| CliError::failure(format!("cannot wait for Ctrl-C: {e}")))?;
+    sim.shutdown().await;
+    Ok(())
+}
