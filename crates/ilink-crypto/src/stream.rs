@@ -1,5 +1,7 @@
 //! Streaming AES-128-ECB/PKCS#7: constant memory for inputs of any size.
 
+use std::fmt;
+
 use crate::cipher::{BLOCK_LEN, EcbCipher, Padding, padded_block, unpadded_len};
 use crate::error::CryptoError;
 use crate::key::MediaKey;
@@ -46,11 +48,20 @@ fn fill_pending<'a>(pending: &mut [u8; BLOCK_LEN], len: &mut usize, input: &'a [
 /// enc.finish(&mut out);
 /// assert_eq!(out, encrypt(&key, b"hello, world"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Encryptor {
     cipher: EcbCipher,
     pending: [u8; BLOCK_LEN],
     pending_len: usize,
+}
+
+impl fmt::Debug for Encryptor {
+    /// Shows no key material and none of the held-back plaintext.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encryptor")
+            .field("pending_len", &self.pending_len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Encryptor {
@@ -134,13 +145,24 @@ impl Encryptor {
 /// assert_eq!(out, b"hello, world");
 /// # Ok::<(), ilink_crypto::CryptoError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Decryptor {
     cipher: EcbCipher,
     padding: Padding,
     pending: [u8; BLOCK_LEN],
     pending_len: usize,
     total: u64,
+}
+
+impl fmt::Debug for Decryptor {
+    /// Shows no key material and none of the held-back data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decryptor")
+            .field("padding", &self.padding)
+            .field("pending_len", &self.pending_len)
+            .field("bytes_in", &self.total)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Decryptor {
@@ -256,6 +278,17 @@ mod tests {
         assert_eq!(out.len(), 32);
         dec.finish(&mut out).unwrap();
         assert_eq!(out, decrypt(&key, &ct).unwrap());
+    }
+
+    #[test]
+    fn debug_shows_no_data() {
+        let key = MediaKey::from_bytes([4; 16]);
+        let mut enc = Encryptor::new(&key);
+        enc.update(b"secret", &mut Vec::new());
+        let dbg = format!("{enc:?}");
+        assert_eq!(dbg, "Encryptor { pending_len: 6, .. }");
+        let dec = Decryptor::new(&key);
+        assert!(format!("{dec:?}").starts_with("Decryptor { padding: Strict"));
     }
 
     #[test]
