@@ -330,6 +330,29 @@ impl Sim {
         .await
     }
 
+    /// Waits until `check` returns `Some`, re-checking after every request the emulator
+    /// handles (and every delivery or drop), and returns its value.
+    ///
+    /// ```no_run
+    /// # async fn f(sim: &ilink_sim::Sim) -> Result<(), ilink_sim::SimError> {
+    /// use std::time::Duration;
+    /// let state = sim
+    ///     .wait_for(Duration::from_secs(5), |s| s.typing_state("alice@im.wechat"))
+    ///     .await?;
+    /// # let _ = state; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SimError::Timeout`].
+    pub async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&Sim) -> Option<T>,
+    ) -> Result<T, SimError> {
+        self.wait_until(timeout, "a condition", || check(self))
+            .await
+    }
+
     async fn wait_until<T>(
         &self,
         timeout: Duration,

@@ -337,6 +337,7 @@ async fn handle(
 
     let mut extra_problems = Vec::new();
     let mut reply = api::dispatch(&shared, endpoint, &inc, &mut extra_problems).await;
+    shared.activity.notify_waiters();
     if !extra_problems.is_empty() {
         shared.lock().add_problems(record_id, extra_problems);
     }

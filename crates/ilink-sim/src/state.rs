@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// Woken when a bot's update stream grows.
     pub(crate) inbox_changed: Notify,
-    /// Woken when something is delivered or dropped.
+    /// Woken after every request and every delivery or drop.
     pub(crate) activity: Notify,
 }
 
@@ -50,21 +50,29 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `host:port` clients can reach: loopback when listening on all interfaces.
     pub(crate) fn host(&self) -> String {
-        self.addr.to_string()
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        addr.to_string()
     }
 
     pub(crate) fn base_url(&self) -> String {
         let prefix = self.config.path_prefix.trim_matches('/');
         if prefix.is_empty() {
-            format!("http://{}/", self.addr)
+            format!("http://{}/", self.host())
         } else {
-            format!("http://{}/{prefix}/", self.addr)
+            format!("http://{}/{prefix}/", self.host())
         }
     }
 
     pub(crate) fn cdn_base_url(&self) -> String {
-        format!("http://{}/c2c", self.addr)
+        format!("http://{}/c2c", self.host())
     }
 
     pub(crate) fn now_ms(&self) -> u64 {

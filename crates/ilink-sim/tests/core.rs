@@ -286,3 +286,34 @@ async fn wait_for_delivered_sees_a_reply() {
         .await;
     assert!(matches!(none, Err(ilink_sim::SimError::Timeout(..))));
 }
+
+#[tokio::test]
+async fn wait_for_rechecks_after_each_request() {
+    let sim = Sim::start(config()).await.unwrap();
+    let bot = sim.create_bot();
+    let addr = sim.addr();
+    let token = bot.token.clone();
+    tokio::spawn(async move {
+        let t = Some(token.as_str());
+        let cfg = post(
+            addr,
+            "getconfig",
+            t,
+            &json!({"ilink_user_id": "t@im.wechat", "base_info": base_info()}),
+        )
+        .await
+        .unwrap()
+        .json();
+        let body = json!({"ilink_user_id": "t@im.wechat", "typing_ticket": cfg["typing_ticket"], "status": 1, "base_info": base_info()});
+        post(addr, "sendtyping", t, &body).await.unwrap();
+    });
+    let state = sim
+        .wait_for(Duration::from_secs(10), |s| s.typing_state("t@im.wechat"))
+        .await
+        .unwrap();
+    assert_eq!(state, ilink_sim::TypingState::Typing);
+    let never = sim
+        .wait_for(Duration::from_millis(10), |s| s.typing_state("x@im.wechat"))
+        .await;
+    assert!(never.is_err());
+}
