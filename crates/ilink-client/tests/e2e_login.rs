@@ -165,12 +165,13 @@ async fn local_token_list_and_same_user_replacement() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let client = client_with_store(&sim, store.clone());
     client.add_account(creds(&sim, &old)).unwrap();
+    // The stored token goes in local_token_list; the server sees this user's bot is already
+    // bound here and answers binded_redirect.
     sim.qr().script(vec![QrStep::Confirm {
         user_id: "same@im.wechat".into(),
     }]);
-    let LoginOutcome::Confirmed(new) = client.login(&Recorder::default()).await.unwrap() else {
-        panic!()
-    };
+    let outcome = client.login(&Recorder::default()).await.unwrap();
+    assert!(matches!(outcome, LoginOutcome::AlreadyBound), "{outcome:?}");
     let qr = sim
         .requests()
         .into_iter()
@@ -180,7 +181,16 @@ async fn local_token_list_and_same_user_replacement() {
         qr.json().unwrap(),
         serde_json::json!({"local_token_list": [old.token]})
     );
-    // The older account bound to the same user is gone.
+    // Once that token is stale, the login binds a new bot and the older account bound to the
+    // same user is forgotten.
+    sim.expire_token(&old.bot_id);
+    sim.qr().script(vec![QrStep::Confirm {
+        user_id: "same@im.wechat".into(),
+    }]);
+    let LoginOutcome::Confirmed(new) = client.login(&Recorder::default()).await.unwrap() else {
+        panic!("expected a confirmed login")
+    };
+    assert_ne!(new.id(), old.bot_id);
     assert_eq!(store.accounts().unwrap(), vec![new.id().to_owned()]);
 }
 
