@@ -243,6 +243,9 @@ pub fn speech_like_pcm() -> Vec<i16> {
     out
 }
 
+/// One thing the emulated user does.
+type UserAction<'a> = Box<dyn Fn() -> Result<(), ilink_sim::SimError> + 'a>;
+
 struct Check {
     what: String,
     ok: bool,
@@ -346,10 +349,7 @@ async fn run_with(sim: &Sim, started: Instant) -> CliResult {
     .map_err(|e| CliError::failure(format!("cannot encode the demo voice: {e}")))?;
 
     let mut replies: Vec<Delivered> = Vec::new();
-    let steps: Vec<(
-        String,
-        Box<dyn Fn() -> Result<(), ilink_sim::SimError> + '_>,
-    )> = vec![
+    let steps: Vec<(String, UserAction<'_>)> = vec![
         (
             format!("text {text:?}"),
             Box::new(|| user.send_text(&bot_id, text).map(|_| ())),

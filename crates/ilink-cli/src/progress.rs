@@ -63,16 +63,4 @@ mod tests {
         assert!(bytes_bar(Some(10), "x").is_hidden());
         assert!(spinner(10, "x").is_hidden());
     }
-
-    #[test]
-    fn the_callback_moves_the_bar() {
-        let bar = ProgressBar::hidden();
-        let cb = callback(&bar);
-        cb(Progress {
-            done: 5,
-            total: Some(10),
-        });
-        assert_eq!(bar.position(), 5);
-        assert_eq!(bar.length(), Some(10));
-    }
 }

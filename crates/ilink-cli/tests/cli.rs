@@ -1,0 +1,650 @@
+//! Every `ilink` subcommand run as a process against ilink-sim on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use assert_cmd::Command as AssertCommand;
+use ilink_client::{Credentials, FileStore, Secret, StateStore};
+use ilink_sim::{BotAccount, Endpoint, Fault, QrStep, Sim, SimConfig};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ilink");
+const USER: &str = "pat@im.wechat";
+
+async fn sim() -> Sim {
+    Sim::start(SimConfig::for_tests(Duration::from_millis(300)))
+        .await
+        .unwrap()
+}
+
+fn command() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(BIN);
+    for var in [
+        "ILINK_BASE_URL",
+        "ILINK_CDN_BASE_URL",
+        "ILINK_STATE_DIR",
+        "ILINK_ACCOUNT",
+        "RUST_LOG",
+    ] {
+        c.env_remove(var);
+    }
+    c.kill_on_drop(true);
+    c
+}
+
+/// Runs `ilink` with `--base-url`, `--cdn-base-url` and `--state-dir` for `sim`.
+async fn ilink(sim: &Sim, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = command();
+    c.arg("--base-url")
+        .arg(sim.base_url())
+        .arg("--cdn-base-url")
+        .arg(sim.cdn_base_url())
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("ilink did not finish")
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// Stores credentials for a bot provisioned directly in the emulator.
+fn seed(sim: &Sim, dir: &Path) -> BotAccount {
+    let bot = sim.create_bot();
+    FileStore::new(dir)
+        .save_credentials(&Credentials {
+            account_id: bot.bot_id.clone(),
+            token: Secret::new(bot.token.clone()),
+            base_url: Some(sim.base_url()),
+            user_id: None,
+            saved_at_ms: 1,
+        })
+        .unwrap();
+    bot
+}
+
+/// A bot whose state holds a context token for USER (USER wrote, `ilink tail` saw it).
+async fn seeded_with_token(sim: &Sim, dir: &Path) -> BotAccount {
+    let bot = seed(sim, dir);
+    sim.user(USER).send_text(&bot.bot_id, "hi").unwrap();
+    let o = ilink(sim, dir, &["tail", "--max", "1"], None).await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("pat@im.wechat: \"hi\""),
+        "{}",
+        text(&o.stdout)
+    );
+    bot
+}
+
+fn wav(ms: u32) -> Vec<u8> {
+    let samples: Vec<i16> = (0..24 * ms)
+        .map(|i| ((i as f32 * 0.05).sin() * 6000.0) as i16)
+        .collect();
+    ilink_silk::Pcm {
+        samples,
+        sample_rate: 24_000,
+    }
+    .to_wav()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_passes_and_checks_every_reply() {
+    let o = command().arg("demo").output().await.unwrap();
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}\n{}", text(&o.stderr));
+    assert!(
+        out.contains("demo passed: 4 replies arrived intact"),
+        "{out}"
+    );
+    assert!(out.contains("phone: confirmed"), "{out}");
+    assert!(out.contains("ok   voice reply: "), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_asks_for_the_verify_code_and_saves_private_credentials() {
+    let sim = sim().await;
+    sim.qr().script(vec![
+        QrStep::Scan,
+        QrStep::NeedVerifyCode {
+            code: "2468".into(),
+        },
+        QrStep::Confirm {
+            user_id: USER.into(),
+        },
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let o = ilink(&sim, dir.path(), &["login"], Some("2468\n")).await;
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(code(&o), 0, "{out}\n{err}");
+    assert!(err.contains("Scan with WeChat"), "{err}");
+    assert!(
+        err.contains('█') || err.contains('▀'),
+        "a QR code is drawn: {err}"
+    );
+    assert!(err.contains("Enter the number shown in WeChat"), "{err}");
+    assert!(out.contains("Logged in as "), "{out}");
+    assert!(out.contains("WeChat user pat@im.wechat"), "{out}");
+    let store = FileStore::new(dir.path());
+    let accounts = store.accounts().unwrap();
+    assert_eq!(accounts.len(), 1);
+    let creds = store.load_credentials(&accounts[0]).unwrap().unwrap();
+    assert_eq!(creds.user_id.as_deref(), Some(USER));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = store.account_dir(&accounts[0]).join("credentials.json");
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_login_and_a_missing_account_exit_3() {
+    let sim = sim().await;
+    sim.qr()
+        .script(vec![QrStep::NeedVerifyCode { code: "1".into() }]);
+    let dir = tempfile::tempdir().unwrap();
+    let o = ilink(&sim, dir.path(), &["login"], None).await;
+    assert_eq!(code(&o), 3, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("cancelled"), "{}", text(&o.stderr));
+
+    for args in [
+        &["tail"][..],
+        &["echo"],
+        &["doctor"],
+        &["send", "--to", USER, "--text", "x"],
+    ] {
+        let o = ilink(&sim, dir.path(), args, None).await;
+        assert_eq!(code(&o), 3, "{args:?}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("ilink login"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_answers_text_image_and_voice_then_stops() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = seed(&sim, dir.path());
+    let user = sim.user(USER);
+    let image = [b"\x89PNG\r\n\x1a\n".as_slice(), &[7u8; 3000]].concat();
+    let silk = ilink_silk::audio_to_voice(&wav(400), ilink_silk::EncodeOptions::default())
+        .unwrap()
+        .silk;
+    user.send_text(&bot.bot_id, "ping").unwrap();
+    user.send_image(&bot.bot_id, &image).unwrap();
+    user.send_voice(&bot.bot_id, &silk, 400).unwrap();
+    let o = ilink(&sim, dir.path(), &["echo", "--max", "3"], None).await;
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}\n{}", text(&o.stderr));
+    assert!(out.contains("pat@im.wechat -> bot: \"ping\""), "{out}");
+    assert!(
+        out.contains("bot -> pat@im.wechat: \"echo: ping\""),
+        "{out}"
+    );
+    let d = sim.delivered_to(USER);
+    assert_eq!(d.len(), 3, "{:?}", sim.dropped());
+    assert_eq!(d[0].text(), Some("echo: ping"));
+    assert_eq!(d[1].item_type(), Some(2));
+    assert_eq!(user.download(&d[1].item).unwrap(), image);
+    assert_eq!(d[2].item_type(), Some(3));
+    assert_eq!(user.download(&d[2].item).unwrap(), silk);
+    assert!(sim.dropped().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_json_feeds_download_and_decrypt() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = seed(&sim, dir.path());
+    let doc: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    sim.user(USER)
+        .send_file(&bot.bot_id, "data.bin", &doc)
+        .unwrap();
+    let o = ilink(&sim, dir.path(), &["tail", "--json", "--max", "1"], None).await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let line = text(&o.stdout);
+    let msg: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(msg["from"], USER);
+    assert_eq!(msg["account"], bot.bot_id.as_str());
+    assert_eq!(msg["items"][0]["file_item"]["file_name"], "data.bin");
+
+    // The whole line, from an argument and from stdin.
+    let out = dir.path().join("a.bin");
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["download", line.trim(), "-o", out.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(&out).unwrap(), doc);
+    let out2 = dir.path().join("b.bin");
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["download", "-", "-o", out2.to_str().unwrap()],
+        Some(&line),
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(&out2).unwrap(), doc);
+
+    // By parameter and key, and the raw ciphertext decrypted with `ilink decrypt`.
+    let media = &msg["items"][0]["file_item"]["media"];
+    let param = media["encrypt_query_param"].as_str().unwrap();
+    let key = media["aes_key"].as_str().unwrap();
+    let out3 = dir.path().join("c.bin");
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &[
+            "download",
+            "--param",
+            param,
+            "--key",
+            key,
+            "-o",
+            out3.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(&out3).unwrap(), doc);
+    let raw = dir.path().join("raw.enc");
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["download", "--param", param, "-o", raw.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not decrypted"));
+    let plain = dir.path().join("plain.bin");
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &[
+            "decrypt",
+            "--key",
+            key,
+            raw.to_str().unwrap(),
+            plain.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(&plain).unwrap(), doc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_downloads_as_wav() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = seed(&sim, dir.path());
+    let voice =
+        ilink_silk::audio_to_voice(&wav(600), ilink_silk::EncodeOptions::default()).unwrap();
+    sim.user(USER)
+        .send_voice(&bot.bot_id, &voice.silk, voice.meta.playtime_ms)
+        .unwrap();
+    let o = ilink(&sim, dir.path(), &["tail", "--json", "--max", "1"], None).await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let line = text(&o.stdout);
+    let out = dir.path().join("v.wav");
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &[
+            "download",
+            line.trim(),
+            "--wav",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let wav = std::fs::read(&out).unwrap();
+    assert_eq!(&wav[..4], b"RIFF");
+    // 600 ms of 24 kHz 16-bit mono after the 44-byte header.
+    assert_eq!(wav.len() - 44, 600 * 24 * 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_text_and_every_media_kind() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    seeded_with_token(&sim, dir.path()).await;
+    let p = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let image = [b"\x89PNG\r\n\x1a\n".as_slice(), &[1u8; 2000]].concat();
+    let video = [
+        b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2".as_slice(),
+        &[2u8; 4000],
+    ]
+    .concat();
+    let doc = b"%PDF-1.4\nhello".to_vec();
+    let (ip, vp, fp, ap) = (
+        p("a.png", &image),
+        p("b.mp4", &video),
+        p("c.pdf", &doc),
+        p("d.wav", &wav(500)),
+    );
+    let runs: [&[&str]; 5] = [
+        &["send", "--to", USER, "--text", "hello there"],
+        &["send", "--to", USER, "--image", &ip, "--caption", "look"],
+        &["send", "--to", USER, "--video", &vp],
+        &["send", "--to", USER, "--file", &fp],
+        &["send", "--to", USER, "--voice", &ap],
+    ];
+    for args in runs {
+        let o = ilink(&sim, dir.path(), args, None).await;
+        assert_eq!(code(&o), 0, "{args:?}: {}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("delivered"), "{}", text(&o.stdout));
+    }
+    let d = sim.delivered_to(USER);
+    assert_eq!(d.len(), 6, "{:?}", sim.dropped());
+    assert_eq!(d[0].text(), Some("hello there"));
+    assert_eq!(d[1].text(), Some("look"));
+    let user = sim.user(USER);
+    assert_eq!(d[2].item_type(), Some(2));
+    assert_eq!(user.download(&d[2].item).unwrap(), image);
+    assert_eq!(d[3].item_type(), Some(5));
+    assert_eq!(user.download(&d[3].item).unwrap(), video);
+    assert_eq!(d[4].item_type(), Some(4));
+    assert_eq!(d[4].item["file_item"]["file_name"], "c.pdf");
+    assert_eq!(user.download(&d[4].item).unwrap(), doc);
+    assert_eq!(d[5].item_type(), Some(3));
+    assert_eq!(d[5].item["voice_item"]["playtime"], 500);
+    assert!(
+        user.download(&d[5].item)
+            .unwrap()
+            .starts_with(b"\x02#!SILK_V3")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_sends_exit_4() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    seed(&sim, dir.path());
+    // Nobody wrote: no context token.
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--text", "x"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("write to the bot first"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    seeded_with_token(&sim, dir.path()).await;
+    sim.inject_fault(Endpoint::SendMessage, Fault::Overloaded(None), 1);
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--text", "x"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("ret -2"), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_then_reports_a_stale_token() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = seed(&sim, dir.path());
+    let o = ilink(&sim, dir.path(), &["doctor"], None).await;
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}\n{}", text(&o.stderr));
+    for want in [
+        "ok    token",
+        "ok    server",
+        "ok    clock",
+        "ok    credentials file",
+        "iLink-App-ClientVersion: 132105",
+        "all checks passed",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert!(sim.expire_token(&bot.bot_id));
+    let o = ilink(&sim, dir.path(), &["doctor"], None).await;
+    assert_eq!(code(&o), 3, "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("FAIL  token"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_command_serves_a_whole_session_scripted_over_http() {
+    let mut child = command()
+        .args(["sim", "--port", "0", "--hold-ms", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut cdn, mut admin) = (String::new(), String::new(), String::new());
+    while admin.is_empty() {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("ilink sim printed its URLs");
+        if let Some(v) = line.strip_prefix("base URL:") {
+            base = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("CDN URL:") {
+            cdn = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("admin API:") {
+            admin = v.trim().to_owned();
+        }
+    }
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert!(cdn.ends_with("/c2c"), "{cdn}");
+    let http = ilink_http::HttpClient::new(ilink_http::HttpConfig::default()).unwrap();
+    let call = |method: &str, path: &str, body: Option<Value>| {
+        let url = format!("{admin}{path}");
+        let mut req = if method == "GET" {
+            ilink_http::Request::get(url)
+        } else {
+            ilink_http::Request::post(url)
+        };
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string().into_bytes());
+        }
+        let http = http.clone();
+        async move {
+            let resp = http.request(req).await.unwrap();
+            let bytes = resp.bytes().await.unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    let info = call("GET", "info", None).await;
+    assert_eq!(info["base_url"].as_str().unwrap(), base, "{info}");
+
+    // Log in through the emulator's QR flow, as a person would.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_owned();
+    let run = |args: Vec<String>| {
+        let mut c = command();
+        c.args([
+            "--base-url",
+            &base,
+            "--cdn-base-url",
+            &cdn,
+            "--state-dir",
+            &state,
+        ])
+        .args(args)
+        .stdin(Stdio::null());
+        async move { c.output().await.unwrap() }
+    };
+    let o = run(vec!["login".into()]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let bot_id = out
+        .split_whitespace()
+        .find(|w| w.contains("@im.bot"))
+        .unwrap()
+        .trim_end_matches('.')
+        .to_owned();
+    let user = "o9sim_default_user@im.wechat";
+    let sent = call(
+        "POST",
+        &format!("users/{user}/send"),
+        Some(serde_json::json!({"bot_id": bot_id, "kind": "text", "text": "over http"})),
+    )
+    .await;
+    assert!(sent["message_id"].as_u64().is_some(), "{sent}");
+    let o = run(vec!["tail".into(), "--max".into(), "1".into()]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("\"over http\""));
+    let o = run(vec![
+        "send".into(),
+        "--to".into(),
+        user.into(),
+        "--text".into(),
+        "back".into(),
+    ])
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let delivered = call("GET", &format!("delivered?user={user}"), None).await;
+    assert_eq!(
+        delivered[0]["item"]["text_item"]["text"], "back",
+        "{delivered}"
+    );
+    child.kill().await.unwrap();
+}
+
+#[test]
+fn decrypt_accepts_every_key_form_and_rejects_a_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ilink_crypto::MediaKey::generate().unwrap();
+    let plain: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let enc = dir.path().join("x.enc");
+    std::fs::write(&enc, ilink_crypto::encrypt(&key, &plain)).unwrap();
+    for (i, k) in [key.to_hex(), key.to_base64(), key.to_base64_of_hex()]
+        .iter()
+        .enumerate()
+    {
+        let out = dir.path().join(format!("x{i}.bin"));
+        AssertCommand::new(BIN)
+            .args(["decrypt", "--key", k])
+            .arg(&enc)
+            .arg(&out)
+            .assert()
+            .success();
+        assert_eq!(std::fs::read(&out).unwrap(), plain);
+    }
+    let wrong = ilink_crypto::MediaKey::generate().unwrap().to_hex();
+    let out = dir.path().join("bad.bin");
+    let a = AssertCommand::new(BIN)
+        .args(["decrypt", "--key", &wrong])
+        .arg(&enc)
+        .arg(&out)
+        .assert()
+        .code(1);
+    assert!(text(&a.get_output().stderr).contains("does not decrypt"));
+    assert!(!out.exists(), "no partial output is left");
+    AssertCommand::new(BIN)
+        .args(["decrypt", "--key", "nope"])
+        .arg(&enc)
+        .arg(&out)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn silk_encode_then_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wav");
+    std::fs::write(&input, wav(700)).unwrap();
+    let silk = dir.path().join("v.silk");
+    let a = AssertCommand::new(BIN)
+        .args(["silk", "encode"])
+        .arg(&input)
+        .arg(&silk)
+        .assert()
+        .success();
+    assert!(text(&a.get_output().stdout).contains("encoded 700 ms"));
+    assert!(std::fs::read(&silk).unwrap().starts_with(b"\x02#!SILK_V3"));
+    let out = dir.path().join("out.wav");
+    AssertCommand::new(BIN)
+        .args(["silk", "decode", "--rate", "16000"])
+        .arg(&silk)
+        .arg(&out)
+        .assert()
+        .success();
+    let wav = std::fs::read(&out).unwrap();
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(wav.len() - 44, 700 * 16 * 2);
+    AssertCommand::new(BIN)
+        .args(["silk", "decode"])
+        .arg(&input)
+        .arg(&out)
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_lists_exit_codes() {
+    AssertCommand::new(BIN)
+        .args(["send", "--to", USER])
+        .assert()
+        .code(2);
+    AssertCommand::new(BIN).arg("nonsense").assert().code(2);
+    let a = AssertCommand::new(BIN).arg("--help").assert().success();
+    let help = text(&a.get_output().stdout);
+    assert!(help.contains("Exit codes"), "{help}");
+    for cmd in [
+        "demo", "login", "echo", "tail", "send", "download", "decrypt", "silk", "sim", "doctor",
+    ] {
+        assert!(help.contains(cmd), "{cmd}: {help}");
+    }
+}
