@@ -447,8 +447,9 @@ impl CdnClient {
         self.fetch(&url, key, Sink::Writer(writer), progress).await
     }
 
-    /// Downloads `media`, decrypting with `key` if given, into a new file at `path`
-    /// (replacing it), in constant memory. On error the partial file is removed.
+    /// Downloads `media`, decrypting with `key` if given, into a file at `path` (replacing it
+    /// once the download is complete), in constant memory. On error nothing is left behind
+    /// and an existing file at `path` is untouched.
     ///
     /// # Errors
     /// As [`CdnClient::download_to_writer`].
@@ -465,6 +466,9 @@ impl CdnClient {
 
     /// Downloads `url` into a new file at `path`; see [`CdnClient::download_to_file`].
     ///
+    /// The data goes to `<path>.part` first and is renamed to `path` only when complete and
+    /// decrypted, so a failed download never leaves a partial file or clobbers an existing one.
+    ///
     /// # Errors
     /// As [`CdnClient::download_to_writer`].
     pub async fn download_url_to_file(
@@ -474,9 +478,12 @@ impl CdnClient {
         path: &Path,
         progress: Option<ProgressFn>,
     ) -> Result<Downloaded, CdnError> {
-        let file = tokio::fs::File::create(path)
+        let mut part = path.as_os_str().to_owned();
+        part.push(".part");
+        let part = std::path::PathBuf::from(part);
+        let file = tokio::fs::File::create(&part)
             .await
-            .map_err(|e| io_error("cannot create", path, e))?;
+            .map_err(|e| io_error("cannot create", &part, e))?;
         let mut writer = tokio::io::BufWriter::with_capacity(READ_CHUNK, file);
         let result = async {
             let done = self
@@ -485,13 +492,21 @@ impl CdnClient {
             writer
                 .flush()
                 .await
-                .map_err(|e| io_error("cannot write", path, e))?;
+                .map_err(|e| io_error("cannot write", &part, e))?;
+            writer
+                .get_mut()
+                .sync_all()
+                .await
+                .map_err(|e| io_error("cannot write", &part, e))?;
+            tokio::fs::rename(&part, path)
+                .await
+                .map_err(|e| io_error("cannot rename the download to", path, e))?;
             Ok(done)
         }
         .await;
         if result.is_err() {
             drop(writer);
-            let _ = tokio::fs::remove_file(path).await;
+            let _ = tokio::fs::remove_file(&part).await;
         }
         result
     }

@@ -678,6 +678,7 @@ async fn download_over_the_cap_without_length_stops_early() {
         .unwrap_err();
     assert_eq!(err.kind(), CdnErrorKind::TooLarge);
     assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     // Give the server a moment to notice the closed connection, then check it stopped
     // far short of its 256 MiB.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
