@@ -17,27 +17,32 @@ use std::time::{Instant, SystemTime};
 
 use crate::util::{self, Error, Result};
 
-/// The SILK reference: silk-python encodes and decodes the same kind of signal as our
-/// silk bench (10 s of a deterministic voiced signal at 24 kHz mono), timed in-process.
+/// The SILK reference: silk-python encodes and decodes the same PCM as our silk bench (the
+/// bench writes its 60 s of 24 kHz speech to `$ILINK_SILK_BENCH_PCM`), with the same settings
+/// (24 kbps, complexity 2, Tencent layout), timed in-process. Without that file it falls
+/// back to 10 s of a synthetic voiced signal.
 const PYSILK_SCRIPT: &str = r#"
-import io, math, struct, sys, time
+import io, math, os, struct, sys, time
 import pysilk
 RATE = 24000
-SECONDS = 10
-n = RATE * SECONDS
-samples = []
-seed = 12345
-for i in range(n):
-    t = i / RATE
-    f0 = 140 + 40 * math.sin(2 * math.pi * 0.7 * t)
-    v = sum(math.sin(2 * math.pi * f0 * k * t) / k for k in range(1, 6))
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff
-    noise = (seed / 0x7fffffff - 0.5) * 0.1
-    env = 0.5 + 0.5 * math.sin(2 * math.pi * 2.0 * t)
-    samples.append(int(max(-1.0, min(1.0, (v * 0.3 + noise) * env)) * 32000))
-pcm = struct.pack("<%dh" % n, *samples)
+reps = int(sys.argv[1])
+path = sys.argv[2] if len(sys.argv) > 2 else ""
+if path and os.path.exists(path):
+    pcm = open(path, "rb").read()
+    source = "the silk bench's speech"
+else:
+    n = RATE * 10
+    out = []
+    for i in range(n):
+        t = i / RATE
+        f0 = 140 + 40 * math.sin(2 * math.pi * 0.7 * t)
+        v = sum(math.sin(2 * math.pi * f0 * k * t) / k for k in range(1, 6))
+        out.append(int(max(-1.0, min(1.0, v * 0.3)) * 32000))
+    pcm = struct.pack("<%dh" % n, *out)
+    source = "synthetic voiced signal"
+seconds = len(pcm) / 2 / RATE
 
-def best(fn, reps):
+def best(fn):
     times = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -47,17 +52,17 @@ def best(fn, reps):
 
 def enc():
     out = io.BytesIO()
-    pysilk.encode(io.BytesIO(pcm), out, RATE, 24000)
+    pysilk.encode(io.BytesIO(pcm), out, RATE, 24000, complexity=2, tencent=True)
     return out.getvalue()
 
 silk = enc()
 def dec():
     pysilk.decode(io.BytesIO(silk), io.BytesIO(), RATE)
 
-reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-print("encode_rtf", SECONDS / best(enc, reps))
-print("decode_rtf", SECONDS / best(dec, reps))
-print("silk_bytes", len(silk))
+print("encode_rtf", seconds / best(enc))
+print("decode_rtf", seconds / best(dec))
+print("audio_seconds", seconds)
+print("source", source)
 "#;
 
 struct Options {
@@ -113,25 +118,30 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     fs::create_dir_all(&report_dir)?;
 
-    // Reference tools first, while the machine is as quiet as it will get.
+    // The AES reference first, while the machine is as quiet as it will get; the SILK one
+    // after the benches, on the PCM the silk bench writes.
     let mut refs = References::default();
     if opts.references {
         refs.openssl = openssl_aes(opts.quick);
-        refs.pysilk = pysilk(&root, opts.quick);
     }
+    let speech = report_dir.join("speech60s.pcm");
 
     let started = SystemTime::now();
     let wall = Instant::now();
     let mut cmd = Command::new(util::cargo());
     cmd.args(["bench", "-p", "ilink-benches"])
         .current_dir(&root)
-        .env("ILINK_BENCH_REPORT_DIR", &report_dir);
+        .env("ILINK_BENCH_REPORT_DIR", &report_dir)
+        .env("ILINK_SILK_BENCH_PCM", &speech);
     if opts.quick {
         cmd.env("ILINK_BENCH_QUICK", "1");
         cmd.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
     }
     util::run_checked(&mut cmd)?;
     let bench_seconds = wall.elapsed().as_secs_f64();
+    if opts.references {
+        refs.pysilk = pysilk(&root, opts.quick, &speech);
+    }
 
     let mut results = Vec::new();
     collect_criterion(
@@ -208,7 +218,7 @@ fn parse_openssl_speed(out: &str) -> Option<f64> {
 }
 
 /// Measures silk-python in a throwaway virtualenv under `target/xtask/pysilk-venv`.
-fn pysilk(root: &Path, quick: bool) -> std::result::Result<(f64, f64), String> {
+fn pysilk(root: &Path, quick: bool, pcm: &Path) -> std::result::Result<(f64, f64), String> {
     let venv = root.join("target").join("xtask").join("pysilk-venv");
     let python = venv.join("bin").join("python");
     if !python.exists() {
@@ -235,8 +245,13 @@ fn pysilk(root: &Path, quick: bool) -> std::result::Result<(f64, f64), String> {
     }
     eprintln!("xtask: measuring the SILK reference: silk-python (pysilk)");
     let reps = if quick { "2" } else { "5" };
-    let out = util::output_of(Command::new(&python).args(["-c", PYSILK_SCRIPT, reps]))
-        .ok_or_else(|| "the pysilk script failed".to_owned())?;
+    let out = util::output_of(
+        Command::new(&python)
+            .args(["-c", PYSILK_SCRIPT, reps])
+            .arg(pcm),
+    )
+    .ok_or_else(|| "the pysilk script failed".to_owned())?;
+    eprint!("xtask: silk-python: {out}");
     let value = |key: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(key))
@@ -330,12 +345,14 @@ fn area_of(id: &str) -> String {
     id.split('/').next().unwrap_or(id).to_owned()
 }
 
-/// The SILK real-time factor, for silk benches that declare their throughput as samples
-/// (`Throughput::Elements`) of 24 kHz audio: audio seconds per wall-clock second.
+/// The SILK real-time factor of a silk bench: it declares its throughput in seconds of
+/// audio (`Throughput::Elements`), so audio seconds per wall-clock second.
 fn silk_rtf(result: &Criterion) -> Option<f64> {
     match result.throughput {
-        Some(Throughput::Elements(samples)) if result.mean_ns > 0.0 => {
-            Some((samples / 24_000.0) / (result.mean_ns / 1e9))
+        Some(Throughput::Elements(seconds))
+            if result.mean_ns > 0.0 && result.id.to_ascii_lowercase().contains("silk") =>
+        {
+            Some(seconds / (result.mean_ns / 1e9))
         }
         _ => None,
     }
@@ -364,15 +381,23 @@ fn criterion_rows(results: &[Criterion], refs: &References, rows: &mut Vec<Row>)
             Some(Throughput::Elements(n)) if lower.contains("silk") => {
                 if let Some(rtf) = silk_rtf(result) {
                     ilink = format!("{rtf:.0}x real time ({})", fmt_time(result.mean_ns));
+                    // pysilk has the same two operations: SILK encode and decode at 24 kHz.
                     let pick = |(e, d): (f64, f64)| {
-                        if lower.contains("enc") { e } else { d }
+                        if lower.contains("encode_24k") {
+                            Some(e)
+                        } else if lower.contains("decode_24k") {
+                            Some(d)
+                        } else {
+                            None
+                        }
                     };
                     reference = match &refs.pysilk {
-                        Ok(pair) => format!(
-                            "silk-python: {:.0}x real time (ilink = {:.2}x)",
-                            pick(*pair),
-                            rtf / pick(*pair)
-                        ),
+                        Ok(pair) => pick(*pair).map_or_else(String::new, |r| {
+                            format!(
+                                "silk-python, same PCM and settings: {r:.0}x real time (ilink = {:.2}x)",
+                                rtf / r
+                            )
+                        }),
                         Err(why) => format!("silk-python skipped: {why}"),
                     };
                 } else {
@@ -513,9 +538,9 @@ AES-128-ECB    5242880.00k
     #[test]
     fn silk_rtf_is_audio_seconds_per_second() {
         let r = Criterion {
-            id: "silk/decode".into(),
+            id: "silk_60s_speech/decode_24k".into(),
             mean_ns: 0.1e9,
-            throughput: Some(Throughput::Elements(240_000.0)),
+            throughput: Some(Throughput::Elements(10.0)),
         };
         // 10 s of audio in 0.1 s
         assert_eq!(silk_rtf(&r).map(|x| x.round()), Some(100.0));
