@@ -74,9 +74,10 @@ pub(crate) async fn dispatch(
             get_updates(shared, &bot_id, &body).await
         }
         Endpoint::SendMessage => {
-            let (answer, _) = shared
-                .lock()
-                .send_message(&shared.config, &bot_id, &body, now);
+            let (answer, _) =
+                shared
+                    .lock()
+                    .send_message(&shared.config, &bot_id, &body, now, problems);
             shared.activity.notify_waiters();
             Reply::json(shared, &answer)
         }

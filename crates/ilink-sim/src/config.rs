@@ -87,6 +87,9 @@ pub struct SimConfig {
     pub one_bot_per_user: bool,
     /// Whether sendmessage needs a `context_token` (the live server answers `ret:-2` without one).
     pub require_context_token: bool,
+    /// Age after which a `context_token` answers `ret:-2` `"prepare failed"` (reported live
+    /// after long agent turns of about 2 minutes; off by default because unconfirmed).
+    pub context_token_lifetime: Option<Duration>,
     /// Wrong verify codes allowed before `verify_code_blocked`.
     pub qr_max_verify_attempts: u32,
     /// The QR script used for a QR code when no script was queued with
@@ -119,6 +122,7 @@ impl Default for SimConfig {
             token_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
             one_bot_per_user: true,
             require_context_token: true,
+            context_token_lifetime: None,
             qr_max_verify_attempts: 3,
             default_qr_script: vec![
                 QrStep::Wait,

@@ -171,6 +171,9 @@ pub enum DropReason {
     /// A `context_token` the server never issued to this user for this bot
     /// (`ret:-2`, `"prepare failed"`).
     InvalidContextToken,
+    /// A `context_token` older than [`SimConfig::context_token_lifetime`](crate::SimConfig::context_token_lifetime)
+    /// (`ret:-2`, `"prepare failed"`).
+    StaleContextToken,
     /// More than the allowed replies since the user's last message (`ret:-2`).
     ReplyLimitReached,
     /// The user's last message is older than the reply window (`ret:-2`).
@@ -206,6 +209,7 @@ impl fmt::Display for DropReason {
             Self::InvalidItem => "item type and content do not match, or the item is empty",
             Self::MissingContextToken => "msg.context_token missing",
             Self::InvalidContextToken => "msg.context_token not issued to this user for this bot",
+            Self::StaleContextToken => "msg.context_token is too old",
             Self::ReplyLimitReached => "reply limit per inbound message reached",
             Self::ReplyWindowExpired => "user's last message is older than the reply window",
             Self::Throttled => "too many sends in a short time",

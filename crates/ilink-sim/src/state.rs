@@ -125,8 +125,8 @@ pub(crate) struct State {
     pub(crate) bots: BTreeMap<String, Bot>,
     tokens: HashMap<String, String>,
     convs: HashMap<(String, String), Conv>,
-    /// context_token -> (bot, user)
-    ctx_tokens: HashMap<String, (String, String)>,
+    /// context_token -> (bot, user, issued at ms)
+    ctx_tokens: HashMap<String, (String, String, u64)>,
     typing_tickets: HashMap<String, (String, String)>,
     pub(crate) typing: HashMap<String, TypingState>,
     pub(crate) typing_events: Vec<TypingEvent>,
@@ -368,7 +368,7 @@ impl State {
         conv.replies = 0;
         self.ctx_tokens.insert(
             context_token.clone(),
-            (bot_id.to_owned(), user_id.to_owned()),
+            (bot_id.to_owned(), user_id.to_owned(), now),
         );
         let inbound = Inbound {
             message_id,
@@ -524,6 +524,7 @@ impl State {
         bot_id: &str,
         raw: &Value,
         now: u64,
+        problems: &mut Vec<String>,
     ) -> SendOutcome {
         let ok_no_id = json!({"ret": 0});
         let invalid = ret2(Some("invalid arguments"));
@@ -578,13 +579,26 @@ impl State {
             }
             None => {}
             Some(tok) => {
-                let owner_ok = self
+                let issued = self
                     .ctx_tokens
                     .get(tok)
-                    .is_some_and(|(b, u)| b == bot_id && *u == to_user);
-                if !owner_ok {
+                    .filter(|(b, u, _)| b == bot_id && *u == to_user)
+                    .map(|(_, _, at)| *at);
+                let Some(issued) = issued else {
                     return self.drop_msg(
                         DropReason::InvalidContextToken,
+                        bot,
+                        raw,
+                        ret2(Some("prepare failed")),
+                        now,
+                    );
+                };
+                let too_old = config.context_token_lifetime.is_some_and(|life| {
+                    now.saturating_sub(issued) > u64::try_from(life.as_millis()).unwrap_or(u64::MAX)
+                });
+                if too_old {
+                    return self.drop_msg(
+                        DropReason::StaleContextToken,
                         bot,
                         raw,
                         ret2(Some("prepare failed")),
@@ -629,7 +643,7 @@ impl State {
                 return self.drop_msg(DropReason::Throttled, bot, raw, ret2(None), now);
             }
         }
-        if let Err(reason) = self.check_media(&item) {
+        if let Err(reason) = self.check_media(&item, problems) {
             return self.drop_msg(reason, bot, raw, ok_no_id, now);
         }
         // Delivered.
@@ -657,10 +671,15 @@ impl State {
     }
 
     /// Media in an outbound item must be on the CDN and decrypt with the item's key.
-    fn check_media(&self, item: &Value) -> Result<(), DropReason> {
+    fn check_media(&self, item: &Value, problems: &mut Vec<String>) -> Result<(), DropReason> {
         let Some(media) = media_of(item) else {
             return Ok(());
         };
+        if media.get("encrypt_type").and_then(Value::as_i64) != Some(1) {
+            problems.push(
+                "media without encrypt_type: 1 (the official client always sends 1)".to_owned(),
+            );
+        }
         let param = media
             .get("encrypt_query_param")
             .and_then(Value::as_str)
@@ -671,9 +690,38 @@ impl State {
             .and_then(Value::as_str)
             .ok_or(DropReason::MediaKeyInvalid)
             .and_then(|k| MediaKey::from_cdn_aes_key(k).map_err(|_| DropReason::MediaKeyInvalid))?;
-        ilink_crypto::decrypt(&key, &object.ciphertext)
-            .map(|_| ())
-            .map_err(|_| DropReason::MediaUndecryptable)
+        let plain = ilink_crypto::decrypt(&key, &object.ciphertext)
+            .map_err(|_| DropReason::MediaUndecryptable)?;
+        // Sizes the official client declares; a mismatch is reported, not dropped (the
+        // live server's reaction is unknown).
+        let ct_len = object.ciphertext.len() as u64;
+        let declared = |outer: &str, field: &str| item.get(outer).and_then(|o| o.get(field));
+        for (outer, field) in [("image_item", "mid_size"), ("video_item", "video_size")] {
+            if let Some(v) = declared(outer, field)
+                && v.as_u64() != Some(ct_len)
+            {
+                problems.push(format!(
+                    "{outer}.{field} {v} is not the ciphertext size {ct_len}"
+                ));
+            }
+        }
+        if item.get("file_item").is_some() {
+            match declared("file_item", "len") {
+                Some(Value::String(s)) if s.parse::<usize>().ok() == Some(plain.len()) => {}
+                Some(Value::String(s)) => problems.push(format!(
+                    "file_item.len {s:?} is not the plaintext size {}",
+                    plain.len()
+                )),
+                Some(v) => {
+                    problems.push(format!("file_item.len must be a decimal string, got {v}"))
+                }
+                None => problems.push("file_item without len".to_owned()),
+            }
+            if !declared("file_item", "file_name").is_some_and(Value::is_string) {
+                problems.push("file_item without file_name".to_owned());
+            }
+        }
+        Ok(())
     }
 
     // ---- getconfig / sendtyping -----------------------------------------------------

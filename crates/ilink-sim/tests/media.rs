@@ -443,3 +443,76 @@ async fn voice_with_transcript_and_quotes() {
     let parsed: ilink_proto::WeixinMessage = serde_json::from_value(q.message).unwrap();
     assert!(parsed.items()[0].ref_msg.is_some());
 }
+
+#[tokio::test]
+async fn declared_media_sizes_are_checked() {
+    let sim = Sim::start(config()).await.unwrap();
+    let bot = sim.create_bot();
+    let ctx = sim
+        .user("u@im.wechat")
+        .send_text(&bot, "file please")
+        .unwrap()
+        .context_token;
+    let key = MediaKey::from_bytes([2; 16]);
+    let plain = b"a file of some length".to_vec();
+    let param = upload_ok(&sim, &bot.token, &plain, &key).await;
+    let file_msg = |cid: &str, len: Value| {
+        json!({"msg": {
+            "from_user_id": "", "to_user_id": "u@im.wechat", "client_id": cid,
+            "message_type": 2, "message_state": 2,
+            "item_list": [{"type": 4, "file_item": {"media": {
+                "encrypt_query_param": param, "aes_key": key.to_base64_of_hex(), "encrypt_type": 1},
+                "file_name": "a.txt", "len": len}}],
+            "context_token": ctx}, "base_info": base_info()})
+    };
+    sim.clear_requests();
+    let ok = send(
+        sim.addr(),
+        &bot.token,
+        &file_msg("f1", json!(plain.len().to_string())),
+    )
+    .await;
+    assert!(ok["message_id"].is_u64());
+    assert!(
+        sim.requests()[0].problems.is_empty(),
+        "{:?}",
+        sim.requests()[0].problems
+    );
+    // len as a number: delivered (the server's reaction is unknown) but reported.
+    let r = send(sim.addr(), &bot.token, &file_msg("f2", json!(plain.len()))).await;
+    assert!(r["message_id"].is_u64());
+    assert!(
+        sim.requests()[1]
+            .problems
+            .iter()
+            .any(|p| p.contains("decimal string"))
+    );
+    let r = send(sim.addr(), &bot.token, &file_msg("f3", json!("7"))).await;
+    assert!(r["message_id"].is_u64());
+    assert!(
+        sim.requests()[2]
+            .problems
+            .iter()
+            .any(|p| p.contains("plaintext size"))
+    );
+    // A wrong mid_size on an image is reported too.
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &image_msg(&ctx, "i1", &param, &key.to_base64_of_hex(), 5),
+    )
+    .await;
+    assert!(r["message_id"].is_u64());
+    assert!(
+        sim.requests()[3]
+            .problems
+            .iter()
+            .any(|p| p.contains("mid_size"))
+    );
+    assert_eq!(
+        sim.user("u@im.wechat")
+            .download(&sim.delivered()[3].item)
+            .unwrap(),
+        plain
+    );
+}

@@ -219,3 +219,48 @@ async fn the_binding_rule_can_be_switched_off() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn context_tokens_can_be_given_a_lifetime() {
+    let cfg = SimConfig {
+        context_token_lifetime: Some(Duration::from_secs(120)),
+        ..config()
+    };
+    let sim = Sim::start(cfg).await.unwrap();
+    let bot = sim.create_bot();
+    let ctx = sim
+        .user("u@im.wechat")
+        .send_text(&bot, "go")
+        .unwrap()
+        .context_token;
+    sim.advance_clock(Duration::from_secs(60));
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx), "a", "x"),
+    )
+    .await;
+    assert!(r["message_id"].is_u64());
+    sim.advance_clock(Duration::from_secs(61));
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx), "b", "x"),
+    )
+    .await;
+    assert_eq!(r, json!({"ret": -2, "errmsg": "prepare failed"}));
+    assert_eq!(sim.dropped()[0].reason, DropReason::StaleContextToken);
+    // A fresh inbound message brings a fresh token.
+    let ctx2 = sim
+        .user("u@im.wechat")
+        .send_text(&bot, "again")
+        .unwrap()
+        .context_token;
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx2), "c", "x"),
+    )
+    .await;
+    assert!(r["message_id"].is_u64());
+}
