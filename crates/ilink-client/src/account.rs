@@ -198,9 +198,9 @@ impl Account {
         Ok(())
     }
 
-    /// Ask this account to stop: its update stream ends after the message being handled,
-    /// commits what was handled and sends notifystop. Sends fail with
-    /// [`SendErrorKind::Shutdown`] afterwards.
+    /// Ask this account to stop receiving: its update stream ends after the message being
+    /// handled (whose replies still go out), commits what was handled and sends notifystop.
+    /// Sending stays possible afterwards.
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
     }
@@ -371,12 +371,6 @@ impl Account {
         user: &str,
         context_token: Option<Secret>,
     ) -> Result<Secret, SendError> {
-        if self.is_shut_down() {
-            return Err(SendError::new(
-                SendErrorKind::Shutdown,
-                "the account is shut down",
-            ));
-        }
         if self.is_session_expired() {
             return Err(SendError::new(
                 SendErrorKind::SessionExpired,

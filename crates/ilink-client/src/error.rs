@@ -29,8 +29,6 @@ pub enum ErrorKind {
     InvalidInput,
     /// The account is not logged in (no stored credentials).
     NotLoggedIn,
-    /// The account or bot was shut down.
-    Shutdown,
     /// Media could not be uploaded, downloaded, decrypted or converted.
     Media,
 }
@@ -106,7 +104,6 @@ impl Error {
             ErrorKind::Store => "check the state directory's permissions and free space",
             ErrorKind::InvalidInput => "fix the argument",
             ErrorKind::NotLoggedIn => "log in first",
-            ErrorKind::Shutdown => "the account is stopping; nothing more is sent",
             ErrorKind::Media => "check the media source, its key and the CDN settings",
         }
     }

@@ -68,8 +68,6 @@ pub enum SendErrorKind {
     Invalid,
     /// Uploading the media failed (getuploadurl or the CDN); no message was sent.
     Upload,
-    /// The account is shutting down.
-    Shutdown,
 }
 
 /// A failed send. When a long text was split into several messages, [`SendError::sent`] lists
@@ -126,7 +124,6 @@ impl SendError {
 
     pub(crate) fn from_error(e: crate::error::Error) -> Self {
         let kind = match e.kind() {
-            crate::ErrorKind::Shutdown => SendErrorKind::Shutdown,
             crate::ErrorKind::SessionExpired => SendErrorKind::SessionExpired,
             crate::ErrorKind::InvalidInput => SendErrorKind::Invalid,
             _ => SendErrorKind::Transport,

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use ilink_proto::{MessageItem, Secret, WeixinMessage, WireId};
+use tracing::Instrument as _;
 
 use crate::account::Account;
 use crate::dedupe::message_key;
@@ -183,10 +184,14 @@ impl Stream for Updates {
             let Some(mut poller) = this.state.take() else {
                 return Poll::Ready(None);
             };
-            this.fut = Some(Box::pin(async move {
-                let u = poller.next().await;
-                (u, poller)
-            }));
+            let span = tracing::debug_span!("ilink_account", account = %poller.account.id());
+            this.fut = Some(Box::pin(
+                async move {
+                    let u = poller.next().await;
+                    (u, poller)
+                }
+                .instrument(span),
+            ));
         }
         let Some(fut) = this.fut.as_mut() else {
             return Poll::Ready(None);

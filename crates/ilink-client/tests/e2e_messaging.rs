@@ -509,3 +509,55 @@ async fn secrets_never_show_in_debug_output() {
     assert!(!dump.contains(&token), "{dump}");
     assert!(!dump.contains(&bot.token), "{dump}");
 }
+
+#[tokio::test]
+async fn shutdown_mid_batch_loses_nothing() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let dir = tempfile::tempdir().unwrap();
+    let user = sim.user("olga@im.wechat");
+    for t in ["a", "b", "c"] {
+        user.send_text(&bot, t).unwrap();
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+        let account = client.add_account(creds(&sim, &bot)).unwrap();
+        let s = seen.clone();
+        // The handler asks for shutdown while handling the first message of the batch.
+        account
+            .run(move |ctx: MessageContext| {
+                let s = s.clone();
+                async move {
+                    s.lock().unwrap().push(ctx.text().unwrap().to_owned());
+                    ctx.account().shutdown();
+                    ctx.reply("ack").await.map(|_| ())
+                }
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(*seen.lock().unwrap(), vec!["a"]);
+    assert_eq!(sim.bot(&bot.bot_id).unwrap().notify_stopped, 1);
+    // A new process picks up exactly the unhandled rest.
+    let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+    let account = client.account(&bot.bot_id).unwrap();
+    let s = seen.clone();
+    let acct = account.clone();
+    let run = tokio::spawn(async move {
+        acct.run(move |ctx: MessageContext| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(ctx.text().unwrap().to_owned());
+                ctx.reply("ack").await.map(|_| ())
+            }
+        })
+        .await
+    });
+    sim.wait_for_delivered("olga@im.wechat", 3, WAIT)
+        .await
+        .unwrap();
+    account.shutdown();
+    run.await.unwrap().unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec!["a", "b", "c"]);
+}
