@@ -1,0 +1,74 @@
+//! Echo bot: answers every text with the same text.
+//!
+//! Offline, with an emulated WeChat user:  cargo run -p ilink-examples --bin echo_bot -- --sim
+//! Real WeChat (scan the QR code once):     cargo run -p ilink-examples --bin echo_bot
+//! Against `ilink sim`:  ILINK_BASE_URL=… ILINK_CDN_BASE_URL=… cargo run -p ilink-examples --bin echo_bot
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use ilink_client::MessageContext;
+use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim, wants_sim};
+
+/// The bot: this is all there is to it.
+async fn echo(ctx: MessageContext) -> Result<(), ilink_client::SendError> {
+    let answer = match ctx.text() {
+        Some(text) => format!("echo: {text}"),
+        None => "I can only echo text.".to_owned(),
+    };
+    ctx.reply(&answer).await.map(|_| ())
+}
+
+async fn offline() -> Result<(), BoxError> {
+    let sim = start_sim().await?;
+    let client = sim_client(&sim)?;
+    let user = "alice@im.wechat";
+    let account = sim_login(&client, &sim, user).await?;
+    let bot = account.clone();
+    let running = tokio::spawn(async move { bot.run(echo).await });
+
+    let alice = sim.user(user);
+    alice.send_text(account.id(), "hello")?;
+    alice.send_text(account.id(), "你好，机器人")?;
+    alice.send_image(account.id(), b"\x89PNG\r\n\x1a\n....")?;
+    let got = replies(&sim, user, 3).await?;
+    for d in &got {
+        println!("bot -> alice: {:?}", d.text().unwrap_or_default());
+    }
+    ensure(got[0].text() == Some("echo: hello"), "text echoed")?;
+    ensure(got[1].text() == Some("echo: 你好，机器人"), "CJK echoed")?;
+    ensure(
+        got[2].text() == Some("I can only echo text."),
+        "media answered",
+    )?;
+    ensure(sim.dropped().is_empty(), "nothing dropped")?;
+    account.shutdown();
+    running.await??;
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn online() -> Result<(), BoxError> {
+    let client = ilink_examples::real_client()?;
+    let account = ilink_examples::stored_or_login(&client).await?;
+    ilink_examples::stop_on_ctrl_c(&account);
+    println!("echo bot {} running; Ctrl-C stops it", account.id());
+    account.run(echo).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = if wants_sim() {
+        offline().await
+    } else {
+        online().await
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo_bot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
