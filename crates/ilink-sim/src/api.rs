@@ -268,6 +268,7 @@ fn get_upload_url(shared: &Arc<Shared>, body: &Value, problems: &mut Vec<String>
     let n = st.upload_url_calls;
     st.upload_url_calls += 1;
     let taskid = st.rng.next_u64() >> 11;
+    let coin = st.rng.below(2) == 0;
     st.pending_uploads.insert(
         param.clone(),
         PendingUpload {
@@ -290,6 +291,8 @@ fn get_upload_url(shared: &Arc<Shared>, body: &Value, problems: &mut Vec<String>
     let mode = match shared.config.upload_url_mode {
         UploadUrlMode::Alternate if n.is_multiple_of(2) => UploadUrlMode::ParamOnly,
         UploadUrlMode::Alternate => UploadUrlMode::FullUrl,
+        UploadUrlMode::Random if coin => UploadUrlMode::ParamOnly,
+        UploadUrlMode::Random => UploadUrlMode::FullUrl,
         m => m,
     };
     let answer = match mode {

@@ -22,6 +22,8 @@ pub enum UploadUrlMode {
     /// Alternate between [`UploadUrlMode::FullUrl`] and [`UploadUrlMode::ParamOnly`],
     /// starting with `ParamOnly`, so that one test run exercises both paths.
     Alternate,
+    /// Pick `FullUrl` or `ParamOnly` at random (reproducible with [`SimConfig::seed`]).
+    Random,
 }
 
 /// Whether inbound media carries `media.full_url` next to `encrypt_query_param`.
@@ -34,6 +36,8 @@ pub enum FullUrlMode {
     Always,
     /// Alternate, starting without `full_url`.
     Alternate,
+    /// At random (reproducible with [`SimConfig::seed`]).
+    Random,
 }
 
 /// Burst throttling: more than `max_sends` delivered messages per bot within `window`

@@ -423,6 +423,7 @@ impl State {
             FullUrlMode::Never => false,
             FullUrlMode::Always => true,
             FullUrlMode::Alternate => n % 2 == 1,
+            FullUrlMode::Random => self.rng.below(2) == 0,
         };
         if full && let Some(obj) = media.as_object_mut() {
             obj.insert(

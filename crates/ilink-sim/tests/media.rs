@@ -129,6 +129,38 @@ async fn getuploadurl_modes_are_configurable() {
 }
 
 #[tokio::test]
+async fn random_modes_offer_both_shapes() {
+    let cfg = SimConfig {
+        upload_url_mode: UploadUrlMode::Random,
+        inbound_full_url: ilink_sim::FullUrlMode::Random,
+        ..config()
+    };
+    let sim = Sim::start(cfg).await.unwrap();
+    let bot = sim.create_bot();
+    let key = MediaKey::from_bytes([1; 16]);
+    let mut shapes = std::collections::BTreeSet::new();
+    for _ in 0..32 {
+        let a = get_upload_url(&sim, &bot.token, &upload_req(b"abc", &key, 3)).await;
+        assert!(
+            a.get("upload_param").is_some() != a.get("upload_full_url").is_some(),
+            "{a}"
+        );
+        shapes.insert(a.get("upload_full_url").is_some());
+    }
+    assert_eq!(shapes.len(), 2, "both shapes within 32 draws");
+    let mut full = std::collections::BTreeSet::new();
+    for _ in 0..32 {
+        let m = sim.user("u@im.wechat").send_file(&bot, "f", b"x").unwrap();
+        full.insert(
+            m.message["item_list"][0]["file_item"]["media"]
+                .get("full_url")
+                .is_some(),
+        );
+    }
+    assert_eq!(full.len(), 2);
+}
+
+#[tokio::test]
 async fn getuploadurl_validates_its_request() {
     let sim = Sim::start(config()).await.unwrap();
     let bot = sim.create_bot();
