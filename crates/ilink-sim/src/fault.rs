@@ -96,6 +96,8 @@ pub enum Fault {
     StaleToken,
     /// HTTP 200 `{"ret":-2}` plus `errmsg` when given.
     Overloaded(Option<String>),
+    /// HTTP 200 with this JSON body, e.g. `{"ret":-1}` on getuploadurl.
+    Json(serde_json::Value),
     /// getupdates only: serve the next non-empty batch but return the old cursor, so the
     /// next poll delivers the same messages again.
     DuplicateBatch,
@@ -232,5 +234,8 @@ mod tests {
         let f: Fault =
             serde_json::from_value(serde_json::json!({"kind":"connection_reset"})).unwrap();
         assert_eq!(f, Fault::ConnectionReset);
+        let f: Fault =
+            serde_json::from_value(serde_json::json!({"kind":"json","value":{"ret":-1}})).unwrap();
+        assert_eq!(f, Fault::Json(serde_json::json!({"ret": -1})));
     }
 }

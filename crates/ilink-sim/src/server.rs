@@ -305,6 +305,7 @@ async fn handle(
             }
             Fault::Status(code) => Some(Reply::text(code, &format!("error code: {code}"))),
             Fault::StaleToken => Some(Reply::json(&shared, &stale_token_body())),
+            Fault::Json(ref v) => Some(Reply::json(&shared, v)),
             Fault::Overloaded(ref m) => Some(Reply::json(
                 &shared,
                 &match m {

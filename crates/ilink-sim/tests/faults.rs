@@ -87,6 +87,23 @@ async fn stale_token_and_overloaded_bodies() {
 }
 
 #[tokio::test]
+async fn any_json_answer() {
+    let sim = Sim::start(config()).await.unwrap();
+    let bot = sim.create_bot();
+    sim.inject_fault(Endpoint::GetUploadUrl, Fault::Json(json!({"ret": -1})), 1);
+    let r = post(
+        sim.addr(),
+        "getuploadurl",
+        Some(&bot.token),
+        &json!({"base_info": base_info()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"ret": -1}));
+}
+
+#[tokio::test]
 async fn latency_delays_then_answers() {
     let sim = Sim::start(config()).await.unwrap();
     let bot = sim.create_bot();
