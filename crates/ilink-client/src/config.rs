@@ -143,7 +143,7 @@ pub struct ClientConfig {
     pub markdown_filter: bool,
     /// Send typing indicators while a handler runs. Default true.
     pub typing: bool,
-    /// How many inbound message keys to remember for dedupe. Default 4096.
+    /// How many inbound message keys to remember for dedupe. Default 1024.
     pub dedupe_capacity: usize,
     /// Cap on every API response body in bytes. Default 16 MiB.
     pub max_response_body: u64,
@@ -174,7 +174,7 @@ impl Default for ClientConfig {
             chunk_limit: crate::chunk::DEFAULT_CHUNK_LIMIT,
             markdown_filter: true,
             typing: true,
-            dedupe_capacity: 4096,
+            dedupe_capacity: 1024,
             max_response_body: 16 * 1024 * 1024,
             send_retries: 2,
             max_media_bytes: consts::MEDIA_MAX_BYTES,

@@ -31,6 +31,8 @@ pub enum ErrorKind {
     NotLoggedIn,
     /// Media could not be uploaded, downloaded, decrypted or converted.
     Media,
+    /// A task of the runtime failed (a message handler panicked).
+    Internal,
 }
 
 /// An error of the bot runtime.
@@ -105,6 +107,7 @@ impl Error {
             ErrorKind::InvalidInput => "fix the argument",
             ErrorKind::NotLoggedIn => "log in first",
             ErrorKind::Media => "check the media source, its key and the CDN settings",
+            ErrorKind::Internal => "see the panic message in the logs",
         }
     }
 }

@@ -128,6 +128,48 @@ where
     }
 }
 
+/// One handler shared by several accounts.
+struct SharedHandler<H>(std::sync::Arc<H>);
+
+impl<H: Handler> Handler for SharedHandler<H> {
+    fn on_message(&self, ctx: MessageContext) -> BoxFuture<'_, ()> {
+        self.0.on_message(ctx)
+    }
+    fn on_update(&self, update: &Update) {
+        self.0.on_update(update);
+    }
+}
+
+impl crate::Client {
+    /// Run `handler` on every stored account, each with its own loop, until
+    /// [`Client::shutdown`](crate::Client::shutdown). Returns when every loop has ended; the
+    /// first error (for example an account that already has a stream) is returned after that.
+    pub async fn run<H: Handler>(&self, handler: H) -> Result<()> {
+        let handler = std::sync::Arc::new(handler);
+        let mut tasks = Vec::new();
+        for account in self.accounts()? {
+            let h = SharedHandler(handler.clone());
+            tasks.push(tokio::spawn(async move { account.run(h).await }));
+        }
+        let mut first_err = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(
+                        crate::Error::new(crate::ErrorKind::Internal, "an account loop panicked")
+                            .with_source(e),
+                    );
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
 impl Account {
     /// Run `handler` on every inbound message until [`Account::shutdown`] (or
     /// [`Client::shutdown`](crate::Client::shutdown)). Messages are handled one at a time, in

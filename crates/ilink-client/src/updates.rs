@@ -137,6 +137,11 @@ impl fmt::Debug for Updates {
 
 impl Updates {
     pub(crate) fn new(account: Account) -> Result<Self, Error> {
+        let cursor = account
+            .shared()
+            .store
+            .load_cursor(account.id())?
+            .unwrap_or_default();
         if account.inner.polling.swap(true, Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -146,11 +151,6 @@ impl Updates {
                 ),
             ));
         }
-        let cursor = account
-            .shared()
-            .store
-            .load_cursor(account.id())?
-            .unwrap_or_default();
         Ok(Self {
             state: Some(Poller {
                 shutdown: account.shutdown_watch(),

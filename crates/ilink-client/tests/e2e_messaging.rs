@@ -561,3 +561,36 @@ async fn shutdown_mid_batch_loses_nothing() {
     run.await.unwrap().unwrap();
     assert_eq!(*seen.lock().unwrap(), vec!["a", "b", "c"]);
 }
+
+#[tokio::test]
+async fn client_run_serves_every_account_and_route_tag_is_sent() {
+    let sim = sim().await;
+    let bot1 = sim.create_bot();
+    let bot2 = sim.create_bot();
+    let mut cfg = config(&sim);
+    cfg.route_tag = Some("route-7".into());
+    let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
+    client.add_account(creds(&sim, &bot1)).unwrap();
+    client.add_account(creds(&sim, &bot2)).unwrap();
+    sim.user("p1@im.wechat").send_text(&bot1, "1").unwrap();
+    sim.user("p2@im.wechat").send_text(&bot2, "2").unwrap();
+    let c = client.clone();
+    let run = tokio::spawn(async move {
+        c.run(|ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) })
+            .await
+    });
+    sim.wait_for_delivered("p1@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    sim.wait_for_delivered("p2@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    client.shutdown();
+    run.await.unwrap().unwrap();
+    let reqs = sim.requests();
+    assert!(
+        reqs.iter()
+            .filter(|r| r.path.contains("ilink/bot/"))
+            .all(|r| r.header("skroutetag") == Some("route-7"))
+    );
+}
