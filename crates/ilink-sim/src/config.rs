@@ -142,8 +142,24 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
+    /// The same configuration with the rate and time limits switched off (reply limit,
+    /// reply window, burst throttling, token and context-token lifetimes), for benchmarks
+    /// and demos that send many messages. The checks of what a message must contain stay.
+    #[must_use]
+    pub fn without_limits(self) -> Self {
+        Self {
+            reply_limit: None,
+            reply_window: None,
+            burst: None,
+            token_lifetime: None,
+            context_token_lifetime: None,
+            ..self
+        }
+    }
+
     /// A configuration for tests: a short long-poll (`hold`), a fixed seed and otherwise
-    /// the defaults.
+    /// the defaults (so the live server's limits apply: at most 10 replies per inbound
+    /// message, 30 sends per 10 s per bot; see [`SimConfig::without_limits`]).
     pub fn for_tests(hold: Duration) -> Self {
         Self {
             longpolling_timeout: hold,

@@ -264,3 +264,32 @@ async fn context_tokens_can_be_given_a_lifetime() {
     .await;
     assert!(r["message_id"].is_u64());
 }
+
+#[tokio::test]
+async fn limits_can_all_be_switched_off() {
+    let sim = Sim::start(config().without_limits()).await.unwrap();
+    let bot = sim.create_bot();
+    let ctx = sim
+        .user("u@im.wechat")
+        .send_text(&bot, "go")
+        .unwrap()
+        .context_token;
+    sim.advance_clock(Duration::from_secs(40 * 24 * 3600));
+    for i in 0..40 {
+        let r = send(
+            sim.addr(),
+            &bot.token,
+            &text_reply("u@im.wechat", Some(&ctx), &format!("c{i}"), "x"),
+        )
+        .await;
+        assert!(r["message_id"].is_u64(), "{i}: {r}");
+    }
+    // What a message must contain is still checked.
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", None, "none", "x"),
+    )
+    .await;
+    assert_eq!(r, json!({"ret": -2}));
+}
