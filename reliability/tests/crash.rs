@@ -203,6 +203,16 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
             all.iter().all(|id| c.contains_key(id)) && j.done.len() >= j.handled.len()
         })
         .await;
+    // The bot committed its cursor once the batch was through: the emulator saw it polling
+    // from the end of the stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let b = rig.sim.bot(&rig.bot.bot_id).unwrap();
+        if b.acked == b.inbox_len {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     kill(&mut child);
     rig.assert_state_valid("the final run");
     let names: Vec<String> = inspect_state_dir(&rig.state)
