@@ -317,3 +317,11 @@ async fn wait_for_rechecks_after_each_request() {
         .await;
     assert!(never.is_err());
 }
+
+#[tokio::test]
+async fn a_taken_port_is_a_bind_error() {
+    let sim = Sim::start(config()).await.unwrap();
+    let err = Sim::start_on(config(), sim.addr()).await.unwrap_err();
+    assert!(matches!(err, ilink_sim::SimError::Bind { addr, .. } if addr == sim.addr()));
+    assert!(err.to_string().contains("cannot listen"));
+}

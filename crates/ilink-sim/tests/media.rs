@@ -548,3 +548,43 @@ async fn declared_media_sizes_are_checked() {
         plain
     );
 }
+
+#[tokio::test]
+async fn download_errors_say_what_failed() {
+    let sim = Sim::start(config()).await.unwrap();
+    let bot = sim.create_bot();
+    let u = sim.user("u@im.wechat");
+    let item = u.send_file(&bot, "a.bin", b"content").unwrap().message["item_list"][0].clone();
+    assert_eq!(u.download(&item).unwrap(), b"content");
+    use ilink_sim::SimError;
+    let text = json!({"type": 1, "text_item": {"text": "x"}});
+    assert!(matches!(u.download(&text), Err(SimError::NoMedia)));
+    let mut gone = item.clone();
+    gone["file_item"]["media"]["encrypt_query_param"] = json!("nope");
+    assert!(matches!(u.download(&gone), Err(SimError::MediaNotFound)));
+    let mut bad_key = item.clone();
+    bad_key["file_item"]["media"]["aes_key"] = json!("!!");
+    assert!(matches!(u.download(&bad_key), Err(SimError::MediaKey(_))));
+    let mut wrong_key = item.clone();
+    wrong_key["file_item"]["media"]["aes_key"] = json!(MediaKey::from_bytes([0; 16]).to_base64());
+    assert!(matches!(
+        u.download(&wrong_key),
+        Err(SimError::Undecryptable)
+    ));
+    // Via full_url only.
+    let mut by_url = item.clone();
+    let param = item["file_item"]["media"]["encrypt_query_param"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    by_url["file_item"]["media"] = json!({
+        "full_url": format!("{}/download?encrypted_query_param={}", sim.cdn_base_url(), urlenc(&param)),
+        "aes_key": item["file_item"]["media"]["aes_key"],
+    });
+    assert_eq!(u.download(&by_url).unwrap(), b"content");
+    assert!(SimError::NoMedia.to_string().contains("no media"));
+    assert!(matches!(
+        u.send_text("ghost@im.bot", "x"),
+        Err(SimError::UnknownBot(b)) if b == "ghost@im.bot"
+    ));
+}
