@@ -111,6 +111,16 @@ pub enum Update {
     SessionExpired,
     /// The session works again after [`Update::SessionExpired`].
     SessionRestored,
+    /// A poll failed (network, HTTP status, server error other than `-14`); the stream waits
+    /// `retry_in` and polls again with the same cursor. For observability only.
+    PollFailed {
+        /// What failed.
+        error: String,
+        /// Failed polls in a row (reset after the long backoff).
+        consecutive: u32,
+        /// How long the stream waits before the next poll.
+        retry_in: std::time::Duration,
+    },
 }
 
 type PollFuture = Pin<Box<dyn std::future::Future<Output = (Option<Update>, Poller)> + Send>>;
@@ -164,6 +174,7 @@ impl Updates {
                 finished: false,
                 announced: false,
                 relogin_due: false,
+                sleep_due: None,
             }),
             fut: None,
         })
@@ -221,6 +232,7 @@ struct Poller {
     finished: bool,
     announced: bool,
     relogin_due: bool,
+    sleep_due: Option<std::time::Duration>,
 }
 
 impl Drop for Poller {
@@ -398,6 +410,10 @@ impl Poller {
                     tracing::debug!(error = %e, "notifystart failed");
                 }
             }
+            if let Some(delay) = self.sleep_due.take() {
+                self.sleep(delay).await;
+                continue; // re-check shutdown
+            }
             if self.relogin_due {
                 self.relogin_due = false;
                 if let Some(u) = self.relogin().await {
@@ -426,6 +442,7 @@ impl Poller {
                 }
                 Err(e) => {
                     self.failures += 1;
+                    let consecutive = self.failures;
                     let delays = &self.account.shared().config.delays;
                     let delay = if self.failures >= delays.max_consecutive_failures {
                         self.failures = 0;
@@ -435,7 +452,12 @@ impl Poller {
                     };
                     tracing::warn!(account = %self.account.id(), error = %e,
                         delay_ms = delay.as_millis() as u64, "getupdates failed; retrying");
-                    self.sleep(delay).await;
+                    self.sleep_due = Some(delay);
+                    return Some(Update::PollFailed {
+                        error: e.to_string(),
+                        consecutive,
+                        retry_in: delay,
+                    });
                 }
             }
         }

@@ -345,12 +345,36 @@ async fn transport_failures_back_off_and_recover() {
         .send_text(&bot, "after faults")
         .unwrap();
     let mut updates = account.updates().unwrap();
-    let got = tokio::time::timeout(WAIT, updates.next()).await.unwrap();
-    match got {
-        Some(Update::Message(m)) => assert_eq!(m.text(), Some("after faults")),
-        other => panic!("{other:?}"),
+    let mut failures = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, updates.next()).await.unwrap() {
+            Some(Update::Message(m)) => {
+                assert_eq!(m.text(), Some("after faults"));
+                break;
+            }
+            Some(Update::PollFailed {
+                consecutive,
+                retry_in,
+                error,
+            }) => failures.push((consecutive, retry_in, error)),
+            other => panic!("{other:?}"),
+        }
     }
     assert!(sim.pending_faults().is_empty());
+    // 2 s (here 20 ms) after each failure, 30 s (here 100 ms) after the third in a row.
+    let fast = ilink_client::Delays::fast();
+    let pattern: Vec<(u32, Duration)> = failures.iter().map(|f| (f.0, f.1)).collect();
+    assert_eq!(
+        pattern,
+        vec![
+            (1, fast.retry),
+            (2, fast.retry),
+            (3, fast.backoff),
+            (1, fast.retry),
+            (2, fast.retry)
+        ]
+    );
+    assert!(failures[0].2.contains("500"), "{}", failures[0].2);
 }
 
 #[tokio::test]
