@@ -74,10 +74,20 @@ pub(crate) async fn dispatch(
             get_updates(shared, &bot_id, &body).await
         }
         Endpoint::SendMessage => {
-            let (answer, _) =
+            let (answer, outcome) =
                 shared
                     .lock()
                     .send_message(&shared.config, &bot_id, &body, now, problems);
+            match &outcome {
+                Ok(d) => tracing::info!(
+                    bot = %bot_id,
+                    to = %d.to_user_id,
+                    message_id = d.message_id,
+                    item_type = ?d.item_type(),
+                    "sim delivered"
+                ),
+                Err(reason) => tracing::warn!(bot = %bot_id, %reason, "sim dropped a sendmessage"),
+            }
             shared.activity.notify_waiters();
             Reply::json(shared, &answer)
         }

@@ -339,6 +339,14 @@ async fn handle(
     let mut extra_problems = Vec::new();
     let mut reply = api::dispatch(&shared, endpoint, &inc, &mut extra_problems).await;
     shared.activity.notify_waiters();
+    // The path only: queries carry CDN parameters and bodies carry tokens.
+    tracing::debug!(
+        method = %inc.method,
+        path = %inc.path,
+        status = reply.status,
+        problems = extra_problems.len(),
+        "sim request"
+    );
     if !extra_problems.is_empty() {
         shared.lock().add_problems(record_id, extra_problems);
     }
