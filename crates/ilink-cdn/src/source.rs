@@ -69,6 +69,25 @@ impl MediaSource {
         Ok(Self::Bytes(buf.into()))
     }
 
+    /// The format of the source from its first [`SNIFF_LEN`] bytes (only those are read), to
+    /// choose the media type before [`PreparedUpload::prepare`]. `None` if unrecognised or
+    /// unreadable.
+    pub async fn sniff(&self) -> Option<MediaFormat> {
+        match self {
+            Self::Bytes(b) => sniff(b),
+            Self::File(p) => {
+                use tokio::io::AsyncReadExt as _;
+                let file = tokio::fs::File::open(p).await.ok()?;
+                let mut head = Vec::with_capacity(SNIFF_LEN);
+                file.take(SNIFF_LEN as u64)
+                    .read_to_end(&mut head)
+                    .await
+                    .ok()?;
+                sniff(&head)
+            }
+        }
+    }
+
     /// The file's name (for `file_item.file_name`), if the source is a file.
     #[must_use]
     pub fn file_name(&self) -> Option<String> {

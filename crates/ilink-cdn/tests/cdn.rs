@@ -194,6 +194,18 @@ async fn prepare_generates_fresh_keys_and_hashes_files() {
     assert_eq!(a.filesize(), (data.len() as u64 / 16 + 1) * 16);
     assert_eq!(a.rawfilemd5(), md5_hex(&data));
     assert_eq!(a.format(), Some(MediaFormat::Png));
+    assert_eq!(
+        MediaSource::file(&path).sniff().await,
+        Some(MediaFormat::Png)
+    );
+    assert_eq!(
+        MediaSource::bytes(data.clone()).sniff().await,
+        Some(MediaFormat::Png)
+    );
+    assert_eq!(
+        MediaSource::file(dir.path().join("none")).sniff().await,
+        None
+    );
     assert_eq!(a.source().file_name().as_deref(), Some("pic.png"));
     assert_ne!(a.key(), b.key());
     assert_ne!(a.filekey(), b.filekey());
