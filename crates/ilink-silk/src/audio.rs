@@ -174,7 +174,8 @@ fn read_mono(
 ///
 /// Accepts WAV (any rate, channel count and sample format), MP3, Ogg Vorbis, FLAC and AAC
 /// (MP4/M4A or ADTS), decoded in process, mixed to mono and resampled to 24 kHz. SILK input
-/// (either layout) is validated and re-framed as Tencent SILK without re-encoding.
+/// (either layout) is validated and re-framed in the requested layout (Tencent by default)
+/// without re-encoding; its play time counts one 20 ms frame per packet.
 ///
 /// ```no_run
 /// let mp3 = std::fs::read("hello.mp3")?;
@@ -218,14 +219,15 @@ pub fn audio_file_to_voice(
 fn silk_to_voice(silk: &[u8], options: EncodeOptions) -> Result<EncodedVoice, SilkError> {
     let max = options.input_max_duration();
     let max_frames = usize::try_from(max.as_millis() / u128::from(FRAME_MS)).unwrap_or(usize::MAX);
-    let framing = format::parse(silk, max_frames, || SilkError::TooLong { max })?;
-    if framing.packets.is_empty() {
+    let (silk, packets) = format::reframe(silk, options.output_format(), max_frames, || {
+        SilkError::TooLong { max }
+    })?;
+    if packets == 0 {
         return Err(SilkError::Empty);
     }
-    let playtime = framing.packets.len() as u64 * FRAME_MS;
     Ok(EncodedVoice {
-        silk: format::to_tencent(&framing),
-        meta: VoiceMeta::silk(playtime),
+        silk,
+        meta: VoiceMeta::silk(packets as u64 * FRAME_MS),
     })
 }
 

@@ -200,8 +200,8 @@ pub fn decode_to_wav_with(silk: &[u8], options: DecodeOptions) -> Result<Vec<u8>
 /// # Ok::<(), ilink_silk::SilkError>(())
 /// ```
 pub fn to_tencent(silk: &[u8]) -> Result<Vec<u8>, SilkError> {
-    let framing = format::parse(silk, usize::MAX, || SilkError::Empty)?;
-    Ok(format::to_tencent(&framing))
+    let (tencent, _) = format::reframe(silk, SilkFormat::Tencent, usize::MAX, || SilkError::Empty)?;
+    Ok(tencent)
 }
 
 /// The layout of a SILK stream, after validating its whole framing.

@@ -227,16 +227,31 @@ pub fn playtime_ms(silk: &[u8]) -> Result<u64, SilkError> {
     Ok(frames * FRAME_MS)
 }
 
-/// Re-frames a validated SILK stream (either layout) as Tencent SILK: exactly one `0x02`, the
-/// magic, the same packets, no end marker.
-pub(crate) fn to_tencent(framing: &Framing<'_>) -> Vec<u8> {
-    let body: usize = framing.packets.iter().map(|p| p.len() + 2).sum();
-    let mut out = Vec::with_capacity(SilkFormat::Tencent.header_len() + body);
-    SilkFormat::Tencent.write_header(&mut out);
-    for packet in &framing.packets {
+/// Re-frames a SILK stream (either layout) in `format`, validating it and keeping every
+/// packet byte for byte, in one pass without collecting the packets. Refuses more than
+/// `max_packets` packets with `too_long`. Returns the stream and its packet count.
+pub(crate) fn reframe(
+    silk: &[u8],
+    format: SilkFormat,
+    max_packets: usize,
+    too_long: impl FnOnce() -> SilkError,
+) -> Result<(Vec<u8>, usize), SilkError> {
+    let (_, packets) = Packets::new(silk)?;
+    let mut out = Vec::with_capacity(silk.len() + 2);
+    format.write_header(&mut out);
+    let mut count = 0;
+    for packet in packets {
+        let packet = packet?;
+        if count == max_packets {
+            return Err(too_long());
+        }
         push_packet(&mut out, packet);
+        count += 1;
     }
-    out
+    if format == SilkFormat::Standard {
+        out.extend_from_slice(&END_MARKER.to_le_bytes());
+    }
+    Ok((out, count))
 }
 
 /// Appends one length-prefixed packet. `packet` is at most [`MAX_PACKET_BYTES`] long.
@@ -354,10 +369,21 @@ mod tests {
     }
 
     #[test]
-    fn to_tencent_has_one_prefix_and_no_marker() {
-        let framing = parse(b"#!SILK_V3\x01\x00a\xff\xff", 10, || SilkError::Empty).unwrap();
-        assert_eq!(to_tencent(&framing), b"\x02#!SILK_V3\x01\x00a".to_vec());
-        let framing = parse(b"\x02#!SILK_V3\x01\x00a", 10, || SilkError::Empty).unwrap();
-        assert_eq!(to_tencent(&framing), b"\x02#!SILK_V3\x01\x00a".to_vec());
+    fn reframe_sets_prefix_and_marker_per_layout() {
+        let cap = || SilkError::Empty;
+        for input in [
+            &b"#!SILK_V3\x01\x00a\xff\xff"[..],
+            b"\x02#!SILK_V3\x01\x00a",
+        ] {
+            let (tencent, n) = reframe(input, SilkFormat::Tencent, 10, cap).unwrap();
+            assert_eq!((tencent, n), (b"\x02#!SILK_V3\x01\x00a".to_vec(), 1));
+            let (standard, _) = reframe(input, SilkFormat::Standard, 10, cap).unwrap();
+            assert_eq!(standard, b"#!SILK_V3\x01\x00a\xff\xff".to_vec());
+        }
+        assert!(matches!(
+            reframe(b"#!SILK_V3\x00\x00\x00\x00", SilkFormat::Tencent, 1, cap),
+            Err(SilkError::Empty)
+        ));
+        assert!(reframe(b"#!SILK_V3\x05\x00", SilkFormat::Tencent, 10, cap).is_err());
     }
 }
