@@ -550,15 +550,22 @@ impl Account {
     /// Start a typing indicator for `user` that is refreshed every keepalive interval until
     /// the returned guard is stopped (which sends the cancel).
     pub async fn start_typing(&self, user: &str, context_token: Option<Secret>) -> TypingGuard {
-        let Some(ticket) = self.typing_ticket(user, context_token).await else {
-            return TypingGuard { task: None };
-        };
         let acct = self.clone();
         let user = user.to_owned();
-        let every = self.inner.shared.config.delays.typing_keepalive;
+        let delays = &self.inner.shared.config.delays;
+        let every = delays.typing_keepalive;
+        let start_wait = delays.typing_start_wait;
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let ticket = tokio::select! {
+                t = acct.typing_ticket(&user, context_token) => t,
+                _ = &mut stop_rx => None,
+            };
+            // Without a ticket no indicator is sent (the official client does the same).
+            let Some(ticket) = ticket else {
+                return;
+            };
             let mut started = Some(started_tx);
             loop {
                 if let Err(e) = acct
@@ -582,8 +589,9 @@ impl Account {
                 tracing::debug!(error = %e, "sendtyping cancel failed");
             }
         });
-        // Wait (briefly) for the first indicator so it precedes the reply on the wire.
-        let _ = tokio::time::timeout(Duration::from_secs(2), started_rx).await;
+        // Wait (briefly) for the first indicator so it precedes the reply on the wire, as in
+        // the official client's order (getconfig, typing, sendmessage, cancel).
+        let _ = tokio::time::timeout(start_wait, started_rx).await;
         TypingGuard {
             task: Some((stop_tx, task)),
         }

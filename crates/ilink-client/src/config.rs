@@ -66,6 +66,9 @@ pub struct Delays {
     pub typing_ticket_refresh: Duration,
     /// Typing indicator keepalive while a handler runs. Default 5 s (§10).
     pub typing_keepalive: Duration,
+    /// How long a handler waits for the first typing indicator (getconfig and sendtyping)
+    /// before it runs anyway. Default 1 s.
+    pub typing_start_wait: Duration,
     /// After `-14`, when notifystart and a probe did not help and no re-login succeeded: how long
     /// to wait before probing again. Default 1 h (the official client's pause, §14.2).
     pub stale_probe_interval: Duration,
@@ -84,6 +87,7 @@ impl Default for Delays {
             typing_ticket_retry_max: consts::CONFIG_RETRY_MAX_DELAY,
             typing_ticket_refresh: consts::CONFIG_REFRESH_WINDOW,
             typing_keepalive: consts::TYPING_KEEPALIVE,
+            typing_start_wait: Duration::from_secs(1),
             stale_probe_interval: consts::SESSION_PAUSE,
             send_retry: Duration::from_millis(500),
         }
@@ -102,6 +106,7 @@ impl Delays {
             typing_ticket_retry_max: Duration::from_millis(500),
             typing_ticket_refresh: Duration::from_secs(3600),
             typing_keepalive: Duration::from_millis(200),
+            typing_start_wait: Duration::from_secs(1),
             stale_probe_interval: Duration::from_millis(200),
             send_retry: Duration::from_millis(10),
         }

@@ -497,7 +497,12 @@ impl Poller {
         let shared = self.account.shared().clone();
         if let Some(presenter) = shared.relogin.clone() {
             let client = crate::Client { shared };
-            match client.login(presenter.as_ref()).await {
+            let mut rx = self.shutdown.clone();
+            let login = tokio::select! {
+                r = client.login(presenter.as_ref()) => r,
+                _ = rx.wait_for(|s| *s) => return None,
+            };
+            match login {
                 Ok(crate::LoginOutcome::Confirmed(acct)) if acct.id() == self.account.id() => {
                     // `add_account` gave the open account its new credentials.
                     self.announced = false;

@@ -618,3 +618,37 @@ async fn client_run_serves_every_account_and_route_tag_is_sent() {
             .all(|r| r.header("skroutetag") == Some("route-7"))
     );
 }
+
+#[tokio::test]
+async fn a_hanging_getconfig_does_not_hold_up_the_reply() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let mut cfg = config(&sim);
+    cfg.timeouts.config = Duration::from_secs(60);
+    let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    sim.inject_fault(
+        Endpoint::GetConfig,
+        Fault::Latency(Duration::from_secs(120)),
+        1,
+    );
+    sim.user("rex@im.wechat").send_text(&bot, "quick").unwrap();
+    let acct = account.clone();
+    let run = tokio::spawn(async move {
+        acct.run(|ctx: MessageContext| async move { ctx.reply("here").await.map(|_| ()) })
+            .await
+    });
+    // Well before getconfig could answer, the reply is out (with no typing indicator).
+    let d = sim
+        .wait_for_delivered("rex@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(d[0].text(), Some("here"));
+    assert!(sim.typing_events().is_empty());
+    account.shutdown();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
