@@ -296,7 +296,68 @@ def seeds_audio_decode():
     return out
 
 
+def seeds_cdn_url():
+    params = set()
+    for e in observed():
+        for path, v in walk(e["payload"]):
+            key = path.split("/")[-1]
+            if isinstance(v, str) and ("param" in key or "url" in key):
+                params.add(v)
+    for w in wire()["wire"]:
+        for v in (w.get("query") or {}).values():
+            params.add(v)
+    out = []
+    for i, p in enumerate(sorted(params)):
+        out.append((f"download-param-{i}", bytes([0]) + p.encode()))
+        out.append((f"upload-param-{i}", bytes([1]) + (p + "\nb8cde5c4e26d499b948bbf5979b2451c").encode()))
+    hosts = ["novac2c.cdn.weixin.qq.com", "weixin.qq.com", "evil.com", "127.0.0.1",
+             "[::1]", "a.qpic.cn.", "x.weixin.qq.com.evil.com"]
+    for i, h in enumerate(hosts):
+        out.append((f"host-{i}", bytes([2]) + ("*.weixin.qq.com,127.0.0.1,*.qpic.cn\n" + h).encode()))
+    for i, p in enumerate(plaintexts()):
+        out.append((f"sniff-{i}", bytes([3]) + p))
+    for m in monitor()["saved"]:
+        out.append(("sniff-saved", bytes([3]) + m["text"].encode()))
+    out.append(("sniff-png", bytes([3]) + b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"))
+    out.append(("sniff-silk", bytes([3]) + b"\x02#!SILK_V3\x0c\x00"))
+    return out
+
+
+def message_texts():
+    texts = set()
+    for payload in [e["payload"] for e in observed()] + [wire()]:
+        for path, v in walk(payload):
+            if isinstance(v, str) and path.endswith("/text"):
+                texts.add(v)
+    for w in wire()["wire"] + monitor()["wire"]:
+        body = w.get("body")
+        if isinstance(body, str) and body.startswith("{"):
+            for path, v in walk(json.loads(body)):
+                if isinstance(v, str) and path.endswith("/text"):
+                    texts.add(v)
+    texts.add("**Echo**: x ![img](http://x/y.png) *斜体*")
+    return sorted(texts)
+
+
+def seeds_text_chunk():
+    out = []
+    texts = message_texts()
+    for i, t in enumerate(texts):
+        out.append((f"text-{i}", (20).to_bytes(2, "little") + t.encode()))
+    # Long replies that must be cut: paragraphs, lines, sentences, CJK, emoji, code.
+    para = "First sentence here. Second one! Third?\n" * 30 + "\n"
+    cjk = "这是一个句子。这是另一个句子！" * 60
+    emoji = "👍🏽👨‍👩‍👧 " * 200
+    md = "# Title\n\n##### small heading\n```rust\nfn main() {}\n```\n| a | b |\n|---|---|\n*斜体* ![i](u)\n"
+    for i, t in enumerate([para * 5, cjk, emoji, md * 40, " ".join(texts) * 50]):
+        for limit in (4000, 200):
+            out.append((f"long-{i}-{limit}", (limit - 1).to_bytes(2, "little") + t.encode()))
+    return out
+
+
 TARGETS = {
+    "cdn_url": seeds_cdn_url,
+    "text_chunk": seeds_text_chunk,
     "silk_decode": seeds_silk_decode,
     "silk_encode": seeds_silk_encode,
     "audio_decode": seeds_audio_decode,
