@@ -1,10 +1,4 @@
-//! Shared scaffolding of the runnable examples in `src/bin/`: connect a bot to the real
-//! service (QR login in the terminal, state under `ILINK_STATE_DIR`), to a running
-//! `ilink sim` (`ILINK_BASE_URL` / `ILINK_CDN_BASE_URL`), or, with `--sim`, to an ilink-sim
-//! started in-process, where an emulated WeChat user then talks to the bot and the example
-//! checks the answers and exits.
-//!
-//! Each example names the command that runs it in its header comment.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 use std::error::Error;

@@ -1,5 +1,4 @@
-//! The `ilink` command-line tool: log in to WeChat's iLink bot service, run and test bots,
-//! send and download media, convert voice, and run the emulator. See the README.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 mod commands;
