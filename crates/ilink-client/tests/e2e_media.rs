@@ -258,3 +258,26 @@ async fn quoted_media_and_the_download_cap() {
     let err = texts_and_media[2].1.as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Media);
 }
+
+#[tokio::test]
+async fn a_full_url_to_a_foreign_host_is_refused() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.inject_raw(
+        &bot.bot_id,
+        serde_json::json!({
+            "message_id": 7, "from_user_id": "sly@im.wechat", "context_token": "t",
+            "item_list": [{"type": 4, "file_item": {"file_name": "x", "len": "3",
+                "media": {"full_url": "http://cdn.example.invalid/download?x=1",
+                          "aes_key": "MDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY="}}}]
+        }),
+    )
+    .unwrap();
+    let mut updates = account.updates().unwrap();
+    let Some(Update::Message(m)) = updates.next().await else {
+        panic!()
+    };
+    let item = m.media_item().unwrap().clone();
+    let err = account.download(&item).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Media);
+    assert!(format!("{err:?}").contains("HostNotAllowed"), "{err:?}");
+}
