@@ -170,6 +170,14 @@ async fn a_traced_session_leaks_no_secret() {
     sim.wait_for_delivered("secret-user@im.wechat", 6, Duration::from_secs(20))
         .await
         .unwrap();
+    // Let the bot poll with its latest cursor, so the emulator's log holds every cursor value.
+    for _ in 0..500 {
+        let b = sim.bot(account.id()).unwrap();
+        if b.acked == b.inbox_len {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let no_token = account.send_text("stranger@im.wechat", "x").await.unwrap_err();
     debug.push(format!("{no_token:?}"));
     debug.push(format!("{no_token}"));
@@ -230,7 +238,8 @@ async fn a_traced_session_leaks_no_secret() {
             secrets
                 .iter()
                 .any(|(k, v)| k == kind && stored.contains(v.as_str())),
-            "no {kind} found in the state files: the secret list is wrong"
+            "no {kind} found in the state files: the secret list is wrong\n{stored}\n{:?}",
+            secrets.iter().filter(|(k, _)| k == kind).collect::<Vec<_>>()
         );
     }
 
