@@ -21,7 +21,10 @@ pub fn config(net: &NetArgs) -> ClientConfig {
 
 /// The state directory in use.
 pub fn state_dir(net: &NetArgs) -> PathBuf {
-    net.state_dir.clone().unwrap_or_else(FileStore::default_dir)
+    net.state_dir
+        .clone()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(FileStore::default_dir)
 }
 
 /// A client with the configuration and the file store of `net`.

@@ -188,7 +188,7 @@ async fn a_cancelled_login_and_a_missing_account_exit_3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_answers_text_image_and_voice_then_stops() {
+async fn echo_answers_text_image_voice_and_file_then_stops() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let bot = seed(&sim, dir.path());
@@ -200,7 +200,9 @@ async fn echo_answers_text_image_and_voice_then_stops() {
     user.send_text(&bot.bot_id, "ping").unwrap();
     user.send_image(&bot.bot_id, &image).unwrap();
     user.send_voice(&bot.bot_id, &silk, 400).unwrap();
-    let o = ilink(&sim, dir.path(), &["echo", "--max", "3"], None).await;
+    user.send_file(&bot.bot_id, "notes.txt", b"some notes")
+        .unwrap();
+    let o = ilink(&sim, dir.path(), &["echo", "--max", "4"], None).await;
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}\n{}", text(&o.stderr));
     assert!(out.contains("pat@im.wechat -> bot: \"ping\""), "{out}");
@@ -209,13 +211,64 @@ async fn echo_answers_text_image_and_voice_then_stops() {
         "{out}"
     );
     let d = sim.delivered_to(USER);
-    assert_eq!(d.len(), 3, "{:?}", sim.dropped());
+    assert_eq!(d.len(), 4, "{:?}", sim.dropped());
     assert_eq!(d[0].text(), Some("echo: ping"));
     assert_eq!(d[1].item_type(), Some(2));
     assert_eq!(user.download(&d[1].item).unwrap(), image);
     assert_eq!(d[2].item_type(), Some(3));
     assert_eq!(user.download(&d[2].item).unwrap(), silk);
+    assert_eq!(d[3].item_type(), Some(4));
+    assert_eq!(d[3].item["file_item"]["file_name"], "notes.txt");
+    assert_eq!(user.download(&d[3].item).unwrap(), b"some notes");
     assert!(sim.dropped().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_accounts_need_account() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = seed(&sim, dir.path());
+    seed(&sim, dir.path());
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--text", "x"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--account"), "{}", text(&o.stderr));
+    sim.user(USER)
+        .send_text(&first.bot_id, "to the first")
+        .unwrap();
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["--account", &first.bot_id, "tail", "--max", "1"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("to the first"));
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &[
+            "--account",
+            &first.bot_id,
+            "send",
+            "--to",
+            USER,
+            "--text",
+            "back",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let d = sim.delivered_to(USER);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].bot_id, first.bot_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
