@@ -3,15 +3,15 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args};
 use ilink_client::cdn::{CdnClient, CdnConfig, MediaSource};
 use ilink_client::proto::{CdnMedia, ItemType, MessageItem};
 use ilink_client::{
-    ErrorKind, InboundMessage, LoginOutcome, MediaType, MessageContext, SendOutcome,
-    TerminalPresenter,
+    Account, BoxFuture, ErrorKind, Handler, InboundMessage, LoginOutcome, MediaType,
+    MessageContext, SendOutcome, TerminalPresenter, Update,
 };
 use ilink_crypto::MediaKey;
 use serde_json::{Value, json};
@@ -163,34 +163,67 @@ pub async fn echo_one(ctx: &MessageContext, prefix: &str) -> Result<String, CliE
     }
 }
 
+/// The echo bot of `ilink echo`: answers messages, stops after `max` of them, and stops with
+/// a login error when the session expires.
+struct EchoBot {
+    account: Account,
+    prefix: String,
+    max: Option<u64>,
+    handled: AtomicU64,
+    expired: Arc<AtomicBool>,
+}
+
+impl Handler for EchoBot {
+    fn on_message(&self, ctx: MessageContext) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let from = ctx.from().to_owned();
+            println!("{from} -> bot: {}", summary(ctx.message().items()));
+            match echo_one(&ctx, &self.prefix).await {
+                Ok(sent) => println!("bot -> {from}: {sent}"),
+                Err(e) => eprintln!("ilink: could not answer {from}: {e}"),
+            }
+            let _ = std::io::stdout().flush();
+            let n = self.handled.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.max.is_some_and(|m| n >= m) {
+                self.account.shutdown();
+            }
+        })
+    }
+
+    fn on_update(&self, update: &Update) {
+        match update {
+            Update::SessionExpired => {
+                self.expired.store(true, Ordering::SeqCst);
+                self.account.shutdown();
+            }
+            Update::Undecodable(u) => {
+                eprintln!("ilink: a message could not be decoded: {}", u.error);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `ilink echo`.
 pub async fn echo(net: &NetArgs, max: Option<u64>, prefix: &str) -> CliResult {
     let client = net::client(net)?;
     let account = net::account(&client, net)?;
     net::stop_on_ctrl_c(&account);
     eprintln!("Echo bot {} is running; Ctrl-C stops it.", account.id());
-    let prefix = Arc::new(prefix.to_owned());
-    let handled = Arc::new(AtomicU64::new(0));
-    let h = handled.clone();
-    account
-        .run(move |ctx: MessageContext| {
-            let prefix = prefix.clone();
-            let handled = h.clone();
-            async move {
-                let from = ctx.from().to_owned();
-                println!("{from} -> bot: {}", summary(ctx.message().items()));
-                match echo_one(&ctx, &prefix).await {
-                    Ok(sent) => println!("bot -> {from}: {sent}"),
-                    Err(e) => eprintln!("ilink: could not answer {from}: {e}"),
-                }
-                let _ = std::io::stdout().flush();
-                let n = handled.fetch_add(1, Ordering::SeqCst) + 1;
-                if max.is_some_and(|m| n >= m) {
-                    ctx.account().shutdown();
-                }
-            }
-        })
-        .await?;
+    let expired = Arc::new(AtomicBool::new(false));
+    let bot = EchoBot {
+        account: account.clone(),
+        prefix: prefix.to_owned(),
+        max,
+        handled: AtomicU64::new(0),
+        expired: expired.clone(),
+    };
+    account.run(bot).await?;
+    if expired.load(Ordering::SeqCst) {
+        return Err(
+            CliError::new(Exit::Auth, "the session expired (-14)").hint("run `ilink login` again")
+        );
+    }
     Ok(())
 }
 
@@ -233,7 +266,7 @@ pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResul
     let mut seen = 0u64;
     while let Some(update) = updates.next().await {
         match update {
-            ilink_client::Update::Message(msg) => {
+            Update::Message(msg) => {
                 if json_lines {
                     println!("{}", message_json(&msg));
                 } else {
@@ -250,13 +283,13 @@ pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResul
                     account.shutdown();
                 }
             }
-            ilink_client::Update::Undecodable(u) => {
+            Update::Undecodable(u) => {
                 eprintln!("ilink: a message could not be decoded: {}", u.error);
                 if json_lines {
                     println!("{}", json!({"undecodable": u.raw, "error": u.error}));
                 }
             }
-            ilink_client::Update::SessionExpired => {
+            Update::SessionExpired => {
                 return Err(CliError::new(Exit::Auth, "the session expired (-14)")
                     .hint("run `ilink login` again"));
             }

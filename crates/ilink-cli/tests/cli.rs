@@ -224,6 +224,23 @@ async fn echo_answers_text_image_voice_and_file_then_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_and_tail_stop_with_exit_3_when_the_session_expires() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = seed(&sim, dir.path());
+    assert!(sim.expire_token(&bot.bot_id));
+    for cmd in ["echo", "tail"] {
+        let o = ilink(&sim, dir.path(), &[cmd], None).await;
+        assert_eq!(code(&o), 3, "{cmd}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("session expired"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_accounts_need_account() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
