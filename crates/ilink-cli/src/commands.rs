@@ -695,6 +695,16 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
         }
     }
     let base = account.base_url()?;
+    if let Some(flag) = net.base_url.as_deref().filter(|u| !u.trim().is_empty())
+        && flag.trim().trim_end_matches('/') != base.trim_end_matches('/')
+    {
+        c.warn(
+            "base URL",
+            format!(
+                "the account uses the base URL the server gave at login ({base}), not --base-url {flag}"
+            ),
+        );
+    }
     // Reachability and clock: any HTTP answer of the server will do.
     let req = ilink_http::Request::get(base.clone()).timeout(Duration::from_secs(10));
     match client.http().request(req).await {
