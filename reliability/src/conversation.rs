@@ -214,13 +214,15 @@ impl Scenario {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let timed_out = tokio::time::Instant::now() >= deadline;
-        let recovered = sim
-            .inbound()
-            .get(tail_start..)
-            .is_some_and(|tail| {
-                let h = bot_run.handled.lock().map(|h| h.clone()).unwrap_or_default();
-                tail.iter().all(|m| h.contains_key(&m.message_id.to_string()))
-            });
+        let recovered = sim.inbound().get(tail_start..).is_some_and(|tail| {
+            let h = bot_run
+                .handled
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_default();
+            tail.iter()
+                .all(|m| h.contains_key(&m.message_id.to_string()))
+        });
 
         account.shutdown();
         let stopped = tokio::time::timeout(Duration::from_secs(10), bot_run.task)
@@ -529,8 +531,14 @@ impl Report {
             self.faults_left != 0,
             format!("{} injected faults never fired", self.faults_left),
         );
-        check(!self.recovered, "did not recover after the faults".to_owned());
-        check(self.timed_out, "the conversation did not settle in time".to_owned());
+        check(
+            !self.recovered,
+            "did not recover after the faults".to_owned(),
+        );
+        check(
+            self.timed_out,
+            "the conversation did not settle in time".to_owned(),
+        );
         check(!self.stopped, "did not stop on shutdown".to_owned());
         check(
             self.tombstones > self.dedupe_capacity,

@@ -135,8 +135,12 @@ async fn media_under_cdn_faults_is_delivered_or_reported() {
         .unwrap()
         .unwrap();
 
-    let g = seen.lock().unwrap();
-    assert!(sim.pending_faults().is_empty(), "{:?}", sim.pending_faults());
+    let g = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        sim.pending_faults().is_empty(),
+        "{:?}",
+        sim.pending_faults()
+    );
     // Inbound: exactly once, and the bytes are exact or the error is typed.
     for m in sim.inbound() {
         let id = m.message_id.to_string();
@@ -154,7 +158,11 @@ async fn media_under_cdn_faults_is_delivered_or_reported() {
     }
     // Every injected download fault failed exactly one download (no retries on downloads),
     // and each failure was reported as a media error.
-    assert_eq!(download_errors, HashMap::from([("Media".to_owned(), 5)]), "{download_errors:?}");
+    assert_eq!(
+        download_errors,
+        HashMap::from([("Media".to_owned(), 5)]),
+        "{download_errors:?}"
+    );
     // Outbound: match what the user received by its decrypted bytes.
     let mut received: HashMap<String, usize> = HashMap::new();
     for d in sim.delivered() {
@@ -175,9 +183,16 @@ async fn media_under_cdn_faults_is_delivered_or_reported() {
             }
         }
     }
-    assert!(received.keys().all(|l| g.replies.contains_key(l)), "{received:?}");
+    assert!(
+        received.keys().all(|l| g.replies.contains_key(l)),
+        "{received:?}"
+    );
     // Failed uploads: the 3-in-a-row 503, the final 400, and the two getuploadurl faults.
-    assert_eq!(errors, HashMap::from([("Upload".to_owned(), 4)]), "{errors:?}");
+    assert_eq!(
+        errors,
+        HashMap::from([("Upload".to_owned(), 4)]),
+        "{errors:?}"
+    );
     assert!(sim.dropped().is_empty(), "{:?}", sim.dropped());
     println!(
         "cdn: messages={} faults={injected} lost=0 duplicates=0 download_errors={download_errors:?} \

@@ -221,7 +221,12 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for f in ["credentials.json", "cursor.json", "dedupe.json", "context_tokens.json"] {
+    for f in [
+        "credentials.json",
+        "cursor.json",
+        "dedupe.json",
+        "context_tokens.json",
+    ] {
         assert!(names.iter().any(|n| n == f), "{f} missing: {names:?}");
     }
 
@@ -229,7 +234,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     let counts = j.counts();
     let lost: Vec<&String> = all.iter().filter(|id| !counts.contains_key(*id)).collect();
     let phantom: Vec<&String> = counts.keys().filter(|id| !all.contains(id)).collect();
-    let duplicates: BTreeMap<&String, usize> = counts.iter().filter(|(_, n)| **n > 1).map(|(k, n)| (k, *n)).collect();
+    let duplicates: BTreeMap<&String, usize> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, n)| (k, *n))
+        .collect();
     let mut allowed: HashMap<&String, usize> = HashMap::new();
     for (id, _) in &at_kill {
         *allowed.entry(id).or_default() += 1;
@@ -244,7 +253,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     // Replies the user received twice (a redelivered message is answered again).
     let mut replies: HashMap<String, usize> = HashMap::new();
     for d in rig.sim.delivered() {
-        *replies.entry(d.text().unwrap_or("").to_owned()).or_default() += 1;
+        *replies
+            .entry(d.text().unwrap_or("").to_owned())
+            .or_default() += 1;
     }
     let replied_twice = replies.values().filter(|n| **n > 1).count();
     println!(
@@ -256,7 +267,10 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
         duplicates.len(),
         after_completion.len()
     );
-    assert!(settled, "the last run did not handle everything: lost {lost:?}");
+    assert!(
+        settled,
+        "the last run did not handle everything: lost {lost:?}"
+    );
     assert!(lost.is_empty(), "lost across SIGKILLs: {lost:?}");
     assert!(phantom.is_empty(), "{phantom:?}");
     assert_eq!(all.len(), KILLS * PER_ROUND);
@@ -319,6 +333,11 @@ async fn sigkill_after_the_handler_returned_does_not_redeliver() {
         .iter()
         .filter(|d| d.text() == Some("re:m1"))
         .count();
-    assert_eq!(counts.get(&m1), Some(&1), "m1 handled {:?} times", counts.get(&m1));
+    assert_eq!(
+        counts.get(&m1),
+        Some(&1),
+        "m1 handled {:?} times",
+        counts.get(&m1)
+    );
     assert_eq!(replies, 1, "the user got the reply to m1 {replies} times");
 }

@@ -135,7 +135,10 @@ async fn huge_bodies_stop_at_the_cap() {
     .await;
     let most = s.max_streamed_one.load(Ordering::SeqCst);
     // 1 GiB offered each time; the client read its 1 MiB cap (plus what socket buffers hold).
-    assert!(most < 64 * CAP, "the server pushed {most} bytes into one response");
+    assert!(
+        most < 64 * CAP,
+        "the server pushed {most} bytes into one response"
+    );
     if let (Some(a), Some(b)) = (rss_before, ilink_reliability::rss_kib()) {
         assert!(b.saturating_sub(a) < 128 * 1024, "RSS grew {} KiB", b - a);
     }
@@ -262,7 +265,8 @@ async fn endless_long_poll_and_slow_drip_are_cut_by_the_deadline() {
     // A dripping sendmessage answer: the send deadline (400 ms) gives a typed error.
     let fresh = {
         let (_c, a) = account_for(&server).await;
-        a.set_context_token(USER, Secret::new("CTX".to_owned())).unwrap();
+        a.set_context_token(USER, Secret::new("CTX".to_owned()))
+            .unwrap();
         a
     };
     let err = tokio::time::timeout(Duration::from_secs(10), fresh.send_text(USER, "hi"))
@@ -294,7 +298,8 @@ async fn redirects_to_other_hosts_are_not_followed() {
     let (_client, account) = account_for(&server).await;
     assert_eq!(next_texts(&account, 1).await, vec!["after-redirects"]);
     let (_c, a) = account_for(&server).await;
-    a.set_context_token(USER, Secret::new("CTX".to_owned())).unwrap();
+    a.set_context_token(USER, Secret::new("CTX".to_owned()))
+        .unwrap();
     let err = a.send_text(USER, "hi").await.unwrap_err();
     assert_eq!(err.kind(), SendErrorKind::Transport, "{err}");
     // A CDN download answered with a redirect fails too.
@@ -381,7 +386,10 @@ async fn full_url_to_internal_addresses_is_refused_before_connecting() {
 #[ignore = "bug: upload_full_url is not checked against the CDN host allowlist, see /work/notes/reliability-findings.md"]
 async fn upload_full_url_to_another_host_is_refused_before_connecting() {
     let canary = Canary::start().await.unwrap();
-    let target = format!("http://{}/upload?encrypted_query_param=x&taskid=1", canary.host_port());
+    let target = format!(
+        "http://{}/upload?encrypted_query_param=x&taskid=1",
+        canary.host_port()
+    );
     let server = RawServer::start(move |req: &RawRequest| {
         if req.is("/getuploadurl") {
             RawReply::json(&json!({"upload_full_url": target}))

@@ -113,7 +113,10 @@ async fn a_traced_session_leaks_no_secret() {
         format!("{account:?}"),
         format!("{:?}", account.credentials().unwrap()),
         format!("{:?}", client.config()),
-        format!("{:?}", client.store().load_credentials(account.id()).unwrap()),
+        format!(
+            "{:?}",
+            client.store().load_credentials(account.id()).unwrap()
+        ),
     ];
     let debug_out: Arc<Mutex<Vec<String>>> = Arc::default();
     let d = debug_out.clone();
@@ -164,7 +167,9 @@ async fn a_traced_session_leaks_no_secret() {
     // A refused send and an expired session, so errors are traced and formatted too.
     sim.inject_fault(Endpoint::SendMessage, Fault::StaleToken, 1);
     user.send_text(account.id(), "refused").unwrap();
-    sim.wait_for_dropped(1, Duration::from_secs(20)).await.unwrap();
+    sim.wait_for_dropped(1, Duration::from_secs(20))
+        .await
+        .unwrap();
     sim.inject_fault(Endpoint::GetUpdates, Fault::StaleToken, 3);
     user.send_text(account.id(), "after expiry").unwrap();
     sim.wait_for_delivered("secret-user@im.wechat", 6, Duration::from_secs(20))
@@ -178,7 +183,10 @@ async fn a_traced_session_leaks_no_secret() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let no_token = account.send_text("stranger@im.wechat", "x").await.unwrap_err();
+    let no_token = account
+        .send_text("stranger@im.wechat", "x")
+        .await
+        .unwrap_err();
     debug.push(format!("{no_token:?}"));
     debug.push(format!("{no_token}"));
     account.shutdown();
@@ -190,8 +198,7 @@ async fn a_traced_session_leaks_no_secret() {
 
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     let secrets = secrets_of(&sim);
-    let kinds: std::collections::BTreeSet<&str> =
-        secrets.iter().map(|(k, _)| k.as_str()).collect();
+    let kinds: std::collections::BTreeSet<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
     for wanted in [
         "bot token",
         "context token",
@@ -201,7 +208,10 @@ async fn a_traced_session_leaks_no_secret() {
         "media aes_key",
         "media aeskey",
     ] {
-        assert!(kinds.contains(wanted), "the session had no {wanted}: {kinds:?}");
+        assert!(
+            kinds.contains(wanted),
+            "the session had no {wanted}: {kinds:?}"
+        );
     }
     // The capture works and is at TRACE level.
     assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "{logs}");
@@ -213,7 +223,10 @@ async fn a_traced_session_leaks_no_secret() {
         }
         for d in &debug {
             if d.contains(value.as_str()) {
-                leaks.push(format!("{kind} in Debug output: {}", &d[..d.len().min(300)]));
+                leaks.push(format!(
+                    "{kind} in Debug output: {}",
+                    &d[..d.len().min(300)]
+                ));
             }
         }
     }
@@ -239,7 +252,10 @@ async fn a_traced_session_leaks_no_secret() {
                 .iter()
                 .any(|(k, v)| k == kind && stored.contains(v.as_str())),
             "no {kind} found in the state files: the secret list is wrong\n{stored}\n{:?}",
-            secrets.iter().filter(|(k, _)| k == kind).collect::<Vec<_>>()
+            secrets
+                .iter()
+                .filter(|(k, _)| k == kind)
+                .collect::<Vec<_>>()
         );
     }
 

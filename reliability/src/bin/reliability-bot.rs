@@ -19,7 +19,9 @@ fn env(name: &str) -> Result<String, String> {
 }
 
 fn append(journal: &Mutex<std::fs::File>, line: &str) -> Result<(), String> {
-    let mut f = journal.lock().map_err(|_| "journal lock poisoned".to_owned())?;
+    let mut f = journal
+        .lock()
+        .map_err(|_| "journal lock poisoned".to_owned())?;
     f.write_all(line.as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(|e| format!("journal: {e}"))
