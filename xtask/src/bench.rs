@@ -66,6 +66,7 @@ print("source", source)
 "#;
 
 struct Options {
+    benches: Vec<String>,
     quick: bool,
     references: bool,
     markdown: Option<PathBuf>,
@@ -94,6 +95,7 @@ enum Throughput {
 /// Entry point of `cargo xtask bench`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut opts = Options {
+        benches: Vec::new(),
         quick: false,
         references: true,
         markdown: None,
@@ -107,7 +109,10 @@ pub fn run(args: &[String]) -> Result<()> {
                 let path: String = util::flag_value(arg, &mut it)?;
                 opts.markdown = Some(PathBuf::from(path));
             }
-            other => return Err(Error::usage(format!("bench: unknown option `{other}`"))),
+            flag if flag.starts_with('-') => {
+                return Err(Error::usage(format!("bench: unknown option `{flag}`")));
+            }
+            name => opts.benches.push(name.to_owned()),
         }
     }
     let root = util::root();
@@ -129,8 +134,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let started = SystemTime::now();
     let wall = Instant::now();
     let mut cmd = Command::new(util::cargo());
-    cmd.args(["bench", "-p", "ilink-benches"])
-        .current_dir(&root)
+    cmd.args(["bench", "-p", "ilink-benches"]);
+    for name in &opts.benches {
+        cmd.args(["--bench", name]);
+    }
+    cmd.current_dir(&root)
         .env("ILINK_BENCH_REPORT_DIR", &report_dir)
         .env("ILINK_SILK_BENCH_PCM", &speech);
     if opts.quick {
