@@ -19,6 +19,7 @@ use crate::SilkError;
 use crate::decode::{DecodeOptions, Pcm, max_samples};
 use crate::encode::{EncodeOptions, EncodedVoice, VoiceMeta, encode_f32};
 use crate::format::{self, FRAME_MS};
+use crate::mp4_guard;
 use crate::resample::{check_rate, f32_to_i16, resample};
 
 /// Packets that fail to decode before the file is given up as corrupt.
@@ -48,6 +49,7 @@ fn audio_err(e: impl std::fmt::Display) -> SilkError {
 /// Channels are averaged to mono; the rate is converted with a windowed-sinc resampler. The
 /// format is detected from the content. Audio longer than `options`' maximum is an error.
 pub fn decode_audio(bytes: &[u8], options: DecodeOptions) -> Result<Pcm, SilkError> {
+    mp4_guard::check(&mut Cursor::new(bytes))?;
     let source = Cursor::new(bytes.to_vec());
     decode_source(Box::new(source), None, options)
 }
@@ -55,7 +57,8 @@ pub fn decode_audio(bytes: &[u8], options: DecodeOptions) -> Result<Pcm, SilkErr
 /// Like [`decode_audio`], reading a file; its extension helps detect the format.
 pub fn decode_audio_file(path: impl AsRef<Path>, options: DecodeOptions) -> Result<Pcm, SilkError> {
     let path = path.as_ref();
-    let file = std::fs::File::open(path)?;
+    let mut file = std::fs::File::open(path)?;
+    mp4_guard::check(&mut file)?;
     let ext = path.extension().and_then(|e| e.to_str());
     decode_source(Box::new(file), ext, options)
 }
@@ -187,6 +190,7 @@ pub fn audio_to_voice(bytes: &[u8], options: EncodeOptions) -> Result<EncodedVoi
     if format::is_silk(bytes) {
         return silk_to_voice(bytes, options);
     }
+    mp4_guard::check(&mut Cursor::new(bytes))?;
     let (mono, rate) = guard(|| {
         read_mono(
             Box::new(Cursor::new(bytes.to_vec())),
@@ -209,8 +213,7 @@ pub fn audio_file_to_voice(
     if format::is_silk(head.get(..n).unwrap_or_default()) {
         return silk_to_voice(&std::fs::read(path)?, options);
     }
-    drop(file);
-    let file = std::fs::File::open(path)?;
+    mp4_guard::check(&mut file)?;
     let ext = path.extension().and_then(|e| e.to_str());
     let (mono, rate) = guard(|| read_mono(Box::new(file), ext, options.input_max_duration()))?;
     encode_f32(&mono, rate, options)

@@ -9,6 +9,7 @@ mod encode;
 mod error;
 mod ffi;
 mod format;
+mod mp4_guard;
 mod resample;
 
 pub use audio::{audio_file_to_voice, audio_to_voice, decode_audio, decode_audio_file};

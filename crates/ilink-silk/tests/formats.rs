@@ -235,3 +235,22 @@ fn corrupt_audio_files_are_errors() {
         Err(SilkError::Io(_))
     ));
 }
+
+#[test]
+fn mp4_with_inflated_sample_table_is_refused_before_symphonia_allocates() {
+    // Found by the audio_decode fuzz target: symphonia 0.5 reserves 14 GB for this 2 KB file's
+    // `stco` table and aborts the process. ilink-silk checks the tables first.
+    let name = "isomp4_14GB_allocation.m4a";
+    let bytes = read(name);
+    for err in [
+        decode_audio(&bytes, DecodeOptions::default()).unwrap_err(),
+        audio_to_voice(&bytes, EncodeOptions::default()).unwrap_err(),
+        audio_file_to_voice(data(name), EncodeOptions::default()).unwrap_err(),
+        ilink_silk::decode_audio_file(data(name), DecodeOptions::default()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, SilkError::Audio { reason } if reason.contains("cannot hold")),
+            "{err}"
+        );
+    }
+}
