@@ -31,7 +31,7 @@ pub(crate) async fn dispatch(
     match endpoint {
         Endpoint::GetBotQrcode => return get_bot_qrcode(shared, inc),
         Endpoint::GetQrcodeStatus => return get_qrcode_status(shared, inc),
-        Endpoint::CdnUpload => return cdn_upload(shared, inc),
+        Endpoint::CdnUpload => return cdn_upload(shared, inc).await,
         Endpoint::CdnDownload => return cdn_download(shared, inc),
         _ => {}
     }
@@ -313,49 +313,58 @@ fn get_upload_url(shared: &Arc<Shared>, body: &Value, problems: &mut Vec<String>
     Reply::json(shared, &answer)
 }
 
-fn cdn_upload(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
+async fn cdn_upload(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
     let Some(param) = inc.query("encrypted_query_param") else {
         return Reply::cdn_error(400, "missing encrypted_query_param");
     };
     let via_full_url = inc.query("taskid").is_some();
-    let mut st = shared.lock();
-    let Some(p) = st.pending_uploads.get(param) else {
-        drop(st);
-        return Reply::cdn_error(400, "invalid encrypted_query_param");
+    let (mut record, expected_md5, key) = {
+        let st = shared.lock();
+        let Some(p) = st.pending_uploads.get(param) else {
+            return Reply::cdn_error(400, "invalid encrypted_query_param");
+        };
+        let record = UploadRecord {
+            filekey: p.filekey.clone(),
+            media_type: p.media_type,
+            to_user_id: p.to_user_id.clone(),
+            rawsize: p.rawsize,
+            filesize: p.filesize,
+            received: inc.body.len() as u64,
+            via_full_url,
+            download_param: None,
+            error: None,
+        };
+        (record, p.rawfilemd5.clone(), p.key.clone())
     };
-    let mut record = UploadRecord {
-        filekey: p.filekey.clone(),
-        media_type: p.media_type,
-        to_user_id: p.to_user_id.clone(),
-        rawsize: p.rawsize,
-        filesize: p.filesize,
-        received: inc.body.len() as u64,
-        via_full_url,
-        download_param: None,
-        error: None,
-    };
-    let error = if inc.query("filekey") != Some(p.filekey.as_str()) {
+    let error = if inc.query("filekey") != Some(record.filekey.as_str()) {
         Some("filekey does not match getuploadurl".to_owned())
-    } else if inc.body.len() as u64 != p.filesize {
+    } else if inc.body.len() as u64 != record.filesize {
         Some(format!(
             "body is {} bytes, getuploadurl declared filesize {}",
             inc.body.len(),
-            p.filesize
+            record.filesize
         ))
     } else {
-        match ilink_crypto::decrypt(&p.key, &inc.body) {
-            Err(_) => Some("body does not decrypt with the declared aeskey".to_owned()),
-            Ok(plain) if plain.len() as u64 != p.rawsize => Some(format!(
-                "plaintext is {} bytes, getuploadurl declared rawsize {}",
-                plain.len(),
-                p.rawsize
+        // Decrypt and hash off the lock and off the async workers: a large upload takes
+        // seconds (MD5 runs at about 0.5-1 GB/s).
+        let body = inc.body.clone();
+        let scanned =
+            tokio::task::spawn_blocking(move || crate::state::scan_plaintext(&key, &body, true))
+                .await;
+        match scanned {
+            Err(_) => Some("the upload check failed".to_owned()),
+            Ok(Err(_)) => Some("body does not decrypt with the declared aeskey".to_owned()),
+            Ok(Ok((len, _))) if len != record.rawsize => Some(format!(
+                "plaintext is {len} bytes, getuploadurl declared rawsize {}",
+                record.rawsize
             )),
-            Ok(plain) if ilink_crypto::md5_hex(&plain) != p.rawfilemd5 => {
+            Ok(Ok((_, md5))) if md5.as_deref() != Some(expected_md5.as_str()) => {
                 Some("plaintext MD5 does not match rawfilemd5".to_owned())
             }
-            Ok(_) => None,
+            Ok(Ok(_)) => None,
         }
     };
+    let mut st = shared.lock();
     if let Some(e) = error {
         record.error = Some(e.clone());
         st.uploads.push(record);

@@ -99,8 +99,18 @@ pub struct SimConfig {
     /// The QR script used for a QR code when no script was queued with
     /// [`QrControl::script`](crate::QrControl::script).
     pub default_qr_script: Vec<QrStep>,
-    /// Largest request body accepted (CDN uploads included), in bytes.
+    /// Largest request body accepted on the bot API and the admin API, in bytes
+    /// (CDN uploads have their own cap, [`SimConfig::max_upload_bytes`]). Default 110 MiB.
     pub max_body_bytes: usize,
+    /// Largest CDN upload body (the ciphertext) accepted, in bytes; a larger one is answered
+    /// 413 without being read. Default 110 MiB, like [`SimConfig::max_body_bytes`].
+    ///
+    /// The emulated CDN keeps every object in memory, so an upload of N bytes costs the
+    /// emulator's process about N bytes while it is stored (the upload is read into one
+    /// buffer sized from `Content-Length`, and checked by streaming decryption and MD5, with
+    /// no second copy). Raise this to test large media, e.g. to 1.1 GiB for a 1 GiB file;
+    /// [`SimConfig::with_max_upload_bytes`] does it in a builder chain.
+    pub max_upload_bytes: usize,
     /// How many requests [`Sim::requests`](crate::Sim::requests) keeps (oldest dropped first).
     pub max_logged_requests: usize,
 }
@@ -136,6 +146,7 @@ impl Default for SimConfig {
                 },
             ],
             max_body_bytes: 110 * 1024 * 1024,
+            max_upload_bytes: 110 * 1024 * 1024,
             max_logged_requests: 10_000,
         }
     }
@@ -153,6 +164,15 @@ impl SimConfig {
             burst: None,
             token_lifetime: None,
             context_token_lifetime: None,
+            ..self
+        }
+    }
+
+    /// The same configuration with [`SimConfig::max_upload_bytes`] set to `bytes`.
+    #[must_use]
+    pub fn with_max_upload_bytes(self, bytes: usize) -> Self {
+        Self {
+            max_upload_bytes: bytes,
             ..self
         }
     }

@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -230,17 +230,21 @@ async fn handle(
             )
         })
         .collect();
-    let body = match Limited::new(body, shared.config.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Ok(into_response(
-                Reply::text(413, "request body too large"),
-                false,
-            ));
-        }
+    let limit = if Endpoint::from_path(&path) == Some(Endpoint::CdnUpload) {
+        shared.config.max_upload_bytes
+    } else {
+        shared.config.max_body_bytes
+    };
+    let content_length = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(body) = read_body(body, content_length, limit).await else {
+        return Ok(into_response(
+            Reply::text(413, "request body too large"),
+            false,
+        ));
     };
     let inc = Incoming2 {
         method: parts.method,
@@ -363,6 +367,28 @@ async fn handle(
         }
         _ => Ok(into_response(reply, false)),
     }
+}
+
+/// Reads a request body of at most `limit` bytes into one buffer. With a `Content-Length`
+/// the buffer is allocated once at its final size, so a large upload is held once (collecting
+/// frames and then joining them would hold it twice). `None` if the body is over `limit` or
+/// fails to arrive.
+async fn read_body(mut body: Incoming, content_length: Option<u64>, limit: usize) -> Option<Bytes> {
+    let declared = content_length.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if declared.is_some_and(|n| n > limit) {
+        return None;
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue; // trailers
+        };
+        if buf.len().saturating_add(data.len()) > limit {
+            return None;
+        }
+        buf.extend_from_slice(&data);
+    }
+    Some(buf.freeze())
 }
 
 fn method_allowed(endpoint: Endpoint, method: &Method) -> bool {

@@ -111,6 +111,34 @@ pub(crate) struct CdnObject {
     pub(crate) ciphertext: Bytes,
 }
 
+/// Decrypts `ciphertext` a slice at a time, never holding the whole plaintext (objects can be
+/// gigabytes), and returns the plaintext's length and, if `md5` is set, its MD5 in hex.
+pub(crate) fn scan_plaintext(
+    key: &MediaKey,
+    ciphertext: &[u8],
+    md5: bool,
+) -> Result<(u64, Option<String>), ilink_crypto::CryptoError> {
+    const SLICE: usize = 1 << 20;
+    let mut dec = ilink_crypto::Decryptor::new(key);
+    let mut hasher = md5.then(ilink_crypto::Md5Hasher::new);
+    let mut out = Vec::with_capacity(SLICE + 16);
+    let mut len = 0u64;
+    let mut take = |out: &mut Vec<u8>| {
+        len += out.len() as u64;
+        if let Some(h) = hasher.as_mut() {
+            h.update(out);
+        }
+        out.clear();
+    };
+    for slice in ciphertext.chunks(SLICE) {
+        dec.update(slice, &mut out);
+        take(&mut out);
+    }
+    dec.finish(&mut out)?;
+    take(&mut out);
+    Ok((len, hasher.map(ilink_crypto::Md5Hasher::finish_hex)))
+}
+
 /// Why a request's token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AuthError {
@@ -691,7 +719,7 @@ impl State {
             .and_then(Value::as_str)
             .ok_or(DropReason::MediaKeyInvalid)
             .and_then(|k| MediaKey::from_cdn_aes_key(k).map_err(|_| DropReason::MediaKeyInvalid))?;
-        let plain = ilink_crypto::decrypt(&key, &object.ciphertext)
+        let (plain_len, _) = scan_plaintext(&key, &object.ciphertext, false)
             .map_err(|_| DropReason::MediaUndecryptable)?;
         // Sizes the official client declares; a mismatch is reported, not dropped (the
         // live server's reaction is unknown).
@@ -708,10 +736,9 @@ impl State {
         }
         if item.get("file_item").is_some() {
             match declared("file_item", "len") {
-                Some(Value::String(s)) if s.parse::<usize>().ok() == Some(plain.len()) => {}
+                Some(Value::String(s)) if s.parse::<u64>().ok() == Some(plain_len) => {}
                 Some(Value::String(s)) => problems.push(format!(
-                    "file_item.len {s:?} is not the plaintext size {}",
-                    plain.len()
+                    "file_item.len {s:?} is not the plaintext size {plain_len}"
                 )),
                 Some(v) => {
                     problems.push(format!("file_item.len must be a decimal string, got {v}"))

@@ -588,3 +588,28 @@ async fn download_errors_say_what_failed() {
         Err(SimError::UnknownBot(b)) if b == "ghost@im.bot"
     ));
 }
+
+#[tokio::test]
+async fn cdn_uploads_have_their_own_size_cap() {
+    // API bodies may be 4 KiB, uploads 2 KiB: the upload cap is separate.
+    let mut cfg = config().with_max_upload_bytes(2048);
+    cfg.max_body_bytes = 4096;
+    let sim = Sim::start(cfg).await.unwrap();
+    let bot = sim.create_bot();
+    let key = MediaKey::from_bytes([5; 16]);
+
+    let small: Vec<u8> = (0..=255u8).cycle().take(2000).collect();
+    upload_ok(&sim, &bot.token, &small, &key).await;
+
+    let big: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let ans = get_upload_url(&sim, &bot.token, &upload_req(&big, &key, 3)).await;
+    let r = upload(
+        &sim,
+        &upload_target(&ans, FILEKEY),
+        &ilink_crypto::encrypt(&key, &big),
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(sim.uploads().len(), 1, "the refused body was never checked");
+    assert_eq!(sim.uploads().iter().filter(|u| u.accepted()).count(), 1);
+}
