@@ -174,8 +174,11 @@ impl Account {
     /// Run `handler` on every inbound message until [`Account::shutdown`] (or
     /// [`Client::shutdown`](crate::Client::shutdown)). Messages are handled one at a time, in
     /// order; while a handler runs, a typing indicator is shown (if enabled) and refreshed,
-    /// and cancelled when it returns. On shutdown the message being handled finishes, the
-    /// progress is committed and notifystop is sent; then `run` returns.
+    /// and cancelled when it returns. A message counts as handled as soon as its handler
+    /// returns ([`Updates::ack`](crate::Updates::ack)): a crash after that does not deliver it
+    /// again, a crash while the handler runs does (at least once). On shutdown the message
+    /// being handled finishes, the progress is committed and notifystop is sent; then `run`
+    /// returns.
     pub async fn run<H: Handler>(&self, handler: H) -> Result<()> {
         let mut updates = self.updates()?;
         let typing = self.shared().config.typing;
@@ -189,6 +192,9 @@ impl Account {
                         None
                     };
                     handler.on_message(ctx).await;
+                    // Handled: persist the tombstone before anything else, so a crash while
+                    // the typing indicator is cancelled does not deliver the message again.
+                    updates.ack();
                     if let Some(g) = guard {
                         g.stop().await;
                     }

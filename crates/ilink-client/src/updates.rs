@@ -127,10 +127,13 @@ type PollFuture = Pin<Box<dyn std::future::Future<Output = (Option<Update>, Poll
 
 /// The update stream of one account, from [`Account::updates`]. A `Stream` of [`Update`]s.
 ///
-/// Delivery is at least once, with duplicates hidden: an update counts as handled when the
-/// next one is asked for. Only then is its dedupe key persisted, and the cursor of a batch is
-/// persisted only after every message of the batch was handled. After a crash, unhandled
-/// messages come again; handled ones are filtered out.
+/// Delivery is at least once, with duplicates hidden: a message counts as handled when
+/// [`ack`](Updates::ack) is called or, at the latest, when the next update is asked for. Then
+/// its dedupe key is persisted, and the cursor of a batch is persisted only after every message
+/// of the batch was handled. After a crash, handled messages are filtered out; a message whose
+/// handling was not acknowledged (the crash came while it was being handled) comes again, so
+/// handlers with external side effects should be idempotent (for example keyed by
+/// [`InboundMessage::dedupe_key`]).
 ///
 /// The stream sends notifystart before its first poll. It ends after [`Account::shutdown`]
 /// (sending notifystop), or with `None` if another stream of the same account is active.
@@ -183,6 +186,18 @@ impl Updates {
     /// The next update; `None` when the stream ended.
     pub async fn next(&mut self) -> Option<Update> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Marks the message last yielded as handled, now: its dedupe tombstone is persisted
+    /// before this returns (and, if it was the last message of its batch, the batch's cursor),
+    /// so a crash from here on does not deliver it again. Without `ack` the same happens when
+    /// the next update is asked for. Call it as soon as the message's side effects are done
+    /// (for example before work that does not matter for delivery, such as stopping a typing
+    /// indicator). Does nothing if there is nothing to acknowledge.
+    pub fn ack(&mut self) {
+        if let Some(poller) = self.state.as_mut() {
+            poller.ack();
+        }
     }
 }
 
@@ -259,6 +274,19 @@ impl Poller {
             .save_tombstones(self.account.id(), &keys)
         {
             tracing::warn!(error = %e, "could not persist dedupe tombstones");
+        }
+    }
+
+    /// Persist the tombstone of the message last yielded and, if the batch holds nothing
+    /// more, the batch's cursor.
+    fn ack(&mut self) {
+        if let Some(key) = self.handled.take() {
+            self.mark_handled(key);
+            if self.pending.is_empty()
+                && let Some(c) = self.batch_cursor.take()
+            {
+                self.commit_cursor(c);
+            }
         }
     }
 

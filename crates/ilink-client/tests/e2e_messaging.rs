@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
-use ilink_client::{FileStore, MessageContext, SendErrorKind, SendOutcome, Update};
+use ilink_client::{FileStore, MessageContext, SendErrorKind, SendOutcome, StateStore, Update};
 use ilink_sim::{Endpoint, Fault, TypingState};
 
 #[tokio::test]
@@ -312,6 +312,81 @@ async fn at_least_once_across_a_crash_with_persisted_state() {
     }
     // m1 was handled (tombstoned); m2 was not finished, so it comes again; then m3.
     assert_eq!(texts, ["m2", "m3"]);
+}
+
+/// R1 (reliability findings): `run` persists the tombstone as soon as the handler returns, not
+/// after the typing cancel. A slow sendtyping holds the cancel open; the tombstone must be on
+/// disk before the cancel reaches the server, and a "crash" then (the loop is aborted) does
+/// not deliver the message again.
+#[tokio::test]
+async fn run_persists_the_tombstone_before_the_typing_cancel() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let dir = tempfile::tempdir().unwrap();
+    let user = sim.user("hal@im.wechat");
+    // Typing start and cancel each take 1.5 s at the server.
+    sim.inject_fault(
+        Endpoint::SendTyping,
+        Fault::Latency(Duration::from_millis(1500)),
+        2,
+    );
+    user.send_text(&bot, "once").unwrap();
+    let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let acct = account.clone();
+    let k = keys.clone();
+    let run = tokio::spawn(async move {
+        acct.run(move |ctx: MessageContext| {
+            let k = k.clone();
+            async move {
+                k.lock()
+                    .unwrap()
+                    .push(ctx.message().dedupe_key().to_owned());
+                ctx.reply("re:once").await.map(|_| ())
+            }
+        })
+        .await
+    });
+    sim.wait_for_delivered("hal@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    let key = keys.lock().unwrap()[0].clone();
+    let store = FileStore::new(dir.path());
+    let mut persisted = false;
+    for _ in 0..500 {
+        if store.load_tombstones(&bot.bot_id).unwrap().contains(&key) {
+            persisted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(persisted, "the tombstone of {key} was never persisted");
+    // Persisted while the typing cancel was still on its way.
+    assert_ne!(
+        sim.typing_state("hal@im.wechat"),
+        Some(TypingState::Cancelled)
+    );
+    // Crash now: the loop dies before it asks for the next update.
+    run.abort();
+    let _ = run.await;
+    drop(account);
+    drop(client);
+    user.send_text(&bot, "after").unwrap();
+    let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+    let account = client.account(&bot.bot_id).unwrap();
+    let mut updates = account.updates().unwrap();
+    let first = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Update::Message(m)) = updates.next().await {
+                return m.text().unwrap().to_owned();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, "after", "the handled message came again");
+    assert_eq!(keys.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
