@@ -66,6 +66,8 @@ pub enum RawReply {
     },
     /// Close the connection without answering.
     Close,
+    /// Keep the connection open and never answer (for at most 10 minutes).
+    Hang,
 }
 
 impl RawReply {
@@ -218,6 +220,13 @@ async fn serve(mut stream: TcpStream, handler: Handler, stats: Arc<RawStats>) ->
                 stream.write_all(&body).await.ok()?;
             }
             RawReply::Close => return None,
+            RawReply::Hang => {
+                // Bounded: the test's client is expected to give up long before.
+                let mut byte = [0u8; 1];
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(600), stream.read(&mut byte)).await;
+                return None;
+            }
             streamed => {
                 stream_reply(&mut stream, streamed, &stats).await;
                 return None;
@@ -285,7 +294,7 @@ async fn stream_reply(stream: &mut TcpStream, reply: RawReply, stats: &RawStats)
                 }
                 Ok(())
             }
-            RawReply::Full { .. } | RawReply::Close => Ok(()),
+            RawReply::Full { .. } | RawReply::Close | RawReply::Hang => Ok(()),
         }
     }
     .await;
