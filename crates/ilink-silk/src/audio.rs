@@ -191,14 +191,21 @@ pub fn audio_to_voice(bytes: &[u8], options: EncodeOptions) -> Result<EncodedVoi
         return silk_to_voice(bytes, options);
     }
     mp4_guard::check(&mut Cursor::new(bytes))?;
-    let (mono, rate) = guard(|| {
-        read_mono(
-            Box::new(Cursor::new(bytes.to_vec())),
-            None,
-            options.input_max_duration(),
-        )
-    })?;
+    let max = options.input_max_duration();
+    let decoded = guard(|| read_mono(Box::new(Cursor::new(bytes.to_vec())), None, max));
+    let (mono, rate) = match decoded {
+        // symphonia is strict about RIFF chunk lengths; hound reads WAV files whose header
+        // promises more data than they hold (recorders that stopped early, streamed WAV).
+        Err(SilkError::Audio { .. }) if is_wav(bytes) => {
+            guard(|| crate::encode::read_wav_mono(bytes, max))?
+        }
+        other => other?,
+    };
     encode_f32(&mono, rate, options)
+}
+
+fn is_wav(bytes: &[u8]) -> bool {
+    bytes.get(..4) == Some(b"RIFF") && bytes.get(8..12) == Some(b"WAVE")
 }
 
 /// Like [`audio_to_voice`], reading a file; its extension helps detect the format.
@@ -208,10 +215,15 @@ pub fn audio_file_to_voice(
 ) -> Result<EncodedVoice, SilkError> {
     let path = path.as_ref();
     let mut file = std::fs::File::open(path)?;
-    let mut head = [0u8; 10];
+    let mut head = [0u8; 12];
     let n = std::io::Read::read(&mut file, &mut head)?;
-    if format::is_silk(head.get(..n).unwrap_or_default()) {
+    let head = head.get(..n).unwrap_or_default();
+    if format::is_silk(head) {
         return silk_to_voice(&std::fs::read(path)?, options);
+    }
+    if is_wav(head) {
+        // WAV takes the in-memory path, with its hound fallback for over-long headers.
+        return audio_to_voice(&std::fs::read(path)?, options);
     }
     mp4_guard::check(&mut file)?;
     let ext = path.extension().and_then(|e| e.to_str());

@@ -267,14 +267,21 @@ pub(crate) fn read_wav_mono(wav: &[u8], max: Duration) -> Result<(Vec<f32>, u32)
     let rate = check_rate(spec.sample_rate)?;
     let channels = usize::from(spec.channels.max(1));
     let cap = max_samples(max, rate);
+    // The header's length is only a claim (recorders that stop early leave it too long, streams
+    // write 0xFFFFFFFF): reserve no more than the file can hold, and stop at its real end.
     let declared = reader.duration() as usize;
-    if declared > cap {
-        return Err(SilkError::TooLong { max });
-    }
-    let mut mono = Vec::with_capacity(declared);
+    let bytes_per_frame = channels * usize::from(spec.bits_per_sample.div_ceil(8)).max(1);
+    let mut mono = Vec::with_capacity(declared.min(wav.len() / bytes_per_frame).min(cap));
     let mut acc = 0.0f32;
     let mut n = 0usize;
-    let mut push = |v: f32, mono: &mut Vec<f32>| -> Result<(), SilkError> {
+    let mut push = |v: Result<f32, hound::Error>, mono: &mut Vec<f32>| -> Result<bool, SilkError> {
+        let v = match v {
+            Ok(v) => v,
+            // Reading from memory, the only I/O error is running out of bytes (hound reports
+            // it as `Other`): the data ends here.
+            Err(hound::Error::IoError(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
         acc += v;
         n += 1;
         if n == channels {
@@ -285,18 +292,22 @@ pub(crate) fn read_wav_mono(wav: &[u8], max: Duration) -> Result<(Vec<f32>, u32)
             acc = 0.0;
             n = 0;
         }
-        Ok(())
+        Ok(true)
     };
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, _) => {
             for s in reader.samples::<f32>() {
-                push(s?, &mut mono)?;
+                if !push(s, &mut mono)? {
+                    break;
+                }
             }
         }
         (hound::SampleFormat::Int, bits @ 1..=32) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             for s in reader.samples::<i32>() {
-                push(s? as f32 * scale, &mut mono)?;
+                if !push(s.map(|v| v as f32 * scale), &mut mono)? {
+                    break;
+                }
             }
         }
         (hound::SampleFormat::Int, _) => return Err(SilkError::Wav(hound::Error::Unsupported)),

@@ -254,3 +254,24 @@ fn mp4_with_inflated_sample_table_is_refused_before_symphonia_allocates() {
         );
     }
 }
+
+#[test]
+fn wav_cut_short_or_with_a_streaming_length_still_encodes() {
+    let mut bytes = wav(spec(1, 24_000, 16, false), |w| {
+        for v in speech_like(24_000, 0.5) {
+            w.write_sample(v).unwrap();
+        }
+    });
+    // A recorder that stopped early: the header still promises 0.5 s, the data holds 0.25 s.
+    bytes.truncate(44 + 12_000);
+    let voice = encode_wav(&bytes, EncodeOptions::default()).unwrap();
+    assert_eq!(voice.meta.playtime_ms, 260); // 6000 samples padded to whole 20 ms frames
+    let voice = audio_to_voice(&bytes, EncodeOptions::default()).unwrap();
+    assert_eq!(voice.meta.playtime_ms, 260);
+    // A streaming writer's "unknown" length (even, so hound accepts it).
+    bytes[40..44].copy_from_slice(&(u32::MAX - 1).to_le_bytes());
+    let voice = encode_wav(&bytes, EncodeOptions::default()).unwrap();
+    assert_eq!(voice.meta.playtime_ms, 260);
+    let voice = audio_to_voice(&bytes, EncodeOptions::default()).unwrap();
+    assert_eq!(voice.meta.playtime_ms, 260);
+}
