@@ -293,15 +293,26 @@ impl Account {
         let base = *self.inner.poll_timeout.lock().map_err(|_| lock_err())?;
         let timeout = base + cfg.timeouts.long_poll_margin;
         let body = GetUpdatesRequest::new(cursor.clone(), self.inner.shared.transport.base_info());
-        let resp: GetUpdatesResponse =
-            match self.post(consts::GET_UPDATES, &body, timeout, true).await {
-                Ok(r) => r,
-                Err(e) if e.is_timeout() => {
-                    tracing::debug!(account = %self.inner.id, "long-poll timed out: empty batch");
-                    return Ok(GetUpdatesResponse::default());
-                }
-                Err(e) => return Err(e),
-            };
+        let s = self.session()?;
+        // `decode_updates` limits the depth of each message, not of the body: one deeply
+        // nested message becomes `Update::Undecodable` and the cursor still advances.
+        let call = self.inner.shared.transport.post_with(
+            &s.base_url,
+            consts::GET_UPDATES,
+            Some(&s.token),
+            &body,
+            timeout,
+            true,
+            ilink_proto::decode_updates,
+        );
+        let resp: GetUpdatesResponse = match call.await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                tracing::debug!(account = %self.inner.id, "long-poll timed out: empty batch");
+                return Ok(GetUpdatesResponse::default());
+            }
+            Err(e) => return Err(e),
+        };
         if let Err(e) = resp.status() {
             return Err(api_error("getupdates", &e));
         }

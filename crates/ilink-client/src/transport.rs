@@ -11,6 +11,9 @@ use serde::de::DeserializeOwned;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, Result};
 
+/// Decodes a response body (with the limits of `ilink_proto::decode` or a variant of it).
+pub(crate) type BodyDecoder<T> = fn(&[u8]) -> std::result::Result<T, ilink_proto::DecodeError>;
+
 /// Shared HTTP clients: one pool for long-polls, one for everything else, so a held long-poll
 /// never blocks an API call.
 #[derive(Debug, Clone)]
@@ -127,6 +130,31 @@ impl Transport {
         timeout: Duration,
         long_poll: bool,
     ) -> Result<Resp> {
+        self.post_with(
+            base,
+            path,
+            token,
+            body,
+            timeout,
+            long_poll,
+            ilink_proto::decode::<Resp>,
+        )
+        .await
+    }
+
+    /// [`post`](Self::post) with a body decoder of its own (getupdates uses
+    /// [`ilink_proto::decode_updates`], whose depth limit is per message, not per body).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn post_with<Req: Serialize, Resp>(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&Secret>,
+        body: &Req,
+        timeout: Duration,
+        long_poll: bool,
+        decode: BodyDecoder<Resp>,
+    ) -> Result<Resp> {
         let label = endpoint_label(path);
         let bytes = serde_json::to_vec(body).map_err(|e| {
             Error::new(
@@ -141,7 +169,7 @@ impl Transport {
             .body(bytes)
             .timeout(timeout);
         let client = if long_poll { &self.poll } else { &self.api };
-        self.exchange(client, req, label).await
+        self.exchange(client, req, label, decode).await
     }
 
     /// GET `base`/`path?query` with only the app headers (§3: QR status polling).
@@ -155,14 +183,16 @@ impl Transport {
         let req = self
             .app_headers(Request::get(join_url(base, path_and_query)))
             .timeout(timeout);
-        self.exchange(&self.poll, req, label).await
+        self.exchange(&self.poll, req, label, ilink_proto::decode::<Resp>)
+            .await
     }
 
-    async fn exchange<Resp: DeserializeOwned>(
+    async fn exchange<Resp>(
         &self,
         client: &HttpClient,
         req: Request,
         label: &str,
+        decode: BodyDecoder<Resp>,
     ) -> Result<Resp> {
         use tracing::Instrument as _;
         let span = tracing::debug_span!("ilink_call", endpoint = label);
@@ -182,7 +212,7 @@ impl Transport {
             )
             .with_code(i64::from(status.as_u16())));
         }
-        ilink_proto::decode(&body).map_err(|e| {
+        decode(&body).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,
                 format!("{label}: the answer is not the expected JSON"),

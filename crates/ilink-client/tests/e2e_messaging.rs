@@ -409,6 +409,43 @@ async fn a_bad_message_does_not_stop_the_batch() {
     }
 }
 
+/// R3 (reliability findings): a message quoting quotes 20 levels deep (its JSON nests deeper
+/// than `ilink_proto::MAX_DEPTH`) is undecodable on its own; the rest of the batch is handled
+/// and the cursor moves past it.
+#[tokio::test]
+async fn one_deeply_nested_message_does_not_block_the_account() {
+    let (sim, _client, account, bot) = setup().await;
+    let mut item = serde_json::json!({"type": 1, "text_item": {"text": "bottom"}});
+    for _ in 0..20 {
+        item = serde_json::json!({"type": 1, "text_item": {"text": "q"},
+                                  "ref_msg": {"message_item": item}});
+    }
+    sim.inject_raw(
+        &bot.bot_id,
+        serde_json::json!({"message_id": 6, "from_user_id": "ida@im.wechat", "item_list": [item]}),
+    )
+    .unwrap();
+    sim.user("ida@im.wechat").send_text(&bot, "next").unwrap();
+    let mut updates = account.updates().unwrap();
+    match updates.next().await {
+        Some(Update::Undecodable(u)) => {
+            assert_eq!(u.raw["message_id"], 6);
+            assert!(u.error.contains("deeper than"), "{}", u.error);
+        }
+        other => panic!("expected an undecodable message, got {other:?}"),
+    }
+    match updates.next().await {
+        Some(Update::Message(m)) => assert_eq!(m.text(), Some("next")),
+        other => panic!("expected a message, got {other:?}"),
+    }
+    // The cursor moved on: the next message is new, not the deep one again.
+    sim.user("ida@im.wechat").send_text(&bot, "later").unwrap();
+    match updates.next().await {
+        Some(Update::Message(m)) => assert_eq!(m.text(), Some("later")),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn transport_failures_back_off_and_recover() {
     let (sim, _client, account, bot) = setup().await;

@@ -5,6 +5,8 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::api::GetUpdatesResponse;
+
 /// Largest body [`decode`] accepts, 16 MiB. API bodies are small; a getupdates batch is
 /// a few kilobytes to a few hundred.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -16,6 +18,18 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// about 64 KiB of stack in a debug build, so 128 levels could overflow a 2 MiB thread
 /// stack (a tokio worker's default). At 32 levels decoding stays under 1 MiB.
 pub const MAX_DEPTH: usize = 32;
+
+/// Deepest JSON nesting [`decode_updates`] accepts for a whole getupdates body: 100, below
+/// serde_json's own limit (it refuses 128 levels), so a refusal is always
+/// [`DecodeError::TooDeep`].
+///
+/// At this stage the messages stay raw JSON values, which cost little stack per level (unlike
+/// typed quotes), so 100 levels decode well within a 2 MiB thread stack even in a debug build.
+/// Each message is then held to [`MAX_DEPTH`] on its own when it is decoded
+/// ([`GetUpdatesResponse::messages`]): one deeply nested message becomes an error value with its
+/// raw JSON, and the rest of the batch and the cursor are unaffected (design rule 5). Only a
+/// body nested deeper than this is refused as a whole.
+pub const MAX_BATCH_DEPTH: usize = 100;
 
 /// Why a body could not be decoded.
 #[non_exhaustive]
@@ -58,7 +72,36 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     decode_with_limits(bytes, MAX_BODY_BYTES, MAX_DEPTH)
 }
 
-/// [`decode`] with explicit limits.
+/// Decodes a getupdates body: like [`decode`], but the body may nest up to
+/// [`MAX_BATCH_DEPTH`] levels, because its messages are only kept as raw values here; each is
+/// held to [`MAX_DEPTH`] when [`GetUpdatesResponse::messages`] decodes it. So one message that
+/// nests too deep (a long chain of quotes) fails alone, as an error value, and the cursor of
+/// its batch can still advance. Never panics, whatever the input.
+///
+/// ```
+/// use ilink_proto::{decode_updates, MAX_DEPTH};
+/// let mut item = String::from(r#"{"type":1,"text_item":{"text":"bottom"}}"#);
+/// for _ in 0..20 {
+///     item = format!(r#"{{"type":1,"ref_msg":{{"message_item":{item}}}}}"#);
+/// }
+/// let body = format!(r#"{{"msgs":[{{"item_list":[{item}]}},{{"seq":2}}],"get_updates_buf":"B"}}"#);
+/// let resp = decode_updates(body.as_bytes()).unwrap();
+/// let msgs = resp.messages();
+/// assert!(msgs[0].as_ref().unwrap_err().to_string().contains(&MAX_DEPTH.to_string()));
+/// assert_eq!(msgs[1].as_ref().unwrap().seq, Some(2));
+/// assert_eq!(resp.next_cursor().unwrap().expose(), "B");
+/// ```
+///
+/// # Errors
+/// As [`decode`], with [`DecodeError::TooDeep`] only past [`MAX_BATCH_DEPTH`].
+pub fn decode_updates(bytes: &[u8]) -> Result<GetUpdatesResponse, DecodeError> {
+    decode_with_limits(bytes, MAX_BODY_BYTES, MAX_BATCH_DEPTH)
+}
+
+/// [`decode`] with explicit limits. A `max_depth` of 128 or more does not help: serde_json
+/// refuses such input itself (as [`DecodeError::Json`]). Large limits are stack-safe only for types that do
+/// not recurse deeply while decoding (such as `serde_json::Value`).
+///
 pub fn decode_with_limits<T: DeserializeOwned>(
     bytes: &[u8],
     max_bytes: usize,

@@ -20,7 +20,8 @@ pub use api::{
 };
 pub use consts::*;
 pub use decode::{
-    DecodeError, MAX_BODY_BYTES, MAX_DEPTH, RawMessageError, decode, decode_with_limits,
+    DecodeError, MAX_BATCH_DEPTH, MAX_BODY_BYTES, MAX_DEPTH, RawMessageError, decode,
+    decode_updates, decode_with_limits,
 };
 pub use enums::{
     ItemType, MessageState, MessageType, QrStatus, TypingStatus, UploadMediaType, VoiceEncodeType,

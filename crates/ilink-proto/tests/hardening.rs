@@ -150,3 +150,97 @@ fn a_non_array_msgs_fails_the_body_but_the_envelope_still_reads() {
     let env: Envelope = decode(body).unwrap();
     assert!(env.status().unwrap_err().is_stale_token());
 }
+
+/// A getupdates body `depth` levels deep in total: one message holding nested arrays (no
+/// quotes), then a normal message.
+fn deep_batch(depth: usize) -> Vec<u8> {
+    // Body object (1), msgs (2), message object (3), `x` arrays from there on.
+    let inner = depth - 3;
+    format!(
+        r#"{{"msgs":[{{"message_id":1,"x":{}{}}},{{"seq":2}}],"get_updates_buf":"NEXT"}}"#,
+        "[".repeat(inner),
+        "]".repeat(inner)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn one_deep_message_fails_alone_and_the_cursor_survives() {
+    // R3: a message quoting quotes 20 levels deep (far beyond MAX_DEPTH for the message) must
+    // not make the whole body undecodable.
+    let deep = quoted_chain(20);
+    assert!(depth(&serde_json::from_slice(&deep).unwrap()) > MAX_DEPTH);
+    assert!(matches!(
+        decode::<GetUpdatesResponse>(&deep),
+        Err(DecodeError::TooDeep { .. })
+    ));
+    let mut body: Value = serde_json::from_slice(&deep).unwrap();
+    body["msgs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"seq": 7, "item_list": [{"type": 1, "text_item": {"text": "after"}}]}));
+    let bytes = serde_json::to_vec(&body).unwrap();
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            let r = decode_updates(&bytes).unwrap();
+            assert_eq!(r.next_cursor().unwrap().expose(), "C");
+            let out = r.into_messages();
+            assert_eq!(out.len(), 2);
+            let err = out[0].as_ref().unwrap_err();
+            assert_eq!(err.index(), 0);
+            assert!(err.json_error().is_none(), "{err}");
+            assert!(err.to_string().contains("deeper than 32"), "{err}");
+            assert_eq!(err.raw(), &body["msgs"][0]);
+            assert_eq!(out[1].as_ref().unwrap().body_text(), Some("after"));
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn batch_depth_limit_is_stack_safe_and_exact() {
+    // 2 MiB is a tokio worker's default stack; debug builds are the worst case.
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let ok = deep_batch(MAX_BATCH_DEPTH);
+            assert_eq!(
+                depth(&serde_json::from_slice::<Value>(&ok).unwrap()),
+                MAX_BATCH_DEPTH
+            );
+            let r = decode_updates(&ok).unwrap();
+            assert_eq!(r.message_count(), 2);
+            let out = r.messages();
+            assert!(out[0].as_ref().unwrap_err().to_string().contains("deeper"));
+            assert_eq!(out[1].as_ref().unwrap().seq, Some(2));
+            assert!(matches!(
+                decode_updates(&deep_batch(MAX_BATCH_DEPTH + 1)),
+                Err(DecodeError::TooDeep {
+                    max: MAX_BATCH_DEPTH
+                })
+            ));
+            // Far deeper input is refused by the linear pre-scan, without recursion.
+            let huge = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+            assert!(matches!(
+                decode_updates(huge.as_bytes()),
+                Err(DecodeError::TooDeep { .. })
+            ));
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn decode_updates_keeps_the_other_guarantees() {
+    assert!(matches!(decode_updates(b" "), Err(DecodeError::Empty)));
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    assert!(matches!(
+        decode_updates(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    let r = decode_updates(br#"{"errcode":-14}"#).unwrap();
+    assert!(r.status().unwrap_err().is_stale_token());
+}
