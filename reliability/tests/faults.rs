@@ -301,3 +301,62 @@ async fn replayed_batch_larger_than_the_dedupe_window() {
     assert_eq!(counts.len(), 20);
     assert!(twice.is_empty(), "handled twice: {twice:?}");
 }
+
+/// `Updates::next` polled under a short timeout, as an application does inside `select!`:
+/// cancelling the wait must lose nothing and duplicate nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_cancelled_by_timeouts_loses_nothing() {
+    use ilink_client::{Client, Credentials, MemoryStore, Secret, Update};
+    let sim = ilink_sim::Sim::start(ilink_reliability::sim_config())
+        .await
+        .unwrap();
+    let bot = sim.create_bot();
+    let client = Client::new(ilink_reliability::fast_config(&sim), MemoryStore::new()).unwrap();
+    let account = client
+        .add_account(Credentials {
+            account_id: bot.bot_id.clone(),
+            token: Secret::new(bot.token.clone()),
+            base_url: Some(sim.base_url()),
+            user_id: None,
+            saved_at_ms: 1,
+        })
+        .unwrap();
+    sim.inject_fault(Endpoint::GetUpdates, Fault::DuplicateBatch, 2);
+    sim.inject_fault(Endpoint::GetUpdates, Fault::Status(500), 2);
+    let mut updates = account.updates().unwrap();
+    let user = sim.user("select@im.wechat");
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    let mut cancelled = 0;
+    let mut sent = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 200 && tokio::time::Instant::now() < deadline {
+        // Bursts of 10 once the previous burst is in: waits in between hit idle long-polls.
+        if sent < 200 && sent == seen.len() && cancelled > sent / 5 {
+            for _ in 0..10 {
+                user.send_text(&bot, &format!("s{sent}")).unwrap();
+                sent += 1;
+            }
+        }
+        match tokio::time::timeout(Duration::from_millis(3), updates.next()).await {
+            Err(_) => cancelled += 1,
+            Ok(Some(Update::Message(m))) => {
+                *seen.entry(m.text().unwrap_or("").to_owned()).or_default() += 1;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+        }
+    }
+    account.shutdown();
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    println!(
+        "select: messages={} cancelled_waits={cancelled}",
+        seen.len()
+    );
+    assert_eq!(seen.len(), 200, "lost: {} of 200", 200 - seen.len());
+    assert!(twice.is_empty(), "{twice:?}");
+    assert!(
+        cancelled > 10,
+        "the waits were not cancelled mid-poll ({cancelled})"
+    );
+    assert!(sim.pending_faults().is_empty());
+}

@@ -171,7 +171,6 @@ async fn deep_json_body_is_refused_without_a_crash() {
 /// Here the whole body is refused (its depth passes the decoder's cap of 32), so the cursor
 /// cannot move: the server serves the same batch again and the account is stuck for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: one deeply quoted message makes the whole getupdates body undecodable and blocks the account, see /work/notes/reliability-findings.md"]
 async fn one_deep_message_does_not_block_the_batch() {
     let deep_item = {
         let mut s = String::from(r#"{"type":1,"text_item":{"text":"bottom"}}"#);
@@ -441,4 +440,53 @@ async fn advertised_long_poll_timeout_is_capped() {
     let (_client, account) = account_for(&server).await;
     // The configured long-poll is 300 ms; 20 s is generous for any sane cap of it.
     assert_eq!(next_texts(&account, 1).await, vec!["after-hang"]);
+}
+
+/// A CDN that streams an endless body for a media download: reading stops at the media cap
+/// (`max_media_bytes`) with a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_media_downloads_stop_at_the_media_cap() {
+    let server = RawServer::start(|req: &RawRequest| {
+        if req.is("/download") {
+            RawReply::Huge { declared_len: None }
+        } else if req.is("/getupdates") {
+            RawReply::json(&empty_batch())
+        } else {
+            RawReply::json(&json!({"ret": 0}))
+        }
+    })
+    .await
+    .unwrap();
+    let base = server.base_url();
+    let mut config = ilink_reliability::fast_config_for(&base, &format!("{base}c2c"));
+    config.max_media_bytes = CAP;
+    let client = Client::new(config, MemoryStore::new()).unwrap();
+    let account = client
+        .add_account(Credentials {
+            account_id: "bot@im.bot".into(),
+            token: Secret::new("HOSTILE-BOT-TOKEN".to_owned()),
+            base_url: Some(base),
+            user_id: None,
+            saved_at_ms: 1,
+        })
+        .unwrap();
+    let item: MessageItem = serde_json::from_value(json!({
+        "type": 4,
+        "file_item": {"file_name": "x.bin", "len": "1",
+                      "media": {"encrypt_query_param": "EQP",
+                                "aes_key": "MDEyMzQ1Njc4OWFiY2RlZg=="}}
+    }))
+    .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), account.download(&item))
+        .await
+        .expect("the download did not end")
+        .unwrap_err();
+    assert_eq!(err.kind(), ilink_client::ErrorKind::Media, "{err}");
+    let s = server.stats();
+    eventually("the endless download abandoned", || {
+        s.abandoned_by_client.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let most = s.max_streamed_one.load(Ordering::SeqCst);
+    assert!(most < 64 * CAP, "the CDN pushed {most} bytes");
 }

@@ -72,7 +72,9 @@ fn collect_keys(v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(map) => {
             for (k, v) in map {
-                if (k == "aes_key" || k == "aeskey") && v.is_string() {
+                if k == "encrypt_query_param" && v.is_string() {
+                    out.push(("CDN param".into(), v.as_str().unwrap_or("").to_owned()));
+                } else if (k == "aes_key" || k == "aeskey") && v.is_string() {
                     let key = v.as_str().unwrap_or("").to_owned();
                     out.push((format!("media {k}"), key.clone()));
                     out.push((format!("media {k} (upper)"), key.to_ascii_uppercase()));
@@ -220,6 +222,12 @@ async fn a_traced_session_leaks_no_secret() {
     for (kind, value) in &secrets {
         if logs.contains(value.as_str()) {
             leaks.push(format!("{kind} in the logs"));
+        }
+        // CDN download parameters are not secrets by the project's rules (without the AES
+        // key they fetch only ciphertext) and show in `Debug` of wire types; ilink-http keeps
+        // them out of logs and errors, which is checked above.
+        if kind == "CDN param" {
+            continue;
         }
         for d in &debug {
             if d.contains(value.as_str()) {
