@@ -48,8 +48,8 @@ pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 pub struct CdnConfig {
     /// The CDN base URL. Default [`DEFAULT_CDN_BASE_URL`].
     pub base_url: String,
-    /// Hosts a server-supplied `full_url` may point at (the base URL's host is always
-    /// allowed). Default [`HostAllowlist::default`].
+    /// Hosts a server-supplied `full_url` or `upload_full_url` may point at (the base URL's
+    /// host is always allowed). Default [`HostAllowlist::default`].
     pub allowed_hosts: HostAllowlist,
     /// Largest plaintext a download may produce, in bytes. Default 100 MiB.
     pub max_download_bytes: u64,
@@ -199,24 +199,54 @@ impl CdnClient {
     // upload
     // ------------------------------------------------------------------------------------
 
-    /// Uploads `prepared` to the URL that getuploadurl answered (§12.2): `upload_full_url`
-    /// when non-empty, else built from `upload_param` and the filekey.
+    /// Uploads `prepared` to the URL that getuploadurl answered (§12.2), chosen by
+    /// [`CdnClient::upload_url`]: `upload_full_url` when non-empty and its host is allowed,
+    /// else built from `upload_param` and the filekey.
     ///
     /// # Errors
-    /// See [`CdnClient::upload_to`]; also [`CdnErrorKind::NoUploadTarget`].
+    /// See [`CdnClient::upload_to`] and [`CdnClient::upload_url`].
     pub async fn upload(
         &self,
         prepared: &PreparedUpload,
         response: &GetUploadUrlResponse,
         progress: Option<ProgressFn>,
     ) -> Result<UploadedMedia, CdnError> {
-        let url = upload_url(
-            &self.config.base_url,
-            response.upload_full_url.as_deref(),
-            response.upload_param.as_deref(),
-            prepared.filekey(),
-        )?;
+        let url = self.upload_url(prepared, response)?;
         self.upload_to(&url, prepared, progress).await
+    }
+
+    /// The URL to upload `prepared` to (§12.2): `upload_full_url` if non-empty and its host
+    /// is on [`CdnConfig::allowed_hosts`] (or is the CDN base host); else the URL built from
+    /// `upload_param` on [`CdnConfig::base_url`].
+    ///
+    /// An `upload_full_url` to a host outside the allowlist is never contacted: the built URL
+    /// is used instead when `upload_param` is present, otherwise this fails.
+    ///
+    /// # Errors
+    /// [`CdnErrorKind::HostNotAllowed`] or [`CdnErrorKind::InvalidUrl`] (a refused
+    /// `upload_full_url` without `upload_param`), [`CdnErrorKind::NoUploadTarget`] (neither).
+    pub fn upload_url(
+        &self,
+        prepared: &PreparedUpload,
+        response: &GetUploadUrlResponse,
+    ) -> Result<String, CdnError> {
+        let base = &self.config.base_url;
+        let full = response
+            .upload_full_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let param = response.upload_param.as_deref().filter(|s| !s.is_empty());
+        if let Some(full) = full {
+            match check_full_url(full, &self.config.allowed_hosts, base, "upload media to") {
+                Ok(()) => return Ok(full.to_owned()),
+                Err(e) if param.is_some() => {
+                    tracing::warn!(error = %e, "ignoring upload_full_url; using upload_param");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        upload_url(base, None, param, prepared.filekey())
     }
 
     /// POSTs the ciphertext of `prepared` to `url` with `Content-Type:
@@ -378,7 +408,12 @@ impl CdnClient {
             .as_deref()
             .filter(|s| !s.is_empty());
         if let Some(full) = full {
-            match check_full_url(full, &self.config.allowed_hosts, base) {
+            match check_full_url(
+                full,
+                &self.config.allowed_hosts,
+                base,
+                "download media from",
+            ) {
                 Ok(()) => return Ok(full.to_owned()),
                 Err(e) => match param {
                     Some(_) => {

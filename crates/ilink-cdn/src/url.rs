@@ -36,6 +36,11 @@ fn join(base: &str, path_and_query: &str) -> String {
 /// The CDN upload URL (§12.2): `upload_full_url` if non-empty after trimming, else
 /// `<cdn_base>/upload?encrypted_query_param=<enc(upload_param)>&filekey=<enc(filekey)>`.
 ///
+/// This is the URL rule alone: it does not check the host of `upload_full_url`.
+/// [`CdnClient::upload`](crate::CdnClient::upload) uses
+/// [`CdnClient::upload_url`](crate::CdnClient::upload_url), which also applies the
+/// [`HostAllowlist`].
+///
 /// # Errors
 /// [`CdnErrorKind::NoUploadTarget`] if both `upload_full_url` and `upload_param` are empty
 /// (getuploadurl failed; the official client treats this as the failure of that call).
@@ -88,8 +93,9 @@ pub fn built_download_url(cdn_base: &str, encrypt_query_param: &str) -> String {
     )
 }
 
-/// Hosts that a server-supplied `full_url` may point at. Downloads to any other host are
-/// refused, so a crafted message cannot make the bot fetch arbitrary URLs.
+/// Hosts that a server-supplied `full_url` (download) or `upload_full_url` (upload) may point
+/// at. Transfers to any other host are refused before connecting, so a crafted message or a
+/// hostile API server cannot make the bot fetch from or post to arbitrary URLs.
 ///
 /// An entry is a host name or IP (`127.0.0.1`, `novac2c.cdn.weixin.qq.com`), matched exactly
 /// and case-insensitively (any port), or `*.suffix`, which matches the suffix's subdomains
@@ -199,11 +205,13 @@ pub(crate) fn url_host(url: &str) -> Result<String, CdnError> {
     uri.host().map(str::to_owned).ok_or_else(invalid)
 }
 
-/// Checks a server-supplied `full_url` against the allowlist (plus the CDN base host).
+/// Checks a server-supplied `full_url` or `upload_full_url` against the allowlist (plus the
+/// CDN base host). `what` names the transfer in the error ("download media from").
 pub(crate) fn check_full_url(
     url: &str,
     allowlist: &HostAllowlist,
     cdn_base: &str,
+    what: &str,
 ) -> Result<(), CdnError> {
     let host = url_host(url)?;
     let base_host = url_host(cdn_base).ok();
@@ -214,7 +222,7 @@ pub(crate) fn check_full_url(
         Err(CdnError::new(
             CdnErrorKind::HostNotAllowed,
             format!(
-                "refusing to download media from host {host:?}: not on the CDN host allowlist \
+                "refusing to {what} host {host:?}: not on the CDN host allowlist \
                  (add it with HostAllowlist::add if you trust it)"
             ),
         ))
@@ -287,23 +295,34 @@ mod tests {
             check_full_url(
                 "https://novac2c.cdn.weixin.qq.com/c2c/download?x=1",
                 &list,
-                base
+                base,
+                "download media from"
             )
             .is_ok()
         );
-        let err = check_full_url("http://169.254.169.254/latest", &list, base).unwrap_err();
+        let err = check_full_url(
+            "http://169.254.169.254/latest",
+            &list,
+            base,
+            "upload media to",
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), CdnErrorKind::HostNotAllowed);
         assert!(err.to_string().contains("169.254.169.254"));
-        let err = check_full_url("https://a.weixin.qq.com@evil.com/x", &list, base).unwrap_err();
+        assert!(err.to_string().contains("upload media to"), "{err}");
+        let err =
+            check_full_url("https://a.weixin.qq.com@evil.com/x", &list, base, "x").unwrap_err();
         assert_eq!(err.kind(), CdnErrorKind::InvalidUrl);
         assert_eq!(
-            check_full_url("file:///etc/passwd", &list, base)
+            check_full_url("file:///etc/passwd", &list, base, "x")
                 .unwrap_err()
                 .kind(),
             CdnErrorKind::InvalidUrl
         );
         assert_eq!(
-            check_full_url("/relative", &list, base).unwrap_err().kind(),
+            check_full_url("/relative", &list, base, "x")
+                .unwrap_err()
+                .kind(),
             CdnErrorKind::InvalidUrl
         );
         // The configured CDN base host is always allowed.
@@ -311,7 +330,8 @@ mod tests {
             check_full_url(
                 "http://127.0.0.1:9/c2c/download",
                 &HostAllowlist::empty(),
-                "http://127.0.0.1:9/c2c"
+                "http://127.0.0.1:9/c2c",
+                "x"
             )
             .is_ok()
         );

@@ -283,6 +283,77 @@ async fn upload_full_url_takes_precedence() {
     assert_eq!(err.kind(), CdnErrorKind::NoUploadTarget);
 }
 
+/// R4 (reliability findings): a server-supplied `upload_full_url` obeys the same host
+/// allowlist as a download's `full_url`, before anything connects.
+#[tokio::test]
+async fn upload_full_url_obeys_the_allowlist() {
+    let canary = Server::start(|_, _| respond(200, &[("x-encrypted-param", "BAD")], "")).await;
+    let cdn_server = Server::start(|_, _| respond(200, &[("x-encrypted-param", "P")], "")).await;
+    let prepared = PreparedUpload::prepare(MediaSource::bytes(vec![1u8; 5]), UploadMediaType::File)
+        .await
+        .unwrap();
+    // The canary listens on 127.0.0.1 too; a URL on 127.0.0.2 stands for "another host".
+    let foreign = format!("http://127.0.0.2:{}/upload?taskid=7", canary.addr.port());
+    let only_full = GetUploadUrlResponse {
+        upload_full_url: Some(foreign.clone()),
+        ..GetUploadUrlResponse::default()
+    };
+    let cdn = client(&cdn_server.base());
+    // Without upload_param: refused, before connecting.
+    let err = cdn.upload(&prepared, &only_full, None).await.unwrap_err();
+    assert_eq!(err.kind(), CdnErrorKind::HostNotAllowed);
+    assert!(err.to_string().contains("127.0.0.2"), "{err}");
+    assert!(err.to_string().contains("upload"), "{err}");
+    // With upload_param: the URL built on the configured CDN base is used instead.
+    let both = GetUploadUrlResponse {
+        upload_full_url: Some(foreign.clone()),
+        upload_param: Some("UP".into()),
+        ..GetUploadUrlResponse::default()
+    };
+    assert_eq!(
+        cdn.upload_url(&prepared, &both).unwrap(),
+        format!(
+            "{}/upload?encrypted_query_param=UP&filekey={}",
+            cdn_server.base(),
+            prepared.filekey()
+        )
+    );
+    let up = cdn.upload(&prepared, &both, None).await.unwrap();
+    assert_eq!(up.encrypt_query_param, "P");
+    assert_eq!(cdn_server.seen().len(), 1);
+    // Malformed or disguised URLs are refused the same way.
+    for bad in [
+        "file:///etc/passwd".to_owned(),
+        format!(
+            "http://{}@127.0.0.2:{}/upload",
+            cdn_server.addr,
+            canary.addr.port()
+        ),
+    ] {
+        let resp = GetUploadUrlResponse {
+            upload_full_url: Some(bad.clone()),
+            ..GetUploadUrlResponse::default()
+        };
+        let err = cdn.upload_url(&prepared, &resp).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                CdnErrorKind::HostNotAllowed | CdnErrorKind::InvalidUrl
+            ),
+            "{bad}: {err}"
+        );
+    }
+    // An allowed host is used as given.
+    let allowed = CdnClient::new(
+        HttpClient::new(HttpConfig::default()).unwrap(),
+        CdnConfig::default()
+            .with_base_url("https://novac2c.cdn.weixin.qq.com/c2c")
+            .allow_host("127.0.0.2"),
+    );
+    assert_eq!(allowed.upload_url(&prepared, &only_full).unwrap(), foreign);
+    assert!(canary.seen().is_empty(), "a refused host was contacted");
+}
+
 #[tokio::test]
 async fn upload_streams_a_file_with_progress() {
     let server = Server::start(|_, _| respond(200, &[("x-encrypted-param", "EQP")], "")).await;

@@ -154,7 +154,8 @@ pub struct ClientConfig {
     pub max_response_body: u64,
     /// Largest inbound media download, in bytes. Default 100 MiB (§12.3).
     pub max_media_bytes: u64,
-    /// Hosts (besides the CDN base URL's) that a server-supplied `full_url` may point at;
+    /// Hosts (besides the CDN base URL's) that a server-supplied `full_url` (download) or
+    /// `upload_full_url` (upload) may point at; others are refused before connecting.
     /// `*.suffix` entries match subdomains. Default: `ilink-cdn`'s list of WeChat CDN hosts.
     pub cdn_allowed_hosts: Vec<String>,
     /// Extra attempts for a send that certainly never reached the server (connect, TLS or

@@ -281,3 +281,55 @@ async fn a_full_url_to_a_foreign_host_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Media);
     assert!(format!("{err:?}").contains("HostNotAllowed"), "{err:?}");
 }
+
+/// R4 (reliability findings): an `upload_full_url` on a host outside the CDN allowlist is
+/// never contacted; without an `upload_param` to fall back on, the send fails with a typed
+/// `HostNotAllowed` underneath.
+#[tokio::test]
+async fn upload_full_url_to_a_foreign_host_is_refused_before_connecting() {
+    let (sim, _client, account, _bot) = ready().await;
+    let canary = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let port = canary.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = connections.clone();
+    tokio::spawn(async move {
+        while canary.accept().await.is_ok() {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    sim.inject_fault(
+        Endpoint::GetUploadUrl,
+        Fault::Json(serde_json::json!({
+            "upload_full_url": format!("http://127.0.0.2:{port}/upload?taskid=1")
+        })),
+        1,
+    );
+    let err = account
+        .send_image("pam@im.wechat", png(100))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::Upload, "{err}");
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut kind = None;
+    while let Some(e) = source {
+        if let Some(cdn) = e.downcast_ref::<ilink_client::cdn::CdnError>() {
+            kind = Some(cdn.kind());
+        }
+        source = e.source();
+    }
+    assert_eq!(kind, Some(ilink_client::cdn::CdnErrorKind::HostNotAllowed));
+    assert_eq!(count_requests(&sim, "/upload"), 0);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // With an upload_param as well, the URL built on the CDN base is used instead.
+    sim.inject_fault(
+        Endpoint::GetUploadUrl,
+        Fault::Json(serde_json::json!({
+            "upload_full_url": format!("http://127.0.0.2:{port}/upload?taskid=1"),
+            "upload_param": "UP"
+        })),
+        1,
+    );
+    let _ = account.send_image("pam@im.wechat", png(100)).await;
+    assert_eq!(count_requests(&sim, "/upload"), 1);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

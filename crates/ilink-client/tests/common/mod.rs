@@ -23,6 +23,9 @@ pub fn config(sim: &Sim) -> ClientConfig {
         .with_delays(Delays::fast())
         .with_cdn_base_url(sim.cdn_base_url());
     c.timeouts.long_poll_margin = Duration::from_millis(500);
+    // The sim serves `upload_full_url` and `full_url` on loopback: allow it explicitly (it is
+    // also the CDN base host, which is always allowed).
+    c.cdn_allowed_hosts.push("127.0.0.1".to_owned());
     c
 }
 
