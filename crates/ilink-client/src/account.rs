@@ -94,6 +94,10 @@ pub(crate) fn new_run_id() -> String {
 impl Account {
     pub(crate) fn open(shared: Arc<ClientShared>, creds: Credentials) -> Result<Self> {
         let store = &shared.store;
+        // Best effort: tidying up after a crash must not keep a bot from starting.
+        if let Err(e) = store.open_account(&creds.account_id) {
+            tracing::warn!(account = %creds.account_id, error = %e, "could not tidy the account's state");
+        }
         let tokens = store.load_context_tokens(&creds.account_id)?;
         let tombstones = store.load_tombstones(&creds.account_id)?;
         let dedupe = Dedupe::new(shared.config.dedupe_capacity, tombstones);

@@ -55,6 +55,14 @@ pub trait StateStore: Send + Sync + 'static {
     fn load_tombstones(&self, account: &str) -> Result<Vec<String>>;
     /// Store the dedupe tombstones.
     fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()>;
+
+    /// Called once when a client opens an account, before its state is loaded: a place to
+    /// tidy up after a crash. [`FileStore`] removes the temporary files of atomic writes that a
+    /// crash interrupted. The default does nothing.
+    fn open_account(&self, account: &str) -> Result<()> {
+        let _ = account;
+        Ok(())
+    }
 }
 
 /// The directory-safe form of an account id: `b0f5860fdecb@im.bot` → `b0f5860fdecb-im-bot`.
@@ -160,8 +168,10 @@ impl StateStore for MemoryStore {
 
 /// State in files: one directory per account under `<root>/accounts/<normalized id>/`, holding
 /// `credentials.json`, `cursor.json`, `context_tokens.json` and `dedupe.json`. Every file is
-/// written atomically (a temporary file in the same directory, synced, then renamed over the
-/// old one) with mode 0600; directories are created with mode 0700.
+/// written atomically (a temporary file `.<name>.<random>.tmp` in the same directory, synced,
+/// then renamed over the old one) with mode 0600; directories are created with mode 0700.
+/// Temporary files left by a crash are removed when a client opens the account
+/// ([`StateStore::open_account`]), so a bot that crashes often does not grow its directory.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
@@ -246,14 +256,79 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::store(format!("creating {}", dir.display()), e))
 }
 
+/// Length of the random part of a temporary file name, in hex digits.
+const TEMP_RANDOM_HEX: usize = 16;
+
+/// Whether `name` is the name of a temporary file of [`write_atomic`]:
+/// `.<target>.<16 hex digits>.tmp`.
+fn is_temp_name(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    match inner.rsplit_once('.') {
+        Some((target, random)) => {
+            !target.is_empty()
+                && random.len() == TEMP_RANDOM_HEX
+                && random.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
+/// Remove the temporary files of [`write_atomic`] in `dir` (left behind when a crash
+/// interrupted a write). A write in progress in another process whose temporary file is
+/// removed here starts again (see [`write_atomic`]); the target files are never touched.
+fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_temp_name) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::store(
+                    format!("removing {}", entry.path().display()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Write `bytes` to `path` atomically with mode 0600.
+///
+/// If the temporary file disappears before the rename (another process opening the account
+/// removed it as stale), the write starts again with a new one, up to 3 times in all.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match write_atomic_once(path, bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+            Err(e) => return Err(Error::store(format!("writing {}", path.display()), e)),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+fn write_atomic_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", crate::util::random_hex(8)));
+    let tmp = dir.join(format!(
+        ".{name}.{}.tmp",
+        crate::util::random_hex(TEMP_RANDOM_HEX / 2)
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -273,11 +348,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         }
         Ok(())
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::store(format!("writing {}", path.display()), e));
     }
-    Ok(())
+    result
 }
 
 impl StateStore for FileStore {
@@ -349,6 +423,17 @@ impl StateStore for FileStore {
                 keys: keys.to_vec(),
             },
         )
+    }
+    fn open_account(&self, account: &str) -> Result<()> {
+        let removed = remove_stale_temps(&self.account_dir(account))?;
+        if removed > 0 {
+            tracing::debug!(
+                account,
+                removed,
+                "removed temporary files of interrupted writes"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -445,6 +530,51 @@ mod tests {
         let c = store.load_credentials("a@im.bot").unwrap().unwrap();
         assert_eq!(c.saved_at_ms, 5);
         assert!(!format!("{c:?}").contains("TOKEN-SECRET"));
+    }
+
+    #[test]
+    fn temp_names() {
+        assert!(is_temp_name(".cursor.json.0123456789abcdef.tmp"));
+        assert!(is_temp_name(".dedupe.json.ABCDEF0123456789.tmp"));
+        assert!(!is_temp_name("cursor.json"));
+        assert!(!is_temp_name(".cursor.json.tmp"));
+        assert!(!is_temp_name(".cursor.json.0123.tmp"));
+        assert!(!is_temp_name(".cursor.json.0123456789abcdeg.tmp"));
+        assert!(!is_temp_name("..0123456789abcdef.tmp"));
+        assert!(!is_temp_name("x.cursor.json.0123456789abcdef.tmp"));
+    }
+
+    #[test]
+    fn stale_temps_are_removed_when_an_account_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        // Opening an account that has no directory yet is fine.
+        store.open_account("a@im.bot").unwrap();
+        store
+            .save_cursor("a@im.bot", &Secret::from("CURSOR"))
+            .unwrap();
+        let acct = store.account_dir("a@im.bot");
+        for n in [
+            ".cursor.json.0123456789abcdef.tmp",
+            ".dedupe.json.fedcba9876543210.tmp",
+        ] {
+            fs::write(acct.join(n), b"{\"partial").unwrap();
+        }
+        fs::write(acct.join("notes.tmp"), b"mine").unwrap();
+        store.open_account("a@im.bot").unwrap();
+        let mut names: Vec<String> = fs::read_dir(&acct)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec!["cursor.json".to_owned(), "notes.tmp".to_owned()]
+        );
+        assert_eq!(
+            store.load_cursor("a@im.bot").unwrap(),
+            Some(Secret::from("CURSOR"))
+        );
     }
 
     #[test]

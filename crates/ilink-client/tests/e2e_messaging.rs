@@ -764,3 +764,46 @@ async fn a_hanging_getconfig_does_not_hold_up_the_reply() {
         .unwrap()
         .unwrap();
 }
+
+/// R2 (reliability findings): temporary files of atomic writes that a crash interrupted are
+/// removed when a client opens the account; the state itself is untouched.
+#[tokio::test]
+async fn opening_an_account_removes_temp_files_of_interrupted_writes() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+        client.add_account(creds(&sim, &bot)).unwrap();
+    }
+    let store = FileStore::new(dir.path());
+    store
+        .save_cursor(&bot.bot_id, &ilink_client::Secret::from("CUR"))
+        .unwrap();
+    let acct_dir = store.account_dir(&bot.bot_id);
+    // What a SIGKILL between the temp file's creation and its rename leaves behind.
+    for i in 0..5 {
+        std::fs::write(
+            acct_dir.join(format!(".cursor.json.{i:016x}.tmp")),
+            b"{\"get_updates_buf\":",
+        )
+        .unwrap();
+    }
+    let count_temps = || {
+        std::fs::read_dir(&acct_dir)
+            .unwrap()
+            .filter(|e| {
+                let e = e.as_ref().unwrap();
+                e.file_name().to_string_lossy().ends_with(".tmp")
+            })
+            .count()
+    };
+    assert_eq!(count_temps(), 5);
+    let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
+    let account = client.account(&bot.bot_id).unwrap();
+    assert_eq!(count_temps(), 0);
+    assert_eq!(
+        store.load_cursor(account.id()).unwrap(),
+        Some(ilink_client::Secret::from("CUR"))
+    );
+}
