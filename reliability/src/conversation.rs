@@ -30,7 +30,8 @@ pub fn sim_config() -> SimConfig {
 }
 
 /// A client configuration for the emulator with fast delays and short timeouts: the first
-/// long-poll 300 ms, a margin of 200 ms (so a poll is cut after 500 ms), sends after 400 ms.
+/// long-poll 300 ms, a margin of 200 ms (so a poll is cut after 500 ms), every other call
+/// after 2 s (generous enough that a loaded CI machine does not time calls out by itself).
 pub fn fast_config(sim: &Sim) -> ClientConfig {
     fast_config_for(&sim.base_url(), &sim.cdn_base_url())
 }
@@ -42,10 +43,10 @@ pub fn fast_config_for(base_url: &str, cdn_base_url: &str) -> ClientConfig {
         .with_cdn_base_url(cdn_base_url);
     c.timeouts.long_poll = Duration::from_millis(300);
     c.timeouts.long_poll_margin = Duration::from_millis(200);
-    c.timeouts.send = Duration::from_millis(400);
-    c.timeouts.config = Duration::from_millis(400);
-    c.timeouts.typing = Duration::from_millis(400);
-    c.timeouts.notify = Duration::from_millis(400);
+    c.timeouts.send = Duration::from_secs(2);
+    c.timeouts.config = Duration::from_secs(2);
+    c.timeouts.typing = Duration::from_secs(2);
+    c.timeouts.notify = Duration::from_secs(2);
     c
 }
 
@@ -363,6 +364,9 @@ pub struct Report {
     pub unexplained_deliveries: Vec<String>,
     /// Replies with `Ok` whose `client_id` does not match the delivered one.
     pub client_id_mismatch: Vec<String>,
+    /// sendmessage requests the emulator refused for a reason other than an injected fault
+    /// (a malformed or unauthorised send from the client).
+    pub unexpected_drops: Vec<String>,
     /// Fault occurrences injected.
     pub faults_injected: u32,
     /// Faults still queued at the end (each should have fired).
@@ -468,6 +472,11 @@ impl Report {
                 r.unexplained_deliveries.push(text.clone());
             }
         }
+        for d in sim.dropped() {
+            if d.reason != ilink_sim::DropReason::InjectedFault {
+                r.unexpected_drops.push(format!("{:?}", d.reason));
+            }
+        }
         r
     }
 
@@ -526,6 +535,10 @@ impl Report {
         check(
             !self.client_id_mismatch.is_empty(),
             format!("client_id mismatch: {:?}", self.client_id_mismatch),
+        );
+        check(
+            !self.unexpected_drops.is_empty(),
+            format!("emulator refused sends: {:?}", self.unexpected_drops),
         );
         check(
             self.faults_left != 0,

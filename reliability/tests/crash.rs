@@ -287,14 +287,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     }
 }
 
-/// A kill that lands after the handler returned (its reply delivered) but before the runtime
-/// persisted the message's dedupe tombstone makes the message come again after the restart:
-/// the handler runs twice and the user gets the reply twice. `Account::run` stops the typing
-/// indicator (a sendtyping round trip) before it asks for the next update, which is when the
-/// tombstone is written, so the window is at least one HTTP call wide. Here a slow sendtyping
-/// holds it open so the kill lands in it every time.
+/// Regression test of finding R1: a kill that lands after the handler returned (its reply
+/// delivered) while the runtime still stops the typing indicator (a sendtyping round trip,
+/// held open here by a slow sendtyping so the kill lands in it every time) must not make the
+/// message come again: its dedupe tombstone is persisted as soon as the handler returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a message whose handler completed is handled again after SIGKILL (tombstone written after typing cancel), see /work/notes/reliability-findings.md"]
 async fn sigkill_after_the_handler_returned_does_not_redeliver() {
     let rig = Rig::new().await;
     let mut child = rig.spawn();

@@ -60,17 +60,18 @@ async fn gateway_timeouts_524_mid_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_beyond_the_client_timeouts() {
-    // The client cuts a poll after 500 ms and a send after 400 ms (fast_config).
-    let slow = Fault::Latency(Duration::from_millis(900));
+    // The client cuts a poll after 500 ms and other calls after 2 s (fast_config).
+    let slow_poll = Fault::Latency(Duration::from_millis(900));
+    let slow = Fault::Latency(Duration::from_millis(2500));
     let r = run(Scenario::new(
         "latency",
         MESSAGES,
         vec![
-            (Endpoint::GetUpdates, slow.clone(), 2),
+            (Endpoint::GetUpdates, slow_poll.clone(), 2),
             (Endpoint::SendMessage, slow.clone(), 3),
             (Endpoint::GetConfig, slow.clone(), 1),
-            (Endpoint::SendTyping, slow.clone(), 2),
-            (Endpoint::GetUpdates, slow, 1),
+            (Endpoint::SendTyping, slow, 1),
+            (Endpoint::GetUpdates, slow_poll, 1),
         ],
     ))
     .await;

@@ -168,8 +168,8 @@ async fn deep_json_body_is_refused_without_a_crash() {
 
 /// A batch whose first message quotes a quote of a quote... 20 deep, then a normal message.
 /// DESIGN.md §5: "a long-poll batch survives one bad message: each message decodes on its own".
-/// Here the whole body is refused (its depth passes the decoder's cap of 32), so the cursor
-/// cannot move: the server serves the same batch again and the account is stuck for good.
+/// Regression test of finding R3: the body used to be refused whole (its depth passed the
+/// decoder's cap of 32), the cursor could not move, and the account was stuck for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_deep_message_does_not_block_the_batch() {
     let deep_item = {
@@ -261,7 +261,7 @@ async fn endless_long_poll_and_slow_drip_are_cut_by_the_deadline() {
         s.abandoned_by_client.load(Ordering::SeqCst) >= 2
     })
     .await;
-    // A dripping sendmessage answer: the send deadline (400 ms) gives a typed error.
+    // A dripping sendmessage answer: the send deadline (2 s) gives a typed error.
     let fresh = {
         let (_c, a) = account_for(&server).await;
         a.set_context_token(USER, Secret::new("CTX".to_owned()))
@@ -378,11 +378,10 @@ async fn full_url_to_internal_addresses_is_refused_before_connecting() {
     assert_eq!(canary.connections(), 0);
 }
 
-/// `upload_full_url` from getuploadurl is used as it is: a hostile or compromised API server
-/// can make the bot POST to any host (here a loopback canary standing in for an internal
-/// address). Downloads check `full_url` against the CDN host allowlist; uploads do not.
+/// `upload_full_url` from getuploadurl must obey the CDN host allowlist like a download's
+/// `full_url`, or a hostile or compromised API server could make the bot POST to any host
+/// (here a loopback canary standing in for an internal address). Regression test of R4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: upload_full_url is not checked against the CDN host allowlist, see /work/notes/reliability-findings.md"]
 async fn upload_full_url_to_another_host_is_refused_before_connecting() {
     let canary = Canary::start().await.unwrap();
     let target = format!(
