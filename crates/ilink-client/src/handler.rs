@@ -175,8 +175,10 @@ impl Account {
     /// [`Client::shutdown`](crate::Client::shutdown)). Messages are handled one at a time, in
     /// order; while a handler runs, a typing indicator is shown (if enabled) and refreshed,
     /// and cancelled when it returns. A message counts as handled as soon as its handler
-    /// returns ([`Updates::ack`](crate::Updates::ack)): a crash after that does not deliver it
-    /// again, a crash while the handler runs does (at least once). On shutdown the message
+    /// returns: its dedupe tombstone is written then ([`Updates::ack`](crate::Updates::ack)),
+    /// before the typing indicator is cancelled. A crash after that write does not deliver it
+    /// again; a crash while the handler runs (or before the write is done) does: at least
+    /// once. On shutdown the message
     /// being handled finishes, the progress is committed and notifystop is sent; then `run`
     /// returns.
     pub async fn run<H: Handler>(&self, handler: H) -> Result<()> {
