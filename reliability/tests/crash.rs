@@ -171,6 +171,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     // handler had returned.
     let mut at_kill: Vec<(String, bool)> = Vec::new();
     let mut temp_files = 0;
+    let mut max_temp_files = 0;
     // Kills that hit a bot with messages still to handle (not idle, not done).
     let mut mid_conversation = 0;
     for k in 0..KILLS {
@@ -193,6 +194,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
             at_kill.push((last.clone(), completed));
         }
         temp_files = rig.assert_state_valid(&format!("kill {k} (after {wait} ms)"));
+        max_temp_files = max_temp_files.max(temp_files);
     }
     // The last run is not interrupted: everything must come through.
     let mut child = rig.spawn();
@@ -261,7 +263,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     println!(
         "crash: messages={} kills={KILLS} (mid-conversation: {mid_conversation}) lost={} \
          duplicates={} (after a completed handler: {}) replies_delivered_twice={replied_twice} \
-         leftover_temp_files={temp_files}",
+         leftover_temp_files={temp_files} (max {max_temp_files})",
         all.len(),
         lost.len(),
         duplicates.len(),
