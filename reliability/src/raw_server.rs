@@ -68,6 +68,8 @@ pub enum RawReply {
     Close,
     /// Keep the connection open and never answer (for at most 10 minutes).
     Hang,
+    /// Write these bytes as they are (anything but HTTP), then close.
+    Raw(Vec<u8>),
 }
 
 impl RawReply {
@@ -220,6 +222,10 @@ async fn serve(mut stream: TcpStream, handler: Handler, stats: Arc<RawStats>) ->
                 stream.write_all(&body).await.ok()?;
             }
             RawReply::Close => return None,
+            RawReply::Raw(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                return None;
+            }
             RawReply::Hang => {
                 // Bounded: the test's client is expected to give up long before.
                 let mut byte = [0u8; 1];
@@ -294,7 +300,7 @@ async fn stream_reply(stream: &mut TcpStream, reply: RawReply, stats: &RawStats)
                 }
                 Ok(())
             }
-            RawReply::Full { .. } | RawReply::Close | RawReply::Hang => Ok(()),
+            RawReply::Full { .. } | RawReply::Close | RawReply::Hang | RawReply::Raw(_) => Ok(()),
         }
     }
     .await;

@@ -489,3 +489,38 @@ async fn huge_media_downloads_stop_at_the_media_cap() {
     let most = s.max_streamed_one.load(Ordering::SeqCst);
     assert!(most < 64 * CAP, "the CDN pushed {most} bytes");
 }
+
+/// Answers that are not HTTP, or break it: each poll fails and is retried; the bot goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_responses_are_survived() {
+    let huge_header = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        "a".repeat(512 * 1024)
+    );
+    let garbage: Vec<Vec<u8>> = vec![
+        b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
+        b"HTTP/1.1 999 Nope\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+        (0..4096u32).map(|i| (i * 7 + 3) as u8).collect(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}".to_vec(),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n\xff\xfe\x00{\"ret\":0".to_vec(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}".to_vec(),
+        huge_header.into_bytes(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnull".to_vec(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"msgs\":42}".to_vec(),
+    ];
+    let n_garbage = garbage.len();
+    let server = RawServer::start(server_with(
+        move |n| match garbage.get(n) {
+            Some(g) => RawReply::Raw(g.clone()),
+            None if n == n_garbage => RawReply::json(&batch(&["after-garbage"], "c1")),
+            None => RawReply::json(&empty_batch()),
+        },
+        |_| RawReply::json(&json!({"ret": 0})),
+    ))
+    .await
+    .unwrap();
+    let (_client, account) = account_for(&server).await;
+    assert_eq!(next_texts(&account, 1).await, vec!["after-garbage"]);
+    assert!(server.stats().requests.load(Ordering::SeqCst) > n_garbage);
+}
