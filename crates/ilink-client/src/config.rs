@@ -152,7 +152,9 @@ pub struct ClientConfig {
     pub dedupe_capacity: usize,
     /// Cap on every API response body in bytes. Default 16 MiB.
     pub max_response_body: u64,
-    /// Largest inbound media download, in bytes. Default 100 MiB (§12.3).
+    /// Largest inbound media download, and largest media read from a reader for sending
+    /// ([`Account::media_from_reader`](crate::Account::media_from_reader)), in bytes.
+    /// Default 100 MiB (§12.3).
     pub max_media_bytes: u64,
     /// Hosts (besides the CDN base URL's) that a server-supplied `full_url` (download) or
     /// `upload_full_url` (upload) may point at; others are refused before connecting.

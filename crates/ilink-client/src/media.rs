@@ -230,6 +230,58 @@ impl Account {
             .await
     }
 
+    /// Read media from `reader` (a socket, a pipe, an HTTP body, stdin: anything that can be
+    /// read only once) into a [`MediaSource`] that every `send_*` and `reply_*` method takes.
+    /// The reader is read to its end into memory, because the upload needs the size and MD5
+    /// first; at most [`ClientConfig::max_media_bytes`](crate::ClientConfig::max_media_bytes)
+    /// (100 MiB by default), and reading stops as soon as more arrives.
+    ///
+    /// # Errors
+    /// [`SendErrorKind::Upload`] when the reader fails or holds more than the cap (nothing
+    /// was sent).
+    pub async fn media_from_reader<R>(&self, reader: R) -> Result<MediaSource, SendError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        MediaSource::from_reader(reader, self.shared().config.max_media_bytes)
+            .await
+            .map_err(|e| upload_error(cdn_error("reading the media", e)))
+    }
+
+    /// Send media read from `reader` (see [`Account::media_from_reader`]) as `media_type`;
+    /// `file_name` names a [`MediaType::File`] (default `file`). Whether `user` can be reached
+    /// (a context token) is checked before the reader is touched.
+    ///
+    /// ```no_run
+    /// # async fn demo(account: ilink_client::Account) -> Result<(), ilink_client::SendError> {
+    /// use ilink_client::MediaType;
+    /// let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+    /// tokio::spawn(async move {
+    ///     use tokio::io::AsyncWriteExt as _;
+    ///     let _ = tx.write_all(b"%PDF-1.4 ...").await; // e.g. a document being generated
+    /// });
+    /// account
+    ///     .send_media_from_reader("o9abc@im.wechat", rx, MediaType::File, Some("report.pdf"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_media_from_reader<R>(
+        &self,
+        user: &str,
+        reader: R,
+        media_type: MediaType,
+        file_name: Option<&str>,
+    ) -> Result<SendOutcome, SendError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        let token = self.precheck(user, None)?;
+        let source = self.media_from_reader(reader).await?;
+        let name = (media_type == MediaType::File).then(|| file_name.unwrap_or("file").to_owned());
+        self.send_media_inner(user, source, Some(media_type), name, Some(token), None)
+            .await
+    }
+
     /// Send media with an optional caption, as the official client does: the caption first as
     /// its own text message, then the media item. The media type follows the content (sniffed
     /// from its first bytes): images as IMAGE, video as VIDEO, everything else as FILE.

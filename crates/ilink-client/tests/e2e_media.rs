@@ -333,3 +333,95 @@ async fn upload_full_url_to_a_foreign_host_is_refused_before_connecting() {
     assert_eq!(count_requests(&sim, "/upload"), 1);
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// Issue #7: media from a reader (here a pipe written by another task), for every kind.
+#[tokio::test]
+async fn media_from_a_reader_round_trips() {
+    use tokio::io::AsyncWriteExt as _;
+    let (sim, client, account, _bot) = ready().await;
+    let image = png(200_000);
+    let (mut tx, rx) = tokio::io::duplex(4096);
+    let written = image.clone();
+    tokio::spawn(async move {
+        tx.write_all(&written).await.unwrap();
+    });
+    account
+        .send_media_from_reader("pam@im.wechat", rx, ilink_client::MediaType::Image, None)
+        .await
+        .unwrap();
+    let doc = b"%PDF-1.4\nreport".to_vec();
+    account
+        .send_media_from_reader(
+            "pam@im.wechat",
+            doc.as_slice(),
+            ilink_client::MediaType::File,
+            Some("r.pdf"),
+        )
+        .await
+        .unwrap();
+    // The source also works with every other send method.
+    let video = mp4(1000);
+    let source = account.media_from_reader(video.as_slice()).await.unwrap();
+    account.send_video("pam@im.wechat", source).await.unwrap();
+    let d = sim.delivered_to("pam@im.wechat");
+    assert_eq!(d.len(), 3, "{:?}", sim.dropped());
+    assert_eq!(d[0].item_type(), Some(2));
+    assert_eq!(sim.download(&d[0].item).unwrap(), image);
+    assert_eq!(d[1].item_type(), Some(4));
+    assert_eq!(d[1].item["file_item"]["file_name"], "r.pdf");
+    assert_eq!(sim.download(&d[1].item).unwrap(), doc);
+    assert_eq!(d[2].item_type(), Some(5));
+    assert_eq!(sim.download(&d[2].item).unwrap(), video);
+    #[cfg(feature = "voice")]
+    {
+        let audio = wav();
+        account
+            .send_media_from_reader(
+                "pam@im.wechat",
+                audio.as_slice(),
+                ilink_client::MediaType::Voice,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sim.delivered_to("pam@im.wechat")[3].item_type(), Some(3));
+    }
+
+    // Past the media cap: a typed error, nothing uploaded or sent.
+    let mut config = config(&sim);
+    config.max_media_bytes = 1000;
+    let small = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
+    let capped = small.add_account(account.credentials().unwrap()).unwrap();
+    capped
+        .set_context_token(
+            "pam@im.wechat",
+            account.context_token("pam@im.wechat").unwrap(),
+        )
+        .unwrap();
+    let uploads = sim.uploads().len();
+    let delivered = sim.delivered_to("pam@im.wechat").len();
+    let err = capped
+        .send_media_from_reader(
+            "pam@im.wechat",
+            png(2000).as_slice(),
+            ilink_client::MediaType::Image,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::Upload, "{err}");
+    assert_eq!(sim.uploads().len(), uploads);
+    assert_eq!(sim.delivered_to("pam@im.wechat").len(), delivered);
+    // An unreachable user is refused before the reader is read.
+    let err = account
+        .send_media_from_reader(
+            "nobody@im.wechat",
+            tokio::io::empty(),
+            ilink_client::MediaType::Image,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::NoContextToken);
+    drop(client);
+}
