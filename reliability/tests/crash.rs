@@ -90,9 +90,10 @@ impl Rig {
             .unwrap()
     }
 
-    /// Waits (bounded) until the journal satisfies `done`.
+    /// Waits (bounded, generously for a loaded CI machine with slow fsync) until the journal
+    /// satisfies `done`.
     async fn wait_journal(&self, done: impl Fn(&Journal) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         while tokio::time::Instant::now() < deadline {
             if done(&self.journal()) {
                 return true;
