@@ -69,13 +69,22 @@ impl DecodeOptions {
     }
 }
 
-/// 16-bit mono PCM and its sample rate.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// 16-bit mono PCM and its sample rate. (`Debug` shows the length, not every sample.)
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Pcm {
     /// The samples, mono, native-endian `i16`.
     pub samples: Vec<i16>,
     /// Samples per second.
     pub sample_rate: u32,
+}
+
+impl std::fmt::Debug for Pcm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pcm")
+            .field("samples", &format_args!("[{} samples]", self.samples.len()))
+            .field("sample_rate", &self.sample_rate)
+            .finish()
+    }
 }
 
 impl Pcm {
@@ -216,6 +225,19 @@ pub fn probe(silk: &[u8]) -> Result<SilkFormat, SilkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_length_not_samples() {
+        let pcm = Pcm {
+            samples: vec![7; 48_000],
+            sample_rate: 24_000,
+        };
+        assert_eq!(
+            format!("{pcm:?}"),
+            "Pcm { samples: [48000 samples], sample_rate: 24000 }"
+        );
+        assert_eq!(pcm.duration(), Duration::from_secs(2));
+    }
 
     #[test]
     fn empty_stream_decodes_to_nothing() {

@@ -142,12 +142,22 @@ impl VoiceMeta {
 }
 
 /// An encoded voice message: the SILK bytes to upload and the `voice_item` metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (`Debug` shows the length of the SILK bytes, not the bytes.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct EncodedVoice {
     /// The SILK file (Tencent layout unless [`EncodeOptions::format`] said otherwise).
     pub silk: Vec<u8>,
     /// Its metadata.
     pub meta: VoiceMeta,
+}
+
+impl std::fmt::Debug for EncodedVoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedVoice")
+            .field("silk", &format_args!("[{} bytes]", self.silk.len()))
+            .field("meta", &self.meta)
+            .finish()
+    }
 }
 
 /// Encodes 16-bit mono PCM at `sample_rate` Hz to SILK.
@@ -336,6 +346,20 @@ mod tests {
         assert_eq!(voice.meta, VoiceMeta::silk(200));
         assert_eq!(playtime_ms(&voice.silk).unwrap(), 200);
         assert!(!voice.silk.ends_with(&[0xff, 0xff]));
+    }
+
+    #[test]
+    fn debug_shows_length_not_bytes() {
+        let voice = EncodedVoice {
+            silk: vec![0; 3000],
+            meta: VoiceMeta::silk(1000),
+        };
+        let text = format!("{voice:?}");
+        assert!(
+            text.starts_with("EncodedVoice { silk: [3000 bytes], meta: VoiceMeta {"),
+            "{text}"
+        );
+        assert!(text.contains("playtime_ms: 1000") && text.contains("encode_type: 6"));
     }
 
     #[test]

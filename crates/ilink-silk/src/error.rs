@@ -87,7 +87,7 @@ pub enum SilkError {
     #[error("unsupported SILK complexity {0} (supported: 0, 1, 2)")]
     BadComplexity(u8),
     /// There was no audio to encode.
-    #[error("no audio samples to encode; the input is empty or silent-only metadata")]
+    #[error("no audio to encode: the input holds no samples (or, for SILK input, no packets)")]
     Empty,
     /// The SILK SDK reported an error that input validation should have prevented.
     #[error(
