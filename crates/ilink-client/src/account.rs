@@ -320,10 +320,16 @@ impl Account {
         if let Err(e) = resp.status() {
             return Err(api_error("getupdates", &e));
         }
-        if let Some(t) = resp.long_poll_timeout()
+        if let Some(advertised) = resp.long_poll_timeout()
             && let Ok(mut p) = self.inner.poll_timeout.lock()
         {
-            *p = t;
+            let cap = cfg.timeouts.long_poll_cap();
+            if advertised > cap {
+                tracing::debug!(account = %self.inner.id,
+                    advertised_ms = advertised.as_millis() as u64, cap_ms = cap.as_millis() as u64,
+                    "the server's longpolling_timeout_ms is above the cap; capping it");
+            }
+            *p = advertised.min(cap);
         }
         Ok(resp)
     }

@@ -8,8 +8,8 @@ use ilink_proto::{CompatVersion, consts};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Timeouts {
-    /// The first getupdates long-poll; later polls use the server's `longpolling_timeout_ms`.
-    /// Default 35 s.
+    /// The first getupdates long-poll; later polls use the server's `longpolling_timeout_ms`
+    /// (at most [`Timeouts::long_poll_cap`]). Default 35 s.
     pub long_poll: Duration,
     /// Added to every long-poll timeout so a server that answers right at its advertised time is
     /// not cut off (the official client has no margin). Default 5 s.
@@ -28,6 +28,19 @@ pub struct Timeouts {
     pub qr_status: Duration,
     /// The whole QR login. Default 480 s.
     pub qr_login: Duration,
+    /// Upper bound on a server-advertised `longpolling_timeout_ms`: a larger value (a hostile
+    /// or broken server, 1 h or `i64::MAX`) is cut to this, so a poll that is never answered
+    /// cannot silence the bot for longer. `None` (the default) means 4 × `long_poll`
+    /// (140 s with the default 35 s). See [`Timeouts::long_poll_cap`].
+    pub long_poll_max: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The largest long-poll timeout a server may set: `long_poll_max`, or 4 × `long_poll`.
+    pub fn long_poll_cap(&self) -> Duration {
+        self.long_poll_max
+            .unwrap_or_else(|| self.long_poll.saturating_mul(4))
+    }
 }
 
 impl Default for Timeouts {
@@ -42,6 +55,7 @@ impl Default for Timeouts {
             qr_code: Duration::from_secs(15),
             qr_status: consts::QR_STATUS_TIMEOUT,
             qr_login: consts::QR_LOGIN_TIMEOUT,
+            long_poll_max: None,
         }
     }
 }

@@ -446,6 +446,49 @@ async fn one_deeply_nested_message_does_not_block_the_account() {
     }
 }
 
+/// R6 (reliability findings): a server-advertised `longpolling_timeout_ms` of an hour is
+/// capped (here at 4 x the configured 500 ms), so a poll the server then never answers is cut
+/// by the client and the next message arrives.
+#[tokio::test]
+async fn an_advertised_long_poll_timeout_is_capped() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let mut config = config(&sim);
+    config.timeouts.long_poll = Duration::from_millis(500);
+    assert_eq!(config.timeouts.long_poll_cap(), Duration::from_secs(2));
+    let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    sim.inject_fault(
+        Endpoint::GetUpdates,
+        Fault::Json(serde_json::json!({"ret": 0, "msgs": [], "longpolling_timeout_ms": 3_600_000})),
+        1,
+    );
+    // The next poll is held for a minute: only a capped client timeout ends it in time.
+    sim.inject_fault(
+        Endpoint::GetUpdates,
+        Fault::Latency(Duration::from_secs(60)),
+        1,
+    );
+    sim.user("jo@im.wechat")
+        .send_text(&bot, "after-hang")
+        .unwrap();
+    let mut updates = account.updates().unwrap();
+    let text = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Update::Message(m)) = updates.next().await {
+                return m.text().unwrap().to_owned();
+            }
+        }
+    })
+    .await
+    .expect("the held poll was not cut by the capped timeout");
+    assert_eq!(text, "after-hang");
+    let mut t = ilink_client::Timeouts::default();
+    assert_eq!(t.long_poll_cap(), Duration::from_secs(140));
+    t.long_poll_max = Some(Duration::from_secs(60));
+    assert_eq!(t.long_poll_cap(), Duration::from_secs(60));
+}
+
 #[tokio::test]
 async fn transport_failures_back_off_and_recover() {
     let (sim, _client, account, bot) = setup().await;
