@@ -421,7 +421,6 @@ async fn upload_full_url_to_another_host_is_refused_before_connecting() {
 /// with no upper bound: one answer advertising an hour, then a poll the server (or a
 /// middlebox) holds without answering, and the bot hears nothing for an hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a server-advertised longpolling_timeout_ms is not capped, one hostile value stalls the bot, see /work/notes/reliability-findings.md"]
 async fn advertised_long_poll_timeout_is_capped() {
     let server = RawServer::start(server_with(
         |n| match n {
