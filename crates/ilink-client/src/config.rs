@@ -162,7 +162,9 @@ pub struct ClientConfig {
     pub markdown_filter: bool,
     /// Send typing indicators while a handler runs. Default true.
     pub typing: bool,
-    /// How many inbound message keys to remember for dedupe. Default 1024.
+    /// How many inbound message keys to remember for dedupe. Default 1024. The keys of the
+    /// batch in progress and of the batch before it (the ones a lost response or a restart
+    /// can replay) are always kept, even beyond this.
     pub dedupe_capacity: usize,
     /// Cap on every API response body in bytes. Default 16 MiB.
     pub max_response_body: u64,

@@ -27,24 +27,50 @@ pub(crate) fn message_key(msg: &WeixinMessage) -> String {
 }
 
 /// A bounded FIFO set of keys.
+///
+/// It keeps at least `cap` keys, and never fewer than `floor`: the caller raises the floor so
+/// that the keys of every message that can still come again (the batch in progress and the
+/// one before it, which a lost response or a restart replays) are never forgotten, however
+/// large a batch is. Evicting one of those keys would let a replayed batch through again
+/// (and each re-handled key would evict the next one).
 #[derive(Debug)]
 pub(crate) struct Dedupe {
     set: HashSet<String>,
     order: VecDeque<String>,
     cap: usize,
+    floor: usize,
 }
 
 impl Dedupe {
+    /// A set holding `keys` (the persisted tombstones, oldest first). All of them are kept
+    /// until [`Dedupe::set_floor`] is called: they were saved under an earlier floor.
     pub(crate) fn new(cap: usize, keys: Vec<String>) -> Self {
         let mut d = Self {
             set: HashSet::new(),
             order: VecDeque::new(),
             cap: cap.max(1),
+            floor: keys.len(),
         };
         for k in keys {
             d.insert(k);
         }
         d
+    }
+
+    /// Keep at least `floor` keys (the most recent ones) from now on, and trim to the new
+    /// bound.
+    pub(crate) fn set_floor(&mut self, floor: usize) {
+        self.floor = floor;
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        let keep = self.cap.max(self.floor);
+        while self.order.len() > keep {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
     }
 
     pub(crate) fn contains(&self, key: &str) -> bool {
@@ -58,11 +84,7 @@ impl Dedupe {
         }
         self.set.insert(key.clone());
         self.order.push_back(key);
-        while self.order.len() > self.cap {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
+        self.trim();
         true
     }
 
@@ -109,8 +131,26 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_keeps_a_large_batch() {
+        // Loaded keys are all kept, even beyond the capacity.
+        let mut d = Dedupe::new(2, (0..5).map(|i| format!("k{i}")).collect());
+        assert!((0..5).all(|i| d.contains(&format!("k{i}"))));
+        // A batch of 4 after one of 0: keep at least 4.
+        d.set_floor(4);
+        assert_eq!(d.keys(), vec!["k1", "k2", "k3", "k4"]);
+        for i in 5..9 {
+            d.insert(format!("k{i}"));
+        }
+        assert_eq!(d.keys(), vec!["k5", "k6", "k7", "k8"]);
+        // Back to small batches: down to the capacity.
+        d.set_floor(1);
+        assert_eq!(d.keys(), vec!["k7", "k8"]);
+    }
+
+    #[test]
     fn bounded() {
-        let mut d = Dedupe::new(2, vec!["a".into()]);
+        let mut d = Dedupe::new(2, vec![]);
+        d.insert("a".into());
         assert!(d.contains("a"));
         assert!(!d.insert("a".into()));
         assert!(d.insert("b".into()));

@@ -172,6 +172,7 @@ impl Updates {
                 pending: VecDeque::new(),
                 handled: None,
                 batch_cursor: None,
+                last_batch_len: 0,
                 failures: 0,
                 started: false,
                 finished: false,
@@ -242,6 +243,8 @@ struct Poller {
     pending: VecDeque<(Update, Option<String>)>,
     handled: Option<String>,
     batch_cursor: Option<Secret>,
+    /// Messages in the last non-empty batch (for the dedupe floor).
+    last_batch_len: usize,
     failures: u32,
     started: bool,
     finished: bool,
@@ -346,6 +349,15 @@ impl Poller {
 
     fn take_batch(&mut self, resp: ilink_proto::GetUpdatesResponse) {
         let account_id = self.account.id().to_owned();
+        let count = resp.message_count();
+        if count > 0 {
+            // Never forget a key that can still come again: this batch's, and the previous
+            // batch's (a lost response or a restart replays it), whatever the capacity.
+            if let Ok(mut d) = self.account.inner.dedupe.lock() {
+                d.set_floor(count.saturating_add(self.last_batch_len));
+            }
+            self.last_batch_len = count;
+        }
         let next_cursor = resp.next_cursor().cloned();
         for decoded in resp.into_messages() {
             match decoded {

@@ -489,6 +489,43 @@ async fn an_advertised_long_poll_timeout_is_capped() {
     assert_eq!(t.long_poll_cap(), Duration::from_secs(60));
 }
 
+/// R5 (reliability findings): a replayed batch larger than `dedupe_capacity` is still hidden
+/// whole: the keys of the batch in progress and the one before it are never evicted.
+#[tokio::test]
+async fn a_replayed_batch_larger_than_the_dedupe_window_is_hidden() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let mut config = config(&sim);
+    config.dedupe_capacity = 8;
+    let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let user = sim.user("kim@im.wechat");
+    for i in 0..20 {
+        user.send_text(&bot, &format!("b{i}")).unwrap();
+    }
+    sim.inject_fault(Endpoint::GetUpdates, Fault::DuplicateBatch, 1);
+    let mut updates = account.updates().unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(u) = updates.next().await {
+            if let Update::Message(m) = u {
+                let t = m.text().unwrap().to_owned();
+                if t == "end" {
+                    break;
+                }
+                seen.push(t);
+                if seen.len() == 20 {
+                    user.send_text(&bot, "end").unwrap();
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let expected: Vec<String> = (0..20).map(|i| format!("b{i}")).collect();
+    assert_eq!(seen, expected);
+}
+
 #[tokio::test]
 async fn transport_failures_back_off_and_recover() {
     let (sim, _client, account, bot) = setup().await;
