@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo xtask fuzz [TARGET] [--seconds N] [--smoke] [--replay] [--list]
-//! cargo xtask bench [BENCH...] [--quick] [--no-reference] [--markdown FILE]
+//! cargo xtask bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
 //! cargo xtask ci
 //! ```
 //!
@@ -26,11 +26,11 @@ commands:
         committed corpus and regressions, then fuzz. Without TARGET every target runs
         (smoke mode: 15 s each unless --seconds is given). --replay only replays.
         A crash, a timeout or an out-of-memory fails the command.
-  bench [BENCH...] [--quick] [--no-reference] [--markdown FILE]
+  bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
         Run the benches in benches/ (all, or the named ones: aes, silk, wire, chunk,
         e2e...) and the reference tools (openssl, silk-python), then print one table.
-        --quick shortens every measurement; --markdown also writes the table, with
-        the machine, to FILE.
+        --quick shortens every measurement; --all keeps every AES size in the table;
+        --markdown also writes the table, with the machine, to FILE.
   ci    Run .ci/run, the CI script.
 ";
 
