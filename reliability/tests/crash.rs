@@ -175,7 +175,23 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     let mut max_temp_files = 0;
     // Kills that hit a bot with messages still to handle (not idle, not done).
     let mut mid_conversation = 0;
+    // Faults too, one per round, so crashes meet a failing network.
+    let faults = [
+        (Endpoint::GetUpdates, Fault::Status(500)),
+        (Endpoint::GetUpdates, Fault::DuplicateBatch),
+        (Endpoint::GetUpdates, Fault::TruncatedBody),
+        (Endpoint::SendMessage, Fault::ConnectionReset),
+        (Endpoint::SendMessage, Fault::Status(502)),
+        (
+            Endpoint::SendTyping,
+            Fault::Latency(Duration::from_millis(150)),
+        ),
+    ];
+    let mut injected = 0;
     for k in 0..KILLS {
+        let (ep, f) = faults[rng.below(faults.len() as u64) as usize].clone();
+        rig.sim.inject_fault(ep, f, 1);
+        injected += 1;
         for _ in 0..PER_ROUND {
             rig.send(sent);
             sent += 1;
@@ -202,8 +218,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     let all = rig.inbound_ids();
     let settled = rig
         .wait_journal(|j| {
-            let c = j.counts();
-            all.iter().all(|id| c.contains_key(id)) && j.done.len() >= j.handled.len()
+            let done: HashSet<&String> = j.done.iter().collect();
+            all.iter().all(|id| done.contains(id))
         })
         .await;
     // The bot committed its cursor once the batch was through: the emulator saw it polling
@@ -261,8 +277,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
             .or_default() += 1;
     }
     let replied_twice = replies.values().filter(|n| **n > 1).count();
+    let fired = injected - rig.sim.pending_faults().len();
     println!(
-        "crash: messages={} kills={KILLS} (mid-conversation: {mid_conversation}) lost={} \
+        "crash: faults={injected} (fired {fired}) messages={} kills={KILLS} (mid-conversation: {mid_conversation}) lost={} \
          duplicates={} (after a completed handler: {}) replies_delivered_twice={replied_twice} \
          leftover_temp_files={temp_files} (max {max_temp_files})",
         all.len(),
@@ -311,7 +328,8 @@ async fn sigkill_after_the_handler_returned_does_not_redeliver() {
     let m1 = rig.id_of("m1");
     assert!(rig.wait_journal(|j| j.done.contains(&m1)).await);
     // The handler of m1 returned and its reply was delivered; the runtime is cancelling the
-    // typing indicator. The process dies now.
+    // typing indicator (held for 1.5 s). The process dies in the middle of that.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     kill(&mut child);
     assert_eq!(
         rig.sim

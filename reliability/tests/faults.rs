@@ -248,7 +248,6 @@ async fn seeded_chaos_mix() {
 /// count of keys (`dedupe_capacity`); a backlog batch is as large as the
 /// server makes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a replayed batch larger than the dedupe window is handled twice, see /work/notes/reliability-findings.md"]
 async fn replayed_batch_larger_than_the_dedupe_window() {
     use ilink_client::{Client, Credentials, MemoryStore, Secret, Update};
     let sim = ilink_sim::Sim::start(ilink_reliability::sim_config())
