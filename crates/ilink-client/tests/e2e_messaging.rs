@@ -389,6 +389,43 @@ async fn run_persists_the_tombstone_before_the_typing_cancel() {
     assert_eq!(keys.lock().unwrap().len(), 1);
 }
 
+/// `Updates::ack` persists the tombstone (and, after the last message of a batch, the cursor)
+/// at once, before the next update is asked for.
+#[tokio::test]
+async fn ack_persists_the_tombstone_and_the_finished_batch_cursor() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let store = Arc::new(ilink_client::MemoryStore::new());
+    let client = client_with_store(&sim, store.clone());
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let user = sim.user("lea@im.wechat");
+    user.send_text(&bot, "one").unwrap();
+    user.send_text(&bot, "two").unwrap();
+    let mut updates = account.updates().unwrap();
+    let mut keys = Vec::new();
+    while keys.len() < 2 {
+        if let Some(Update::Message(m)) = updates.next().await {
+            let before = store.load_cursor(&bot.bot_id).unwrap();
+            keys.push(m.dedupe_key().to_owned());
+            assert!(
+                !store
+                    .load_tombstones(&bot.bot_id)
+                    .unwrap()
+                    .contains(&keys[keys.len() - 1])
+            );
+            updates.ack();
+            assert_eq!(store.load_tombstones(&bot.bot_id).unwrap(), keys);
+            // A second ack has nothing left to do.
+            updates.ack();
+            assert_eq!(store.load_tombstones(&bot.bot_id).unwrap(), keys);
+            if keys.len() == 2 {
+                // Both messages came in one batch: its cursor is committed by the last ack.
+                assert_ne!(store.load_cursor(&bot.bot_id).unwrap(), before);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_bad_message_does_not_stop_the_batch() {
     let (sim, _client, account, bot) = setup().await;
