@@ -243,10 +243,10 @@ async fn seeded_chaos_mix() {
 }
 
 /// A batch served again (as after a lost response, or a restart before the batch's cursor was
-/// committed) that is larger than the dedupe window: the keys of its first messages were
-/// already forgotten when it comes again, so they reach the handler twice. The window is a
-/// count of keys (`dedupe_capacity`); a backlog batch is as large as the
-/// server makes it.
+/// committed) that is larger than the dedupe window must stay hidden: the window is a count
+/// of keys (`dedupe_capacity`), and a backlog batch is as large as the server makes it.
+/// Regression test of finding R5 (the keys of the batch used to be evicted FIFO, so the whole
+/// replayed batch reached the handler twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_batch_larger_than_the_dedupe_window() {
     use ilink_client::{Client, Credentials, MemoryStore, Secret, Update};
