@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use ilink_client::proto::MessageItem;
 use ilink_client::{
-    Account, Client, ClientConfig, Credentials, Delays, MemoryStore, Secret, Update,
+    Account, Client, ClientConfig, Credentials, Delays, MemoryStore, Secret, Update, Updates,
 };
 use ilink_crypto::MediaKey;
 use ilink_sim::{Sim, SimConfig};
@@ -60,6 +60,7 @@ struct Setup {
     sim: Sim,
     client: Client,
     account: Account,
+    updates: Updates,
     bot_id: String,
 }
 
@@ -84,10 +85,12 @@ impl Setup {
                 saved_at_ms: 1,
             })
             .unwrap();
-        let setup = Self {
+        let updates = account.updates().unwrap();
+        let mut setup = Self {
             sim,
             client,
             account,
+            updates,
             bot_id: bot.bot_id,
         };
         setup.sim.user(USER).send_text(&setup.bot_id, "hi").unwrap();
@@ -96,10 +99,9 @@ impl Setup {
     }
 
     /// Polls until the next inbound message and returns its media item, if any.
-    async fn next_message(&self) -> Option<MessageItem> {
-        let mut updates = self.account.updates().unwrap();
+    async fn next_message(&mut self) -> Option<MessageItem> {
         loop {
-            match tokio::time::timeout(Duration::from_secs(30), updates.next()).await {
+            match tokio::time::timeout(Duration::from_secs(30), self.updates.next()).await {
                 Ok(Some(Update::Message(m))) => return m.media_item().cloned(),
                 Ok(Some(_)) => {}
                 other => panic!("no message: {other:?}"),
@@ -159,7 +161,7 @@ fn bench_media(c: &mut Criterion) {
 
     // One emulator with one inbound 16 MiB file for both download benches.
     let (inbound, item) = rt.block_on(async {
-        let s = Setup::new().await;
+        let mut s = Setup::new().await;
         s.sim
             .user(USER)
             .send_file(&s.bot_id, "inbound.bin", &plain)
