@@ -360,3 +360,65 @@ async fn next_cancelled_by_timeouts_loses_nothing() {
     );
     assert!(sim.pending_faults().is_empty());
 }
+
+/// QR login through a failing network: status polls that fail (524, resets, empty or cut
+/// bodies, latency past the poll timeout) count as `wait`, and the login still completes; a
+/// failed `get_bot_qrcode` is a typed error, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_login_survives_a_failing_network() {
+    use ilink_client::{Client, LoginOutcome, LoginPresenter, MemoryStore, QrCode};
+    struct Quiet;
+    impl LoginPresenter for Quiet {
+        fn show_qr(&self, _qr: &QrCode) {}
+    }
+    let sim = ilink_sim::Sim::start(ilink_reliability::sim_config())
+        .await
+        .unwrap();
+    let mut config = ilink_reliability::fast_config(&sim);
+    config.timeouts.qr_status = Duration::from_millis(500);
+    let client = Client::new(config, MemoryStore::new()).unwrap();
+
+    sim.inject_fault(Endpoint::GetBotQrcode, Fault::Status(500), 1);
+    let err = tokio::time::timeout(Duration::from_secs(20), client.login(&Quiet))
+        .await
+        .expect("login hung")
+        .unwrap_err();
+    assert_eq!(err.kind(), ilink_client::ErrorKind::HttpStatus, "{err}");
+
+    for (f, n) in [
+        (Fault::gateway_timeout(), 2),
+        (Fault::ConnectionReset, 2),
+        (Fault::EmptyBody, 1),
+        (Fault::TruncatedBody, 1),
+        (Fault::Latency(Duration::from_millis(900)), 1),
+        (Fault::Status(502), 1),
+    ] {
+        sim.inject_fault(Endpoint::GetQrcodeStatus, f, n);
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(30), client.login(&Quiet))
+        .await
+        .expect("login hung")
+        .unwrap();
+    let LoginOutcome::Confirmed(account) = outcome else {
+        panic!("not confirmed")
+    };
+    assert!(sim.bot(account.id()).is_some());
+    assert!(
+        sim.pending_faults().is_empty(),
+        "{:?}",
+        sim.pending_faults()
+    );
+    // The account works: a message comes through.
+    sim.user("qr@im.wechat")
+        .send_text(account.id(), "hi")
+        .unwrap();
+    let mut updates = account.updates().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), updates.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Some(ilink_client::Update::Message(ref m)) if m.text() == Some("hi")),
+        "{first:?}"
+    );
+    account.shutdown();
+}
