@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use ilink_cdn::{MediaKind, MediaSource, PreparedUpload, UploadedMedia};
+use std::fmt;
+
+use ilink_cdn::{MediaKind, MediaSource, PreparedUpload, ProgressFn, UploadedMedia};
 use ilink_crypto::MediaKey;
 use ilink_proto::{
     CdnMedia, GetUploadUrlResponse, ItemType, MessageItem, Secret, UploadMediaType, consts,
@@ -138,13 +140,14 @@ impl Account {
         let prepared = PreparedUpload::prepare(source, media_type)
             .await
             .map_err(|e| cdn_error("reading the media", e))?;
-        self.upload_prepared(user, &prepared).await
+        self.upload_prepared(user, &prepared, None).await
     }
 
     async fn upload_prepared(
         &self,
         user: &str,
         prepared: &PreparedUpload,
+        progress: Option<ProgressFn>,
     ) -> Result<UploadedMedia> {
         let shared = self.shared();
         let req = prepared.get_upload_url_request(user, shared.transport.base_info());
@@ -177,7 +180,7 @@ impl Account {
         }
         shared
             .cdn
-            .upload(prepared, &resp, None)
+            .upload(prepared, &resp, progress)
             .await
             .map_err(|e| cdn_error("uploading to the CDN", e))
     }
@@ -188,7 +191,7 @@ impl Account {
         user: &str,
         source: impl Into<MediaSource>,
     ) -> Result<SendOutcome, SendError> {
-        self.send_media_as(user, source.into(), MediaType::Image, None, None)
+        self.send_one(user, source.into(), MediaType::Image, None)
             .await
     }
 
@@ -198,7 +201,7 @@ impl Account {
         user: &str,
         source: impl Into<MediaSource>,
     ) -> Result<SendOutcome, SendError> {
-        self.send_media_as(user, source.into(), MediaType::Video, None, None)
+        self.send_one(user, source.into(), MediaType::Video, None)
             .await
     }
 
@@ -209,12 +212,7 @@ impl Account {
         source: impl Into<MediaSource>,
         file_name: Option<&str>,
     ) -> Result<SendOutcome, SendError> {
-        let source = source.into();
-        let name = file_name
-            .map(str::to_owned)
-            .or_else(|| source.file_name())
-            .unwrap_or_else(|| "file".to_owned());
-        self.send_media_as(user, source, MediaType::File, Some(name), None)
+        self.send_one(user, source.into(), MediaType::File, file_name)
             .await
     }
 
@@ -226,8 +224,47 @@ impl Account {
         user: &str,
         source: impl Into<MediaSource>,
     ) -> Result<SendOutcome, SendError> {
-        self.send_media_as(user, source.into(), MediaType::Voice, None, None)
+        self.send_one(user, source.into(), MediaType::Voice, None)
             .await
+    }
+
+    async fn send_one(
+        &self,
+        user: &str,
+        source: MediaSource,
+        media_type: MediaType,
+        file_name: Option<&str>,
+    ) -> Result<SendOutcome, SendError> {
+        let mut send = self.media(user, source).media_type(media_type);
+        if let Some(n) = file_name {
+            send = send.file_name(n);
+        }
+        send.send_one().await
+    }
+
+    /// Set up a media send to `user` with more options than the `send_*` methods: the media
+    /// type, a file name, a caption, and an upload progress callback. Nothing is sent until
+    /// [`MediaSend::send`] is awaited.
+    ///
+    /// ```no_run
+    /// # async fn demo(account: ilink_client::Account) -> Result<(), ilink_client::SendError> {
+    /// use std::sync::Arc;
+    /// use ilink_client::{MediaType, cdn::Progress};
+    /// account
+    ///     .media("o9abc@im.wechat", std::path::PathBuf::from("report.pdf"))
+    ///     .media_type(MediaType::File)
+    ///     .progress(Arc::new(|p: Progress| eprintln!("{} of {:?} bytes", p.done, p.total)))
+    ///     .send()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn media(&self, user: &str, source: impl Into<MediaSource>) -> MediaSend<'_> {
+        MediaSend {
+            account: self,
+            user: user.to_owned(),
+            source: source.into(),
+            opts: MediaOpts::default(),
+        }
     }
 
     /// Read media from `reader` (a socket, a pipe, an HTTP body, stdin: anything that can be
@@ -277,9 +314,13 @@ impl Account {
     {
         let token = self.precheck(user, None)?;
         let source = self.media_from_reader(reader).await?;
-        let name = (media_type == MediaType::File).then(|| file_name.unwrap_or("file").to_owned());
-        self.send_media_inner(user, source, Some(media_type), name, Some(token), None)
-            .await
+        let opts = MediaOpts {
+            media_type: Some(media_type),
+            file_name: Some(file_name.unwrap_or("file").to_owned()),
+            token: Some(token),
+            ..MediaOpts::default()
+        };
+        self.send_media_inner(user, source, &opts).await
     }
 
     /// Send media with an optional caption, as the official client does: the caption first as
@@ -292,32 +333,29 @@ impl Account {
         source: impl Into<MediaSource>,
         caption: Option<&str>,
     ) -> Result<Vec<SendOutcome>, SendError> {
-        self.send_media_in_turn(user, source.into(), None, caption, None, None)
-            .await
+        let mut send = self.media(user, source);
+        if let Some(c) = caption {
+            send = send.caption(c);
+        }
+        send.send().await
     }
 
-    pub(crate) async fn send_media_in_turn(
+    async fn send_media_in_turn(
         &self,
         user: &str,
         source: MediaSource,
-        media_type: Option<MediaType>,
-        caption: Option<&str>,
-        token: Option<Secret>,
-        run_id: Option<&str>,
+        opts: &MediaOpts,
     ) -> Result<Vec<SendOutcome>, SendError> {
         let mut sent = Vec::new();
-        if let Some(c) = caption.filter(|c| !c.trim().is_empty()) {
+        let run_id = opts.run_id.as_deref();
+        if let Some(c) = opts.caption.as_deref().filter(|c| !c.trim().is_empty()) {
             // Fail before anything is sent or uploaded if the user cannot be reached.
-            self.precheck(user, token.clone())?;
+            self.precheck(user, opts.token.clone())?;
             sent = self
-                .send_text_in_turn(user, c, token.clone(), run_id)
+                .send_text_in_turn(user, c, opts.token.clone(), run_id)
                 .await?;
         }
-        let name = source.file_name().unwrap_or_else(|| "file".to_owned());
-        match self
-            .send_media_inner(user, source, media_type, Some(name), token, run_id)
-            .await
-        {
+        match self.send_media_inner(user, source, opts).await {
             Ok(o) => {
                 sent.push(o);
                 Ok(sent)
@@ -326,28 +364,16 @@ impl Account {
         }
     }
 
-    async fn send_media_as(
+    async fn send_media_inner(
         &self,
         user: &str,
         source: MediaSource,
-        media_type: MediaType,
-        file_name: Option<String>,
-        token: Option<Secret>,
+        opts: &MediaOpts,
     ) -> Result<SendOutcome, SendError> {
-        self.send_media_inner(user, source, Some(media_type), file_name, token, None)
-            .await
-    }
-
-    pub(crate) async fn send_media_inner(
-        &self,
-        user: &str,
-        source: MediaSource,
-        media_type: Option<MediaType>,
-        file_name: Option<String>,
-        token: Option<Secret>,
-        run_id: Option<&str>,
-    ) -> Result<SendOutcome, SendError> {
-        let token = self.precheck(user, token)?;
+        let token = self.precheck(user, opts.token.clone())?;
+        let run_id = opts.run_id.as_deref();
+        let progress = opts.progress.clone();
+        let media_type = opts.media_type;
         #[cfg(feature = "voice")]
         if media_type == Some(MediaType::Voice) {
             let voice = encode_voice(source).await?;
@@ -356,7 +382,7 @@ impl Account {
                     .await
                     .map_err(|e| upload_error(cdn_error("preparing the voice upload", e)))?;
             let up = self
-                .upload_prepared(user, &prepared)
+                .upload_prepared(user, &prepared, progress)
                 .await
                 .map_err(upload_error)?;
             let item = MessageItem::voice(
@@ -381,21 +407,23 @@ impl Account {
             MediaType::Video => UploadMediaType::Video,
             _ => UploadMediaType::File,
         };
+        // A file keeps the name it was given, else the source's own, else `file`.
+        let file_name = opts
+            .file_name
+            .clone()
+            .or_else(|| source.file_name())
+            .unwrap_or_else(|| "file".to_owned());
         let prepared = PreparedUpload::prepare(source, upload_type)
             .await
             .map_err(|e| upload_error(cdn_error("reading the media", e)))?;
         let up = self
-            .upload_prepared(user, &prepared)
+            .upload_prepared(user, &prepared, progress)
             .await
             .map_err(upload_error)?;
         let item = match kind {
             MediaType::Image => MessageItem::image(up.cdn_media(), up.filesize),
             MediaType::Video => MessageItem::video(up.cdn_media(), up.filesize),
-            _ => MessageItem::file(
-                up.cdn_media(),
-                file_name.unwrap_or_else(|| "file".to_owned()),
-                up.rawsize,
-            ),
+            _ => MessageItem::file(up.cdn_media(), file_name, up.rawsize),
         };
         self.send_item_in_turn(user, item, Some(token), run_id)
             .await
@@ -483,23 +511,120 @@ async fn encode_voice(source: MediaSource) -> Result<ilink_silk::EncodedVoice, S
     .map_err(invalid)
 }
 
+/// The options of a media send (see [`MediaSend`]).
+#[derive(Clone, Default)]
+struct MediaOpts {
+    media_type: Option<MediaType>,
+    file_name: Option<String>,
+    caption: Option<String>,
+    token: Option<Secret>,
+    run_id: Option<String>,
+    progress: Option<ProgressFn>,
+}
+
+/// A media send being set up, made by [`Account::media`] (to any reachable user) or
+/// [`MessageContext::media`] (a reply in the turn: the message's `context_token` and the
+/// turn's `run_id`). Set options, then await [`MediaSend::send`].
+#[must_use = "nothing is sent until `.send()` is awaited"]
+pub struct MediaSend<'a> {
+    account: &'a Account,
+    user: String,
+    source: MediaSource,
+    opts: MediaOpts,
+}
+
+impl fmt::Debug for MediaSend<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaSend")
+            .field("account", &self.account.id())
+            .field("user", &self.user)
+            .field("source", &self.source)
+            .field("media_type", &self.opts.media_type)
+            .field("file_name", &self.opts.file_name)
+            .field("caption", &self.opts.caption)
+            .field("run_id", &self.opts.run_id)
+            .field("progress", &self.opts.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaSend<'_> {
+    /// Send as this type instead of following the content (images as IMAGE, video as VIDEO,
+    /// everything else as FILE).
+    pub fn media_type(mut self, media_type: MediaType) -> Self {
+        self.opts.media_type = Some(media_type);
+        self
+    }
+
+    /// The name a FILE item shows (default: the source file's name, else `file`). Ignored for
+    /// other types.
+    pub fn file_name(mut self, name: impl Into<String>) -> Self {
+        self.opts.file_name = Some(name.into());
+        self
+    }
+
+    /// A caption, sent first as its own text message, as the official client does.
+    pub fn caption(mut self, caption: impl Into<String>) -> Self {
+        self.opts.caption = Some(caption.into());
+        self
+    }
+
+    /// Called as the CDN upload goes: [`Progress::done`](ilink_cdn::Progress::done) counts
+    /// ciphertext bytes out of `total` (the encrypted size); a retried upload starts again
+    /// from 0. In-memory sources report 0 at the start and the total at the end; file sources
+    /// report as they stream. Called from the sending task: keep it cheap.
+    pub fn progress(mut self, progress: ProgressFn) -> Self {
+        self.opts.progress = Some(progress);
+        self
+    }
+
+    /// Upload and send: the caption (if any) first, then the media item. Returns the outcomes
+    /// in order (caption chunks, then the media).
+    ///
+    /// # Errors
+    /// As [`Account::send_media`]; [`SendErrorKind::Upload`] when the upload failed (nothing
+    /// of the media was sent; a caption already sent is in [`SendError::sent`]).
+    pub async fn send(self) -> Result<Vec<SendOutcome>, SendError> {
+        self.account
+            .send_media_in_turn(&self.user, self.source, &self.opts)
+            .await
+    }
+
+    /// Like [`MediaSend::send`] for a send without caption: the one outcome.
+    async fn send_one(self) -> Result<SendOutcome, SendError> {
+        self.account
+            .send_media_inner(&self.user, self.source, &self.opts)
+            .await
+    }
+}
+
 impl MessageContext {
+    /// Set up a reply with media in this turn (the message's `context_token` and the turn's
+    /// `run_id`), with the options of [`MediaSend`]: type, file name, caption, progress.
+    pub fn media(&self, source: impl Into<MediaSource>) -> MediaSend<'_> {
+        MediaSend {
+            account: self.account(),
+            user: self.from().to_owned(),
+            source: source.into(),
+            opts: MediaOpts {
+                token: self.message().context_token().cloned(),
+                run_id: Some(self.run_id().to_owned()),
+                ..MediaOpts::default()
+            },
+        }
+    }
+
     /// Reply with media and an optional caption (see [`Account::send_media`]).
     pub async fn reply_media(
         &self,
         source: impl Into<MediaSource>,
         caption: Option<&str>,
     ) -> Result<Vec<SendOutcome>, SendError> {
-        self.account()
-            .send_media_in_turn(
-                self.from(),
-                source.into(),
-                None,
-                caption,
-                self.message().context_token().cloned(),
-                Some(self.run_id()),
-            )
-            .await
+        let mut send = self.media(source);
+        if let Some(c) = caption {
+            send = send.caption(c);
+        }
+        send.send().await
     }
 
     /// Reply with media of a given type (see [`MediaType`]).
@@ -508,17 +633,20 @@ impl MessageContext {
         source: impl Into<MediaSource>,
         media_type: MediaType,
     ) -> Result<SendOutcome, SendError> {
-        let source = source.into();
-        let name = source.file_name();
-        self.account()
-            .send_media_inner(
-                self.from(),
-                source,
-                Some(media_type),
-                name,
-                self.message().context_token().cloned(),
-                Some(self.run_id()),
-            )
+        self.media(source).media_type(media_type).send_one().await
+    }
+
+    /// Reply with a FILE item named `file_name` (bytes have no name of their own), in this
+    /// turn (its `context_token` and `run_id`).
+    pub async fn reply_file(
+        &self,
+        source: impl Into<MediaSource>,
+        file_name: &str,
+    ) -> Result<SendOutcome, SendError> {
+        self.media(source)
+            .media_type(MediaType::File)
+            .file_name(file_name)
+            .send_one()
             .await
     }
 

@@ -425,3 +425,98 @@ async fn media_from_a_reader_round_trips() {
     assert_eq!(err.kind(), SendErrorKind::NoContextToken);
     drop(client);
 }
+
+/// An upload progress callback sees the whole ciphertext go, never going back, for a file
+/// streamed from disk and for bytes in memory; the media arrives intact.
+#[tokio::test]
+async fn upload_progress_reaches_the_total_and_only_grows() {
+    use ilink_client::cdn::Progress;
+    use std::sync::{Arc, Mutex};
+    let (sim, _client, account, _bot) = ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let doc: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &doc).unwrap();
+    let image = png(20_000);
+    // AES-128-ECB with PKCS#7: the ciphertext is the next multiple of 16 past the plaintext.
+    let cipher_len = |n: usize| (n / 16 + 1) as u64 * 16;
+
+    for (source, plain_len, streamed) in [
+        (
+            ilink_client::MediaSource::from(path.clone()),
+            doc.len(),
+            true,
+        ),
+        (
+            ilink_client::MediaSource::from(image.clone()),
+            image.len(),
+            false,
+        ),
+    ] {
+        let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let out = account
+            .media("pam@im.wechat", source)
+            .progress(Arc::new(move |p| log.lock().unwrap().push(p)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        let seen = seen.lock().unwrap().clone();
+        let total = cipher_len(plain_len);
+        assert!(seen.iter().all(|p| p.total == Some(total)), "{seen:?}");
+        assert_eq!(seen.last().unwrap().done, total, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].done <= w[1].done), "{seen:?}");
+        if streamed {
+            // A 1 MB file is reported as it streams (in 256 KiB steps), not only at the end.
+            assert!(seen.len() >= 4, "{seen:?}");
+            assert!(seen.iter().all(|p| p.done > 0), "{seen:?}");
+        } else {
+            // Bytes in memory: 0 when the request starts, the total when it succeeded.
+            let done: Vec<u64> = seen.iter().map(|p| p.done).collect();
+            assert_eq!(done, [0, total]);
+        }
+    }
+    let d = sim.delivered_to("pam@im.wechat");
+    assert_eq!(d.len(), 2, "{:?}", sim.dropped());
+    assert_eq!(d[0].item["file_item"]["file_name"], "big.bin");
+    assert_eq!(sim.download(&d[0].item).unwrap(), doc);
+    assert_eq!(d[1].item_type(), Some(2));
+    assert_eq!(sim.download(&d[1].item).unwrap(), image);
+}
+
+/// `reply_file` names the file and keeps the turn (its `run_id`), as text replies do; the
+/// builder on a context does too, with a caption first.
+#[tokio::test]
+async fn reply_file_keeps_the_name_and_the_run_id() {
+    let (sim, _client, account, bot) = setup().await;
+    sim.user("pam@im.wechat")
+        .send_text(&bot, "send me the report")
+        .unwrap();
+    let mut updates = account.updates().unwrap();
+    let Some(Update::Message(m)) = updates.next().await else {
+        panic!("no message");
+    };
+    let ctx = MessageContext::new(account.clone(), m);
+    let doc = b"%PDF-1.4\nquarterly".to_vec();
+    ctx.reply_file(doc.clone(), "q3.pdf").await.unwrap();
+    let out = ctx
+        .media(b"plain notes".to_vec())
+        .file_name("notes.txt")
+        .caption("here you go")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+
+    let d = sim.delivered_to("pam@im.wechat");
+    assert_eq!(d.len(), 3, "{:?}", sim.dropped());
+    assert_eq!(d[0].item_type(), Some(4));
+    assert_eq!(d[0].item["file_item"]["file_name"], "q3.pdf");
+    assert_eq!(sim.download(&d[0].item).unwrap(), doc);
+    assert_eq!(d[1].item_type(), Some(1));
+    assert_eq!(d[2].item["file_item"]["file_name"], "notes.txt");
+    for r in &d {
+        assert_eq!(r.run_id.as_deref(), Some(ctx.run_id()));
+    }
+}

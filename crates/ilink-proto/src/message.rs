@@ -442,7 +442,10 @@ impl TextItem {
 }
 
 /// `CDNMedia`: where an encrypted file lives on the CDN and how to decrypt it (§8.3).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` redacts `aes_key`, `encrypt_query_param` and the query of `full_url` (CDN
+/// parameters stay out of logs, as in ilink-http); serde sees every field as is.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CdnMedia {
     /// The download parameter (the JSON key has no "ed"; the CDN query key does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,6 +464,33 @@ pub struct CdnMedia {
     /// Unknown fields.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl std::fmt::Debug for CdnMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Shows only the length of a CDN parameter.
+        struct Redacted(usize);
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "<redacted, {} bytes>", self.0)
+            }
+        }
+        // A URL up to its query, which may carry the same CDN parameter.
+        let full_url = self.full_url.as_deref().map(|u| match u.split_once('?') {
+            Some((base, _)) => format!("{base}?<redacted>"),
+            None => u.to_owned(),
+        });
+        f.debug_struct("CdnMedia")
+            .field(
+                "encrypt_query_param",
+                &self.encrypt_query_param.as_ref().map(|p| Redacted(p.len())),
+            )
+            .field("aes_key", &self.aes_key)
+            .field("encrypt_type", &self.encrypt_type)
+            .field("full_url", &full_url)
+            .field("extra", &self.extra)
+            .finish()
+    }
 }
 
 impl CdnMedia {
@@ -686,6 +716,26 @@ pub struct ToolCallResultItem {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cdn_media_debug_redacts_cdn_parameters_but_serde_keeps_them() {
+        let json = r#"{"encrypt_query_param":"EQP-SECRET-123","aes_key":"QUVTLUtFWS1TRUNSRVQ=","encrypt_type":1,"full_url":"https://cdn.example/c2c/download?encrypted_query_param=EQP-SECRET-123&filekey=k"}"#;
+        let m: super::CdnMedia = serde_json::from_str(json).unwrap();
+        let dbg = format!("{m:?}");
+        assert!(!dbg.contains("EQP-SECRET"), "{dbg}");
+        assert!(!dbg.contains("QUVTLUtFWS1TRUNSRVQ"), "{dbg}");
+        assert!(dbg.contains("<redacted, 14 bytes>"), "{dbg}");
+        assert!(
+            dbg.contains("https://cdn.example/c2c/download?<redacted>"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("encrypt_type: Some(1)"), "{dbg}");
+        // The wire form is untouched.
+        assert_eq!(m.encrypt_query_param.as_deref(), Some("EQP-SECRET-123"));
+        let back: serde_json::Value = serde_json::to_value(&m).unwrap();
+        let orig: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(back, orig);
+    }
+
     use super::*;
     use serde_json::json;
 
