@@ -157,7 +157,7 @@ pub async fn echo_one(ctx: &MessageContext, prefix: &str) -> Result<String, CliE
                 .as_ref()
                 .and_then(|f| f.file_name.clone())
                 .unwrap_or_else(|| "file".to_owned());
-            account.send_file(ctx.from(), bytes, Some(&name)).await?;
+            ctx.reply_file(bytes, &name).await?;
             Ok(format!("[file {name} {size}]"))
         }
     }
@@ -381,19 +381,24 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
         let out = account.send_text(to, c).await?;
         report(&out, "caption")?;
     }
-    let spinner = progress::spinner(
-        size,
-        &format!("uploading {} ({})", path.display(), human_size(size)),
-    );
-    let source = MediaSource::file(path.clone());
-    let result = match kind {
-        MediaType::Image => account.send_image(to, source).await,
-        MediaType::Video => account.send_video(to, source).await,
-        MediaType::Voice => account.send_voice(to, source).await,
-        _ => account.send_file(to, source, None).await,
+    let label_text = format!("uploading {} ({})", path.display(), human_size(size));
+    let mut send = account
+        .media(to, MediaSource::file(path.clone()))
+        .media_type(kind);
+    let bar = if kind == MediaType::Voice {
+        // Most of a voice send is the conversion to SILK, which reports no progress; the
+        // upload after it is small.
+        progress::spinner(size, &label_text)
+    } else {
+        // The upload is the ciphertext: AES-128-ECB with PKCS#7 padding (next multiple of
+        // 16 bytes), streamed from the file and reported as it goes.
+        let bar = progress::bytes_bar(Some((size / 16 + 1) * 16), &label_text);
+        send = send.progress(progress::callback(&bar));
+        bar
     };
-    spinner.finish_and_clear();
-    report(&[result?], label)
+    let result = send.send().await;
+    bar.finish_and_clear();
+    report(&result?, label)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -125,8 +125,7 @@ async fn answer(ctx: &MessageContext, log: &Arc<Mutex<BotLog>>) -> Result<(), St
                 "  bot: downloaded and decrypted {name} ({})",
                 human_size(bytes.len() as u64)
             ));
-            account
-                .send_file(ctx.from(), bytes, Some(&name))
+            ctx.reply_file(bytes, &name)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -443,6 +442,13 @@ async fn run_with(sim: &Sim, started: Instant) -> CliResult {
             "file name",
             name == "notes.txt",
             format!("{name:?}"),
+        );
+        // A reply in the turn carries the turn's run_id (compat 2.4.4+).
+        check(
+            &mut checks,
+            "file in turn",
+            d.run_id.as_deref().is_some_and(|r| !r.is_empty()),
+            format!("run_id {:?}", d.run_id.as_deref().unwrap_or("none")),
         );
     }
     let (voice_reply, voice_in_ms, bot_errors) = match log.lock() {

@@ -28,7 +28,7 @@ pub fn bytes_bar(total: Option<u64>, label: &str) -> ProgressBar {
     bar
 }
 
-/// A spinner for work whose progress cannot be measured (an upload through the client),
+/// A spinner for work whose progress cannot be measured (a voice file's conversion),
 /// hidden for small sizes and when stderr is not a terminal.
 pub fn spinner(size: u64, label: &str) -> ProgressBar {
     if size < BAR_THRESHOLD {

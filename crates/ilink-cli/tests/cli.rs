@@ -220,6 +220,8 @@ async fn echo_answers_text_image_voice_and_file_then_stops() {
     assert_eq!(d[3].item_type(), Some(4));
     assert_eq!(d[3].item["file_item"]["file_name"], "notes.txt");
     assert_eq!(user.download(&d[3].item).unwrap(), b"some notes");
+    // The file goes back in the message's turn, like the text reply.
+    assert!(d[3].run_id.as_deref().is_some_and(|r| !r.is_empty()));
     assert!(sim.dropped().is_empty());
 }
 
@@ -465,6 +467,29 @@ async fn send_text_and_every_media_kind() {
             .unwrap()
             .starts_with(b"\x02#!SILK_V3")
     );
+
+    // Past the progress bar's threshold: the bar goes to stderr only when it is a terminal,
+    // so piped output stays clean and the file arrives intact.
+    let big: Vec<u8> = (0..1_200_000u32).map(|i| (i % 251) as u8).collect();
+    let bp = p("big.bin", &big);
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--file", &bp],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("delivered"), "{}", text(&o.stdout));
+    assert!(
+        !text(&o.stderr).contains("uploading"),
+        "{}",
+        text(&o.stderr)
+    );
+    let d = sim.delivered_to(USER);
+    assert_eq!(d.len(), 7, "{:?}", sim.dropped());
+    assert_eq!(d[6].item["file_item"]["file_name"], "big.bin");
+    assert_eq!(user.download(&d[6].item).unwrap(), big);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,9 +57,8 @@ async fn media(ctx: MessageContext) -> Result<(), BoxError> {
                 bytes.len()
             ))
             .await?;
-            ctx.account()
-                .send_file(ctx.from(), bytes, Some(&name))
-                .await?;
+            // In the same turn as the text (its run_id), with the name kept.
+            ctx.reply_file(bytes, &name).await?;
         }
         _ => {
             // Images and videos: back with a caption; the type follows the content.
@@ -106,6 +105,10 @@ async fn offline() -> Result<(), BoxError> {
     ensure(
         got[4].item["file_item"]["file_name"] == "report.bin",
         "file name kept",
+    )?;
+    ensure(
+        got[4].run_id.is_some() && got[4].run_id == got[3].run_id,
+        "the file came back in the same turn as the text",
     )?;
     ensure(
         mia.download(&got[4].item)? == doc,
