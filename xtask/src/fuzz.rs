@@ -91,8 +91,9 @@ pub fn run(args: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(Error::new(format!(
-            "fuzz: {} failed: {}; the crashing input is under fuzz/artifacts/<target>/ (see the \
-             log above). Fix the bug, then copy the input into fuzz/regressions/<target>/.",
+            "fuzz: {} failed: {}; see the log above. A committed input that fails is in \
+             fuzz/corpus/<target>/ or fuzz/regressions/<target>/; a new one is saved under \
+             fuzz/artifacts/<target>/: fix the bug, then copy it into fuzz/regressions/<target>/.",
             if failed.len() == 1 {
                 "target"
             } else {
