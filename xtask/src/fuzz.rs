@@ -20,10 +20,27 @@ use crate::util::{self, Error, Result};
 const DEFAULT_SECONDS: u64 = 15;
 /// An input that runs longer than this (seconds) counts as a hang and fails the run.
 const INPUT_TIMEOUT_SECONDS: u64 = 30;
+/// `--smoke` (what CI runs): libFuzzer inputs per target, and its fixed seed. A fixed seed, a fixed
+/// number of runs and a fresh scratch corpus make the smoke reproducible: what passes here passes
+/// in CI, and a failure there replays here with the same command.
+const SMOKE_RUNS: u64 = 1000;
+const SMOKE_SEED: u64 = 1;
+/// Upper bound of a smoke run per target, in seconds, on a slow or loaded machine.
+const SMOKE_MAX_SECONDS: u64 = 60;
 
 struct Options {
     targets: Vec<String>,
     seconds: u64,
+    /// Stop after this many inputs (libFuzzer `-runs`), still bounded by `seconds`.
+    runs: Option<u64>,
+    /// libFuzzer's `-seed`; random when absent.
+    seed: Option<u64>,
+    /// Start from an empty scratch corpus instead of the one earlier runs left in target/.
+    fresh: bool,
+    /// Build the C code with clang and libFuzzer coverage when clang is on PATH. Off in
+    /// `--smoke`, so that the smoke builds the same binary on every machine (with or without
+    /// clang) and so takes the same path through its inputs.
+    c_coverage: bool,
     replay_only: bool,
     sanitizer: String,
 }
@@ -35,6 +52,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut opts = Options {
         targets: Vec::new(),
         seconds: DEFAULT_SECONDS,
+        runs: None,
+        seed: None,
+        fresh: false,
+        c_coverage: true,
         replay_only: false,
         sanitizer: "address".to_owned(),
     };
@@ -42,7 +63,16 @@ pub fn run(args: &[String]) -> Result<()> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--seconds" | "-s" => opts.seconds = util::flag_value(arg, &mut it)?,
-            "--smoke" => opts.targets.clear(),
+            "--runs" => opts.runs = Some(util::flag_value(arg, &mut it)?),
+            "--seed" => opts.seed = Some(util::flag_value(arg, &mut it)?),
+            "--smoke" => {
+                opts.targets.clear();
+                opts.runs = Some(SMOKE_RUNS);
+                opts.seed = Some(SMOKE_SEED);
+                opts.seconds = SMOKE_MAX_SECONDS;
+                opts.fresh = true;
+                opts.c_coverage = false;
+            }
             "--replay" => opts.replay_only = true,
             "--sanitizer" => opts.sanitizer = util::flag_value(arg, &mut it)?,
             "--list" => {
@@ -70,9 +100,11 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     ensure_cargo_fuzz()?;
     if opts.sanitizer == "address" {
-        match clang() {
+        match clang().filter(|_| opts.c_coverage) {
             Some(cc) => eprintln!("xtask: C code: {cc}, AddressSanitizer + libFuzzer coverage"),
-            None => eprintln!("xtask: C code: cc, AddressSanitizer only (no clang on PATH)"),
+            None => {
+                eprintln!("xtask: C code: cc, AddressSanitizer only (no clang on PATH, or --smoke)")
+            }
         }
     }
     build(&fuzz_dir, &opts)?;
@@ -158,7 +190,7 @@ fn cargo_fuzz(fuzz_dir: &Path, sub: &str, opts: &Options) -> Command {
         // With clang the C code also gets libFuzzer's coverage counters, so the fuzzer is
         // guided through the SILK decoder, not only through our Rust. gcc has no
         // libFuzzer-compatible coverage, so there the C code is only checked by ASan.
-        if let Some(clang) = clang() {
+        if let Some(clang) = clang().filter(|_| opts.c_coverage) {
             if !cflags.contains("fuzzer-no-link") {
                 cflags.push_str(" -fsanitize=fuzzer-no-link");
             }
@@ -258,9 +290,27 @@ fn run_target(fuzz_dir: &Path, target: &str, opts: &Options) -> Result<Report> {
     }
 
     // 2. Fuzz, with a scratch corpus first so new inputs land outside the repository.
-    let scratch = root.join("target").join("fuzz").join("corpus").join(target);
+    let scratch = if opts.fresh {
+        let dir = root
+            .join("target")
+            .join("fuzz")
+            .join("smoke-corpus")
+            .join(target);
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        dir
+    } else {
+        root.join("target").join("fuzz").join("corpus").join(target)
+    };
     fs::create_dir_all(&scratch)?;
-    eprintln!("xtask: {target}: fuzzing for {} s", opts.seconds);
+    match opts.runs {
+        Some(runs) => eprintln!(
+            "xtask: {target}: fuzzing {runs} inputs (at most {} s)",
+            opts.seconds
+        ),
+        None => eprintln!("xtask: {target}: fuzzing for {} s", opts.seconds),
+    }
     let log = logs.join(format!("{target}.log"));
     let mut cmd = cargo_fuzz(fuzz_dir, "run", opts);
     cmd.arg(target).arg(&scratch);
@@ -271,6 +321,12 @@ fn run_target(fuzz_dir: &Path, target: &str, opts: &Options) -> Result<Report> {
         .arg(format!("-max_total_time={}", opts.seconds))
         .arg(format!("-timeout={INPUT_TIMEOUT_SECONDS}"))
         .arg("-print_final_stats=1");
+    if let Some(runs) = opts.runs {
+        cmd.arg(format!("-runs={runs}"));
+    }
+    if let Some(seed) = opts.seed {
+        cmd.arg(format!("-seed={seed}"));
+    }
     let started = Instant::now();
     report.ok = run_logged(&mut cmd, &log)?;
     report.seconds = started.elapsed().as_secs_f64();

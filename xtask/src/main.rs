@@ -1,7 +1,7 @@
 //! `cargo xtask`: project automation.
 //!
 //! ```text
-//! cargo xtask fuzz [TARGET] [--seconds N] [--smoke] [--replay] [--list]
+//! cargo xtask fuzz [TARGET] [--seconds N] [--runs N] [--seed S] [--smoke] [--replay] [--list]
 //! cargo xtask bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
 //! cargo xtask ci
 //! ```
@@ -21,10 +21,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  fuzz [TARGET] [--seconds N] [--smoke] [--replay] [--list]
+  fuzz [TARGET] [--seconds N] [--runs N] [--seed S] [--smoke] [--replay] [--list]
         Build the cargo-fuzz targets in fuzz/ on the stable toolchain, replay the
-        committed corpus and regressions, then fuzz. Without TARGET every target runs
-        (smoke mode: 15 s each unless --seconds is given). --replay only replays.
+        committed corpus and regressions, then fuzz. Without TARGET every target runs,
+        15 s each unless --seconds is given. --runs stops after N inputs, --seed fixes
+        libFuzzer's seed. --smoke (what CI runs) is every target, 1000 inputs, seed 1,
+        from an empty scratch corpus: reproducible. --replay only replays.
         A crash, a timeout or an out-of-memory fails the command.
   bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
         Run the benches in benches/ (all, or the named ones: aes, silk, wire, chunk,
