@@ -16,10 +16,10 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use crate::SilkError;
+use crate::container_guard;
 use crate::decode::{DecodeOptions, Pcm, max_samples};
 use crate::encode::{EncodeOptions, EncodedVoice, VoiceMeta, encode_f32};
 use crate::format::{self, FRAME_MS};
-use crate::mp4_guard;
 use crate::resample::{check_rate, f32_to_i16, resample};
 
 /// Packets that fail to decode before the file is given up as corrupt.
@@ -49,7 +49,7 @@ fn audio_err(e: impl std::fmt::Display) -> SilkError {
 /// Channels are averaged to mono; the rate is converted with a windowed-sinc resampler. The
 /// format is detected from the content. Audio longer than `options`' maximum is an error.
 pub fn decode_audio(bytes: &[u8], options: DecodeOptions) -> Result<Pcm, SilkError> {
-    mp4_guard::check(&mut Cursor::new(bytes))?;
+    container_guard::check(&mut Cursor::new(bytes))?;
     let source = Cursor::new(bytes.to_vec());
     decode_source(Box::new(source), None, options)
 }
@@ -58,7 +58,7 @@ pub fn decode_audio(bytes: &[u8], options: DecodeOptions) -> Result<Pcm, SilkErr
 pub fn decode_audio_file(path: impl AsRef<Path>, options: DecodeOptions) -> Result<Pcm, SilkError> {
     let path = path.as_ref();
     let mut file = std::fs::File::open(path)?;
-    mp4_guard::check(&mut file)?;
+    container_guard::check(&mut file)?;
     let ext = path.extension().and_then(|e| e.to_str());
     decode_source(Box::new(file), ext, options)
 }
@@ -190,7 +190,7 @@ pub fn audio_to_voice(bytes: &[u8], options: EncodeOptions) -> Result<EncodedVoi
     if format::is_silk(bytes) {
         return silk_to_voice(bytes, options);
     }
-    mp4_guard::check(&mut Cursor::new(bytes))?;
+    container_guard::check(&mut Cursor::new(bytes))?;
     let max = options.input_max_duration();
     let decoded = guard(|| read_mono(Box::new(Cursor::new(bytes.to_vec())), None, max));
     let (mono, rate) = match decoded {
@@ -225,7 +225,7 @@ pub fn audio_file_to_voice(
         // WAV takes the in-memory path, with its hound fallback for over-long headers.
         return audio_to_voice(&std::fs::read(path)?, options);
     }
-    mp4_guard::check(&mut file)?;
+    container_guard::check(&mut file)?;
     let ext = path.extension().and_then(|e| e.to_str());
     let (mono, rate) = guard(|| read_mono(Box::new(file), ext, options.input_max_duration()))?;
     encode_f32(&mono, rate, options)

@@ -110,6 +110,21 @@ pub enum SilkError {
         /// What went wrong, from the demuxer or decoder.
         reason: String,
     },
+    /// An audio file's container declares sizes that its own bytes cannot hold (a sample table
+    /// larger than its box, a tag longer than its block, a length past the end of the file).
+    ///
+    /// Such files are refused before they reach the demuxer, which would otherwise reserve the
+    /// declared size in memory (up to gigabytes) and could abort the process.
+    #[error(
+        "refused a corrupt or hostile {container} file: {problem}; it was not decoded, re-export \
+         it from an audio editor if it is genuine"
+    )]
+    MalformedContainer {
+        /// The container or tag format: `MP4`, `FLAC`, `Ogg` or `ID3v2`.
+        container: &'static str,
+        /// What is wrong, with the offending sizes.
+        problem: String,
+    },
     /// The resampler failed.
     #[error("resampling failed: {0}")]
     Resample(String),

@@ -4,12 +4,12 @@
 #![deny(unsafe_code)]
 
 mod audio;
+mod container_guard;
 mod decode;
 mod encode;
 mod error;
 mod ffi;
 mod format;
-mod mp4_guard;
 mod resample;
 
 pub use audio::{audio_file_to_voice, audio_to_voice, decode_audio, decode_audio_file};

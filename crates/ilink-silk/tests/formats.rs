@@ -249,10 +249,70 @@ fn mp4_with_inflated_sample_table_is_refused_before_symphonia_allocates() {
         ilink_silk::decode_audio_file(data(name), DecodeOptions::default()).unwrap_err(),
     ] {
         assert!(
-            matches!(&err, SilkError::Audio { reason } if reason.contains("cannot hold")),
+            matches!(&err, SilkError::MalformedContainer { container: "MP4", problem } if problem.contains("cannot hold")),
             "{err}"
         );
     }
+}
+
+#[test]
+fn flac_with_inflated_vorbis_comment_is_refused_before_symphonia_allocates() {
+    // Fuzz finding F3: this 9.5 KB FLAC's VORBIS_COMMENT block declares 4,294,967,295 comments
+    // of up to 4 GiB each; symphonia 0.5 would reserve 4 GiB for the first one.
+    let name = "flac_vorbis_comment_4GiB_allocation.flac";
+    let bytes = read(name);
+    for err in [
+        decode_audio(&bytes, DecodeOptions::default()).unwrap_err(),
+        audio_to_voice(&bytes, EncodeOptions::default()).unwrap_err(),
+        audio_file_to_voice(data(name), EncodeOptions::default()).unwrap_err(),
+        ilink_silk::decode_audio_file(data(name), DecodeOptions::default()).unwrap_err(),
+    ] {
+        match &err {
+            SilkError::MalformedContainer {
+                container: "FLAC",
+                problem,
+            } => assert_eq!(
+                problem,
+                "VORBIS_COMMENT block at byte 42 (46 bytes): 4294967295 comments are declared \
+                 but only 25 bytes remain"
+            ),
+            other => panic!("expected a FLAC refusal, got {other:?}"),
+        }
+    }
+}
+
+/// An ID3v2.3 tag holding one `TIT2` frame whose header declares `size` bytes.
+fn id3_tag(size: u32) -> Vec<u8> {
+    let mut frame = b"TIT2".to_vec();
+    frame.extend_from_slice(&size.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0]);
+    frame.extend_from_slice(b"speech");
+    let n = frame.len() as u8;
+    let mut tag = b"ID3\x03\x00\x00\x00\x00\x00".to_vec();
+    tag.push(n);
+    tag.extend(frame);
+    tag
+}
+
+#[test]
+fn mp3_behind_an_id3_tag_decodes_unless_a_frame_outgrows_the_tag() {
+    let mp3 = read("speech_44k_stereo.mp3");
+    let plain = decode_audio(&mp3, DecodeOptions::default()).unwrap();
+
+    let mut tagged = id3_tag(7);
+    tagged.extend_from_slice(&mp3);
+    let pcm = decode_audio(&tagged, DecodeOptions::default()).unwrap();
+    assert_eq!(pcm.samples.len(), plain.samples.len());
+
+    // symphonia would reserve 4 GiB for this frame before reading it.
+    let mut hostile = id3_tag(0xFFFF_FFF0);
+    hostile.extend_from_slice(&mp3);
+    let err = decode_audio(&hostile, DecodeOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, SilkError::MalformedContainer { container: "ID3v2", problem }
+            if problem.contains("frame TIT2 declares 4294967280 bytes but only 7 remain")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -14,9 +14,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use crate::SilkError;
 
-/// How far symphonia's probe searches for a format marker (`PROBE_SEARCH_LIMIT`), plus its
-/// 16-byte window.
-const PROBE_LIMIT: u64 = 1024 * 1024 + 16;
+use super::PROBE_LIMIT;
 
 /// Boxes whose children symphonia reads on the way to the sample tables.
 const CONTAINERS: [&[u8; 4]; 5] = [b"moov", b"trak", b"mdia", b"minf", b"stbl"];
@@ -39,16 +37,17 @@ fn table(kind: &[u8; 4]) -> Option<(u64, u64)> {
 }
 
 fn refuse(kind: &[u8; 4], count: u64) -> SilkError {
-    SilkError::Audio {
-        reason: format!(
-            "MP4 `{}` table declares {count} entries that its box cannot hold (corrupt or hostile file)",
+    SilkError::MalformedContainer {
+        container: "MP4",
+        problem: format!(
+            "`{}` table declares {count} entries that its box cannot hold",
             String::from_utf8_lossy(kind)
         ),
     }
 }
 
 /// Checks an MP4 stream's sample tables; streams without an `ftyp` in the probe window pass.
-pub(crate) fn check<R: Read + Seek>(source: &mut R) -> Result<(), SilkError> {
+pub(super) fn check<R: Read + Seek>(source: &mut R) -> Result<(), SilkError> {
     let len = source.seek(SeekFrom::End(0))?;
     source.seek(SeekFrom::Start(0))?;
     let mut head = Vec::new();
@@ -81,9 +80,12 @@ fn walk<R: Read + Seek>(
 ) -> Result<(), SilkError> {
     let mut pos = start;
     while pos.saturating_add(8) <= end {
-        *budget = budget.checked_sub(1).ok_or_else(|| SilkError::Audio {
-            reason: "MP4 file with too many boxes (corrupt or hostile file)".to_owned(),
-        })?;
+        *budget = budget
+            .checked_sub(1)
+            .ok_or_else(|| SilkError::MalformedContainer {
+                container: "MP4",
+                problem: format!("more than {MAX_BOXES} boxes"),
+            })?;
         source.seek(SeekFrom::Start(pos))?;
         let size32 = read_u32(source)?;
         let mut kind = [0u8; 4];
