@@ -407,10 +407,14 @@ fn print_summary(reports: &[Report], opts: &Options) {
     }
     if !opts.replay_only {
         let total: f64 = reports.iter().map(|r| r.seconds).sum();
+        let budget = match (opts.runs, opts.seed) {
+            (Some(runs), Some(seed)) => format!("{runs} inputs each from seed {seed}"),
+            (Some(runs), None) => format!("{runs} inputs each"),
+            (None, _) => format!("{} s of fuzzing each", opts.seconds),
+        };
         println!(
-            "\n{} targets, {} s of fuzzing each ({total:.0} s wall in total), sanitizer: {}",
+            "\n{} targets, {budget} ({total:.0} s wall in total), sanitizer: {}",
             reports.len(),
-            opts.seconds,
             opts.sanitizer
         );
     }
