@@ -197,9 +197,25 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
             sent += 1;
         }
         let mut child = rig.spawn();
-        // A random moment: sometimes before the first poll, mostly while handling.
-        let wait = rng.below(400);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let wait = if k % 4 == 0 {
+            // A random moment: sometimes before the first poll, sometimes while handling.
+            let wait = rng.below(400);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            wait
+        } else {
+            // Mid-conversation by construction, whatever the machine's speed: once the
+            // handler has started a random number of this round's messages (at least one,
+            // never all ten). A clock-driven moment alone lands after the round on a fast
+            // machine and before the first poll on a loaded one.
+            let before = rig.journal().counts().len();
+            let target = before + 1 + rng.below(PER_ROUND as u64 - 1) as usize;
+            let started = tokio::time::Instant::now();
+            assert!(
+                rig.wait_journal(|j| j.counts().len() >= target).await,
+                "kill {k}: the bot never started message {target}"
+            );
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        };
         kill(&mut child);
         let j = rig.journal();
         if j.counts().len() < sent {
