@@ -21,8 +21,10 @@ const DEFAULT_SECONDS: u64 = 15;
 /// An input that runs longer than this (seconds) counts as a hang and fails the run.
 const INPUT_TIMEOUT_SECONDS: u64 = 30;
 /// `--smoke` (what CI runs): libFuzzer inputs per target, and its fixed seed. A fixed seed, a fixed
-/// number of runs and a fresh scratch corpus make the smoke reproducible: what passes here passes
-/// in CI, and a failure there replays here with the same command.
+/// number of runs, a fresh scratch corpus and the same C build keep the smoke close to
+/// reproducible (not exactly: Rust's randomized hashing and ASLR still vary coverage a little);
+/// any input that fails is saved under fuzz/artifacts/ and replays with `--replay` once copied
+/// into fuzz/regressions/.
 const SMOKE_RUNS: u64 = 1000;
 const SMOKE_SEED: u64 = 1;
 /// Upper bound of a smoke run per target, in seconds, on a slow or loaded machine.
@@ -38,8 +40,7 @@ struct Options {
     /// Start from an empty scratch corpus instead of the one earlier runs left in target/.
     fresh: bool,
     /// Build the C code with clang and libFuzzer coverage when clang is on PATH. Off in
-    /// `--smoke`, so that the smoke builds the same binary on every machine (with or without
-    /// clang) and so takes the same path through its inputs.
+    /// `--smoke`, so that the smoke builds the same binary on every machine, with or without clang.
     c_coverage: bool,
     replay_only: bool,
     sanitizer: String,

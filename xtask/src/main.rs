@@ -26,7 +26,7 @@ commands:
         committed corpus and regressions, then fuzz. Without TARGET every target runs,
         15 s each unless --seconds is given. --runs stops after N inputs, --seed fixes
         libFuzzer's seed. --smoke (what CI runs) is every target, 1000 inputs, seed 1,
-        from an empty scratch corpus: reproducible. --replay only replays.
+        from an empty scratch corpus, the same C build everywhere. --replay only replays.
         A crash, a timeout or an out-of-memory fails the command.
   bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
         Run the benches in benches/ (all, or the named ones: aes, silk, wire, chunk,
