@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 use std::error::Error;
+use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use ilink_client::{
@@ -18,6 +20,28 @@ pub const REPLY_WAIT: Duration = Duration::from_secs(15);
 /// Whether the example was started with `--sim`.
 pub fn wants_sim() -> bool {
     std::env::args().skip(1).any(|a| a == "--sim")
+}
+
+/// The `main` of every example: runs `offline` (against its own emulator) when started with
+/// `--sim`, `online` (real WeChat) otherwise, and turns the outcome into an exit code, printing
+/// the error prefixed with the example's `name`. Only the chosen future is ever polled.
+pub async fn run_example(
+    name: &str,
+    offline: impl Future<Output = Result<(), BoxError>>,
+    online: impl Future<Output = Result<(), BoxError>>,
+) -> ExitCode {
+    let result = if wants_sim() {
+        offline.await
+    } else {
+        online.await
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Starts an emulator on loopback with short long-polls.

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use ilink_client::MessageContext;
-use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim, wants_sim};
+use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim};
 
 /// The bot: this is all there is to it.
 async fn echo(ctx: MessageContext) -> Result<(), ilink_client::SendError> {
@@ -59,16 +59,5 @@ async fn online() -> Result<(), BoxError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let result = if wants_sim() {
-        offline().await
-    } else {
-        online().await
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_bot: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ilink_examples::run_example("echo_bot", offline(), online()).await
 }

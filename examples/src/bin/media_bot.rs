@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use ilink_client::proto::ItemType;
 use ilink_client::{MediaType, MessageContext};
-use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim, wants_sim};
+use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim};
 
 /// A 32×32 24-bit BMP with a diagonal gradient.
 fn picture() -> Vec<u8> {
@@ -132,16 +132,5 @@ async fn online() -> Result<(), BoxError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let result = if wants_sim() {
-        offline().await
-    } else {
-        online().await
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("media_bot: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ilink_examples::run_example("media_bot", offline(), online()).await
 }

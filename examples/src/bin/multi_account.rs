@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use ilink_client::{Account, MessageContext};
-use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim, wants_sim};
+use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim};
 
 /// Every account runs this handler; it says which bot answered.
 async fn answer(ctx: MessageContext) -> Result<(), ilink_client::SendError> {
@@ -80,16 +80,5 @@ async fn online() -> Result<(), BoxError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let result = if wants_sim() {
-        offline().await
-    } else {
-        online().await
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("multi_account: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ilink_examples::run_example("multi_account", offline(), online()).await
 }

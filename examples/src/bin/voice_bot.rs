@@ -9,9 +9,7 @@ use std::process::ExitCode;
 
 use ilink_client::proto::ItemType;
 use ilink_client::{MediaType, MessageContext};
-use ilink_examples::{
-    BoxError, ensure, replies, sim_client, sim_login, start_sim, tone, wants_sim,
-};
+use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim, tone};
 
 /// Beeps (880 Hz, 150 ms, with 150 ms pauses), one per started second, as a WAV file.
 fn beeps(seconds: u64) -> Result<Vec<u8>, BoxError> {
@@ -102,16 +100,5 @@ async fn online() -> Result<(), BoxError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let result = if wants_sim() {
-        offline().await
-    } else {
-        online().await
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("voice_bot: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ilink_examples::run_example("voice_bot", offline(), online()).await
 }
