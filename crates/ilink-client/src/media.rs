@@ -116,11 +116,11 @@ pub struct CheckedMedia {
     pub format: Option<MediaFormat>,
 }
 
-/// `1.5 MiB`-style size for messages.
+/// A size for messages: `5000 bytes`, or `120.0 MiB (125829120 bytes)`.
 fn size_text(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     if bytes >= MIB {
-        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+        format!("{:.1} MiB ({bytes} bytes)", bytes as f64 / MIB as f64)
     } else {
         format!("{bytes} bytes")
     }
@@ -176,7 +176,7 @@ fn check_probe(
         return Err(SendError::bad_media(
             MediaProblem::TooLarge,
             format!(
-                "{name} is {} ({len} bytes), more than the {} ({limit} bytes) allowed for {};                  nothing was uploaded",
+                "{name} is {}, more than the {} allowed for {}; nothing was uploaded",
                 size_text(len),
                 size_text(limit),
                 media_type.noun()
@@ -202,7 +202,8 @@ fn check_probe(
                 content_text(format)
             ),
             _ => format!(
-                "cannot make {name} into a voice message: the audio could not be read                  (WAV, MP3, Ogg, FLAC, AAC/M4A or SILK expected; {})",
+                "cannot make {name} into a voice message: the audio could not be read (WAV, MP3, \
+                 Ogg, FLAC, AAC/M4A or SILK expected; {})",
                 content_text(format)
             ),
         };
