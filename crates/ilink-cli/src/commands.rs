@@ -313,13 +313,13 @@ pub struct SendArgs {
     /// Send this text (split into several messages past 4000 characters).
     #[arg(long)]
     text: Option<String>,
-    /// Send an image file.
+    /// Send an image: JPEG, PNG, GIF, WebP or BMP (checked before upload; at most 100 MiB).
     #[arg(long, value_name = "PATH")]
     image: Option<PathBuf>,
-    /// Send a video file.
+    /// Send a video: MP4 or MOV (checked before upload; at most 100 MiB).
     #[arg(long, value_name = "PATH")]
     video: Option<PathBuf>,
-    /// Send a file (any document).
+    /// Send a file: any document, not empty, at most 100 MiB.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// Send a voice message made from an audio file (WAV, MP3, Ogg, FLAC, AAC/M4A or SILK).

@@ -25,28 +25,29 @@ pub struct MediaArgs<'a> {
 }
 
 /// The CLI error of media refused before upload: what is wrong with the file (exit 1, the
-/// file is bad data; nothing was uploaded or sent) and what to do.
-fn refused(e: &SendError, problem: MediaProblem) -> CliError {
+/// file is bad data; nothing was uploaded or sent) and what to do with a file sent as `kind`.
+fn refused(e: &SendError, problem: MediaProblem, kind: MediaType) -> CliError {
+    let voice = kind == MediaType::Voice;
     let hint = match problem {
         MediaProblem::Empty => "choose a file with content",
         MediaProblem::TooLarge => "compress or split it, or send a link to it instead",
+        MediaProblem::WrongFormat | MediaProblem::Unreadable if voice => {
+            "convert it to WAV or MP3 first, or send it as a document with --file"
+        }
         MediaProblem::WrongFormat => {
             "send it as a document with --file, or add --or-file to send it as a file when \
              its content does not fit"
         }
-        _ => {
-            "check that the file exists and can be read (for --voice: WAV, MP3, Ogg, FLAC, \
-             AAC/M4A or SILK)"
-        }
+        _ => "check that the file exists and can be read",
     };
     CliError::new(Exit::Failure, format!("not sent: {e}")).hint(hint)
 }
 
-/// A send error as a CLI error: media refused before upload reads as such; anything else
-/// as every other send error.
-pub fn send_error(e: SendError) -> CliError {
+/// A send error of a media send as `kind` as a CLI error: media refused before upload reads
+/// as such; anything else as every other send error.
+pub fn send_error(e: SendError, kind: MediaType) -> CliError {
     match e.kind() {
-        SendErrorKind::BadMedia(problem) => refused(&e, problem),
+        SendErrorKind::BadMedia(problem) => refused(&e, problem, kind),
         _ => CliError::from(e),
     }
 }
@@ -68,9 +69,9 @@ pub async fn send_media(
             account
                 .check_media(&source, Some(MediaType::File))
                 .await
-                .map_err(send_error)?
+                .map_err(|e| send_error(e, MediaType::File))?
         }
-        Err(e) => return Err(send_error(e)),
+        Err(e) => return Err(send_error(e, args.kind)),
     };
     let kind = checked.media_type;
     let label = match kind {
@@ -98,7 +99,7 @@ pub async fn send_media(
     };
     let result = send.send().await;
     bar.finish_and_clear();
-    let outcomes = result.map_err(send_error)?;
+    let outcomes = result.map_err(|e| send_error(e, kind))?;
     // The caption's chunks come first, the media last.
     let last = outcomes.len().saturating_sub(1);
     Ok(outcomes

@@ -823,6 +823,27 @@ async fn media_is_checked_before_upload() {
         assert!(text(&o.stderr).contains("hint: "), "{}", text(&o.stderr));
         assert!(text(&o.stdout).is_empty(), "{}", text(&o.stdout));
     }
+    // Audio that is not what it claims: said to be unreadable, nothing sent, exit 1.
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--voice", &song],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    assert!(
+        first_line(&o).starts_with(&format!(
+            "ilink: not sent: cannot make {song} into a voice message: the audio could not be read"
+        )),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !text(&o.stderr).contains("sendmessage"),
+        "{}",
+        text(&o.stderr)
+    );
     // A caption is not sent either when the media is refused.
     let o = ilink(
         &sim,

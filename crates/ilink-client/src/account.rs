@@ -530,9 +530,12 @@ impl Account {
                 let delay = prev
                     .as_ref()
                     .map_or(cfg.delays.typing_ticket_retry, |p| p.retry_delay);
+                // The official client's delay (2 s doubling to 1 h, §10) as the ceiling of a
+                // jittered one, so that many bots that failed together do not retry together.
+                let jittered = ilink_cdn::Backoff::new(delay, delay).delay(0);
                 TicketState {
                     ticket: prev.and_then(|p| p.ticket),
-                    refresh_at: now + delay,
+                    refresh_at: now + jittered,
                     retry_delay: (delay * 2).min(cfg.delays.typing_ticket_retry_max),
                 }
             }
@@ -543,7 +546,9 @@ impl Account {
     }
 
     /// Show (`Typing`) or cancel (`Cancel`) the typing indicator for `user` (sendtyping, §10).
-    /// Returns false, sending nothing, when no typing ticket could be had.
+    /// Returns false, sending nothing, when no typing ticket could be had. A non-zero `ret` or
+    /// `errcode` in the answer is an error (the official client ignores the answer), so that
+    /// a caller can retry a cancel that did not take.
     pub async fn send_typing(&self, user: &str, status: TypingStatus) -> Result<bool> {
         let Some(ticket) = self.typing_ticket(user, None).await else {
             return Ok(false);
@@ -600,7 +605,10 @@ impl Account {
     }
 
     /// Start a typing indicator for `user` that is refreshed every keepalive interval until
-    /// the returned guard is stopped (which sends the cancel).
+    /// the returned guard is stopped or dropped, which ends the keepalive and sends the
+    /// cancel; a failed cancel is retried with backoff up to
+    /// [`Delays::typing_cancel_attempts`](crate::Delays::typing_cancel_attempts) times, and a
+    /// final failure is logged as a warning with the user id.
     pub async fn start_typing(&self, user: &str, context_token: Option<Secret>) -> TypingGuard {
         let acct = self.clone();
         let user = user.to_owned();

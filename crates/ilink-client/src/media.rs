@@ -701,11 +701,12 @@ async fn encode_voice(
     source: MediaSource,
     name: &str,
 ) -> Result<ilink_silk::EncodedVoice, SendError> {
-    let unreadable = |e: Error| {
+    // The decoder's reason goes into the one message: the error reads once.
+    let unreadable = |why: String| {
         SendError::bad_media(
             MediaProblem::Unreadable,
-            format!("cannot make {name} into a voice message: the audio could not be read"),
-            Some(e),
+            format!("cannot make {name} into a voice message: the audio could not be read: {why}"),
+            None,
         )
     };
     tokio::task::spawn_blocking(move || match source {
@@ -717,10 +718,8 @@ async fn encode_voice(
         }
     })
     .await
-    .map_err(|e| {
-        unreadable(Error::new(ErrorKind::Media, "the voice encoder failed").with_source(e))
-    })?
-    .map_err(|e| unreadable(Error::new(ErrorKind::Media, "decoding the audio").with_source(e)))
+    .map_err(|e| unreadable(format!("the voice encoder failed: {e}")))?
+    .map_err(|e| unreadable(e.to_string()))
 }
 
 /// The options of a media send (see [`MediaSend`]).
