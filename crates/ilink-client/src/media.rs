@@ -869,3 +869,39 @@ impl MessageContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(size_text(5000), "5000 bytes");
+        assert_eq!(size_text(120_000_000), "114.4 MiB (120000000 bytes)");
+    }
+
+    #[test]
+    fn the_type_follows_the_content_when_not_declared() {
+        let l = MediaLimits::default();
+        let kind = |f: Option<MediaFormat>| check_probe("x", 10, f, None, &l).unwrap().media_type;
+        assert_eq!(kind(Some(MediaFormat::Png)), MediaType::Image);
+        assert_eq!(kind(Some(MediaFormat::Mp4)), MediaType::Video);
+        assert_eq!(kind(Some(MediaFormat::Heic)), MediaType::File);
+        assert_eq!(kind(Some(MediaFormat::Mkv)), MediaType::File);
+        assert_eq!(kind(Some(MediaFormat::Mp3)), MediaType::File);
+        assert_eq!(kind(None), MediaType::File);
+    }
+
+    #[test]
+    fn limits_are_per_type_and_inclusive() {
+        let mut l = MediaLimits::all(100);
+        l.image = 10;
+        let png = Some(MediaFormat::Png);
+        assert!(check_probe("x", 10, png, Some(MediaType::Image), &l).is_ok());
+        let e = check_probe("x", 11, png, Some(MediaType::Image), &l).unwrap_err();
+        assert_eq!(e.kind(), SendErrorKind::BadMedia(MediaProblem::TooLarge));
+        assert!(check_probe("x", 11, png, Some(MediaType::File), &l).is_ok());
+        let e = check_probe("x", 0, None, Some(MediaType::File), &l).unwrap_err();
+        assert_eq!(e.kind(), SendErrorKind::BadMedia(MediaProblem::Empty));
+    }
+}

@@ -641,6 +641,23 @@ async fn every_kind_goes_out_with_the_chats_context_token() {
             "{body}"
         );
     }
+    // No token for the chat: the typed error of text, for every kind, before any grant.
+    let nobody = "nobody@im.wechat";
+    let errs = [
+        account.send_image(nobody, png(10)).await.unwrap_err(),
+        account.send_video(nobody, mp4(10)).await.unwrap_err(),
+        account
+            .send_file(nobody, doc.clone(), None)
+            .await
+            .unwrap_err(),
+        #[cfg(feature = "voice")]
+        account.send_voice(nobody, wav()).await.unwrap_err(),
+        account.send_text(nobody, "hi").await.unwrap_err(),
+    ];
+    for e in errs {
+        assert_eq!(e.kind(), SendErrorKind::NoContextToken, "{e}");
+    }
+    assert_eq!(grant_requests(&sim).len(), 2 * kinds);
     // The sim finds nothing in the grants that the official client would not send.
     for r in sim
         .requests()
