@@ -200,7 +200,7 @@ pub struct ClientConfig {
     pub send_retries: u32,
     /// Send the chat's `context_token` in every getuploadurl (default true). Since about July
     /// 2026 the live server refuses an upload grant without it (`ret:-2`, or `errcode:-14`
-    /// although the session is valid; PROTOCOL.md §12.1 [obs]). Tencent's client 2.4.9 does
+    /// although the session is valid; PROTOCOL.md §12.1 \[obs\]). Tencent's client 2.4.9 does
     /// not send the field: switch this off for a server that rejects unknown fields.
     pub upload_context_token: bool,
     /// The largest media accepted per kind, checked before anything is uploaded.

@@ -374,7 +374,7 @@ impl Account {
     /// getuploadurl (with the chat's `context_token` unless
     /// [`ClientConfig::upload_context_token`](crate::ClientConfig::upload_context_token) is
     /// off), then the CDN upload. A grant refused with a code is judged like a refused
-    /// sendmessage (PROTOCOL.md §12.1 [obs]).
+    /// sendmessage (PROTOCOL.md §12.1 \[obs\]).
     async fn upload_prepared(
         &self,
         user: &str,

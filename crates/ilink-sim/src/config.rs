@@ -103,7 +103,7 @@ pub struct SimConfig {
     pub one_bot_per_user: bool,
     /// Whether sendmessage needs a `context_token` (the live server answers `ret:-2` without one).
     pub require_context_token: bool,
-    /// [obs] getuploadurl needs the chat's `context_token`: a request without a token that
+    /// \[obs\] getuploadurl needs the chat's `context_token`: a request without a token that
     /// was issued to this bot for `to_user_id` (the rule sendmessage applies) is refused
     /// this way, and no upload target is given. Reported of the live server since about
     /// July 2026 (PROTOCOL.md §12.1: `NousResearch/hermes-agent` #64704, #70776, PRs
