@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use ilink_crypto::{Decryptor, EcbCipher, MediaKey, ciphertext_len};
 use ilink_http::{
-    ErrorKind as HttpErrorKind, HttpClient, HttpError, Request, RequestBody, Response,
+    Backoff, ErrorKind as HttpErrorKind, HttpClient, HttpError, Request, RequestBody, Response,
 };
 use ilink_proto::{CdnMedia, GetUploadUrlResponse, Secret};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
@@ -55,6 +55,11 @@ pub struct CdnConfig {
     pub max_download_bytes: u64,
     /// Attempts per upload (at least 1). Default 3.
     pub upload_attempts: u32,
+    /// The delay between upload attempts: exponential with jitter. Default 250 ms doubling
+    /// to 8 s ([`Backoff::default`]). The official client retries at once (PROTOCOL.md
+    /// §12.2); waiting lets a CDN that failed recover, and spreads out the retries of many
+    /// clients that failed together.
+    pub upload_backoff: Backoff,
 }
 
 impl Default for CdnConfig {
@@ -64,6 +69,7 @@ impl Default for CdnConfig {
             allowed_hosts: HostAllowlist::default(),
             max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
             upload_attempts: DEFAULT_UPLOAD_ATTEMPTS,
+            upload_backoff: Backoff::default(),
         }
     }
 }
@@ -94,6 +100,13 @@ impl CdnConfig {
     #[must_use]
     pub fn with_max_download_bytes(mut self, bytes: u64) -> Self {
         self.max_download_bytes = bytes;
+        self
+    }
+
+    /// Set [`CdnConfig::upload_backoff`].
+    #[must_use]
+    pub fn with_upload_backoff(mut self, backoff: Backoff) -> Self {
+        self.upload_backoff = backoff;
         self
     }
 
@@ -252,8 +265,8 @@ impl CdnClient {
     /// POSTs the ciphertext of `prepared` to `url` with `Content-Type:
     /// application/octet-stream`, streamed from the source. Success is HTTP 200 with an
     /// `x-encrypted-param` header. A 4xx is final; other statuses, a missing header and
-    /// transport errors are retried, up to [`CdnConfig::upload_attempts`] in all, without
-    /// delay (as the official client).
+    /// transport errors are retried, up to [`CdnConfig::upload_attempts`] in all, after a
+    /// delay from [`CdnConfig::upload_backoff`] (the official client retries at once).
     ///
     /// # Errors
     /// [`CdnErrorKind::UploadRejected`] (4xx, with the CDN's `x-error-message` or body),
@@ -275,6 +288,9 @@ impl CdnClient {
         let attempts = self.config.upload_attempts.max(1);
         let mut last: Option<CdnError> = None;
         for attempt in 1..=attempts {
+            if attempt > 1 {
+                self.config.upload_backoff.sleep(attempt - 2).await;
+            }
             let failure: Arc<Mutex<Option<CdnError>>> = Arc::default();
             let body = match (&in_memory, prepared.source()) {
                 (Some(ct), _) => {

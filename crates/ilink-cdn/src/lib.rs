@@ -13,10 +13,12 @@ pub use crate::client::{
 };
 pub use crate::error::{BoxError, CdnError, CdnErrorKind};
 pub use crate::sniff::{MediaFormat, MediaKind, SNIFF_LEN, sniff};
-pub use crate::source::{MediaSource, PreparedUpload};
+pub use crate::source::{MediaSource, PreparedUpload, Probe};
 pub use crate::url::{
     DEFAULT_CDN_BASE_URL, HostAllowlist, built_download_url, encode_uri_component, upload_url,
 };
+/// The retry delay of uploads (see [`CdnConfig::upload_backoff`]).
+pub use ilink_http::Backoff;
 
 #[cfg(test)]
 mod send_sync {

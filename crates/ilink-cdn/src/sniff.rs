@@ -139,6 +139,43 @@ impl MediaFormat {
         }
     }
 
+    /// Whether WeChat shows this as a picture in a chat, so it may go as an IMAGE item:
+    /// JPEG, PNG, GIF, WebP and BMP. A stated guess, not a documented rule: these are the
+    /// formats WeChat's own apps send and display; TIFF, HEIC, AVIF and ICO are not known to
+    /// render in a chat and are refused as images (send them as files).
+    #[must_use]
+    pub const fn is_chat_image(self) -> bool {
+        matches!(
+            self,
+            Self::Jpeg | Self::Png | Self::Gif | Self::Webp | Self::Bmp
+        )
+    }
+
+    /// Whether WeChat plays this as a video in a chat, so it may go as a VIDEO item: MP4 and
+    /// QuickTime (the containers phones record). A stated guess, like
+    /// [`MediaFormat::is_chat_image`]; other containers (Matroska, WebM, AVI, FLV, 3GP) are
+    /// refused as videos (send them as files).
+    #[must_use]
+    pub const fn is_chat_video(self) -> bool {
+        matches!(self, Self::Mp4 | Self::Mov)
+    }
+
+    /// Whether a voice message can be made from this: the audio `ilink-silk` decodes (WAV,
+    /// MP3, Ogg, FLAC, AAC in ADTS or M4A) and SILK itself. AMR is not decoded.
+    #[must_use]
+    pub const fn is_voice_source(self) -> bool {
+        matches!(
+            self,
+            Self::Wav
+                | Self::Mp3
+                | Self::Ogg
+                | Self::Flac
+                | Self::Aac
+                | Self::M4a
+                | Self::Silk { .. }
+        )
+    }
+
     /// The usual MIME type.
     #[must_use]
     pub const fn mime(self) -> &'static str {
@@ -474,5 +511,32 @@ mod tests {
             "silk"
         );
         assert_eq!(F::Pdf.extension(), "pdf");
+    }
+
+    #[test]
+    fn what_goes_as_image_video_and_voice() {
+        for f in [F::Jpeg, F::Png, F::Gif, F::Webp, F::Bmp] {
+            assert!(f.is_chat_image(), "{f:?}");
+            assert!(!f.is_chat_video() && !f.is_voice_source());
+        }
+        for f in [F::Tiff, F::Heic, F::Avif, F::Ico, F::Mp4, F::Mp3, F::Pdf] {
+            assert!(!f.is_chat_image(), "{f:?}");
+        }
+        assert!(F::Mp4.is_chat_video() && F::Mov.is_chat_video());
+        for f in [F::Mkv, F::Webm, F::Avi, F::Flv, F::ThreeGp, F::M4a, F::Mp3] {
+            assert!(!f.is_chat_video(), "{f:?}");
+        }
+        for f in [F::Wav, F::Mp3, F::Ogg, F::Flac, F::Aac, F::M4a] {
+            assert!(f.is_voice_source(), "{f:?}");
+        }
+        assert!(
+            F::Silk {
+                wechat_prefix: false
+            }
+            .is_voice_source()
+        );
+        for f in [F::Amr, F::Mp4, F::Pdf, F::Png] {
+            assert!(!f.is_voice_source(), "{f:?}");
+        }
     }
 }

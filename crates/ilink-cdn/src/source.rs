@@ -88,6 +88,47 @@ impl MediaSource {
         }
     }
 
+    /// The size and format of the source, without hashing it: the length of the bytes or
+    /// the file's size from its metadata, and [`sniff`] of the first [`SNIFF_LEN`] bytes.
+    /// Cheap enough to run before every upload, so that media the server would refuse is
+    /// refused before anything is sent.
+    ///
+    /// # Errors
+    /// [`CdnErrorKind::Io`] when the file cannot be opened or read, or is not a regular
+    /// file (a directory, say).
+    pub async fn probe(&self) -> Result<Probe, CdnError> {
+        match self {
+            Self::Bytes(b) => Ok(Probe {
+                len: b.len() as u64,
+                format: sniff(b),
+            }),
+            Self::File(p) => {
+                use tokio::io::AsyncReadExt as _;
+                let meta = tokio::fs::metadata(p)
+                    .await
+                    .map_err(|e| io_error("cannot read", p, e))?;
+                if !meta.is_file() {
+                    return Err(CdnError::new(
+                        CdnErrorKind::Io,
+                        format!("{} is not a regular file", p.display()),
+                    ));
+                }
+                let file = tokio::fs::File::open(p)
+                    .await
+                    .map_err(|e| io_error("cannot open", p, e))?;
+                let mut head = Vec::with_capacity(SNIFF_LEN);
+                file.take(SNIFF_LEN as u64)
+                    .read_to_end(&mut head)
+                    .await
+                    .map_err(|e| io_error("cannot read", p, e))?;
+                Ok(Probe {
+                    len: meta.len(),
+                    format: sniff(&head),
+                })
+            }
+        }
+    }
+
     /// The file's name (for `file_item.file_name`), if the source is a file.
     #[must_use]
     pub fn file_name(&self) -> Option<String> {
@@ -96,6 +137,16 @@ impl MediaSource {
             Self::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
         }
     }
+}
+
+/// What [`MediaSource::probe`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probe {
+    /// Size in bytes (plaintext).
+    pub len: u64,
+    /// The format sniffed from the first bytes, if recognised.
+    pub format: Option<MediaFormat>,
 }
 
 impl From<Vec<u8>> for MediaSource {

@@ -789,3 +789,68 @@ async fn keys_from_inbound_media_decrypt_downloads() {
         assert_eq!(cdn.download(&m, Some(&k)).await.unwrap(), b"voice");
     }
 }
+
+/// Issue 21: upload retries wait for the configured backoff (the official client retries at
+/// once). With an hour-long backoff the second attempt has not come long after the first.
+#[tokio::test]
+async fn upload_retries_wait_for_the_backoff() {
+    assert_eq!(
+        CdnConfig::default().upload_backoff,
+        ilink_cdn::Backoff::default()
+    );
+    assert!(!CdnConfig::default().upload_backoff.base().is_zero());
+    let server = Server::start(|_, _| respond(500, &[], "oops")).await;
+    let cdn = CdnClient::new(
+        HttpClient::new(HttpConfig::default()).unwrap(),
+        CdnConfig::default()
+            .with_base_url(server.base())
+            .with_upload_backoff(ilink_cdn::Backoff::new(
+                std::time::Duration::from_secs(3600),
+                std::time::Duration::from_secs(3600),
+            )),
+    );
+    let prepared = PreparedUpload::prepare(MediaSource::bytes(vec![1u8; 3]), UploadMediaType::File)
+        .await
+        .unwrap();
+    let grant = upload_response("UP");
+    let upload = cdn.upload(&prepared, &grant, None);
+    tokio::pin!(upload);
+    // Drive the upload until the first attempt has been answered...
+    while server.seen().is_empty() {
+        tokio::select! {
+            _ = &mut upload => panic!("the upload ended after one attempt"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+        }
+    }
+    // ...then a while longer: the retry is still waiting.
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut upload).await;
+    assert!(waited.is_err(), "the upload finished without waiting");
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn probe_reads_size_and_format_without_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("a.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n-rest").unwrap();
+    let p = MediaSource::file(&png).probe().await.unwrap();
+    assert_eq!((p.len, p.format), (13, Some(MediaFormat::Png)));
+    // A large sparse file: the size comes from the metadata.
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let p = MediaSource::file(&big).probe().await.unwrap();
+    assert_eq!((p.len, p.format), (1 << 30, None));
+    let p = MediaSource::bytes(Vec::new()).probe().await.unwrap();
+    assert_eq!((p.len, p.format), (0, None));
+    let err = MediaSource::file(dir.path()).probe().await.unwrap_err();
+    assert_eq!(err.kind(), CdnErrorKind::Io);
+    assert!(err.to_string().contains("is not a regular file"), "{err}");
+    let err = MediaSource::file(dir.path().join("missing"))
+        .probe()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), CdnErrorKind::Io);
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args};
-use ilink_client::cdn::{CdnClient, CdnConfig, MediaSource};
+use ilink_client::cdn::{CdnClient, CdnConfig};
 use ilink_client::proto::{CdnMedia, ItemType, MessageItem};
 use ilink_client::{
     Account, BoxFuture, ErrorKind, Handler, InboundMessage, LoginOutcome, MediaType,
@@ -313,13 +313,13 @@ pub struct SendArgs {
     /// Send this text (split into several messages past 4000 characters).
     #[arg(long)]
     text: Option<String>,
-    /// Send an image file.
+    /// Send an image: JPEG, PNG, GIF, WebP or BMP (checked before upload; at most 100 MiB).
     #[arg(long, value_name = "PATH")]
     image: Option<PathBuf>,
-    /// Send a video file.
+    /// Send a video: MP4 or MOV (checked before upload; at most 100 MiB).
     #[arg(long, value_name = "PATH")]
     video: Option<PathBuf>,
-    /// Send a file (any document).
+    /// Send a file: any document, not empty, at most 100 MiB.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// Send a voice message made from an audio file (WAV, MP3, Ogg, FLAC, AAC/M4A or SILK).
@@ -328,6 +328,10 @@ pub struct SendArgs {
     /// A caption sent before the media, as its own text message.
     #[arg(long, conflicts_with = "text")]
     caption: Option<String>,
+    /// When the content does not fit --image, --video or --voice (a text file as an image,
+    /// say), send it as a file instead, with a notice, rather than fail.
+    #[arg(long, conflicts_with = "text")]
+    or_file: bool,
 }
 
 fn report(outcomes: &[SendOutcome], what: &str) -> CliResult {
@@ -365,40 +369,36 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
         let out = account.send_text(to, text).await?;
         return report(&out, "text");
     }
-    let (path, kind, label) = if let Some(p) = &args.image {
-        (p, MediaType::Image, "image")
+    let (path, kind) = if let Some(p) = &args.image {
+        (p, MediaType::Image)
     } else if let Some(p) = &args.video {
-        (p, MediaType::Video, "video")
+        (p, MediaType::Video)
     } else if let Some(p) = &args.file {
-        (p, MediaType::File, "file")
+        (p, MediaType::File)
     } else if let Some(p) = &args.voice {
-        (p, MediaType::Voice, "voice")
+        (p, MediaType::Voice)
     } else {
         return Err(CliError::usage("nothing to send"));
     };
-    let size = check_file(path)?;
-    if let Some(c) = &args.caption {
-        let out = account.send_text(to, c).await?;
-        report(&out, "caption")?;
+    check_file(path)?;
+    let sent = crate::outbound::send_media(
+        &account,
+        crate::outbound::MediaArgs {
+            to,
+            path,
+            kind,
+            caption: args.caption.as_deref(),
+            or_file: args.or_file,
+        },
+    )
+    .await?;
+    let mut result = Ok(());
+    for (outcome, what) in &sent {
+        if let Err(e) = report(std::slice::from_ref(outcome), what) {
+            result = Err(e);
+        }
     }
-    let label_text = format!("uploading {} ({})", path.display(), human_size(size));
-    let mut send = account
-        .media(to, MediaSource::file(path.clone()))
-        .media_type(kind);
-    let bar = if kind == MediaType::Voice {
-        // Most of a voice send is the conversion to SILK, which reports no progress; the
-        // upload after it is small.
-        progress::spinner(size, &label_text)
-    } else {
-        // The upload is the ciphertext: AES-128-ECB with PKCS#7 padding (next multiple of
-        // 16 bytes), streamed from the file and reported as it goes.
-        let bar = progress::bytes_bar(Some((size / 16 + 1) * 16), &label_text);
-        send = send.progress(progress::callback(&bar));
-        bar
-    };
-    let result = send.send().await;
-    bar.finish_and_clear();
-    report(&result?, label)
+    result
 }
 
 // ---------------------------------------------------------------------------------------

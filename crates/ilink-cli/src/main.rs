@@ -6,6 +6,7 @@ mod demo;
 mod error;
 mod net;
 mod offline;
+mod outbound;
 mod progress;
 mod simcmd;
 

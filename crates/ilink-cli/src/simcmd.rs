@@ -24,6 +24,10 @@ pub struct SimArgs {
     /// Seed for every random value (ids, keys, tokens), for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Grant uploads without the chat's context_token (the live server refuses them with
+    /// ret -2 since about July 2026, which the emulator does by default).
+    #[arg(long)]
+    upload_without_token: bool,
 }
 
 /// `ilink sim`: prints the URLs, then serves until Ctrl-C.
@@ -33,6 +37,8 @@ pub async fn run(args: SimArgs) -> CliResult {
         longpolling_timeout: hold,
         longpoll_margin: Duration::from_millis(100).min(hold / 4),
         seed: args.seed,
+        upload_requires_context_token: (!args.upload_without_token)
+            .then_some(ilink_sim::UploadGrantRefusal::Ret2),
         ..SimConfig::default()
     };
     let addr = SocketAddr::new(args.host, args.port);

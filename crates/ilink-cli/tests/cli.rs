@@ -743,3 +743,250 @@ fn usage_errors_exit_2_and_help_lists_exit_codes() {
         assert!(help.contains(cmd), "{cmd}: {help}");
     }
 }
+
+/// The first line `ilink` wrote to stderr.
+fn first_line(o: &Output) -> String {
+    text(&o.stderr).lines().next().unwrap_or("").to_owned()
+}
+
+/// Issue 21: media is checked before anything is uploaded; each refusal says what is wrong
+/// with the file, exits 1 (bad data), and nothing reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_is_checked_before_upload() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    seeded_with_token(&sim, dir.path()).await;
+    let files = tempfile::tempdir().unwrap();
+    let p = |name: &str, bytes: &[u8]| {
+        let path = files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let empty = p("empty.bin", b"");
+    let report = p("report.txt", b"Quarterly report\nAll good.\n");
+    let song = p(
+        "hello.mp3",
+        &[b"ID3\x04\x00\x00\x00\x00\x00\x00".as_slice(), &[0u8; 300]].concat(),
+    );
+    // 120 MB, sparse: its size is known from the metadata, nothing is read.
+    let big = files.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(120_000_000)
+        .unwrap();
+    let big = big.to_str().unwrap().to_owned();
+    let before = sim.requests().len();
+    let cases: [(&str, &str, String); 5] = [
+        (
+            "--image",
+            &empty,
+            format!("ilink: not sent: {empty} is empty (0 bytes): there is nothing to send"),
+        ),
+        (
+            "--image",
+            &report,
+            format!(
+                "ilink: not sent: {report} is not an image WeChat shows (JPEG, PNG, GIF, WebP or \
+                 BMP): its content is not a recognised media format"
+            ),
+        ),
+        (
+            "--video",
+            &song,
+            format!(
+                "ilink: not sent: {song} is not a video WeChat plays (MP4 or MOV): its content \
+                 is MP3 (audio/mpeg)"
+            ),
+        ),
+        (
+            "--file",
+            &big,
+            format!(
+                "ilink: not sent: {big} is 114.4 MiB (120000000 bytes), more than the 100.0 MiB \
+                 (104857600 bytes) allowed for a file; nothing was uploaded"
+            ),
+        ),
+        (
+            "--voice",
+            &report,
+            format!(
+                "ilink: not sent: cannot make {report} into a voice message: the audio could \
+                 not be read (WAV, MP3, Ogg, FLAC, AAC/M4A or SILK expected; its content is not \
+                 a recognised media format)"
+            ),
+        ),
+    ];
+    for (flag, path, first) in &cases {
+        let o = ilink(&sim, dir.path(), &["send", "--to", USER, flag, path], None).await;
+        assert_eq!(code(&o), 1, "{flag} {path}: {}", text(&o.stderr));
+        assert_eq!(&first_line(&o), first, "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("hint: "), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).is_empty(), "{}", text(&o.stdout));
+    }
+    // Audio that is not what it claims: said to be unreadable, nothing sent, exit 1.
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--voice", &song],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    assert!(
+        first_line(&o).starts_with(&format!(
+            "ilink: not sent: cannot make {song} into a voice message: the audio could not be read"
+        )),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !text(&o.stderr).contains("sendmessage"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A caption is not sent either when the media is refused.
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &[
+            "send",
+            "--to",
+            USER,
+            "--image",
+            &report,
+            "--caption",
+            "look",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    // Nothing reached the server: no grant, no upload, no message.
+    let after: Vec<_> = sim.requests().into_iter().skip(before).collect();
+    assert!(
+        after.iter().all(|r| !r.path.ends_with("/getuploadurl")
+            && !r.path.ends_with("/upload")
+            && !r.path.ends_with("/sendmessage")),
+        "{:?}",
+        after.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert!(sim.delivered_to(USER).is_empty());
+
+    // Asked for: a mismatch goes as a file, with a notice.
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--image", &report, "--or-file"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(
+        first_line(&o).starts_with(&format!(
+            "ilink: notice: {report} is not an image WeChat shows"
+        )),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).contains("delivered file"),
+        "{}",
+        text(&o.stdout)
+    );
+    let d = sim.delivered_to(USER);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].item_type(), Some(4));
+    assert_eq!(d[0].item["file_item"]["file_name"], "report.txt");
+    // Never an empty file, even as a file.
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--image", &empty, "--or-file"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+}
+
+/// Issue 20: a refused upload grant exits like a refused sendmessage: 4 for ret -2, 3 for
+/// -14, with the same hints; and the grant carries the chat's context_token (the sim
+/// refuses it otherwise, as the live server does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_grant_exits_like_a_refused_send() {
+    let sim = sim().await;
+    assert!(sim.config().upload_requires_context_token.is_some());
+    let dir = tempfile::tempdir().unwrap();
+    seeded_with_token(&sim, dir.path()).await;
+    let image = dir.path().join("a.png");
+    std::fs::write(
+        &image,
+        [b"\x89PNG\r\n\x1a\n".as_slice(), &[3u8; 200]].concat(),
+    )
+    .unwrap();
+    let image = image.to_str().unwrap();
+
+    sim.inject_fault(Endpoint::GetUploadUrl, Fault::Overloaded(None), 1);
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--image", image],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
+    let first = first_line(&o);
+    assert!(
+        first.starts_with("ilink: not delivered: getuploadurl refused the upload: "),
+        "{first}"
+    );
+    assert!(first.ends_with("(ret -2)"), "{first}");
+    assert!(
+        text(&o.stderr).contains("hint: the server refused the message (ret -2)"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    sim.inject_fault(Endpoint::GetUploadUrl, Fault::StaleToken, 1);
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--file", image],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 3, "{}", text(&o.stderr));
+    assert!(
+        first_line(&o).starts_with("ilink: not delivered: getuploadurl refused the upload: "),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("run `ilink login` again"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(sim.uploads().is_empty());
+    assert!(sim.delivered_to(USER).is_empty());
+
+    // Without a fault the same send goes through: the grant carried the token.
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--image", image],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let grant = sim
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path.ends_with("/getuploadurl"))
+        .unwrap();
+    let body: Value = serde_json::from_str(grant.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        body["context_token"].as_str(),
+        sim.inbound().last().map(|m| m.context_token.as_str())
+    );
+    assert_eq!(sim.delivered_to(USER).len(), 1);
+}

@@ -458,7 +458,11 @@ impl Account {
                     // The request never reached the server: repeating it cannot duplicate.
                     attempt += 1;
                     tracing::debug!(attempt, error = %e, "sendmessage not sent; retrying");
-                    tokio::time::sleep(cfg.delays.send_retry).await;
+                    let backoff = ilink_cdn::Backoff::new(
+                        cfg.delays.send_retry,
+                        cfg.delays.send_retry.saturating_mul(8),
+                    );
+                    backoff.sleep(attempt - 1).await;
                 }
                 Err(e) => return Err(SendError::from_error(e)),
             }
@@ -526,9 +530,12 @@ impl Account {
                 let delay = prev
                     .as_ref()
                     .map_or(cfg.delays.typing_ticket_retry, |p| p.retry_delay);
+                // The official client's delay (2 s doubling to 1 h, §10) as the ceiling of a
+                // jittered one, so that many bots that failed together do not retry together.
+                let jittered = ilink_cdn::Backoff::new(delay, delay).delay(0);
                 TicketState {
                     ticket: prev.and_then(|p| p.ticket),
-                    refresh_at: now + delay,
+                    refresh_at: now + jittered,
                     retry_delay: (delay * 2).min(cfg.delays.typing_ticket_retry_max),
                 }
             }
@@ -539,7 +546,9 @@ impl Account {
     }
 
     /// Show (`Typing`) or cancel (`Cancel`) the typing indicator for `user` (sendtyping, §10).
-    /// Returns false, sending nothing, when no typing ticket could be had.
+    /// Returns false, sending nothing, when no typing ticket could be had. A non-zero `ret` or
+    /// `errcode` in the answer is an error (the official client ignores the answer), so that
+    /// a caller can retry a cancel that did not take.
     pub async fn send_typing(&self, user: &str, status: TypingStatus) -> Result<bool> {
         let Some(ticket) = self.typing_ticket(user, None).await else {
             return Ok(false);
@@ -561,15 +570,45 @@ impl Account {
             self.inner.shared.transport.base_info(),
         );
         let timeout = self.inner.shared.config.timeouts.typing;
-        // The response body of sendtyping is never read by the official client (§5).
-        let _: SendTypingResponse = self
+        // The official client never reads the response of sendtyping (§5); a non-zero code
+        // is still a failure here, so that a refused cancel is retried.
+        let resp: SendTypingResponse = self
             .post(consts::SEND_TYPING, &body, timeout, false)
             .await?;
-        Ok(())
+        resp.status()
+            .map_err(|e| api_error(consts::SEND_TYPING, &e))
+    }
+
+    /// Sends the typing cancel, retried with backoff up to
+    /// [`Delays::typing_cancel_attempts`](crate::Delays::typing_cancel_attempts) times; a
+    /// final failure is a warning (the indicator may stay on until WeChat times it out).
+    async fn cancel_typing(&self, user: &str, ticket: Secret) {
+        let delays = &self.inner.shared.config.delays;
+        let attempts = delays.typing_cancel_attempts.max(1);
+        for attempt in 1..=attempts {
+            match self
+                .send_typing_with(user, ticket.clone(), TypingStatus::Cancel)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) if attempt < attempts => {
+                    tracing::debug!(account = %self.inner.id, user, attempt, error = %e,
+                        "sendtyping cancel failed; retrying");
+                    delays.typing_cancel_retry.sleep(attempt - 1).await;
+                }
+                Err(e) => {
+                    tracing::warn!(account = %self.inner.id, user, attempts, error = %e,
+                        "the typing cancel failed; the indicator may stay on for this user");
+                }
+            }
+        }
     }
 
     /// Start a typing indicator for `user` that is refreshed every keepalive interval until
-    /// the returned guard is stopped (which sends the cancel).
+    /// the returned guard is stopped or dropped, which ends the keepalive and sends the
+    /// cancel; a failed cancel is retried with backoff up to
+    /// [`Delays::typing_cancel_attempts`](crate::Delays::typing_cancel_attempts) times, and a
+    /// final failure is logged as a warning with the user id.
     pub async fn start_typing(&self, user: &str, context_token: Option<Secret>) -> TypingGuard {
         let acct = self.clone();
         let user = user.to_owned();
@@ -603,12 +642,7 @@ impl Account {
                     _ = &mut stop_rx => break,
                 }
             }
-            if let Err(e) = acct
-                .send_typing_with(&user, ticket, TypingStatus::Cancel)
-                .await
-            {
-                tracing::debug!(error = %e, "sendtyping cancel failed");
-            }
+            acct.cancel_typing(&user, ticket).await;
         });
         // Wait (briefly) for the first indicator so it precedes the reply on the wire, as in
         // the official client's order (getconfig, typing, sendmessage, cancel).

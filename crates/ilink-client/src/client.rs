@@ -99,7 +99,8 @@ impl ClientBuilder {
         let transport = Transport::new(config.clone())?;
         let mut cdn_config = ilink_cdn::CdnConfig::default()
             .with_base_url(config.cdn_base_url.clone())
-            .with_max_download_bytes(config.max_media_bytes);
+            .with_max_download_bytes(config.max_media_bytes)
+            .with_upload_backoff(config.delays.upload_retry);
         for host in &config.cdn_allowed_hosts {
             cdn_config = cdn_config.allow_host(host);
         }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use ilink_cdn::Backoff;
 use ilink_proto::{CompatVersion, consts};
+
+use crate::media::MediaLimits;
 
 /// Client-side timeouts per call (PROTOCOL.md §4).
 #[derive(Debug, Clone)]
@@ -86,8 +89,18 @@ pub struct Delays {
     /// After `-14`, when notifystart and a probe did not help and no re-login succeeded: how long
     /// to wait before probing again. Default 1 h (the official client's pause, §14.2).
     pub stale_probe_interval: Duration,
-    /// Delay before retrying a send that certainly never reached the server. Default 500 ms.
+    /// Delay before retrying a send that certainly never reached the server. Default 500 ms;
+    /// it doubles (with jitter) for each further retry.
     pub send_retry: Duration,
+    /// Delay between CDN upload attempts: exponential with jitter. Default 250 ms doubling
+    /// to 8 s.
+    pub upload_retry: Backoff,
+    /// Attempts to send a typing cancel (sendtyping status 2) that fails (HTTP error or a
+    /// non-zero `ret`), at least 1. Default 3. A final failure is logged as a warning.
+    pub typing_cancel_attempts: u32,
+    /// Delay between typing-cancel attempts: exponential with jitter. Default 500 ms
+    /// doubling to 4 s.
+    pub typing_cancel_retry: Backoff,
 }
 
 impl Default for Delays {
@@ -104,6 +117,9 @@ impl Default for Delays {
             typing_start_wait: Duration::from_secs(1),
             stale_probe_interval: consts::SESSION_PAUSE,
             send_retry: Duration::from_millis(500),
+            upload_retry: Backoff::default(),
+            typing_cancel_attempts: 3,
+            typing_cancel_retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(4)),
         }
     }
 }
@@ -123,6 +139,9 @@ impl Delays {
             typing_start_wait: Duration::from_secs(1),
             stale_probe_interval: Duration::from_millis(200),
             send_retry: Duration::from_millis(10),
+            upload_retry: Backoff::new(Duration::from_millis(5), Duration::from_millis(50)),
+            typing_cancel_attempts: 3,
+            typing_cancel_retry: Backoff::new(Duration::from_millis(5), Duration::from_millis(50)),
         }
     }
 }
@@ -179,6 +198,13 @@ pub struct ClientConfig {
     /// Extra attempts for a send that certainly never reached the server (connect, TLS or
     /// proxy failure). Default 2. Nothing else is ever retried automatically.
     pub send_retries: u32,
+    /// Send the chat's `context_token` in every getuploadurl (default true). Since about July
+    /// 2026 the live server refuses an upload grant without it (`ret:-2`, or `errcode:-14`
+    /// although the session is valid; PROTOCOL.md §12.1 \[obs\]). Tencent's client 2.4.9 does
+    /// not send the field: switch this off for a server that rejects unknown fields.
+    pub upload_context_token: bool,
+    /// The largest media accepted per kind, checked before anything is uploaded.
+    pub media_limits: MediaLimits,
 }
 
 impl Default for ClientConfig {
@@ -203,6 +229,8 @@ impl Default for ClientConfig {
             send_retries: 2,
             max_media_bytes: consts::MEDIA_MAX_BYTES,
             cdn_allowed_hosts: Vec::new(),
+            upload_context_token: true,
+            media_limits: MediaLimits::default(),
         }
     }
 }

@@ -30,8 +30,8 @@ pub use login::{
     render_qr_unicode,
 };
 pub use markdown::filter_markdown;
-pub use media::{MediaSend, MediaType};
-pub use send::{SendError, SendErrorKind, SendOutcome};
+pub use media::{CheckedMedia, MediaLimits, MediaSend, MediaType};
+pub use send::{MediaProblem, SendError, SendErrorKind, SendOutcome};
 pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
 pub use updates::{InboundMessage, UndecodableMessage, Update, Updates};
 

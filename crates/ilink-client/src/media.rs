@@ -5,16 +5,17 @@ use std::path::Path;
 
 use std::fmt;
 
-use ilink_cdn::{MediaKind, MediaSource, PreparedUpload, ProgressFn, UploadedMedia};
+use ilink_cdn::{MediaFormat, MediaKind, MediaSource, PreparedUpload, ProgressFn, UploadedMedia};
 use ilink_crypto::MediaKey;
 use ilink_proto::{
-    CdnMedia, GetUploadUrlResponse, ItemType, MessageItem, Secret, UploadMediaType, consts,
+    ApiResponse as _, CdnMedia, GetUploadUrlResponse, ItemType, MessageItem, Secret,
+    UploadMediaType, consts,
 };
 
 use crate::account::Account;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::MessageContext;
-use crate::send::{SendError, SendErrorKind, SendOutcome};
+use crate::send::{MediaProblem, SendError, SendErrorKind, SendOutcome};
 use crate::updates::InboundMessage;
 
 /// How an outbound media file is sent.
@@ -30,6 +31,193 @@ pub enum MediaType {
     /// A VOICE item: any common audio file, converted to SILK (feature `voice`).
     #[cfg(feature = "voice")]
     Voice,
+}
+
+impl MediaType {
+    /// What the type is called in messages.
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Image => "an image",
+            Self::Video => "a video",
+            Self::File => "a file",
+            #[cfg(feature = "voice")]
+            Self::Voice => "a voice message",
+        }
+    }
+}
+
+/// 100 MiB: the default limit of every kind.
+const DEFAULT_MEDIA_LIMIT: u64 = 100 * 1024 * 1024;
+
+/// The largest media accepted per kind, in bytes of the source (for voice: of the audio file
+/// before it is made into SILK). Checked before anything is uploaded, so nothing is uploaded
+/// only to be refused.
+///
+/// No per-kind limit of the live server is documented or reported. The default, 100 MiB
+/// for every kind, is the one size the official client names (`WEIXIN_MEDIA_MAX_BYTES`,
+/// its cap on media it stores, PROTOCOL.md §12.3), and stays below what ilink-sim's CDN
+/// accepts (110 MiB of ciphertext). A stated guess: lower it if the server refuses less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MediaLimits {
+    /// IMAGE items. Default 100 MiB.
+    pub image: u64,
+    /// VIDEO items. Default 100 MiB.
+    pub video: u64,
+    /// FILE items. Default 100 MiB.
+    pub file: u64,
+    /// The audio a VOICE item is made from. Default 100 MiB.
+    pub voice: u64,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_MEDIA_LIMIT,
+            video: DEFAULT_MEDIA_LIMIT,
+            file: DEFAULT_MEDIA_LIMIT,
+            voice: DEFAULT_MEDIA_LIMIT,
+        }
+    }
+}
+
+impl MediaLimits {
+    /// The same limit for every kind.
+    pub fn all(bytes: u64) -> Self {
+        Self {
+            image: bytes,
+            video: bytes,
+            file: bytes,
+            voice: bytes,
+        }
+    }
+
+    /// The limit for `media_type`.
+    pub fn for_type(&self, media_type: MediaType) -> u64 {
+        match media_type {
+            MediaType::Image => self.image,
+            MediaType::Video => self.video,
+            MediaType::File => self.file,
+            #[cfg(feature = "voice")]
+            MediaType::Voice => self.voice,
+        }
+    }
+}
+
+/// Media that passed [`Account::check_media`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckedMedia {
+    /// The type it will be sent as (the declared one, or the one its content chose).
+    pub media_type: MediaType,
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its format, sniffed from the first bytes, if recognised.
+    pub format: Option<MediaFormat>,
+}
+
+/// A size for messages: `5000 bytes`, or `120.0 MiB (125829120 bytes)`.
+fn size_text(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB {
+        format!("{:.1} MiB ({bytes} bytes)", bytes as f64 / MIB as f64)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn source_name(source: &MediaSource) -> String {
+    match source {
+        MediaSource::File(p) => p.display().to_string(),
+        MediaSource::Bytes(_) => "the media".to_owned(),
+    }
+}
+
+fn content_text(format: Option<MediaFormat>) -> String {
+    match format {
+        Some(f) => format!(
+            "its content is {} ({})",
+            f.extension().to_uppercase(),
+            f.mime()
+        ),
+        None => "its content is not a recognised media format".to_owned(),
+    }
+}
+
+/// The checks of [`Account::check_media`], on a probe already made.
+fn check_probe(
+    name: &str,
+    len: u64,
+    format: Option<MediaFormat>,
+    declared: Option<MediaType>,
+    limits: &MediaLimits,
+) -> Result<CheckedMedia, SendError> {
+    let media_type = match declared {
+        Some(t) => t,
+        None => match format.map(MediaFormat::kind) {
+            Some(MediaKind::Image) if format.is_some_and(MediaFormat::is_chat_image) => {
+                MediaType::Image
+            }
+            Some(MediaKind::Video) if format.is_some_and(MediaFormat::is_chat_video) => {
+                MediaType::Video
+            }
+            _ => MediaType::File,
+        },
+    };
+    if len == 0 {
+        return Err(SendError::bad_media(
+            MediaProblem::Empty,
+            format!("{name} is empty (0 bytes): there is nothing to send"),
+            None,
+        ));
+    }
+    let limit = limits.for_type(media_type);
+    if len > limit {
+        return Err(SendError::bad_media(
+            MediaProblem::TooLarge,
+            format!(
+                "{name} is {}, more than the {} allowed for {}; nothing was uploaded",
+                size_text(len),
+                size_text(limit),
+                media_type.noun()
+            ),
+            None,
+        ));
+    }
+    let fits = match media_type {
+        MediaType::Image => format.is_some_and(MediaFormat::is_chat_image),
+        MediaType::Video => format.is_some_and(MediaFormat::is_chat_video),
+        MediaType::File => true,
+        #[cfg(feature = "voice")]
+        MediaType::Voice => format.is_some_and(MediaFormat::is_voice_source),
+    };
+    if !fits {
+        let message = match media_type {
+            MediaType::Image => format!(
+                "{name} is not an image WeChat shows (JPEG, PNG, GIF, WebP or BMP): {}",
+                content_text(format)
+            ),
+            MediaType::Video => format!(
+                "{name} is not a video WeChat plays (MP4 or MOV): {}",
+                content_text(format)
+            ),
+            _ => format!(
+                "cannot make {name} into a voice message: the audio could not be read (WAV, MP3, \
+                 Ogg, FLAC, AAC/M4A or SILK expected; {})",
+                content_text(format)
+            ),
+        };
+        return Err(SendError::bad_media(
+            MediaProblem::WrongFormat,
+            message,
+            None,
+        ));
+    }
+    Ok(CheckedMedia {
+        media_type,
+        len,
+        format,
+    })
 }
 
 fn cdn_error(what: &str, e: ilink_cdn::CdnError) -> Error {
@@ -129,28 +317,76 @@ impl Account {
         &self.shared().cdn
     }
 
-    /// Upload `source` for `user` (getuploadurl, then the CDN POST with retries) and return
-    /// what the sendmessage item needs. Most callers use [`Account::send_media`] instead.
+    /// Check `source` before it is uploaded, as every media send does: it can be read, it is
+    /// not empty, it is within [`ClientConfig::media_limits`](crate::ClientConfig::media_limits)
+    /// for its type, and its content (sniffed from the first bytes) fits the type: an IMAGE
+    /// must be an image WeChat shows ([`MediaFormat::is_chat_image`]), a VIDEO a video it
+    /// plays ([`MediaFormat::is_chat_video`]), a VOICE audio that can be decoded
+    /// ([`MediaFormat::is_voice_source`]); a FILE may hold anything. With `media_type`
+    /// `None` the type follows the content (images and videos WeChat shows as such,
+    /// everything else as FILE). Reads only the size and the first 4 KiB.
+    ///
+    /// # Errors
+    /// [`SendErrorKind::BadMedia`] with the [`MediaProblem`].
+    pub async fn check_media(
+        &self,
+        source: &MediaSource,
+        media_type: Option<MediaType>,
+    ) -> Result<CheckedMedia, SendError> {
+        let name = source_name(source);
+        // The I/O error says what could not be read and why; nothing more to add.
+        let probe = source
+            .probe()
+            .await
+            .map_err(|e| SendError::bad_media(MediaProblem::Unreadable, e.to_string(), None))?;
+        check_probe(
+            &name,
+            probe.len,
+            probe.format,
+            media_type,
+            &self.shared().config.media_limits,
+        )
+    }
+
+    /// Upload `source` for `user` (getuploadurl with the user's `context_token`, then the CDN
+    /// POST with retries) and return what the sendmessage item needs. Most callers use
+    /// [`Account::send_media`] instead. The source is not checked against a media type
+    /// (see [`Account::check_media`]); only an empty source or one above the file limit is
+    /// refused.
+    ///
+    /// # Errors
+    /// As a media send: [`SendErrorKind::NoContextToken`] before anything is read, a refused
+    /// grant as a refused sendmessage, [`SendErrorKind::Upload`] when the CDN failed.
     pub async fn upload_media(
         &self,
         user: &str,
         source: MediaSource,
         media_type: UploadMediaType,
-    ) -> Result<UploadedMedia> {
+    ) -> Result<UploadedMedia, SendError> {
+        let token = self.precheck(user, None)?;
+        self.check_media(&source, Some(MediaType::File)).await?;
         let prepared = PreparedUpload::prepare(source, media_type)
             .await
-            .map_err(|e| cdn_error("reading the media", e))?;
-        self.upload_prepared(user, &prepared, None).await
+            .map_err(|e| upload_error(cdn_error("reading the media", e)))?;
+        self.upload_prepared(user, &prepared, &token, None).await
     }
 
+    /// getuploadurl (with the chat's `context_token` unless
+    /// [`ClientConfig::upload_context_token`](crate::ClientConfig::upload_context_token) is
+    /// off), then the CDN upload. A grant refused with a code is judged like a refused
+    /// sendmessage (PROTOCOL.md §12.1 \[obs\]).
     async fn upload_prepared(
         &self,
         user: &str,
         prepared: &PreparedUpload,
+        token: &Secret,
         progress: Option<ProgressFn>,
-    ) -> Result<UploadedMedia> {
+    ) -> Result<UploadedMedia, SendError> {
         let shared = self.shared();
-        let req = prepared.get_upload_url_request(user, shared.transport.base_info());
+        let mut req = prepared.get_upload_url_request(user, shared.transport.base_info());
+        if shared.config.upload_context_token {
+            req = req.with_context_token(token.clone());
+        }
         let resp: GetUploadUrlResponse = self
             .post(
                 consts::GET_UPLOAD_URL,
@@ -158,31 +394,25 @@ impl Account {
                 shared.config.timeouts.send,
                 false,
             )
-            .await?;
-        // The official client does not check `ret`; it fails only without an upload target.
+            .await
+            .map_err(upload_error)?;
+        // The official client does not check `ret` and fails only without an upload target;
+        // without a target, a code says why, as on sendmessage.
         if !resp.has_upload_target() {
-            let code = resp.ret.filter(|&r| r != 0).or(resp.errcode);
-            let mut e = Error::new(
-                ErrorKind::Api,
-                format!(
-                    "getuploadurl gave no upload target{}",
-                    resp.errmsg
-                        .as_deref()
-                        .filter(|m| !m.is_empty())
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default()
-                ),
-            );
-            if let Some(c) = code {
-                e = e.with_code(c);
+            if let Err(api) = resp.status() {
+                tracing::debug!(account = %self.id(), code = ?api.code(), "getuploadurl refused");
+                return Err(SendError::grant_refused(&api));
             }
-            return Err(e);
+            return Err(upload_error(Error::new(
+                ErrorKind::Api,
+                "getuploadurl gave no upload target",
+            )));
         }
         shared
             .cdn
             .upload(prepared, &resp, progress)
             .await
-            .map_err(|e| cdn_error("uploading to the CDN", e))
+            .map_err(|e| upload_error(cdn_error("uploading to the CDN", e)))
     }
 
     /// Send an image.
@@ -349,8 +579,10 @@ impl Account {
         let mut sent = Vec::new();
         let run_id = opts.run_id.as_deref();
         if let Some(c) = opts.caption.as_deref().filter(|c| !c.trim().is_empty()) {
-            // Fail before anything is sent or uploaded if the user cannot be reached.
+            // Fail before anything is sent or uploaded if the user cannot be reached or the
+            // media would be refused.
             self.precheck(user, opts.token.clone())?;
+            self.check_media(&source, opts.media_type).await?;
             sent = self
                 .send_text_in_turn(user, c, opts.token.clone(), run_id)
                 .await?;
@@ -371,20 +603,21 @@ impl Account {
         opts: &MediaOpts,
     ) -> Result<SendOutcome, SendError> {
         let token = self.precheck(user, opts.token.clone())?;
+        let checked = self.check_media(&source, opts.media_type).await?;
         let run_id = opts.run_id.as_deref();
         let progress = opts.progress.clone();
-        let media_type = opts.media_type;
+        let kind = checked.media_type;
         #[cfg(feature = "voice")]
-        if media_type == Some(MediaType::Voice) {
-            let voice = encode_voice(source).await?;
+        if kind == MediaType::Voice {
+            let name = source_name(&source);
+            let voice = encode_voice(source, &name).await?;
             let prepared =
                 PreparedUpload::prepare(MediaSource::bytes(voice.silk), UploadMediaType::Voice)
                     .await
                     .map_err(|e| upload_error(cdn_error("preparing the voice upload", e)))?;
             let up = self
-                .upload_prepared(user, &prepared, progress)
-                .await
-                .map_err(upload_error)?;
+                .upload_prepared(user, &prepared, &token, progress)
+                .await?;
             let item = MessageItem::voice(
                 up.cdn_media(),
                 voice.meta.sample_rate,
@@ -394,14 +627,6 @@ impl Account {
                 .send_item_in_turn(user, item, Some(token), run_id)
                 .await;
         }
-        let kind = match media_type {
-            Some(k) => k,
-            None => match sniff_source(&source).await.map(|f| f.kind()) {
-                Some(MediaKind::Image) => MediaType::Image,
-                Some(MediaKind::Video) => MediaType::Video,
-                _ => MediaType::File,
-            },
-        };
         let upload_type = match kind {
             MediaType::Image => UploadMediaType::Image,
             MediaType::Video => UploadMediaType::Video,
@@ -413,13 +638,21 @@ impl Account {
             .clone()
             .or_else(|| source.file_name())
             .unwrap_or_else(|| "file".to_owned());
+        let name = source_name(&source);
         let prepared = PreparedUpload::prepare(source, upload_type)
             .await
             .map_err(|e| upload_error(cdn_error("reading the media", e)))?;
+        // The file may have changed since the check: judge what was hashed (and will be sent).
+        check_probe(
+            &name,
+            prepared.rawsize(),
+            checked.format,
+            Some(kind),
+            &self.shared().config.media_limits,
+        )?;
         let up = self
-            .upload_prepared(user, &prepared, progress)
-            .await
-            .map_err(upload_error)?;
+            .upload_prepared(user, &prepared, &token, progress)
+            .await?;
         let item = match kind {
             MediaType::Image => MessageItem::image(up.cdn_media(), up.filesize),
             MediaType::Video => MessageItem::video(up.cdn_media(), up.filesize),
@@ -463,35 +696,17 @@ impl Account {
     }
 }
 
-/// The format of a source from its first bytes (only those are read).
-async fn sniff_source(source: &MediaSource) -> Option<ilink_cdn::MediaFormat> {
-    match source {
-        MediaSource::Bytes(b) => ilink_cdn::sniff(b),
-        MediaSource::File(p) => {
-            use tokio::io::AsyncReadExt as _;
-            let mut f = tokio::fs::File::open(p).await.ok()?;
-            let mut head = vec![0u8; ilink_cdn::SNIFF_LEN];
-            let mut filled = 0;
-            while filled < head.len() {
-                match f.read(head.get_mut(filled..)?).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => filled += n,
-                }
-            }
-            ilink_cdn::sniff(head.get(..filled)?)
-        }
-    }
-}
-
 #[cfg(feature = "voice")]
-async fn encode_voice(source: MediaSource) -> Result<ilink_silk::EncodedVoice, SendError> {
-    let invalid = |e: ilink_silk::SilkError| {
-        SendError::from_error(
-            Error::new(
-                ErrorKind::InvalidInput,
-                "the audio cannot be made into a voice message",
-            )
-            .with_source(e),
+async fn encode_voice(
+    source: MediaSource,
+    name: &str,
+) -> Result<ilink_silk::EncodedVoice, SendError> {
+    // The decoder's reason goes into the one message: the error reads once.
+    let unreadable = |why: String| {
+        SendError::bad_media(
+            MediaProblem::Unreadable,
+            format!("cannot make {name} into a voice message: the audio could not be read: {why}"),
+            None,
         )
     };
     tokio::task::spawn_blocking(move || match source {
@@ -503,12 +718,8 @@ async fn encode_voice(source: MediaSource) -> Result<ilink_silk::EncodedVoice, S
         }
     })
     .await
-    .map_err(|e| {
-        SendError::from_error(
-            Error::new(ErrorKind::Media, "the voice encoder failed").with_source(e),
-        )
-    })?
-    .map_err(invalid)
+    .map_err(|e| unreadable(format!("the voice encoder failed: {e}")))?
+    .map_err(|e| unreadable(e.to_string()))
 }
 
 /// The options of a media send (see [`MediaSend`]).
@@ -656,5 +867,41 @@ impl MessageContext {
             Some(item) => self.account().download(item).await.map(Some),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(size_text(5000), "5000 bytes");
+        assert_eq!(size_text(120_000_000), "114.4 MiB (120000000 bytes)");
+    }
+
+    #[test]
+    fn the_type_follows_the_content_when_not_declared() {
+        let l = MediaLimits::default();
+        let kind = |f: Option<MediaFormat>| check_probe("x", 10, f, None, &l).unwrap().media_type;
+        assert_eq!(kind(Some(MediaFormat::Png)), MediaType::Image);
+        assert_eq!(kind(Some(MediaFormat::Mp4)), MediaType::Video);
+        assert_eq!(kind(Some(MediaFormat::Heic)), MediaType::File);
+        assert_eq!(kind(Some(MediaFormat::Mkv)), MediaType::File);
+        assert_eq!(kind(Some(MediaFormat::Mp3)), MediaType::File);
+        assert_eq!(kind(None), MediaType::File);
+    }
+
+    #[test]
+    fn limits_are_per_type_and_inclusive() {
+        let mut l = MediaLimits::all(100);
+        l.image = 10;
+        let png = Some(MediaFormat::Png);
+        assert!(check_probe("x", 10, png, Some(MediaType::Image), &l).is_ok());
+        let e = check_probe("x", 11, png, Some(MediaType::Image), &l).unwrap_err();
+        assert_eq!(e.kind(), SendErrorKind::BadMedia(MediaProblem::TooLarge));
+        assert!(check_probe("x", 11, png, Some(MediaType::File), &l).is_ok());
+        let e = check_probe("x", 0, None, Some(MediaType::File), &l).unwrap_err();
+        assert_eq!(e.kind(), SendErrorKind::BadMedia(MediaProblem::Empty));
     }
 }

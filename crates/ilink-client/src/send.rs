@@ -66,8 +66,32 @@ pub enum SendErrorKind {
     /// The message was invalid before sending (empty text, empty recipient, audio that cannot
     /// be made into voice).
     Invalid,
-    /// Uploading the media failed (getuploadurl or the CDN); no message was sent.
+    /// Uploading the media failed (getuploadurl gave no upload target, or the CDN failed);
+    /// no message was sent. A getuploadurl that *refuses* the grant with a code gives the
+    /// same kinds as a refused sendmessage instead ([`SendErrorKind::Throttled`],
+    /// [`SendErrorKind::StaleToken`], [`SendErrorKind::BadTarget`],
+    /// [`SendErrorKind::Rejected`]).
     Upload,
+    /// The media was refused before anything was uploaded or sent; see [`MediaProblem`].
+    BadMedia(MediaProblem),
+}
+
+/// Why media was refused before upload (checked by every media send, and by
+/// [`Account::check_media`](crate::Account::check_media)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MediaProblem {
+    /// The source holds no bytes.
+    Empty,
+    /// The source is larger than the limit of its kind
+    /// ([`ClientConfig::media_limits`](crate::ClientConfig::media_limits)).
+    TooLarge,
+    /// The content is not of the kind it is sent as: an image that WeChat does not show, a
+    /// video it does not play, or a voice source that is not audio.
+    WrongFormat,
+    /// The source could not be read (a missing file, a directory, a read error), or its
+    /// audio could not be decoded into a voice message.
+    Unreadable,
 }
 
 /// A failed send. When a long text was split into several messages, [`SendError::sent`] lists
@@ -120,6 +144,24 @@ impl SendError {
             sent: Vec::new(),
             source: None,
         })
+    }
+
+    /// A refused upload grant: the kinds of a refused sendmessage, said to be the grant.
+    pub(crate) fn grant_refused(e: &ApiError) -> Self {
+        let mut s = Self::from_api(e);
+        s.inner.message = format!("getuploadurl refused the upload: {}", s.inner.message);
+        s
+    }
+
+    /// Media refused before upload.
+    pub(crate) fn bad_media(
+        problem: MediaProblem,
+        message: impl Into<String>,
+        source: Option<crate::error::Error>,
+    ) -> Self {
+        let mut s = Self::new(SendErrorKind::BadMedia(problem), message);
+        s.inner.source = source;
+        s
     }
 
     pub(crate) fn from_error(e: crate::error::Error) -> Self {

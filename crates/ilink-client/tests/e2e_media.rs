@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use ilink_client::{ErrorKind, MediaSource, MessageContext, SendErrorKind, Update};
+use ilink_client::{
+    ClientConfig, ErrorKind, MediaLimits, MediaProblem, MediaSource, MediaType, MessageContext,
+    SendErrorKind, ThrottleReason, Update,
+};
 use ilink_sim::{Endpoint, Fault};
 
 fn png(len: usize) -> Vec<u8> {
@@ -138,11 +141,23 @@ async fn outbound_voice_is_real_silk_with_playtime() {
     let silk = sim.download(&d[0].item).unwrap();
     assert!(silk.starts_with(b"\x02#!SILK_V3"));
     assert!(!silk.starts_with(b"\x02\x02"));
+    // Not audio: refused before anything is uploaded, as bad media (issue 21).
+    let uploads = count_requests(&sim, "/getuploadurl");
     let err = account
         .send_voice("pam@im.wechat", vec![0u8; 100])
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), SendErrorKind::Invalid);
+    assert_eq!(
+        err.kind(),
+        SendErrorKind::BadMedia(MediaProblem::WrongFormat),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("cannot make the media into a voice message: the audio could not be read"),
+        "{err}"
+    );
+    assert_eq!(count_requests(&sim, "/getuploadurl"), uploads);
 }
 
 #[tokio::test]
@@ -519,4 +534,372 @@ async fn reply_file_keeps_the_name_and_the_run_id() {
     for r in &d {
         assert_eq!(r.run_id.as_deref(), Some(ctx.run_id()));
     }
+}
+
+/// The getuploadurl bodies the sim saw, as JSON, in order.
+fn grant_requests(sim: &ilink_sim::Sim) -> Vec<serde_json::Value> {
+    sim.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/getuploadurl"))
+        .map(|r| serde_json::from_str(r.body.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+/// An MP3 frame header followed by filler: sniffed as MP3, not a video.
+fn mp3(len: usize) -> Vec<u8> {
+    let mut v = b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec();
+    v.extend((0..len).map(|i| (i % 7) as u8));
+    v
+}
+
+/// Issue 20: with the live rule on (the sim's default), every kind goes out as a proactive
+/// send and as a reply in a turn, each upload grant carrying the chat's context_token.
+#[tokio::test]
+async fn every_kind_goes_out_with_the_chats_context_token() {
+    let (sim, client, account, bot) = setup().await;
+    assert!(sim.config().upload_requires_context_token.is_some());
+    assert!(client.config().upload_context_token);
+    let user = "pam@im.wechat";
+    sim.user(user).send_text(&bot, "first").unwrap();
+    sim.user(user).send_text(&bot, "second").unwrap();
+    let mut updates = account.updates().unwrap();
+    let Some(Update::Message(first)) = updates.next().await else {
+        panic!("no message");
+    };
+    let Some(Update::Message(second)) = updates.next().await else {
+        panic!("no message");
+    };
+    let turn_token = first.context_token().unwrap().expose().to_owned();
+    let stored = account.context_token(user).unwrap().expose().to_owned();
+    assert_eq!(stored, second.context_token().unwrap().expose());
+    assert_ne!(turn_token, stored);
+
+    // Proactive sends: the stored token.
+    let doc = [b"%PDF-1.4\n".as_slice(), &[7u8; 500]].concat();
+    account.send_image(user, png(300)).await.unwrap();
+    account.send_video(user, mp4(900)).await.unwrap();
+    account
+        .send_file(user, doc.clone(), Some("a.pdf"))
+        .await
+        .unwrap();
+    #[cfg(feature = "voice")]
+    account.send_voice(user, wav()).await.unwrap();
+
+    // Replies in the turn of the first message: that message's token.
+    let ctx = MessageContext::new(account.clone(), first);
+    ctx.reply_media_as(png(301), MediaType::Image)
+        .await
+        .unwrap();
+    ctx.reply_media_as(mp4(901), MediaType::Video)
+        .await
+        .unwrap();
+    ctx.reply_file(doc.clone(), "b.pdf").await.unwrap();
+    #[cfg(feature = "voice")]
+    ctx.reply_media_as(wav(), MediaType::Voice).await.unwrap();
+
+    let kinds: usize = if cfg!(feature = "voice") { 4 } else { 3 };
+    let d = sim.delivered_to(user);
+    assert_eq!(d.len(), 2 * kinds, "{:?}", sim.dropped());
+    let mut want = vec![2, 5, 4];
+    if cfg!(feature = "voice") {
+        want.push(3);
+    }
+    let got: Vec<u64> = d.iter().map(|x| x.item_type().unwrap()).collect();
+    assert_eq!(got, [want.clone(), want].concat());
+    assert_eq!(sim.download(&d[0].item).unwrap(), png(300));
+    assert_eq!(sim.download(&d[kinds].item).unwrap(), png(301));
+    let grants = grant_requests(&sim);
+    assert_eq!(grants.len(), 2 * kinds);
+    for (i, g) in grants.iter().enumerate() {
+        let want = if i < kinds { &stored } else { &turn_token };
+        assert_eq!(
+            g["context_token"].as_str(),
+            Some(want.as_str()),
+            "grant {i}: {g}"
+        );
+        // The official client's fields are all still there, the token just before base_info.
+        for key in [
+            "filekey",
+            "media_type",
+            "to_user_id",
+            "rawsize",
+            "rawfilemd5",
+            "filesize",
+        ] {
+            assert!(g.get(key).is_some(), "{key}: {g}");
+        }
+    }
+    for r in sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/getuploadurl"))
+    {
+        let body = r.body.as_deref().unwrap();
+        let at = |k: &str| body.find(&format!("\"{k}\":")).unwrap();
+        assert!(
+            at("aeskey") < at("context_token") && at("context_token") < at("base_info"),
+            "{body}"
+        );
+    }
+    // No token for the chat: the typed error of text, for every kind, before any grant.
+    let nobody = "nobody@im.wechat";
+    let errs = [
+        account.send_image(nobody, png(10)).await.unwrap_err(),
+        account.send_video(nobody, mp4(10)).await.unwrap_err(),
+        account
+            .send_file(nobody, doc.clone(), None)
+            .await
+            .unwrap_err(),
+        #[cfg(feature = "voice")]
+        account.send_voice(nobody, wav()).await.unwrap_err(),
+        account.send_text(nobody, "hi").await.unwrap_err(),
+    ];
+    for e in errs {
+        assert_eq!(e.kind(), SendErrorKind::NoContextToken, "{e}");
+    }
+    assert_eq!(grant_requests(&sim).len(), 2 * kinds);
+    // The sim finds nothing in the grants that the official client would not send.
+    for r in sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/getuploadurl"))
+    {
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+    }
+}
+
+/// Issue 20: a refused grant is reported like a refused sendmessage; nothing is uploaded.
+#[tokio::test]
+async fn a_refused_grant_gives_the_sendmessage_kinds() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    // A client that leaves the token out, against a server that requires it.
+    let mut config = config(&sim);
+    config.upload_context_token = false;
+    let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    sim.user("pam@im.wechat").send_text(&bot, "hi").unwrap();
+    let mut updates = account.updates().unwrap();
+    assert!(matches!(updates.next().await, Some(Update::Message(_))));
+
+    let err = account
+        .send_image("pam@im.wechat", png(100))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        SendErrorKind::Throttled(ThrottleReason::Unknown),
+        "{err}"
+    );
+    assert_eq!(err.ret(), Some(-2));
+    assert!(
+        err.to_string()
+            .starts_with("getuploadurl refused the upload"),
+        "{err}"
+    );
+    let grants = grant_requests(&sim);
+    assert_eq!(grants.len(), 1);
+    assert!(grants[0].get("context_token").is_none(), "{}", grants[0]);
+    assert!(sim.uploads().is_empty());
+    assert!(sim.delivered_to("pam@im.wechat").is_empty());
+
+    // The other refusals, as sendmessage would give them.
+    for (answer, kind, ret) in [
+        (
+            serde_json::json!({"errcode": -14, "errmsg": "session timeout"}),
+            SendErrorKind::StaleToken,
+            -14,
+        ),
+        (
+            serde_json::json!({"ret": -2, "errmsg": "prepare failed"}),
+            SendErrorKind::Throttled(ThrottleReason::PrepareFailed),
+            -2,
+        ),
+        (serde_json::json!({"ret": -3}), SendErrorKind::BadTarget, -3),
+        (serde_json::json!({"ret": -1}), SendErrorKind::Rejected, -1),
+    ] {
+        sim.inject_fault(Endpoint::GetUploadUrl, Fault::Json(answer.clone()), 1);
+        let err = account
+            .send_file("pam@im.wechat", b"notes".to_vec(), Some("n.txt"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{answer}: {err}");
+        assert_eq!(err.ret(), Some(ret), "{answer}");
+    }
+    // No code and no target stays an upload failure.
+    sim.inject_fault(
+        Endpoint::GetUploadUrl,
+        Fault::Json(serde_json::json!({})),
+        1,
+    );
+    let err = account
+        .send_file("pam@im.wechat", b"notes".to_vec(), Some("n.txt"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::Upload, "{err}");
+    assert!(sim.uploads().is_empty());
+    assert!(sim.delivered_to("pam@im.wechat").is_empty());
+}
+
+/// Issue 21: media is checked before anything is uploaded or sent (the caption included).
+#[tokio::test]
+async fn media_is_checked_before_upload() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let mut config = config(&sim);
+    config.media_limits = MediaLimits::all(4096);
+    let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    sim.user("pam@im.wechat").send_text(&bot, "hi").unwrap();
+    let mut updates = account.updates().unwrap();
+    assert!(matches!(updates.next().await, Some(Update::Message(_))));
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let empty = path("empty.bin", b"");
+    let report = path("report.txt", b"quarterly report\n");
+    let song = path("hello.mp3", &mp3(200));
+    let big = path("big.bin", &[1u8; 5000]);
+    let tiff = path("scan.tif", b"II*\x00\x08\x00\x00\x00rest of a tiff");
+
+    let cases: Vec<(std::path::PathBuf, MediaType, MediaProblem, String)> = vec![
+        (
+            empty.clone(),
+            MediaType::Image,
+            MediaProblem::Empty,
+            format!("{} is empty (0 bytes)", empty.display()),
+        ),
+        (
+            empty.clone(),
+            MediaType::File,
+            MediaProblem::Empty,
+            format!("{} is empty (0 bytes)", empty.display()),
+        ),
+        (
+            report.clone(),
+            MediaType::Image,
+            MediaProblem::WrongFormat,
+            format!("{} is not an image WeChat shows", report.display()),
+        ),
+        (
+            tiff.clone(),
+            MediaType::Image,
+            MediaProblem::WrongFormat,
+            format!("{} is not an image WeChat shows", tiff.display()),
+        ),
+        (
+            song.clone(),
+            MediaType::Video,
+            MediaProblem::WrongFormat,
+            format!(
+                "{} is not a video WeChat plays (MP4 or MOV): its content is MP3",
+                song.display()
+            ),
+        ),
+        (
+            big.clone(),
+            MediaType::File,
+            MediaProblem::TooLarge,
+            format!(
+                "{} is 5000 bytes, more than the 4096 bytes allowed for a file; nothing was uploaded",
+                big.display()
+            ),
+        ),
+        (
+            dir.path().join("missing.png"),
+            MediaType::Image,
+            MediaProblem::Unreadable,
+            "cannot read".to_owned(),
+        ),
+        (
+            dir.path().to_path_buf(),
+            MediaType::File,
+            MediaProblem::Unreadable,
+            "is not a regular file".to_owned(),
+        ),
+    ];
+    for (p, kind, problem, message) in cases {
+        let err = account
+            .media("pam@im.wechat", p.as_path())
+            .media_type(kind)
+            .caption("look at this")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), SendErrorKind::BadMedia(problem), "{p:?}: {err}");
+        assert!(err.to_string().contains(&message), "{p:?}: {err}");
+        assert!(err.sent().is_empty());
+        // The check is offered on its own too.
+        let checked = account
+            .check_media(&MediaSource::file(p.clone()), Some(kind))
+            .await
+            .unwrap_err();
+        assert_eq!(checked.kind(), SendErrorKind::BadMedia(problem));
+    }
+    #[cfg(feature = "voice")]
+    {
+        let err = account
+            .send_voice("pam@im.wechat", report.as_path())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            SendErrorKind::BadMedia(MediaProblem::WrongFormat)
+        );
+        assert!(
+            err.to_string().starts_with(&format!(
+                "cannot make {} into a voice message: the audio could not be read",
+                report.display()
+            )),
+            "{err}"
+        );
+        // Looks like audio but does not decode: unreadable, still before any upload.
+        let err = account
+            .send_voice("pam@im.wechat", song.as_path())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            SendErrorKind::BadMedia(MediaProblem::Unreadable),
+            "{err}"
+        );
+    }
+    // Bytes are checked the same way; unknown content without a declared type is a file.
+    let err = account
+        .send_image("pam@im.wechat", Vec::<u8>::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SendErrorKind::BadMedia(MediaProblem::Empty));
+    let ok = account
+        .check_media(&MediaSource::file(report.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(ok.media_type, MediaType::File);
+    assert_eq!(ok.len, 17);
+    let ok = account
+        .check_media(&MediaSource::bytes(png(10)), None)
+        .await
+        .unwrap();
+    assert_eq!(ok.media_type, MediaType::Image);
+    // A TIFF sent without a declared type goes as a file, as WeChat would not show it.
+    let ok = account
+        .check_media(&MediaSource::file(tiff.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(ok.media_type, MediaType::File);
+
+    // Nothing of the above reached the server: no grant, no upload, no caption.
+    assert_eq!(count_requests(&sim, "/getuploadurl"), 0);
+    assert!(sim.uploads().is_empty());
+    assert!(sim.delivered_to("pam@im.wechat").is_empty());
+    // The default limits: 100 MiB for every kind.
+    let d = MediaLimits::default();
+    assert_eq!(
+        (d.image, d.video, d.file, d.voice),
+        (100 << 20, 100 << 20, 100 << 20, 100 << 20)
+    );
+    assert_eq!(ClientConfig::default().media_limits, d);
 }

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod body;
 mod client;
 mod connector;
 mod error;
 
+pub use backoff::Backoff;
 pub use body::{Body, ChunkStream, RequestBody};
 pub use client::{HttpClient, HttpConfig, Proxy, Request, Response};
 pub use error::{BoxError, ErrorKind, HttpError};
@@ -22,6 +24,7 @@ mod send_sync {
         assert_send_sync::<super::HttpConfig>();
         assert_send_sync::<super::HttpError>();
         assert_send_sync::<super::Proxy>();
+        assert_send_sync::<super::Backoff>();
     }
     fn assert_send<T: Send>() {}
     #[test]

@@ -309,6 +309,12 @@ pub struct GetUploadUrlRequest {
     /// Thumbnail ciphertext size (declared, never sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumb_filesize: Option<u64>,
+    /// The chat's `context_token` (the one sendmessage carries). Not in Tencent's client
+    /// 2.4.9; since about July 2026 the live server refuses a grant without it (`ret:-2`, or
+    /// `errcode:-14` "session timeout" although the session is valid). PROTOCOL.md §12.1
+    /// \[obs\]. Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_token: Option<Secret>,
     /// `base_info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_info: Option<BaseInfo>,
@@ -342,6 +348,15 @@ impl GetUploadUrlRequest {
             base_info: Some(base_info),
             ..Self::default()
         }
+    }
+
+    /// The same request carrying the chat's `context_token` (see
+    /// [`GetUploadUrlRequest::context_token`]); it is serialized after the official
+    /// client's fields, before `base_info`.
+    #[must_use]
+    pub fn with_context_token(mut self, token: Secret) -> Self {
+        self.context_token = Some(token);
+        self
     }
 
     /// AES-128-ECB/PKCS#7 ciphertext size of `rawsize` plaintext bytes:

@@ -386,3 +386,45 @@ fn cdn_traffic_matches_constants() {
     }
     assert_eq!(n, 5);
 }
+
+/// PROTOCOL.md §12.1 [obs]: the live server wants the chat's `context_token` in the upload
+/// grant. Adding it to the captured request changes nothing else: the official client's
+/// fields keep their order and values, and the token goes just before `base_info`.
+#[test]
+fn upload_grant_with_context_token_only_adds_that_field() {
+    let wire: Value = serde_json::from_str(WIRE).unwrap();
+    let body = wire["wire"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"].as_str().unwrap_or("").ends_with("/getuploadurl"))
+        .and_then(|e| e["body"].as_str())
+        .unwrap();
+    let req: GetUploadUrlRequest = decode(body.as_bytes()).unwrap();
+    assert!(req.context_token.is_none(), "2.4.9 does not send it");
+    let with = GetUploadUrlRequest::new(
+        req.filekey.clone().unwrap(),
+        req.media_type.unwrap(),
+        req.to_user_id.clone().unwrap(),
+        req.rawsize.unwrap(),
+        req.rawfilemd5.clone().unwrap(),
+        req.aeskey.clone().unwrap(),
+        base(),
+    )
+    .with_context_token(Secret::from("ctx-211"));
+    let out = serde_json::to_string(&with).unwrap();
+    let expected = body.replacen(
+        ",\"base_info\":",
+        ",\"context_token\":\"ctx-211\",\"base_info\":",
+        1,
+    );
+    assert_ne!(expected, body);
+    assert_eq!(out, expected);
+    // It decodes back with the token, and Debug keeps it secret.
+    let back: GetUploadUrlRequest = decode(out.as_bytes()).unwrap();
+    assert_eq!(
+        back.context_token.as_ref().map(Secret::expose),
+        Some("ctx-211")
+    );
+    assert!(!format!("{back:?}").contains("ctx-211"));
+}

@@ -7,7 +7,7 @@ use ilink_crypto::MediaKey;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::config::UploadUrlMode;
+use crate::config::{UploadGrantRefusal, UploadUrlMode};
 use crate::fault::{Endpoint, Fault};
 use crate::model::{DropReason, TypingEvent, TypingState, UploadRecord};
 use crate::server::{Incoming2, Reply};
@@ -116,7 +116,7 @@ pub(crate) async fn dispatch(
             }
             Reply::json(shared, &json!({"ret": 0, "errmsg": ""}))
         }
-        Endpoint::GetUploadUrl => get_upload_url(shared, &body, problems),
+        Endpoint::GetUploadUrl => get_upload_url(shared, &bot_id, &body, problems),
         Endpoint::GetBotQrcode
         | Endpoint::GetQrcodeStatus
         | Endpoint::CdnUpload
@@ -233,7 +233,12 @@ fn send_typing(
     Reply::json(shared, &json!({"ret": 0}))
 }
 
-fn get_upload_url(shared: &Arc<Shared>, body: &Value, problems: &mut Vec<String>) -> Reply {
+fn get_upload_url(
+    shared: &Arc<Shared>,
+    bot_id: &str,
+    body: &Value,
+    problems: &mut Vec<String>,
+) -> Reply {
     let invalid = |problems: &mut Vec<String>, why: &str| {
         problems.push(format!("getuploadurl: {why}"));
         Reply::json(shared, &json!({"ret": -2, "errmsg": "invalid arguments"}))
@@ -274,6 +279,21 @@ fn get_upload_url(shared: &Arc<Shared>, body: &Value, problems: &mut Vec<String>
         problems.push("getuploadurl without no_need_thumb: true".to_owned());
     }
     let mut st = shared.lock();
+    if let Some(refusal) = shared.config.upload_requires_context_token {
+        let token = non_empty(body, "context_token");
+        if !token.is_some_and(|t| st.context_token_issued(t, bot_id, to_user_id)) {
+            drop(st);
+            // The live server's refusal; not a deviation from the official client (2.4.9
+            // does not send the field), so it is not recorded as a problem.
+            let answer = match refusal {
+                UploadGrantRefusal::Ret2 => json!({"ret": -2}),
+                UploadGrantRefusal::SessionTimeout => stale_token_body(),
+            };
+            tracing::warn!(bot = %bot_id, to = %to_user_id,
+                "sim refused getuploadurl: no context_token of this chat");
+            return Reply::json(shared, &answer);
+        }
+    }
     let param = st.rng.b64(60);
     let n = st.upload_url_calls;
     st.upload_url_calls += 1;

@@ -40,6 +40,18 @@ pub enum FullUrlMode {
     Random,
 }
 
+/// How getuploadurl refuses a grant without the chat's `context_token`
+/// ([`SimConfig::upload_requires_context_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadGrantRefusal {
+    /// `{"ret":-2}` with no `errmsg`: what most reports show.
+    Ret2,
+    /// `{"errcode":-14,"errmsg":"session timeout"}` although the session is valid: what
+    /// some reports show instead.
+    SessionTimeout,
+}
+
 /// Burst throttling: more than `max_sends` delivered messages per bot within `window`
 /// makes further sends fail with `ret:-2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +103,14 @@ pub struct SimConfig {
     pub one_bot_per_user: bool,
     /// Whether sendmessage needs a `context_token` (the live server answers `ret:-2` without one).
     pub require_context_token: bool,
+    /// \[obs\] getuploadurl needs the chat's `context_token`: a request without a token that
+    /// was issued to this bot for `to_user_id` (the rule sendmessage applies) is refused
+    /// this way, and no upload target is given. Reported of the live server since about
+    /// July 2026 (PROTOCOL.md §12.1: `NousResearch/hermes-agent` #64704, #70776, PRs
+    /// #64740, #80166, #83761; `Eynzof/Hermes-CN-Core` #130); Tencent's client 2.4.9 does
+    /// not send the field. Default `Some(UploadGrantRefusal::Ret2)`; `None` switches the
+    /// rule off.
+    pub upload_requires_context_token: Option<UploadGrantRefusal>,
     /// Age after which a `context_token` answers `ret:-2` `"prepare failed"` (reported live
     /// after long agent turns of about 2 minutes; off by default because unconfirmed).
     pub context_token_lifetime: Option<Duration>,
@@ -136,6 +156,7 @@ impl Default for SimConfig {
             token_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
             one_bot_per_user: true,
             require_context_token: true,
+            upload_requires_context_token: Some(UploadGrantRefusal::Ret2),
             context_token_lifetime: None,
             qr_max_verify_attempts: 3,
             default_qr_script: vec![

@@ -546,6 +546,13 @@ impl State {
         let _ = self.drop_msg(reason, bot_id, raw, answered, now);
     }
 
+    /// Whether `token` is a context token issued to `bot_id` for `user` (any age).
+    pub(crate) fn context_token_issued(&self, token: &str, bot_id: &str, user: &str) -> bool {
+        self.ctx_tokens
+            .get(token)
+            .is_some_and(|(b, u, _)| b == bot_id && u == user)
+    }
+
     /// Applies every rule of the live server to a sendmessage body from `bot_id`.
     pub(crate) fn send_message(
         &mut self,

@@ -235,7 +235,12 @@ async fn duplicate_batch_and_duplicate_message() {
 
 #[tokio::test]
 async fn cdn_upload_without_encrypted_param_then_success() {
-    let sim = Sim::start(config()).await.unwrap();
+    // A raw grant outside any conversation: the context-token rule is not under test here.
+    let cfg = ilink_sim::SimConfig {
+        upload_requires_context_token: None,
+        ..config()
+    };
+    let sim = Sim::start(cfg).await.unwrap();
     let bot = sim.create_bot();
     let plain = b"0123456789abcdef-media".to_vec();
     let key = ilink_crypto::MediaKey::from_bytes([7; 16]);

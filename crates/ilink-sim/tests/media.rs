@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 
 const FILEKEY: &str = "b8cde5c4e26d499b948bbf5979b2451c";
 
+/// Most tests here check the upload rules with raw requests outside any conversation, so
+/// the context-token rule of the grant is off; `the_upload_grant_needs_the_chats_context_token`
+/// tests it.
+fn config() -> SimConfig {
+    SimConfig {
+        upload_requires_context_token: None,
+        ..common::config()
+    }
+}
+
 fn upload_req(plain: &[u8], key: &MediaKey, media_type: u64) -> Value {
     json!({
         "filekey": FILEKEY, "media_type": media_type, "to_user_id": "u@im.wechat",
@@ -612,4 +622,79 @@ async fn cdn_uploads_have_their_own_size_cap() {
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(sim.uploads().len(), 1, "the refused body was never checked");
     assert_eq!(sim.uploads().iter().filter(|u| u.accepted()).count(), 1);
+}
+
+/// PROTOCOL.md §12.1 [obs]: since about July 2026 the live getuploadurl refuses a grant
+/// without the chat's context_token; the emulator does so by default.
+#[tokio::test]
+async fn the_upload_grant_needs_the_chats_context_token() {
+    let sim = Sim::start(common::config()).await.unwrap();
+    assert_eq!(
+        sim.config().upload_requires_context_token,
+        Some(ilink_sim::UploadGrantRefusal::Ret2),
+        "on by default"
+    );
+    let bot = sim.create_bot();
+    let key = MediaKey::from_bytes([9; 16]);
+    let ctx_u = sim
+        .user("u@im.wechat")
+        .send_text(&bot.bot_id, "hi")
+        .unwrap()
+        .context_token;
+    let ctx_v = sim
+        .user("v@im.wechat")
+        .send_text(&bot.bot_id, "hi")
+        .unwrap()
+        .context_token;
+    let with = |token: Option<&str>| {
+        let mut b = upload_req(b"abc", &key, 1);
+        if let Some(t) = token {
+            b["context_token"] = json!(t);
+        }
+        b
+    };
+    // No token, an empty one, another chat's, an unknown one: refused, no target.
+    for body in [
+        with(None),
+        with(Some("")),
+        with(Some(&ctx_v)),
+        with(Some("nope")),
+    ] {
+        let a = get_upload_url(&sim, &bot.token, &body).await;
+        assert_eq!(a, json!({"ret": -2}), "{body}");
+    }
+    // The chat's token: granted, and the upload goes through.
+    let a = get_upload_url(&sim, &bot.token, &with(Some(&ctx_u))).await;
+    assert!(a.get("ret").is_none(), "{a}");
+    let r = upload(
+        &sim,
+        &upload_target(&a, FILEKEY),
+        &ilink_crypto::encrypt(&key, b"abc"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Another bot's token for the same user is not this chat's.
+    let other = sim.create_bot();
+    let a = get_upload_url(&sim, &other.token, &with(Some(&ctx_u))).await;
+    assert_eq!(a, json!({"ret": -2}));
+
+    // The other reported answer: -14 "session timeout" although the session is valid.
+    let sim = Sim::start(SimConfig {
+        upload_requires_context_token: Some(ilink_sim::UploadGrantRefusal::SessionTimeout),
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let bot = sim.create_bot();
+    let a = get_upload_url(&sim, &bot.token, &with(None)).await;
+    assert_eq!(a, json!({"errcode": -14, "errmsg": "session timeout"}));
+
+    // Switched off: the 2.4.9 request without the field is granted.
+    let sim = Sim::start(config()).await.unwrap();
+    let bot = sim.create_bot();
+    let a = get_upload_url(&sim, &bot.token, &with(None)).await;
+    assert!(
+        a.get("upload_param").is_some() || a.get("upload_full_url").is_some(),
+        "{a}"
+    );
 }
