@@ -319,3 +319,29 @@ mod tests {
         assert!(probe(b"#!SILK_V3\x05\x00").is_err());
     }
 }
+
+#[cfg(test)]
+mod rust_vs_c {
+    use super::*;
+
+    fn c_decode(silk: &[u8]) -> Result<Vec<i16>, SilkError> {
+        let framing = format::parse(silk, usize::MAX, || SilkError::Empty)?;
+        decode_packets(&framing.packets, usize::MAX, DEFAULT_MAX_DURATION)
+    }
+
+    fn rust_decode(silk: &[u8], rate: u32) -> Result<Vec<i16>, Option<(usize, i32)>> {
+        let framing = format::parse(silk, usize::MAX, || SilkError::Empty).unwrap();
+        crate::codec::decode_packets(&framing.packets, rate, usize::MAX)
+    }
+
+    #[test]
+    fn fixtures_match_at_24k() {
+        for name in ["ilink_tencent_24k.silk", "pysilk_tencent_24k.silk", "silkwasm_tencent_24k.silk", "pysilk_standard_16k.silk"] {
+            let silk = std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let c = c_decode(&silk).unwrap();
+            let r = rust_decode(&silk, 24_000).unwrap();
+            let first = c.iter().zip(&r).position(|(a, b)| a != b);
+            assert_eq!((c.len(), first), (r.len(), None), "{name}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 mod audio;
+mod codec;
 mod container_guard;
 mod decode;
 mod encode;
