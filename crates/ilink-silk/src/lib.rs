@@ -11,6 +11,8 @@ mod encode;
 mod error;
 mod ffi;
 mod format;
+#[cfg(feature = "c-reference")]
+pub mod reference;
 mod resample;
 
 pub use audio::{audio_file_to_voice, audio_to_voice, decode_audio, decode_audio_file};

@@ -19,21 +19,6 @@ pub(crate) fn smlawb(acc: i32, a: i32, b: i32) -> i32 {
     acc.wrapping_add(smulwb(a, b))
 }
 
-/// `(a * (b >> 16)) >> 16`.
-#[inline(always)]
-pub(crate) fn smulwt(a: i32, b: i32) -> i32 {
-    let b = b >> 16;
-    (a >> 16)
-        .wrapping_mul(b)
-        .wrapping_add(((a & 0xFFFF).wrapping_mul(b)) >> 16)
-}
-
-/// `acc + smulwt(a, b)`.
-#[inline(always)]
-pub(crate) fn smlawt(acc: i32, a: i32, b: i32) -> i32 {
-    acc.wrapping_add(smulwt(a, b))
-}
-
 /// `(a as i16) * (b as i16)`.
 #[inline(always)]
 pub(crate) fn smulbb(a: i32, b: i32) -> i32 {

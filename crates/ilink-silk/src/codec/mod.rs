@@ -52,6 +52,9 @@ const LAST_FRAME: i32 = 0;
 const LBRR_VER1: i32 = 2;
 const LBRR_VER2: i32 = 3;
 
+/// The output rates the reference decoder accepts with its own resamplers, in Hz.
+pub(crate) const REFERENCE_RATES: [u32; 7] = [8_000, 12_000, 16_000, 24_000, 32_000, 44_100, 48_000];
+
 /// The most output samples one frame can give (20 ms at 48 kHz).
 pub(crate) const MAX_OUTPUT_SAMPLES: usize = 48 * FRAME_LENGTH_MS;
 
@@ -221,10 +224,15 @@ impl Decoder {
         };
     }
 
-    /// Decodes or conceals one frame at the internal rate into `out`; returns its length.
-    fn decode_frame(&mut self, out: &mut [i16; MAX_FRAME_LENGTH], packet: &[u8], lost: bool) -> Result<usize, i32> {
+    /// Decodes or conceals one frame at the internal rate into `out`; returns its length and
+    /// the reference's status code for it (0, or [`DEC_PAYLOAD_ERROR`] when the frame could
+    /// not be decoded and was concealed instead).
+    fn decode_frame(&mut self, out: &mut [i16; MAX_FRAME_LENGTH], packet: &[u8], lost: bool) -> (usize, i32) {
         let mut ctrl = FrameParams::default();
+        let mut conceal = lost;
+        let mut status = 0;
         if !lost {
+            let fs_khz_old = self.fs_khz;
             if self.n_frames_decoded == 0 {
                 self.rc.init(packet);
             }
@@ -232,27 +240,31 @@ impl Decoder {
             let mut q = [0i32; MAX_FRAME_LENGTH];
             self.decode_parameters(&mut ctrl, &mut q);
             if self.rc.error.is_some() {
-                // The reference conceals the frame and reports an error; the stream is refused.
-                return Err(DEC_PAYLOAD_ERROR);
+                // As the reference: conceal instead, back to the previous rate, report.
+                self.n_bytes_left = 0;
+                conceal = true;
+                self.set_fs(fs_khz_old);
+                status = DEC_PAYLOAD_ERROR;
+            } else {
+                self.n_frames_decoded += 1;
+                self.decode_core(&mut ctrl, out, &q);
+                let fl = self.frame_length;
+                self.plc(&mut ctrl, &mut out[..fl], false);
+                self.loss_cnt = 0;
+                self.prev_sigtype = ctrl.sigtype;
+                self.first_frame_after_reset = false;
             }
-            self.n_frames_decoded += 1;
-            self.decode_core(&mut ctrl, out, &q);
-            let fl = self.frame_length;
-            self.plc(&mut ctrl, &mut out[..fl], false);
-            self.loss_cnt = 0;
-            self.prev_sigtype = ctrl.sigtype;
-            self.first_frame_after_reset = false;
-        } else {
-            let fl = self.frame_length;
-            self.plc(&mut ctrl, &mut out[..fl], true);
         }
         let fl = self.frame_length;
+        if conceal {
+            self.plc(&mut ctrl, &mut out[..fl], true);
+        }
         self.out_buf[..fl].copy_from_slice(&out[..fl]);
         self.plc_glue_frames(&mut out[..fl]);
         self.cng(&ctrl, &mut out[..fl]);
         biquad(&mut out[..fl], self.hp_b, self.hp_a, &mut self.hp_state);
         self.lag_prev = ctrl.pitch_l[NB_SUBFR - 1];
-        Ok(fl)
+        (fl, status)
     }
 
     /// One call of the reference API: decodes the next frame of `packet` (or conceals one if
@@ -272,7 +284,7 @@ impl Decoder {
         }
         let prev_fs_khz = self.fs_khz;
         let mut internal = [0i16; MAX_FRAME_LENGTH];
-        let n = self.decode_frame(&mut internal, packet, lost)?;
+        let (n, mut status) = self.decode_frame(&mut internal, packet, lost);
         if !lost {
             if self.n_bytes_left > 0
                 && self.frame_termination == MORE_FRAMES
@@ -310,6 +322,9 @@ impl Decoder {
         if self.fs_khz * 1000 != api_rate {
             if prev_fs_khz != self.fs_khz || self.prev_api_rate != api_rate {
                 self.resampler = Resampler::new(self.fs_khz * 1000, api_rate);
+                // The reference assigns the resampler's (successful) initialisation status
+                // over the frame's, so a concealed bad frame passes as good in that call.
+                status = 0;
             }
             let out_len = (n as i64 * i64::from(api_rate) / (i64::from(self.fs_khz) * 1000)) as usize;
             let mut out = [0i16; MAX_OUTPUT_SAMPLES];
@@ -319,17 +334,15 @@ impl Decoder {
             pcm.extend_from_slice(internal);
         }
         self.prev_api_rate = api_rate;
+        if status != 0 {
+            return Err(status);
+        }
         Ok(())
     }
 
     /// Whether the packet being decoded has more frames.
     pub(crate) fn more_frames(&self) -> bool {
         self.more_internal_frames
-    }
-
-    /// Frames in the last complete packet.
-    pub(crate) fn frames_in_packet(&self) -> usize {
-        self.n_frames_in_packet
     }
 }
 
