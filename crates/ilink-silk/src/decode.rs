@@ -319,4 +319,3 @@ mod tests {
         assert!(probe(b"#!SILK_V3\x05\x00").is_err());
     }
 }
-

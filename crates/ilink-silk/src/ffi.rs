@@ -162,7 +162,9 @@ impl Decoder {
         if code != 0 {
             return Err(code);
         }
-        let n = usize::try_from(n_out).unwrap_or(0).min(MAX_REPORTED_SAMPLES);
+        let n = usize::try_from(n_out)
+            .unwrap_or(0)
+            .min(MAX_REPORTED_SAMPLES);
         pcm.extend_from_slice(self.out.get(..n).unwrap_or_default());
         Ok(())
     }

@@ -85,6 +85,21 @@ fn with_losses(silk: &[u8], every: usize) -> Vec<u8> {
     stream(&p)
 }
 
+/// The internal rate (kHz) a packet is coded at: its first range-coded symbol, read directly
+/// (the range decoder starts with the first 4 bytes and a 16-bit range of 0xFFFF).
+fn internal_khz(packet: &[u8]) -> u32 {
+    let mut b = [0u8; 4];
+    for (d, s) in b.iter_mut().zip(packet) {
+        *d = *s;
+    }
+    let base = u32::from_be_bytes(b);
+    let steps = [16_000u32, 32_000, 48_000]
+        .iter()
+        .filter(|&&c| 0xFFFF * c <= base)
+        .count();
+    [8, 12, 16, 24][steps]
+}
+
 #[test]
 fn committed_streams_match_at_every_rate() {
     for name in [
@@ -105,6 +120,7 @@ fn committed_streams_match_at_every_rate() {
 fn every_internal_rate_bitrate_and_complexity_matches() {
     let pcm = source();
     let mut streams = 0;
+    let mut seen = std::collections::BTreeSet::new();
     for internal in [8_000, 12_000, 16_000, 24_000] {
         for bitrate in [5_000, 12_000, 25_000, 60_000, 100_000] {
             for complexity in 0..=2 {
@@ -113,7 +129,9 @@ fn every_internal_rate_bitrate_and_complexity_matches() {
                     .bitrate(bitrate)
                     .complexity(complexity);
                 let silk = reference::encode(&pcm, settings).unwrap();
-                let what = format!("{internal} Hz internal, {bitrate} bit/s, complexity {complexity}");
+                seen.extend(packets(&silk).iter().map(|p| internal_khz(p)));
+                let what =
+                    format!("{internal} Hz internal, {bitrate} bit/s, complexity {complexity}");
                 // Every output rate for one complexity, 24 kHz for the others (the rate
                 // conversion does not depend on the encoder's complexity).
                 let rates: &[u32] = if complexity == 2 { &RATES } else { &[24_000] };
@@ -126,6 +144,11 @@ fn every_internal_rate_bitrate_and_complexity_matches() {
         }
     }
     assert_eq!(streams, 60);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [8, 12, 16, 24],
+        "internal rates covered"
+    );
 }
 
 #[test]
@@ -152,9 +175,15 @@ fn multi_frame_packets_fec_and_dtx_match() {
         let silk = reference::encode(&pcm, fec).unwrap();
         for rate in [16_000, 24_000] {
             assert_same(&silk, rate, &format!("{internal} Hz with FEC"));
-            assert_same(&with_losses(&silk, 3), rate, &format!("{internal} Hz FEC, losses"));
+            assert_same(
+                &with_losses(&silk, 3),
+                rate,
+                &format!("{internal} Hz FEC, losses"),
+            );
         }
-        let dtx = EncoderSettings::default().max_internal_rate(internal).dtx(true);
+        let dtx = EncoderSettings::default()
+            .max_internal_rate(internal)
+            .dtx(true);
         let silk = reference::encode(&pcm, dtx).unwrap();
         for rate in [8_000, 24_000, 44_100] {
             assert_same(&silk, rate, &format!("{internal} Hz with DTX"));
@@ -175,14 +204,18 @@ fn internal_rate_switches_match() {
     let pcm = source();
     let mut spliced = Vec::new();
     for internal in [24_000, 8_000, 16_000, 12_000, 24_000] {
-        let silk =
-            reference::encode(&pcm, EncoderSettings::default().max_internal_rate(internal)).unwrap();
+        let silk = reference::encode(&pcm, EncoderSettings::default().max_internal_rate(internal))
+            .unwrap();
         spliced.extend(packets(&silk).into_iter().take(40));
     }
     let silk = stream(&spliced);
     for rate in RATES {
         assert_same(&silk, rate, "spliced internal rates");
-        assert_same(&with_losses(&silk, 9), rate, "spliced internal rates with losses");
+        assert_same(
+            &with_losses(&silk, 9),
+            rate,
+            "spliced internal rates with losses",
+        );
     }
 }
 
@@ -201,7 +234,10 @@ fn corrupt_packets_give_the_same_error() {
     p[20] = vec![0xFF; 40];
     let bad = stream(&p);
     let err = decode_silk(&bad, DecodeOptions::default()).unwrap_err();
-    assert!(matches!(err, SilkError::CorruptPacket { packet: 20, .. }), "{err}");
+    assert!(
+        matches!(err, SilkError::CorruptPacket { packet: 20, .. }),
+        "{err}"
+    );
     assert_same(&bad, 24_000, "corrupt packet 20");
 }
 
@@ -239,5 +275,62 @@ proptest! {
         p.truncate(10);
         p.push(garbage);
         assert_same(&stream(&p), 24_000, "garbage");
+    }
+}
+
+/// Writes the seeds of the `silk_decode_diff` fuzz target (run by hand:
+/// `cargo test -p ilink-silk --test bitexact write_fuzz_seeds -- --ignored`).
+#[test]
+#[ignore = "writes fuzz/corpus/silk_decode_diff"]
+fn write_fuzz_seeds() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/silk_decode_diff");
+    std::fs::create_dir_all(&dir).unwrap();
+    let short: Vec<i16> = source().into_iter().take(24_000).collect();
+    let mut seeds: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, internal) in [8_000, 12_000, 16_000, 24_000].into_iter().enumerate() {
+        let silk = reference::encode(
+            &short,
+            EncoderSettings::default()
+                .max_internal_rate(internal)
+                .bitrate(30_000),
+        )
+        .unwrap();
+        seeds.push((
+            format!("internal-{internal}"),
+            [&[i as u8][..], &silk].concat(),
+        ));
+        seeds.push((
+            format!("internal-{internal}-losses"),
+            [&[i as u8 + 3][..], &with_losses(&silk, 4)].concat(),
+        ));
+    }
+    let multi = reference::encode(
+        &short,
+        EncoderSettings::default().packet_ms(100).bitrate(8_000),
+    )
+    .unwrap();
+    seeds.push((
+        "five-frames-per-packet".into(),
+        [&[6u8][..], &multi].concat(),
+    ));
+    let fec = reference::encode(
+        &short,
+        EncoderSettings::default().fec(true, 20).bitrate(16_000),
+    )
+    .unwrap();
+    seeds.push(("fec".into(), [&[2u8][..], &fec].concat()));
+    let dtx = reference::encode(
+        &source(),
+        EncoderSettings::default().dtx(true).bitrate(8_000),
+    )
+    .unwrap();
+    seeds.push(("dtx".into(), [&[5u8][..], &dtx].concat()));
+    seeds.push((
+        "pysilk-standard-16k".into(),
+        [&[1u8][..], &read("pysilk_standard_16k.silk")].concat(),
+    ));
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
     }
 }

@@ -22,7 +22,11 @@ pub(crate) fn nlsf_msvq_decode(
         let start = (first_vector + index.min(n_vectors.saturating_sub(1))) * order;
         if let Some(vector) = cb.vectors.get(start..start + order) {
             for (o, &v) in out.iter_mut().zip(vector) {
-                *o = if stage == 0 { i32::from(v) } else { o.wrapping_add(i32::from(v)) };
+                *o = if stage == 0 {
+                    i32::from(v)
+                } else {
+                    o.wrapping_add(i32::from(v))
+                };
             }
         }
         first_vector += n_vectors;
@@ -95,7 +99,8 @@ fn find_poly(out: &mut [i32; MAX_LPC_ORDER / 2 + 1], c: &[i32], dd: usize) {
     out[1] = -c[0];
     for k in 1..dd {
         let f = i64::from(c[2 * k]);
-        out[k + 1] = (out[k - 1] << 1).wrapping_sub(rshift_round64(f * i64::from(out[k]), 20) as i32);
+        out[k + 1] =
+            (out[k - 1] << 1).wrapping_sub(rshift_round64(f * i64::from(out[k]), 20) as i32);
         for n in (2..=k).rev() {
             out[n] = out[n]
                 .wrapping_add(out[n - 2])

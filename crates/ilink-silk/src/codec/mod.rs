@@ -53,7 +53,8 @@ const LBRR_VER1: i32 = 2;
 const LBRR_VER2: i32 = 3;
 
 /// The output rates the reference decoder accepts with its own resamplers, in Hz.
-pub(crate) const REFERENCE_RATES: [u32; 7] = [8_000, 12_000, 16_000, 24_000, 32_000, 44_100, 48_000];
+pub(crate) const REFERENCE_RATES: [u32; 7] =
+    [8_000, 12_000, 16_000, 24_000, 32_000, 44_100, 48_000];
 
 /// The most output samples one frame can give (20 ms at 48 kHz).
 pub(crate) const MAX_OUTPUT_SAMPLES: usize = 48 * FRAME_LENGTH_MS;
@@ -227,7 +228,12 @@ impl Decoder {
     /// Decodes or conceals one frame at the internal rate into `out`; returns its length and
     /// the reference's status code for it (0, or [`DEC_PAYLOAD_ERROR`] when the frame could
     /// not be decoded and was concealed instead).
-    fn decode_frame(&mut self, out: &mut [i16; MAX_FRAME_LENGTH], packet: &[u8], lost: bool) -> (usize, i32) {
+    fn decode_frame(
+        &mut self,
+        out: &mut [i16; MAX_FRAME_LENGTH],
+        packet: &[u8],
+        lost: bool,
+    ) -> (usize, i32) {
         let mut ctrl = FrameParams::default();
         let mut conceal = lost;
         let mut status = 0;
@@ -326,7 +332,8 @@ impl Decoder {
                 // over the frame's, so a concealed bad frame passes as good in that call.
                 status = 0;
             }
-            let out_len = (n as i64 * i64::from(api_rate) / (i64::from(self.fs_khz) * 1000)) as usize;
+            let out_len =
+                (n as i64 * i64::from(api_rate) / (i64::from(self.fs_khz) * 1000)) as usize;
             let mut out = [0i16; MAX_OUTPUT_SAMPLES];
             self.resampler.process(&mut out, internal);
             pcm.extend_from_slice(out.get(..out_len.min(MAX_OUTPUT_SAMPLES)).unwrap_or(&[]));
@@ -364,7 +371,6 @@ fn biquad(sig: &mut [i16], b: &[i16; 3], a: &[i16; 2], s: &mut [i32; 2]) {
     *s = [s0, s1];
 }
 
-
 /// Decodes validated packets (an empty packet is a lost one) to `api_rate` Hz, at most `cap`
 /// samples (`Err(None)` past it). An undecodable packet is `Err(Some((index, code)))` with
 /// the reference's error code.
@@ -382,12 +388,16 @@ pub(crate) fn decode_packets(
         let fail = |code| Some((index, code));
         if packet.is_empty() {
             for _ in 0..frames_per_packet {
-                decoder.decode_call(&[], true, rate, &mut pcm).map_err(fail)?;
+                decoder
+                    .decode_call(&[], true, rate, &mut pcm)
+                    .map_err(fail)?;
             }
         } else {
             let mut frames = 0;
             loop {
-                decoder.decode_call(packet, false, rate, &mut pcm).map_err(fail)?;
+                decoder
+                    .decode_call(packet, false, rate, &mut pcm)
+                    .map_err(fail)?;
                 frames += 1;
                 if !decoder.more_frames() || frames == MAX_FRAMES_PER_PACKET {
                     break;

@@ -9,9 +9,7 @@ use super::fixed::{log2lin, smulwb};
 use super::lpc::{bwexpander, nlsf_msvq_decode, nlsf_to_lpc_stable};
 use super::range::RangeDecoder;
 use super::tables as t;
-use super::{
-    Decoder, LTP_ORDER, MAX_FRAME_LENGTH, MAX_LPC_ORDER, NB_SUBFR, SIG_TYPE_VOICED,
-};
+use super::{Decoder, LTP_ORDER, MAX_FRAME_LENGTH, MAX_LPC_ORDER, NB_SUBFR, SIG_TYPE_VOICED};
 
 const MIN_DELTA_GAIN_QUANT: i32 = -4;
 const OFFSET_Q7: i32 = (6 * 128) / 6 + 16 * 128;
@@ -61,9 +59,15 @@ fn sub(table: &[u16], start: usize) -> &[u16] {
 impl Decoder {
     /// Decodes the parameters and pulses of the next frame of the current packet.
     /// Errors are left in `self.rc.error`; the caller checks it.
-    pub(crate) fn decode_parameters(&mut self, ctrl: &mut FrameParams, q: &mut [i32; MAX_FRAME_LENGTH]) {
+    pub(crate) fn decode_parameters(
+        &mut self,
+        ctrl: &mut FrameParams,
+        q: &mut [i32; MAX_FRAME_LENGTH],
+    ) {
         if self.n_frames_decoded == 0 {
-            let ix = self.rc.decode(&t::SAMPLING_RATES_CDF, t::SAMPLING_RATES_OFFSET);
+            let ix = self
+                .rc
+                .decode(&t::SAMPLING_RATES_CDF, t::SAMPLING_RATES_OFFSET);
             let Some(&fs) = t::SAMPLING_RATES_KHZ.get(ix) else {
                 self.rc.set_error(super::range::RangeError::CdfOutOfRange);
                 return;
@@ -71,7 +75,8 @@ impl Decoder {
             self.set_fs(fs as i32);
         }
         let ix = if self.n_frames_decoded == 0 {
-            self.rc.decode(&t::TYPE_OFFSET_CDF, t::TYPE_OFFSET_CDF_OFFSET)
+            self.rc
+                .decode(&t::TYPE_OFFSET_CDF, t::TYPE_OFFSET_CDF_OFFSET)
         } else {
             let row = sub(&t::TYPE_OFFSET_JOINT_CDF, self.type_offset_prev * 5);
             self.rc.decode(row, t::TYPE_OFFSET_CDF_OFFSET)
@@ -83,7 +88,8 @@ impl Decoder {
         // Gains.
         let mut gain_ix = [0i32; NB_SUBFR];
         gain_ix[0] = if self.n_frames_decoded == 0 {
-            self.rc.decode(sub(&t::GAIN_CDF, ctrl.sigtype * 65), t::GAIN_CDF_OFFSET) as i32
+            self.rc
+                .decode(sub(&t::GAIN_CDF, ctrl.sigtype * 65), t::GAIN_CDF_OFFSET) as i32
         } else {
             self.rc.decode(&t::DELTA_GAIN_CDF, t::DELTA_GAIN_CDF_OFFSET) as i32
         };
@@ -107,7 +113,9 @@ impl Decoder {
         let mut indices = [0usize; 10];
         for (s, index) in indices.iter_mut().enumerate().take(cb.stage_vectors.len()) {
             let cdf = sub(cb.cdf, cb.cdf_start.get(s).copied().unwrap_or(0));
-            *index = self.rc.decode(cdf, cb.middle_idx.get(s).copied().unwrap_or(0));
+            *index = self
+                .rc
+                .decode(cdf, cb.middle_idx.get(s).copied().unwrap_or(0));
         }
         let mut nlsf = [0i32; MAX_LPC_ORDER];
         let order = self.lpc_order;
@@ -146,9 +154,11 @@ impl Decoder {
             };
             let lag_ix = self.rc.decode(lag_cdf, lag_off) as i32;
             let contour_ix = if self.fs_khz == 8 {
-                self.rc.decode(&t::PITCH_CONTOUR_NB_CDF, t::PITCH_CONTOUR_NB_CDF_OFFSET)
+                self.rc
+                    .decode(&t::PITCH_CONTOUR_NB_CDF, t::PITCH_CONTOUR_NB_CDF_OFFSET)
             } else {
-                self.rc.decode(&t::PITCH_CONTOUR_CDF, t::PITCH_CONTOUR_CDF_OFFSET)
+                self.rc
+                    .decode(&t::PITCH_CONTOUR_CDF, t::PITCH_CONTOUR_CDF_OFFSET)
             };
             let lag = PITCH_EST_MIN_LAG_MS * self.fs_khz + lag_ix;
             for (i, p) in ctrl.pitch_l.iter_mut().enumerate() {
@@ -160,11 +170,25 @@ impl Decoder {
                 *p = lag + i32::from(delta.copied().unwrap_or(0));
             }
 
-            let per_index = self.rc.decode(&t::LTP_PER_INDEX_CDF, t::LTP_PER_INDEX_CDF_OFFSET);
+            let per_index = self
+                .rc
+                .decode(&t::LTP_PER_INDEX_CDF, t::LTP_PER_INDEX_CDF_OFFSET);
             let (cdf, off, vq): (&[u16], usize, &[i16]) = match per_index {
-                0 => (&t::LTP_GAIN_CDF_0, t::LTP_GAIN_CDF_OFFSETS[0], &t::LTP_GAIN_VQ_0_Q14),
-                1 => (&t::LTP_GAIN_CDF_1, t::LTP_GAIN_CDF_OFFSETS[1], &t::LTP_GAIN_VQ_1_Q14),
-                _ => (&t::LTP_GAIN_CDF_2, t::LTP_GAIN_CDF_OFFSETS[2], &t::LTP_GAIN_VQ_2_Q14),
+                0 => (
+                    &t::LTP_GAIN_CDF_0,
+                    t::LTP_GAIN_CDF_OFFSETS[0],
+                    &t::LTP_GAIN_VQ_0_Q14,
+                ),
+                1 => (
+                    &t::LTP_GAIN_CDF_1,
+                    t::LTP_GAIN_CDF_OFFSETS[1],
+                    &t::LTP_GAIN_VQ_1_Q14,
+                ),
+                _ => (
+                    &t::LTP_GAIN_CDF_2,
+                    t::LTP_GAIN_CDF_OFFSETS[2],
+                    &t::LTP_GAIN_VQ_2_Q14,
+                ),
             };
             for k in 0..NB_SUBFR {
                 let ix = self.rc.decode(cdf, off);
@@ -185,12 +209,14 @@ impl Decoder {
         self.decode_pulses(ctrl, q);
         self.vad_flag = self.rc.decode(&t::VAD_FLAG_CDF, t::VAD_FLAG_OFFSET) as i32;
         self.frame_termination =
-            self.rc.decode(&t::FRAME_TERMINATION_CDF, t::FRAME_TERMINATION_OFFSET) as i32;
+            self.rc
+                .decode(&t::FRAME_TERMINATION_CDF, t::FRAME_TERMINATION_OFFSET) as i32;
 
         let left = self.rc.bytes_left();
         self.n_bytes_left = left;
         if left < 0 {
-            self.rc.set_error(super::range::RangeError::ReadBeyondBuffer);
+            self.rc
+                .set_error(super::range::RangeError::ReadBeyondBuffer);
         }
         if left == 0 {
             self.rc.check_after_decoding();
@@ -206,7 +232,10 @@ impl Decoder {
         let blocks = self.frame_length / SHELL_CODEC_FRAME_LENGTH;
         let mut sum_pulses = [0usize; MAX_FRAME_LENGTH / SHELL_CODEC_FRAME_LENGTH];
         let mut n_lshifts = [0u32; MAX_FRAME_LENGTH / SHELL_CODEC_FRAME_LENGTH];
-        let cdf = sub(&t::PULSES_PER_BLOCK_CDF, ctrl.rate_level.min(N_RATE_LEVELS - 1) * 21);
+        let cdf = sub(
+            &t::PULSES_PER_BLOCK_CDF,
+            ctrl.rate_level.min(N_RATE_LEVELS - 1) * 21,
+        );
         let lsb_cdf = sub(&t::PULSES_PER_BLOCK_CDF, (N_RATE_LEVELS - 1) * 21);
         for i in 0..blocks {
             sum_pulses[i] = rc.decode(cdf, t::PULSES_PER_BLOCK_CDF_OFFSET);
@@ -238,7 +267,8 @@ impl Decoder {
             }
         }
         // Signs.
-        let i = (N_RATE_LEVELS - 1) * ((ctrl.sigtype << 1) + ctrl.quant_offset_type) + ctrl.rate_level;
+        let i =
+            (N_RATE_LEVELS - 1) * ((ctrl.sigtype << 1) + ctrl.quant_offset_type) + ctrl.rate_level;
         let cdf = [0, t::SIGN_CDF.get(i).copied().unwrap_or(0), 65535];
         for v in &mut q[..self.frame_length] {
             if *v > 0 {

@@ -199,7 +199,8 @@ impl Decoder {
                 rand_scale_q14 =
                     i32::from((smulbb(rand_scale_q14, self.plc.prev_ltp_scale_q14) >> 14) as i16);
             } else {
-                let (inv_gain_q30, _stable) = inverse_pred_gain_raw(&self.plc.prev_lpc_q12[..order]);
+                let (inv_gain_q30, _stable) =
+                    inverse_pred_gain_raw(&self.plc.prev_lpc_q12[..order]);
                 let mut down = ((1 << 30) >> LOG2_INV_LPC_GAIN_HIGH_THRES).min(inv_gain_q30);
                 down = ((1 << 30) >> LOG2_INV_LPC_GAIN_LOW_THRES).max(down);
                 down <<= LOG2_INV_LPC_GAIN_HIGH_THRES;
@@ -307,7 +308,10 @@ impl Decoder {
         if self.loss_cnt == 0 && self.vad_flag == 0 {
             for i in 0..order {
                 let c = &mut self.cng.smth_nlsf_q15[i];
-                *c = c.wrapping_add(smulwb(self.prev_nlsf_q15[i].wrapping_sub(*c), CNG_NLSF_SMTH_Q16));
+                *c = c.wrapping_add(smulwb(
+                    self.prev_nlsf_q15[i].wrapping_sub(*c),
+                    CNG_NLSF_SMTH_Q16,
+                ));
             }
             let mut max_gain = 0;
             let mut subfr = 0;
@@ -344,7 +348,12 @@ impl Decoder {
             let mut lpc = [0i16; MAX_LPC_ORDER];
             let nlsf = self.cng.smth_nlsf_q15;
             nlsf_to_lpc_stable(&mut lpc[..order], &nlsf[..order]);
-            lpc_synthesis(&mut cng_sig[..len], &lpc[..order], 1 << 26, &mut self.cng.synth_state[..order]);
+            lpc_synthesis(
+                &mut cng_sig[..len],
+                &lpc[..order],
+                1 << 26,
+                &mut self.cng.synth_state[..order],
+            );
             for (s, &c) in signal.iter_mut().zip(&cng_sig[..len]) {
                 *s = sat16(i32::from(*s) + i32::from(c));
             }

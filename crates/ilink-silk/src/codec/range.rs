@@ -82,11 +82,7 @@ impl RangeDecoder {
         self.ix += 1;
         let b = match self.buffer.get(at) {
             Some(&b) => b,
-            None => self
-                .tail
-                .get(at - MAX_ARITHM_BYTES)
-                .copied()
-                .unwrap_or(0),
+            None => self.tail.get(at - MAX_ARITHM_BYTES).copied().unwrap_or(0),
         };
         u32::from(b)
     }
@@ -170,7 +166,8 @@ impl RangeDecoder {
 
     /// Bytes used so far (rounded up), as the reference counts them.
     pub(crate) fn bytes_used(&self) -> usize {
-        let bits = (self.ix << 3) as i64 + i64::from((self.range.wrapping_sub(1)).leading_zeros()) - 14;
+        let bits =
+            (self.ix << 3) as i64 + i64::from((self.range.wrapping_sub(1)).leading_zeros()) - 14;
         usize::try_from((bits + 7) >> 3).unwrap_or(0)
     }
 
@@ -181,7 +178,8 @@ impl RangeDecoder {
 
     /// Checks that the unused bits of the last byte are ones (only when no byte is left).
     pub(crate) fn check_after_decoding(&mut self) {
-        let bits = (self.ix << 3) as i64 + i64::from((self.range.wrapping_sub(1)).leading_zeros()) - 14;
+        let bits =
+            (self.ix << 3) as i64 + i64::from((self.range.wrapping_sub(1)).leading_zeros()) - 14;
         let n_bytes = (bits + 7) >> 3;
         if n_bytes - 1 >= self.len as i64 {
             self.error = Some(RangeError::CheckFailed);

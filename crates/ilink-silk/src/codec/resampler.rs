@@ -124,7 +124,12 @@ impl Resampler {
                 let p = (index_q16 >> 16) as usize;
                 let x = |k: usize| i32::from(buf.get(p + k).copied().unwrap_or(0));
                 let c = |row: usize, k: usize| {
-                    i32::from(t::RESAMPLER_FRAC_FIR_144.get(row * 3 + k).copied().unwrap_or(0))
+                    i32::from(
+                        t::RESAMPLER_FRAC_FIR_144
+                            .get(row * 3 + k)
+                            .copied()
+                            .unwrap_or(0),
+                    )
                 };
                 let mirror = 143usize.saturating_sub(table_index);
                 let mut res_q15 = smulbb(x(0), c(table_index, 0));
@@ -186,8 +191,8 @@ impl Resampler {
                     for k in 1..6 {
                         r = smlawb(r, x(k), fir(row + k));
                     }
-                    let row = DOWN_ORDER_FIR / 2
-                        * (self.fir_fracs as usize).saturating_sub(1 + ind);
+                    let row =
+                        DOWN_ORDER_FIR / 2 * (self.fir_fracs as usize).saturating_sub(1 + ind);
                     for k in 0..6 {
                         r = smlawb(r, x(11 - k), fir(row + k));
                     }

@@ -5,8 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::fixed::{
-    div32_var_q, inverse32_var_q, rand, rshift_round, sat16, smlabb, smlawb, smulbb, smulwb,
-    smulww,
+    div32_var_q, inverse32_var_q, rand, rshift_round, sat16, smlabb, smlawb, smulbb, smulwb, smulww,
 };
 use super::params::FrameParams;
 use super::tables::QUANTIZATION_OFFSETS_Q10;
@@ -15,7 +14,13 @@ use super::{Decoder, LTP_ORDER, MAX_FRAME_LENGTH, MAX_LPC_ORDER, NB_SUBFR, SIG_T
 /// One sample of the 5-tap LTP filter around `center` in `s_ltp_q16`.
 #[inline(always)]
 pub(crate) fn ltp_pred(s: &[i32], center: usize, b: &[i16]) -> i32 {
-    let at = |off: usize| center.checked_sub(off).and_then(|i| s.get(i)).copied().unwrap_or(0);
+    let at = |off: usize| {
+        center
+            .checked_sub(off)
+            .and_then(|i| s.get(i))
+            .copied()
+            .unwrap_or(0)
+    };
     let b = |i: usize| i32::from(b.get(i).copied().unwrap_or(0));
     let mut acc = smulwb(at(0), b(0));
     acc = smlawb(acc, at(1), b(1));
@@ -29,7 +34,11 @@ pub(crate) fn ltp_pred(s: &[i32], center: usize, b: &[i16]) -> i32 {
 pub(crate) fn lpc_pred(state: &[i32], pos: usize, a: &[i16]) -> i32 {
     let mut acc = 0i32;
     for (j, &c) in a.iter().enumerate() {
-        let s = pos.checked_sub(j + 1).and_then(|i| state.get(i)).copied().unwrap_or(0);
+        let s = pos
+            .checked_sub(j + 1)
+            .and_then(|i| state.get(i))
+            .copied()
+            .unwrap_or(0);
         acc = smlawb(acc, s, i32::from(c));
     }
     acc
@@ -129,7 +138,10 @@ impl Decoder {
                 } else if gain_adj_q16 != 1 << 16 {
                     let n = usize::try_from(lag).unwrap_or(0) + LTP_ORDER / 2;
                     for i in 0..n {
-                        if let Some(d) = ltp_idx.checked_sub(i + 1).and_then(|j| self.s_ltp_q16.get_mut(j)) {
+                        if let Some(d) = ltp_idx
+                            .checked_sub(i + 1)
+                            .and_then(|j| self.s_ltp_q16.get_mut(j))
+                        {
                             *d = smulww(gain_adj_q16, *d);
                         }
                     }
@@ -144,7 +156,8 @@ impl Decoder {
             let res = &mut self.res_q10[k * sl..(k + 1) * sl];
             if sigtype == SIG_TYPE_VOICED {
                 for i in 0..sl {
-                    let center = (ltp_idx as i64 - i64::from(lag) + (LTP_ORDER / 2) as i64) as usize;
+                    let center =
+                        (ltp_idx as i64 - i64::from(lag) + (LTP_ORDER / 2) as i64) as usize;
                     let pred = ltp_pred(&self.s_ltp_q16, center, &b_q14);
                     res[i] = exc[i].wrapping_add(rshift_round(pred, 4));
                     if let Some(d) = self.s_ltp_q16.get_mut(ltp_idx) {
