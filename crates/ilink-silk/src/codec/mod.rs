@@ -23,6 +23,8 @@
 //! comfort noise), [`resampler`] (output rate conversion), [`tables`] (the reference data).
 
 #![forbid(unsafe_code)]
+// Signal-processing loops index several buffers by the same sample index.
+#![allow(clippy::needless_range_loop)]
 
 mod fixed;
 mod lpc;

@@ -16,6 +16,8 @@ const OFFSET_Q7: i32 = (6 * 128) / 6 + 16 * 128;
 const INV_SCALE_Q16: i32 = (65536 * (((86 - 6) * 128) / 6)) / (64 - 1);
 const SHELL_CODEC_FRAME_LENGTH: usize = 16;
 const MAX_PULSES: usize = 18;
+/// Most extra-LSB rounds per block accepted (the encoder uses a handful; 32 fill an `i32`).
+const MAX_LSHIFTS: u32 = 64;
 const N_RATE_LEVELS: usize = 10;
 const BWE_AFTER_LOSS_Q16: i32 = 63570;
 const PITCH_EST_MIN_LAG_MS: i32 = 2;
@@ -239,9 +241,15 @@ impl Decoder {
         let lsb_cdf = sub(&t::PULSES_PER_BLOCK_CDF, (N_RATE_LEVELS - 1) * 21);
         for i in 0..blocks {
             sum_pulses[i] = rc.decode(cdf, t::PULSES_PER_BLOCK_CDF_OFFSET);
-            // Bounded: each round consumes input, and after an error every symbol is 0.
+            // After an error every symbol is 0, which ends the loop. A stream that keeps
+            // asking for more LSBs (past the end of its bytes the decoder's state could cycle,
+            // and the reference would loop for ever) is refused after MAX_LSHIFTS rounds.
             while sum_pulses[i] == MAX_PULSES + 1 {
                 n_lshifts[i] += 1;
+                if n_lshifts[i] > MAX_LSHIFTS {
+                    rc.set_error(super::range::RangeError::CdfOutOfRange);
+                    break;
+                }
                 sum_pulses[i] = rc.decode(lsb_cdf, t::PULSES_PER_BLOCK_CDF_OFFSET);
             }
         }

@@ -181,7 +181,7 @@ impl RangeDecoder {
         let bits =
             (self.ix << 3) as i64 + i64::from((self.range.wrapping_sub(1)).leading_zeros()) - 14;
         let n_bytes = (bits + 7) >> 3;
-        if n_bytes - 1 >= self.len as i64 {
+        if n_bytes > self.len as i64 {
             self.error = Some(RangeError::CheckFailed);
             return;
         }

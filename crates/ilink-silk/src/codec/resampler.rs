@@ -72,7 +72,7 @@ impl Resampler {
             s.fir_fracs = fracs;
             s.coefs = coefs;
         }
-        let mut inv = (((fs_in << (14 + up2)) / fs_out.max(1)) as i32) << 2;
+        let mut inv = ((fs_in << (14 + up2)) / fs_out.max(1)) << 2;
         while smulww(inv, fs_out) < fs_in << up2 {
             inv += 1;
         }

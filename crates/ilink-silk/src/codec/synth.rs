@@ -11,35 +11,49 @@ use super::params::FrameParams;
 use super::tables::QUANTIZATION_OFFSETS_Q10;
 use super::{Decoder, LTP_ORDER, MAX_FRAME_LENGTH, MAX_LPC_ORDER, NB_SUBFR, SIG_TYPE_VOICED};
 
-/// One sample of the 5-tap LTP filter around `center` in `s_ltp_q16`.
+/// One sample of the 5-tap LTP filter around `center` in `s_ltp_q16`: taps at `center`,
+/// `center - 1`, ... `center - 4` times `b[0]` ... `b[4]` (0 where out of range).
 #[inline(always)]
 pub(crate) fn ltp_pred(s: &[i32], center: usize, b: &[i16]) -> i32 {
-    let at = |off: usize| {
-        center
-            .checked_sub(off)
-            .and_then(|i| s.get(i))
-            .copied()
-            .unwrap_or(0)
+    let Some(window) = center
+        .checked_sub(LTP_ORDER - 1)
+        .and_then(|start| s.get(start..=center))
+    else {
+        return ltp_pred_slow(s, center, b);
     };
-    let b = |i: usize| i32::from(b.get(i).copied().unwrap_or(0));
-    let mut acc = smulwb(at(0), b(0));
-    acc = smlawb(acc, at(1), b(1));
-    acc = smlawb(acc, at(2), b(2));
-    acc = smlawb(acc, at(3), b(3));
-    smlawb(acc, at(4), b(4))
+    let mut acc = 0i32;
+    for (&x, &c) in window.iter().rev().zip(b) {
+        acc = smlawb(acc, x, i32::from(c));
+    }
+    acc
 }
 
-/// One LPC prediction from the 16 + n state (`state[MAX_LPC_ORDER + i - 1 - j]` times `a[j]`).
-#[inline(always)]
-pub(crate) fn lpc_pred(state: &[i32], pos: usize, a: &[i16]) -> i32 {
+#[cold]
+fn ltp_pred_slow(s: &[i32], center: usize, b: &[i16]) -> i32 {
     let mut acc = 0i32;
-    for (j, &c) in a.iter().enumerate() {
-        let s = pos
-            .checked_sub(j + 1)
-            .and_then(|i| state.get(i))
+    for (k, &c) in b.iter().enumerate() {
+        let x = center
+            .checked_sub(k)
+            .and_then(|i| s.get(i))
             .copied()
             .unwrap_or(0);
-        acc = smlawb(acc, s, i32::from(c));
+        acc = smlawb(acc, x, i32::from(c));
+    }
+    acc
+}
+
+/// One LPC prediction: `state[pos - 1 - j]` times `a[j]`, summed over the filter order.
+#[inline(always)]
+pub(crate) fn lpc_pred(state: &[i32], pos: usize, a: &[i16]) -> i32 {
+    let Some(window) = pos
+        .checked_sub(a.len())
+        .and_then(|start| state.get(start..pos))
+    else {
+        return 0;
+    };
+    let mut acc = 0i32;
+    for (&x, &c) in window.iter().rev().zip(a) {
+        acc = smlawb(acc, x, i32::from(c));
     }
     acc
 }
