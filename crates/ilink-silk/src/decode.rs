@@ -6,7 +6,8 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use crate::SilkError;
-use crate::ffi::{self, API_RATE, FRAME_SAMPLES};
+use crate::codec::{self, REFERENCE_RATES};
+use crate::ffi::API_RATE;
 use crate::format::{self, FRAME_MS, SilkFormat};
 use crate::resample::{check_rate, resample_i16};
 
@@ -42,8 +43,10 @@ impl Default for DecodeOptions {
 impl DecodeOptions {
     /// Output sample rate in Hz (default 24 000). Any rate in
     /// [`MIN_SAMPLE_RATE`](crate::MIN_SAMPLE_RATE)..=[`MAX_SAMPLE_RATE`](crate::MAX_SAMPLE_RATE)
-    /// works: SILK is always decoded at 24 kHz and converted in Rust. Other rates are an
-    /// error at decode time.
+    /// works. At the rates the SILK reference decoder offers (8, 12, 16, 24, 32, 44.1 and
+    /// 48 kHz) the output is the reference's, sample for sample (its own resamplers); other
+    /// rates are decoded at 24 kHz and converted with a windowed-sinc resampler. Rates outside
+    /// the range are an error at decode time.
     #[must_use]
     pub fn sample_rate(mut self, hz: u32) -> Self {
         self.sample_rate = hz;
@@ -158,10 +161,10 @@ pub fn decode_silk(silk: &[u8], options: DecodeOptions) -> Result<Pcm, SilkError
     let too_long = || SilkError::TooLong { max };
     let max_frames = usize::try_from(max.as_millis() / u128::from(FRAME_MS)).unwrap_or(usize::MAX);
     let framing = format::parse(silk, max_frames, too_long)?;
-    let native = decode_packets(&framing.packets, max_samples(max, API_RATE), max)?;
-    let samples = if rate == API_RATE {
-        native
+    let samples = if REFERENCE_RATES.contains(&rate) {
+        decode_packets(&framing.packets, rate, max)?
     } else {
+        let native = decode_packets(&framing.packets, API_RATE, max)?;
         resample_i16(&native, API_RATE, rate)?
     };
     Ok(Pcm {
@@ -170,17 +173,13 @@ pub fn decode_silk(silk: &[u8], options: DecodeOptions) -> Result<Pcm, SilkError
     })
 }
 
-/// Runs the decoder over validated packets, producing 24 kHz samples, at most `cap` of them.
-fn decode_packets(packets: &[&[u8]], cap: usize, max: Duration) -> Result<Vec<i16>, SilkError> {
-    let mut decoder = ffi::Decoder::new()?;
-    let mut pcm = Vec::with_capacity(packets.len().saturating_mul(FRAME_SAMPLES).min(cap));
-    for (index, packet) in packets.iter().enumerate() {
-        decoder.decode_packet(packet, index, &mut pcm)?;
-        if pcm.len() > cap {
-            return Err(SilkError::TooLong { max });
-        }
-    }
-    Ok(pcm)
+/// Runs the Rust decoder over validated packets at `rate` Hz (a reference rate), producing at
+/// most `max` of audio.
+fn decode_packets(packets: &[&[u8]], rate: u32, max: Duration) -> Result<Vec<i16>, SilkError> {
+    codec::decode_packets(packets, rate, max_samples(max, rate)).map_err(|e| match e {
+        Some((packet, code)) => SilkError::CorruptPacket { packet, code },
+        None => SilkError::TooLong { max },
+    })
 }
 
 /// Decodes SILK v3 to a 24 kHz mono 16-bit WAV file, the same form WeChat's official client
@@ -225,6 +224,7 @@ pub fn probe(silk: &[u8]) -> Result<SilkFormat, SilkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::FRAME_SAMPLES;
 
     #[test]
     fn debug_shows_length_not_samples() {

@@ -49,8 +49,13 @@ pub(crate) const MAX_FRAMES_PER_PACKET: usize = 5;
 /// packet; 8 keeps a margin).
 const PACKET_SLACK: usize = 8;
 
-/// Output buffer size of one decode call: the SDK's `MAX_API_FS_KHZ * FRAME_LENGTH_MS`.
-const MAX_DECODED_SAMPLES: usize = 48 * 20;
+/// Output buffer size of one decode call: the SDK's `MAX_API_FS_KHZ * FRAME_LENGTH_MS`, plus
+/// slack: at 48 kHz from a 16 kHz stream the SDK's resampler writes 962 samples for a
+/// 960-sample frame (two 10 ms batches of 481; found by the comparison with the Rust decoder).
+const MAX_DECODED_SAMPLES: usize = 48 * 20 + 64;
+
+/// Samples the SDK reports for one frame at most (`MAX_API_FS_KHZ * FRAME_LENGTH_MS`).
+const MAX_REPORTED_SAMPLES: usize = 48 * 20;
 
 /// Output buffer size of one encode call (one 20 ms frame never comes close; this is the
 /// SDK's 5 frames * 250 bytes, as in its reference encoder).
@@ -73,7 +78,9 @@ fn check(call: &'static str, code: c_int) -> Result<(), SilkError> {
     }
 }
 
-/// A SILK decoder producing 24 kHz mono PCM.
+/// A SILK decoder (the C reference; ilink decodes with its Rust decoder, and this one is
+/// reachable only through the `c-reference` feature and the tests).
+#[cfg_attr(not(feature = "c-reference"), allow(dead_code))]
 pub(crate) struct Decoder {
     state: Vec<u64>,
     control: sys::SKP_SILK_SDK_DecControlStruct,
@@ -81,11 +88,29 @@ pub(crate) struct Decoder {
     out: Box<[i16; MAX_DECODED_SAMPLES]>,
     /// Frames in the last good packet: how many frames a lost packet stands for.
     frames_per_packet: usize,
+    /// The output rate the SDK is called with.
+    api_rate: c_int,
 }
 
+#[cfg_attr(not(feature = "c-reference"), allow(dead_code))]
 impl Decoder {
-    /// A fresh decoder.
+    /// A fresh decoder at [`API_RATE`].
+    #[cfg(test)]
     pub(crate) fn new() -> Result<Self, SilkError> {
+        Self::with_rate(API_RATE)
+    }
+
+    /// A fresh decoder producing `rate` Hz, which must be one of the SDK's whole-kHz rates
+    /// (8, 12, 16, 24, 32, 48 kHz) or 44.1 kHz; only the comparison tests use rates other
+    /// than [`API_RATE`].
+    pub(crate) fn with_rate(rate: u32) -> Result<Self, SilkError> {
+        if !crate::codec::REFERENCE_RATES.contains(&rate) {
+            return Err(SilkError::BadSampleRate {
+                rate,
+                min: crate::MIN_SAMPLE_RATE,
+                max: crate::MAX_SAMPLE_RATE,
+            });
+        }
         let mut size: c_int = 0;
         // SAFETY: writes one c_int through a valid pointer.
         check("Get_Decoder_Size", unsafe {
@@ -108,20 +133,21 @@ impl Decoder {
             packet: Box::new([0; MAX_PACKET_BYTES + PACKET_SLACK]),
             out: Box::new([0; MAX_DECODED_SAMPLES]),
             frames_per_packet: 1,
+            api_rate: rate as c_int,
         })
     }
 
     /// One call of `SKP_Silk_SDK_Decode` on the staged packet; appends its output to `pcm`.
     fn decode_call(&mut self, lost: bool, len: usize, pcm: &mut Vec<i16>) -> Result<(), c_int> {
         debug_assert!(len <= MAX_PACKET_BYTES);
-        let mut n_out = MAX_DECODED_SAMPLES as c_short;
+        let mut n_out = MAX_REPORTED_SAMPLES as c_short;
         // The API rate is reset before every call: the SDK must never see anything else.
-        self.control.API_sampleRate = API_RATE as c_int;
+        self.control.API_sampleRate = self.api_rate;
         // SAFETY: `state` is an initialised decoder state of the size the SDK asked for.
         // `packet` holds `len` <= MAX_PACKET_BYTES payload bytes followed by at least
         // PACKET_SLACK zero bytes, covering the SDK's 4-byte read at the start of a packet.
-        // `out` holds MAX_DECODED_SAMPLES samples, the most one call can write at any API rate
-        // (and twice what it writes at 24 kHz).
+        // `out` holds MAX_DECODED_SAMPLES samples, more than one call writes at any API rate
+        // it accepts (960 plus the resampler's overshoot of at most a few samples).
         let code = unsafe {
             sys::SKP_Silk_SDK_Decode(
                 self.state.as_mut_ptr().cast::<c_void>(),
@@ -136,7 +162,9 @@ impl Decoder {
         if code != 0 {
             return Err(code);
         }
-        let n = usize::try_from(n_out).unwrap_or(0).min(MAX_DECODED_SAMPLES);
+        let n = usize::try_from(n_out)
+            .unwrap_or(0)
+            .min(MAX_REPORTED_SAMPLES);
         pcm.extend_from_slice(self.out.get(..n).unwrap_or_default());
         Ok(())
     }
@@ -189,11 +217,37 @@ impl Decoder {
     }
 }
 
+/// Every setting of the SDK encoder, for building the comparison corpus (the voice path uses
+/// [`Encoder::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "c-reference"), allow(dead_code))]
+pub(crate) struct EncoderConfig {
+    /// Input rate in Hz (one of the SDK's seven).
+    pub(crate) api_rate: u32,
+    /// Highest internal rate in Hz: 8000, 12000, 16000 or 24000.
+    pub(crate) max_internal_rate: u32,
+    /// Packet length in ms: 20, 40, 60, 80 or 100 (1 to 5 frames).
+    pub(crate) packet_ms: u32,
+    /// Target bitrate in bits per second.
+    pub(crate) bitrate: u32,
+    /// 0, 1 or 2.
+    pub(crate) complexity: u8,
+    /// In-band FEC (LBRR) on.
+    pub(crate) fec: bool,
+    /// Discontinuous transmission on (silent packets may be empty).
+    pub(crate) dtx: bool,
+    /// Expected packet loss in percent (drives FEC).
+    pub(crate) loss_pct: u8,
+}
+
 /// A SILK encoder taking 24 kHz mono PCM, one 20 ms frame per packet.
 pub(crate) struct Encoder {
     state: Vec<u64>,
     control: sys::SKP_SILK_SDK_EncControlStruct,
     out: Box<[u8; MAX_ENCODED_BYTES]>,
+    /// Samples per call of [`Encoder::encode_packet`].
+    #[cfg_attr(not(feature = "c-reference"), allow(dead_code))]
+    packet_samples: usize,
 }
 
 impl Encoder {
@@ -233,7 +287,75 @@ impl Encoder {
                 useDTX: 0,
             },
             out: Box::new([0; MAX_ENCODED_BYTES]),
+            packet_samples: FRAME_SAMPLES,
         })
+    }
+
+    /// A fresh encoder with every SDK setting given (validated here and by the SDK).
+    #[cfg_attr(not(feature = "c-reference"), allow(dead_code))]
+    pub(crate) fn with_config(config: &EncoderConfig) -> Result<Self, SilkError> {
+        let bad = || SilkError::Sdk {
+            call: "Encode (configuration)",
+            code: -2,
+        };
+        if !crate::codec::REFERENCE_RATES.contains(&config.api_rate)
+            || ![8_000, 12_000, 16_000, 24_000].contains(&config.max_internal_rate)
+            || ![20, 40, 60, 80, 100].contains(&config.packet_ms)
+            || config.complexity > 2
+            || config.loss_pct > 100
+        {
+            return Err(bad());
+        }
+        let mut encoder = Self::new(24_000, 0)?;
+        let packet_samples = (config.api_rate as usize * config.packet_ms as usize) / 1000;
+        encoder.control = sys::SKP_SILK_SDK_EncControlStruct {
+            API_sampleRate: config.api_rate as c_int,
+            maxInternalSampleRate: config.max_internal_rate as c_int,
+            packetSize: packet_samples as c_int,
+            bitRate: c_int::try_from(config.bitrate).unwrap_or(c_int::MAX),
+            packetLossPercentage: c_int::from(config.loss_pct),
+            complexity: c_int::from(config.complexity),
+            useInBandFEC: c_int::from(config.fec),
+            useDTX: c_int::from(config.dtx),
+        };
+        encoder.packet_samples = packet_samples;
+        Ok(encoder)
+    }
+
+    /// Samples [`Encoder::encode_packet`] takes per call.
+    #[cfg_attr(not(feature = "c-reference"), allow(dead_code))]
+    pub(crate) fn packet_samples(&self) -> usize {
+        self.packet_samples
+    }
+
+    /// Encodes one packet's worth of samples (exactly [`Encoder::packet_samples`]); returns
+    /// the payload, empty when the SDK sent nothing (DTX).
+    #[cfg_attr(not(feature = "c-reference"), allow(dead_code))]
+    pub(crate) fn encode_packet(&mut self, samples: &[i16]) -> Result<&[u8], SilkError> {
+        if samples.len() != self.packet_samples {
+            return Err(SilkError::Sdk {
+                call: "Encode (input length)",
+                code: -1,
+            });
+        }
+        let mut n_out = MAX_ENCODED_BYTES as c_short;
+        // SAFETY: `state` is an initialised encoder state; `samples` holds exactly one packet
+        // of input at the configured API rate (checked above), which the SDK reads and never
+        // exceeds; `out` holds MAX_ENCODED_BYTES bytes (5 frames of at most 250) and the SDK
+        // is told so through `n_out`.
+        let code = unsafe {
+            sys::SKP_Silk_SDK_Encode(
+                self.state.as_mut_ptr().cast::<c_void>(),
+                &self.control,
+                samples.as_ptr(),
+                samples.len() as c_int,
+                self.out.as_mut_ptr(),
+                &mut n_out,
+            )
+        };
+        check("Encode", code)?;
+        let n = usize::try_from(n_out).unwrap_or(0).min(MAX_ENCODED_BYTES);
+        Ok(self.out.get(..n).unwrap_or_default())
     }
 
     /// Encodes exactly one 20 ms frame; returns the packet payload (possibly empty if the SDK

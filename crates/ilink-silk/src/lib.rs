@@ -4,12 +4,15 @@
 #![deny(unsafe_code)]
 
 mod audio;
+mod codec;
 mod container_guard;
 mod decode;
 mod encode;
 mod error;
 mod ffi;
 mod format;
+#[cfg(feature = "c-reference")]
+pub mod reference;
 mod resample;
 
 pub use audio::{audio_file_to_voice, audio_to_voice, decode_audio, decode_audio_file};
