@@ -6,6 +6,7 @@ mod chunk;
 mod client;
 mod config;
 mod dedupe;
+pub mod download;
 mod error;
 mod handler;
 mod journal;
