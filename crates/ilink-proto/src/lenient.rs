@@ -125,8 +125,7 @@ pub(crate) fn code_from_text(s: &str) -> Option<i64> {
     }
     let f = s.parse::<f64>().ok()?;
     // Integral and inside i64 (2^63 itself is not).
-    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9_223_372_036_854_775_808.0)
-        .then_some(f as i64)
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9_223_372_036_854_775_808.0).then_some(f as i64)
 }
 
 /// A timeout in ms from number text: any non-negative number, rounded up, clamped to
