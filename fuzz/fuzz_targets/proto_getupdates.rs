@@ -1,26 +1,29 @@
 //! getupdates response decoding (PROTOCOL.md §7, §19, design rule 5): the body the bot
 //! receives most, straight from the network.
 //!
-//! Properties: `decode` never panics; every message of a decoded batch decodes on its own
-//! (a bad one becomes an error value, the others survive); a decoded response re-encodes
-//! and decodes to the same value, and so does every decoded message.
+//! Properties: `decode_updates` (the client's tolerant decoder) and `decode` never panic; every
+//! message of a decoded batch decodes on its own (a bad one becomes an error value with its
+//! index, the others survive, the count holds); whatever `decode` accepts, `decode_updates`
+//! accepts too, with the same envelope, cursor and messages; a decoded response without unparsed
+//! entries re-encodes and decodes to the same value, and so does every decoded message.
 #![no_main]
 
-use ilink_proto::{ApiResponse, GetUpdatesResponse, WeixinMessage, decode};
+use ilink_proto::{
+    ApiResponse, GetUpdatesResponse, WeixinMessage, decode, decode_updates,
+};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(resp) = decode::<GetUpdatesResponse>(data) else {
-        return;
-    };
+fn check(resp: GetUpdatesResponse) {
     let _ = resp.status();
     let _ = resp.next_cursor();
     let _ = resp.long_poll_timeout();
 
-    let again: GetUpdatesResponse =
-        decode(&serde_json::to_vec(&resp).expect("a decoded response re-encodes"))
-            .expect("a re-encoded response decodes");
-    assert!(again == resp, "response does not round-trip");
+    if resp.unparsed_msgs.is_empty() {
+        let again: GetUpdatesResponse =
+            decode(&serde_json::to_vec(&resp).expect("a decoded response re-encodes"))
+                .expect("a re-encoded response decodes");
+        assert!(again == resp, "response does not round-trip");
+    }
 
     let count = resp.message_count();
     let msgs = resp.into_messages();
@@ -39,8 +42,27 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(err) => {
                 assert_eq!(err.index(), index);
+                let _ = err.kind();
+                let _ = err.raw_bytes();
                 let _ = err.to_string();
             }
         }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let tolerant = decode_updates(data);
+    if let Ok(strict) = decode::<GetUpdatesResponse>(data) {
+        let tolerant = tolerant
+            .as_ref()
+            .expect("decode_updates accepts what decode accepts");
+        assert_eq!(tolerant.ret, strict.ret);
+        assert_eq!(tolerant.errcode, strict.errcode);
+        assert_eq!(tolerant.next_cursor(), strict.next_cursor());
+        assert_eq!(tolerant.message_count(), strict.message_count());
+        check(strict);
+    }
+    if let Ok(resp) = tolerant {
+        check(resp);
     }
 });

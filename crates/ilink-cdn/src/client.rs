@@ -16,6 +16,7 @@ use ilink_proto::{CdnMedia, GetUploadUrlResponse, Secret};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
 use crate::error::{CdnError, CdnErrorKind};
+use crate::integrity::{Checker, Expected};
 use crate::sniff::{MediaFormat, SNIFF_LEN, sniff};
 use crate::source::{MediaSource, PreparedUpload, READ_CHUNK, io_error};
 use crate::url::{
@@ -458,8 +459,25 @@ impl CdnClient {
         media: &CdnMedia,
         key: Option<&MediaKey>,
     ) -> Result<Vec<u8>, CdnError> {
+        self.download_checked(media, key, Expected::new()).await
+    }
+
+    /// [`CdnClient::download`], checked against what the message declares: a download that
+    /// contradicts `expected` fails with [`CdnErrorKind::Integrity`] (reading stops as soon as
+    /// the size is exceeded, or before it starts when the CDN announces a length that does not
+    /// fit).
+    ///
+    /// # Errors
+    /// As [`CdnClient::download_url_to_vec`], and [`CdnErrorKind::Integrity`].
+    pub async fn download_checked(
+        &self,
+        media: &CdnMedia,
+        key: Option<&MediaKey>,
+        expected: Expected,
+    ) -> Result<Vec<u8>, CdnError> {
         let url = self.download_url(media)?;
-        self.download_url_to_vec(&url, key, None).await
+        self.download_url_to_vec_checked(&url, key, None, expected)
+            .await
     }
 
     /// Downloads `url` into memory, decrypting with `key` if given.
@@ -474,8 +492,25 @@ impl CdnClient {
         key: Option<&MediaKey>,
         progress: Option<ProgressFn>,
     ) -> Result<Vec<u8>, CdnError> {
+        self.download_url_to_vec_checked(url, key, progress, Expected::new())
+            .await
+    }
+
+    /// [`CdnClient::download_url_to_vec`], checked against `expected` (see
+    /// [`CdnClient::download_checked`]).
+    ///
+    /// # Errors
+    /// As [`CdnClient::download_url_to_vec`], and [`CdnErrorKind::Integrity`].
+    pub async fn download_url_to_vec_checked(
+        &self,
+        url: &str,
+        key: Option<&MediaKey>,
+        progress: Option<ProgressFn>,
+        expected: Expected,
+    ) -> Result<Vec<u8>, CdnError> {
         let mut out = Vec::new();
-        self.fetch(url, key, Sink::Vec(&mut out), progress).await?;
+        self.fetch(url, key, Sink::Vec(&mut out), progress, expected)
+            .await?;
         Ok(out)
     }
 
@@ -495,7 +530,8 @@ impl CdnClient {
         W: AsyncWrite + Unpin + Send,
     {
         let url = self.download_url(media)?;
-        self.fetch(&url, key, Sink::Writer(writer), progress).await
+        self.fetch(&url, key, Sink::Writer(writer), progress, Expected::new())
+            .await
     }
 
     /// Downloads `media`, decrypting with `key` if given, into a file at `path` (replacing it
@@ -511,8 +547,27 @@ impl CdnClient {
         path: &Path,
         progress: Option<ProgressFn>,
     ) -> Result<Downloaded, CdnError> {
+        self.download_to_file_checked(media, key, path, progress, Expected::new())
+            .await
+    }
+
+    /// [`CdnClient::download_to_file`], checked against `expected`: on a mismatch
+    /// ([`CdnErrorKind::Integrity`]) the partial file is removed and nothing is written at
+    /// `path`.
+    ///
+    /// # Errors
+    /// As [`CdnClient::download_to_writer`], and [`CdnErrorKind::Integrity`].
+    pub async fn download_to_file_checked(
+        &self,
+        media: &CdnMedia,
+        key: Option<&MediaKey>,
+        path: &Path,
+        progress: Option<ProgressFn>,
+        expected: Expected,
+    ) -> Result<Downloaded, CdnError> {
         let url = self.download_url(media)?;
-        self.download_url_to_file(&url, key, path, progress).await
+        self.download_url_to_file_checked(&url, key, path, progress, expected)
+            .await
     }
 
     /// Downloads `url` into a new file at `path`; see [`CdnClient::download_to_file`].
@@ -529,16 +584,38 @@ impl CdnClient {
         path: &Path,
         progress: Option<ProgressFn>,
     ) -> Result<Downloaded, CdnError> {
+        self.download_url_to_file_checked(url, key, path, progress, Expected::new())
+            .await
+    }
+
+    /// [`CdnClient::download_url_to_file`], checked against `expected` (see
+    /// [`CdnClient::download_to_file_checked`]).
+    ///
+    /// If the future is dropped before it completes (the task is cancelled, Ctrl-C), the
+    /// partial file is removed as well.
+    ///
+    /// # Errors
+    /// As [`CdnClient::download_to_writer`], and [`CdnErrorKind::Integrity`].
+    pub async fn download_url_to_file_checked(
+        &self,
+        url: &str,
+        key: Option<&MediaKey>,
+        path: &Path,
+        progress: Option<ProgressFn>,
+        expected: Expected,
+    ) -> Result<Downloaded, CdnError> {
         let mut part = path.as_os_str().to_owned();
         part.push(".part");
         let part = std::path::PathBuf::from(part);
         let file = tokio::fs::File::create(&part)
             .await
             .map_err(|e| io_error("cannot create", &part, e))?;
+        // Removes the partial file unless disarmed: on error, and when this future is dropped.
+        let mut guard = PartGuard(Some(part.clone()));
         let mut writer = tokio::io::BufWriter::with_capacity(READ_CHUNK, file);
         let result = async {
             let done = self
-                .fetch(url, key, Sink::Writer(&mut writer), progress)
+                .fetch(url, key, Sink::Writer(&mut writer), progress, expected)
                 .await?;
             writer
                 .flush()
@@ -555,10 +632,11 @@ impl CdnClient {
             Ok(done)
         }
         .await;
-        if result.is_err() {
-            drop(writer);
-            let _ = tokio::fs::remove_file(&part).await;
+        drop(writer);
+        if result.is_ok() {
+            guard.0 = None;
         }
+        drop(guard);
         result
     }
 
@@ -568,7 +646,9 @@ impl CdnClient {
         key: Option<&MediaKey>,
         mut sink: Sink<'_>,
         progress: Option<ProgressFn>,
+        expected: Expected,
     ) -> Result<Downloaded, CdnError> {
+        let mut checker = Checker::new(expected);
         let cap = self.config.max_download_bytes;
         let body_cap = if key.is_some() {
             ciphertext_len(cap)
@@ -603,6 +683,9 @@ impl CdnClient {
         if total.is_some_and(|n| n > body_cap) {
             return Err(too_large());
         }
+        if let Some(n) = total {
+            checker.check_body_len(n, key.is_some())?;
+        }
         let mut decryptor = key.map(Decryptor::new);
         let mut scratch = Vec::new();
         let mut head: Vec<u8> = Vec::new();
@@ -624,7 +707,15 @@ impl CdnClient {
                     total,
                 });
             }
-            written += emit(&mut sink, &mut decryptor, &mut scratch, &mut head, &chunk).await?;
+            written += emit(
+                &mut sink,
+                &mut decryptor,
+                &mut scratch,
+                &mut head,
+                &mut checker,
+                &chunk,
+            )
+            .await?;
         }
         if let Some(dec) = decryptor.take() {
             scratch.clear();
@@ -641,6 +732,7 @@ impl CdnClient {
                 .with_source(e)
             })?;
             let tail = out.get(before..).unwrap_or_default();
+            checker.update(tail)?;
             remember_head(&mut head, tail);
             written += tail.len() as u64;
             if let Sink::Writer(w) = &mut sink {
@@ -650,6 +742,7 @@ impl CdnClient {
         if written > cap {
             return Err(too_large());
         }
+        checker.finish()?;
         if let Sink::Vec(v) = &sink {
             head = v.get(..SNIFF_LEN).unwrap_or(v).to_vec();
         }
@@ -674,34 +767,53 @@ async fn write_all(w: &mut (dyn AsyncWrite + Unpin + Send), data: &[u8]) -> Resu
 }
 
 /// Passes one ciphertext (or plain) chunk to the sink; returns plaintext bytes produced.
+/// The plaintext is checked before it is written.
 async fn emit(
     sink: &mut Sink<'_>,
     decryptor: &mut Option<Decryptor>,
     scratch: &mut Vec<u8>,
     head: &mut Vec<u8>,
+    checker: &mut Checker,
     chunk: &[u8],
 ) -> Result<u64, CdnError> {
     match (sink, decryptor) {
         (Sink::Vec(v), Some(dec)) => {
             let before = v.len();
             dec.update(chunk, v);
+            checker.update(v.get(before..).unwrap_or_default())?;
             Ok((v.len() - before) as u64)
         }
         (Sink::Vec(v), None) => {
+            checker.update(chunk)?;
             v.extend_from_slice(chunk);
             Ok(chunk.len() as u64)
         }
         (Sink::Writer(w), Some(dec)) => {
             scratch.clear();
             dec.update(chunk, scratch);
+            checker.update(scratch)?;
             remember_head(head, scratch);
             write_all(w, scratch).await?;
             Ok(scratch.len() as u64)
         }
         (Sink::Writer(w), None) => {
+            checker.update(chunk)?;
             remember_head(head, chunk);
             write_all(w, chunk).await?;
             Ok(chunk.len() as u64)
+        }
+    }
+}
+
+/// Removes a partial download file when dropped armed (on error or cancellation).
+struct PartGuard(Option<std::path::PathBuf>);
+
+impl Drop for PartGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            // Synchronous on purpose: it must also run when the future is dropped, where no
+            // await is possible. Removing one file is quick.
+            let _ = std::fs::remove_file(p);
         }
     }
 }

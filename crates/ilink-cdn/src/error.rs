@@ -27,6 +27,9 @@ pub enum CdnErrorKind {
     TooLarge,
     /// The downloaded bytes could not be decrypted (wrong key, truncated data).
     Decrypt,
+    /// The download contradicts the size or MD5 its message declares: most likely a wrong
+    /// key that happened to pass the padding check, or corrupted data. Nothing was kept.
+    Integrity,
     /// The media key could not be decoded.
     Key,
     /// The source file changed between hashing and sending it.

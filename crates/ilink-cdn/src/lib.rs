@@ -3,6 +3,7 @@
 
 mod client;
 mod error;
+mod integrity;
 mod sniff;
 mod source;
 mod url;
@@ -12,6 +13,7 @@ pub use crate::client::{
     Progress, ProgressFn, UploadedMedia,
 };
 pub use crate::error::{BoxError, CdnError, CdnErrorKind};
+pub use crate::integrity::Expected;
 pub use crate::sniff::{MediaFormat, MediaKind, SNIFF_LEN, sniff};
 pub use crate::source::{MediaSource, PreparedUpload, Probe};
 pub use crate::url::{
@@ -33,5 +35,6 @@ mod send_sync {
         assert_send_sync::<crate::UploadedMedia>();
         assert_send_sync::<crate::MediaSource>();
         assert_send_sync::<crate::HostAllowlist>();
+        assert_send_sync::<crate::Expected>();
     }
 }

@@ -1,4 +1,4 @@
-//! The network commands: login, echo, tail, send, download, doctor.
+//! The network commands: login, echo, send, doctor (tail and download are in `inbound`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,19 +7,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args};
-use ilink_client::cdn::{CdnClient, CdnConfig};
-use ilink_client::proto::{CdnMedia, ItemType, MessageItem};
+use ilink_client::proto::ItemType;
 use ilink_client::{
-    Account, BoxFuture, ErrorKind, Handler, InboundMessage, LoginOutcome, MediaType,
-    MessageContext, SendOutcome, TerminalPresenter, Update,
+    Account, BoxFuture, ErrorKind, Handler, LoginOutcome, MediaType, MessageContext, SendOutcome,
+    TerminalPresenter, Update,
 };
-use ilink_crypto::MediaKey;
-use serde_json::{Value, json};
 
 use crate::NetArgs;
 use crate::error::{CliError, CliResult, Exit};
+use crate::inbound::summary;
 use crate::net::{self, human_size};
-use crate::progress;
 
 // ---------------------------------------------------------------------------------------
 // login
@@ -60,72 +57,6 @@ pub async fn login(net: &NetArgs) -> CliResult {
 // ---------------------------------------------------------------------------------------
 // echo
 // ---------------------------------------------------------------------------------------
-
-/// A one-line summary of a message's content.
-pub fn summary(items: &[MessageItem]) -> String {
-    let parts: Vec<String> = items.iter().map(item_summary).collect();
-    if parts.is_empty() {
-        "(empty)".to_owned()
-    } else {
-        parts.join(" ")
-    }
-}
-
-fn item_summary(item: &MessageItem) -> String {
-    match item.item_type {
-        ItemType::Text => {
-            let text = item
-                .text_item
-                .as_ref()
-                .and_then(|t| t.text.as_deref())
-                .unwrap_or("");
-            let quote = if item.ref_msg.is_some() {
-                "[quote] "
-            } else {
-                ""
-            };
-            format!("{quote}{text:?}")
-        }
-        ItemType::Image => {
-            let size = item.image_item.as_ref().and_then(|i| i.mid_size);
-            format!(
-                "[image{}]",
-                size.map(|s| format!(" ~{}", human_size(s)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::Video => {
-            let size = item.video_item.as_ref().and_then(|v| v.video_size);
-            format!(
-                "[video{}]",
-                size.map(|s| format!(" ~{}", human_size(s)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::File => {
-            let f = item.file_item.as_ref();
-            let name = f.and_then(|f| f.file_name.as_deref()).unwrap_or("file");
-            let len = f.and_then(|f| f.len_bytes());
-            format!(
-                "[file {name}{}]",
-                len.map(|l| format!(" {}", human_size(l)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::Voice => {
-            let v = item.voice_item.as_ref();
-            let ms = v.and_then(|v| v.playtime);
-            let text = v.and_then(|v| v.text.as_deref());
-            format!(
-                "[voice{}{}]",
-                ms.map(|m| format!(" {:.1} s", m as f64 / 1000.0))
-                    .unwrap_or_default(),
-                text.map(|t| format!(" {t:?}")).unwrap_or_default()
-            )
-        }
-        other => format!("[item type {}]", other.raw()),
-    }
-}
 
 /// Answer one message as the echo bot does: text echoed with `prefix`, media sent back.
 /// Returns what was sent, for the log.
@@ -197,7 +128,7 @@ impl Handler for EchoBot {
                 self.account.shutdown();
             }
             Update::Undecodable(u) => {
-                eprintln!("ilink: a message could not be decoded: {}", u.error);
+                eprintln!("ilink: {u}");
             }
             _ => {}
         }
@@ -223,78 +154,6 @@ pub async fn echo(net: &NetArgs, max: Option<u64>, prefix: &str) -> CliResult {
         return Err(
             CliError::new(Exit::Auth, "the session expired (-14)").hint("run `ilink login` again")
         );
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// tail
-// ---------------------------------------------------------------------------------------
-
-/// The JSON line `ilink tail --json` prints for a message.
-pub fn message_json(msg: &InboundMessage) -> Value {
-    json!({
-        "account": msg.account_id(),
-        "from": msg.from(),
-        "message_id": msg.message_id().map(|i| i.as_str().to_owned()),
-        "create_time_ms": msg.create_time_ms(),
-        "text": msg.text(),
-        "items": msg.items(),
-    })
-}
-
-fn clock(ms: Option<i64>) -> String {
-    let ms = ms.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    });
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-/// `ilink tail`.
-pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResult {
-    let client = net::client(net)?;
-    let account = net::account(&client, net)?;
-    net::stop_on_ctrl_c(&account);
-    if !json_lines {
-        eprintln!("Waiting for messages to {}; Ctrl-C stops.", account.id());
-    }
-    let mut updates = account.updates()?;
-    let mut seen = 0u64;
-    while let Some(update) = updates.next().await {
-        match update {
-            Update::Message(msg) => {
-                if json_lines {
-                    println!("{}", message_json(&msg));
-                } else {
-                    println!(
-                        "{} UTC {}: {}",
-                        clock(msg.create_time_ms()),
-                        msg.from(),
-                        summary(msg.items())
-                    );
-                }
-                let _ = std::io::stdout().flush();
-                seen += 1;
-                if max.is_some_and(|m| seen >= m) {
-                    account.shutdown();
-                }
-            }
-            Update::Undecodable(u) => {
-                eprintln!("ilink: a message could not be decoded: {}", u.error);
-                if json_lines {
-                    println!("{}", json!({"undecodable": u.raw, "error": u.error}));
-                }
-            }
-            Update::SessionExpired => {
-                return Err(CliError::new(Exit::Auth, "the session expired (-14)")
-                    .hint("run `ilink login` again"));
-            }
-            _ => {}
-        }
     }
     Ok(())
 }
@@ -399,182 +258,6 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
         }
     }
     result
-}
-
-// ---------------------------------------------------------------------------------------
-// download
-// ---------------------------------------------------------------------------------------
-
-/// Arguments of `ilink download`.
-#[derive(Debug, Args)]
-pub struct DownloadArgs {
-    /// The message: a line of `ilink tail --json` (its first media item is used), or one
-    /// item of its `items`, as JSON; `-` reads it from stdin.
-    #[arg(value_name = "JSON", required_unless_present_any = ["param", "full_url"])]
-    message: Option<String>,
-    /// Which item of the message's `items` to download (from 0).
-    #[arg(long, value_name = "N", requires = "message")]
-    index: Option<usize>,
-    /// Instead of JSON: the media's `encrypt_query_param`.
-    #[arg(long, value_name = "PARAM", conflicts_with = "message")]
-    param: Option<String>,
-    /// Instead of JSON: the media's `full_url`.
-    #[arg(long, value_name = "URL", conflicts_with = "message")]
-    full_url: Option<String>,
-    /// The AES key (hex, or base64 of the raw bytes or of the hex); overrides the item's.
-    #[arg(long, value_name = "KEY")]
-    key: Option<String>,
-    /// Where to write the decrypted media.
-    #[arg(short, long, value_name = "PATH")]
-    output: PathBuf,
-    /// For voice: write a 24 kHz WAV file instead of the SILK bytes.
-    #[arg(long)]
-    wav: bool,
-}
-
-/// The item to download from a JSON argument: a tail line (`items`) or an item.
-pub fn pick_item(value: &Value, index: Option<usize>) -> CliResult<MessageItem> {
-    let parse = |v: &Value| {
-        serde_json::from_value::<MessageItem>(v.clone())
-            .map_err(|e| CliError::usage(format!("not a message item: {e}")))
-    };
-    let Some(items) = value.get("items").and_then(Value::as_array) else {
-        return parse(value);
-    };
-    let items: Vec<MessageItem> = items.iter().map(parse).collect::<CliResult<_>>()?;
-    if let Some(i) = index {
-        return items.get(i).cloned().ok_or_else(|| {
-            CliError::usage(format!(
-                "the message has {} item(s); --index {i} is out of range",
-                items.len()
-            ))
-        });
-    }
-    for wanted in [
-        ItemType::Image,
-        ItemType::Video,
-        ItemType::File,
-        ItemType::Voice,
-    ] {
-        if let Some(item) = items
-            .iter()
-            .find(|i| i.item_type == wanted && i.media().is_some_and(CdnMedia::is_downloadable))
-        {
-            return Ok(item.clone());
-        }
-    }
-    Err(CliError::usage("the message has no downloadable media"))
-}
-
-/// The key that decrypts an item's media (PROTOCOL.md §12.4).
-pub fn item_key(item: &MessageItem) -> CliResult<Option<MediaKey>> {
-    let media = item.media();
-    let aes = media.and_then(|m| m.aes_key.as_ref()).map(|k| k.expose());
-    let bad =
-        |e: ilink_crypto::KeyError| CliError::failure(format!("the item's key is malformed: {e}"));
-    if item.item_type == ItemType::Image {
-        let hex = item
-            .image_item
-            .as_ref()
-            .and_then(|i| i.aeskey.as_ref())
-            .map(|k| k.expose());
-        return MediaKey::from_image_item(hex, aes).map_err(bad);
-    }
-    match aes.filter(|k| !k.trim().is_empty()) {
-        Some(k) => MediaKey::from_cdn_aes_key(k).map(Some).map_err(bad),
-        None => Ok(None),
-    }
-}
-
-fn size_hint(item: &MessageItem) -> Option<u64> {
-    item.file_item
-        .as_ref()
-        .and_then(|f| f.len_bytes())
-        .or_else(|| item.image_item.as_ref().and_then(|i| i.mid_size))
-        .or_else(|| item.video_item.as_ref().and_then(|v| v.video_size))
-}
-
-/// `ilink download`.
-pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
-    let client = net::client(net)?;
-    let config = client.config();
-    let cdn = CdnClient::new(
-        client.http().clone(),
-        CdnConfig::default()
-            .with_base_url(config.cdn_base_url.clone())
-            .with_max_download_bytes(config.max_media_bytes),
-    );
-    let (media, mut key, is_voice, hint) = match &args.message {
-        Some(text) => {
-            let text = if text == "-" {
-                std::io::read_to_string(std::io::stdin())
-                    .map_err(|e| CliError::io("reading stdin", e))?
-            } else {
-                text.clone()
-            };
-            let value: Value = serde_json::from_str(text.trim())
-                .map_err(|e| CliError::usage(format!("the message is not JSON: {e}")))?;
-            let item = pick_item(&value, args.index)?;
-            let media = item
-                .media()
-                .cloned()
-                .ok_or_else(|| CliError::usage("this item has no media"))?;
-            (
-                media,
-                item_key(&item)?,
-                item.item_type == ItemType::Voice,
-                size_hint(&item),
-            )
-        }
-        None => (
-            CdnMedia {
-                encrypt_query_param: args.param.clone(),
-                full_url: args.full_url.clone(),
-                ..CdnMedia::default()
-            },
-            None,
-            false,
-            None,
-        ),
-    };
-    if let Some(k) = &args.key {
-        key = Some(MediaKey::parse(k).map_err(|e| CliError::usage(format!("--key: {e}")))?);
-    }
-    if key.is_none() {
-        eprintln!("ilink: no key given; saving the bytes as they are (not decrypted)");
-    }
-    let bar = progress::bytes_bar(hint, "downloading");
-    let out = &args.output;
-    let written = if args.wav {
-        let url = cdn
-            .download_url(&media)
-            .map_err(|e| CliError::failure(e.to_string()))?;
-        let silk = cdn
-            .download_url_to_vec(&url, key.as_ref(), Some(progress::callback(&bar)))
-            .await
-            .map_err(|e| CliError::failure(format!("download failed: {e}")))?;
-        let wav = tokio::task::spawn_blocking(move || ilink_silk::decode_to_wav(&silk))
-            .await
-            .map_err(|e| CliError::failure(format!("the voice decoder failed: {e}")))?
-            .map_err(|e| CliError::failure(format!("not a voice message: {e}")))?;
-        tokio::fs::write(out, &wav)
-            .await
-            .map_err(|e| CliError::io(&format!("writing {}", out.display()), e))?;
-        wav.len() as u64
-    } else {
-        cdn.download_to_file(&media, key.as_ref(), out, Some(progress::callback(&bar)))
-            .await
-            .map_err(|e| CliError::failure(format!("download failed: {e}")))?
-            .len
-    };
-    bar.finish_and_clear();
-    let note = if is_voice && !args.wav {
-        " (SILK; add --wav for a WAV file)"
-    } else {
-        ""
-    };
-    println!("saved {} to {}{note}", human_size(written), out.display());
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -784,45 +467,5 @@ mod tests {
         );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date("garbage"), None);
-    }
-
-    #[test]
-    fn items_are_picked_by_priority_or_index() {
-        let line = json!({"items": [
-            {"type": 1, "text_item": {"text": "hi"}},
-            {"type": 4, "file_item": {"media": {"encrypt_query_param": "f"}, "file_name": "a.txt"}},
-            {"type": 2, "image_item": {"media": {"encrypt_query_param": "i"}}},
-        ]});
-        assert_eq!(pick_item(&line, None).unwrap().item_type, ItemType::Image);
-        assert_eq!(pick_item(&line, Some(1)).unwrap().item_type, ItemType::File);
-        assert!(pick_item(&line, Some(7)).is_err());
-        let text_only = json!({"items": [{"type": 1, "text_item": {"text": "hi"}}]});
-        assert!(pick_item(&text_only, None).is_err());
-        let item = json!({"type": 3, "voice_item": {"media": {"encrypt_query_param": "v"}}});
-        assert_eq!(pick_item(&item, None).unwrap().item_type, ItemType::Voice);
-    }
-
-    #[test]
-    fn keys_follow_the_image_rule() {
-        let hex = "00112233445566778899aabbccddeeff";
-        let img: MessageItem = serde_json::from_value(json!({"type": 2, "image_item": {
-            "aeskey": hex, "media": {"encrypt_query_param": "p"}}}))
-        .unwrap();
-        assert_eq!(item_key(&img).unwrap().unwrap().to_hex(), hex);
-        let file: MessageItem = serde_json::from_value(json!({"type": 4, "file_item": {
-            "media": {"encrypt_query_param": "p", "aes_key": "MDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY="}}}))
-        .unwrap();
-        assert_eq!(item_key(&file).unwrap().unwrap().to_hex(), hex);
-    }
-
-    #[test]
-    fn summaries_name_each_item() {
-        let items: Vec<MessageItem> = serde_json::from_value(json!([
-            {"type": 1, "text_item": {"text": "hi"}},
-            {"type": 4, "file_item": {"file_name": "a.txt", "len": "2048"}},
-            {"type": 3, "voice_item": {"playtime": 1500}},
-        ]))
-        .unwrap();
-        assert_eq!(summary(&items), "\"hi\" [file a.txt 2.0 KiB] [voice 1.5 s]");
     }
 }

@@ -4,6 +4,7 @@
 mod commands;
 mod demo;
 mod error;
+mod inbound;
 mod net;
 mod offline;
 mod outbound;
@@ -83,17 +84,9 @@ enum Command {
     /// Send a message to a user who has written to the bot.
     Send(commands::SendArgs),
     /// Download and decrypt the media of a received message.
-    Download(commands::DownloadArgs),
+    Download(inbound::DownloadArgs),
     /// Decrypt a file downloaded from the CDN (AES-128-ECB, PKCS#7).
-    Decrypt {
-        /// The key: 32 hex digits, or base64 of the raw 16 bytes or of the hex digits.
-        #[arg(long, value_name = "KEY")]
-        key: String,
-        /// The encrypted file.
-        input: PathBuf,
-        /// Where to write the plaintext.
-        output: PathBuf,
-    },
+    Decrypt(inbound::DecryptArgs),
     /// Convert voice: SILK to WAV, or any audio file to SILK.
     #[command(subcommand)]
     Silk(offline::SilkCommand),
@@ -118,10 +111,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo => demo::run().await,
         Command::Login => commands::login(&net).await,
         Command::Echo { max, prefix } => commands::echo(&net, max, &prefix).await,
-        Command::Tail { json, max } => commands::tail(&net, json, max).await,
+        Command::Tail { json, max } => inbound::tail(&net, json, max).await,
         Command::Send(args) => commands::send(&net, args).await,
-        Command::Download(args) => commands::download(&net, args).await,
-        Command::Decrypt { key, input, output } => offline::decrypt(&key, &input, &output).await,
+        Command::Download(args) => inbound::download(&net, args).await,
+        Command::Decrypt(args) => inbound::decrypt(args).await,
         Command::Silk(cmd) => offline::silk(cmd).await,
         Command::Sim(args) => simcmd::run(args).await,
         Command::Doctor => commands::doctor(&net).await,

@@ -1,14 +1,11 @@
-//! Commands that need no server: decrypt, silk.
+//! Commands that need no server: silk (decrypt is in `inbound`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
-use ilink_crypto::{Decryptor, MediaKey};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::error::{CliError, CliResult};
 use crate::net::human_size;
-use crate::progress;
 
 /// `ilink silk …`.
 #[derive(Debug, Subcommand)]
@@ -31,75 +28,6 @@ pub enum SilkCommand {
         /// The SILK file to write.
         output: PathBuf,
     },
-}
-
-/// `ilink decrypt`: streamed, in constant memory.
-pub async fn decrypt(key: &str, input: &Path, output: &Path) -> CliResult {
-    let key = MediaKey::parse(key).map_err(|e| {
-        CliError::usage(format!("--key: {e}"))
-            .hint("give 32 hex digits, or base64 of the raw 16 bytes or of the 32 hex digits")
-    })?;
-    let mut src = tokio::fs::File::open(input)
-        .await
-        .map_err(|e| CliError::io(&format!("cannot open {}", input.display()), e))?;
-    let total = src.metadata().await.map(|m| m.len()).ok();
-    let tmp = output.with_extension("part");
-    let mut dst = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| CliError::io(&format!("cannot create {}", tmp.display()), e))?;
-    let bar = progress::bytes_bar(total, "decrypting");
-    let mut dec = Decryptor::new(&key);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut out = Vec::with_capacity(buf.len() + 16);
-    let mut done = 0u64;
-    let result: CliResult<u64> = async {
-        loop {
-            let n = src
-                .read(&mut buf)
-                .await
-                .map_err(|e| CliError::io(&format!("reading {}", input.display()), e))?;
-            if n == 0 {
-                break;
-            }
-            out.clear();
-            dec.update(buf.get(..n).unwrap_or_default(), &mut out);
-            dst.write_all(&out)
-                .await
-                .map_err(|e| CliError::io(&format!("writing {}", tmp.display()), e))?;
-            done += n as u64;
-            bar.set_position(done);
-        }
-        out.clear();
-        dec.finish(&mut out).map_err(|e| {
-            CliError::failure(format!(
-                "{} does not decrypt with this key: {e}",
-                input.display()
-            ))
-            .hint("check the key (images: image_item.aeskey; others: media.aes_key)")
-        })?;
-        dst.write_all(&out)
-            .await
-            .map_err(|e| CliError::io(&format!("writing {}", tmp.display()), e))?;
-        dst.flush()
-            .await
-            .map_err(|e| CliError::io(&format!("writing {}", tmp.display()), e))?;
-        Ok(dst.metadata().await.map(|m| m.len()).unwrap_or(0))
-    }
-    .await;
-    bar.finish_and_clear();
-    match result {
-        Ok(len) => {
-            tokio::fs::rename(&tmp, output)
-                .await
-                .map_err(|e| CliError::io(&format!("cannot write {}", output.display()), e))?;
-            println!("decrypted {} to {}", human_size(len), output.display());
-            Ok(())
-        }
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            Err(e)
-        }
-    }
 }
 
 /// `ilink silk decode|encode`.

@@ -355,12 +355,23 @@ async fn tail_json_feeds_download_and_decrypt() {
     let o = ilink(
         &sim,
         dir.path(),
-        &["download", "--param", param, "-o", raw.to_str().unwrap()],
+        &[
+            "download",
+            "--param",
+            param,
+            "--raw",
+            "-o",
+            raw.to_str().unwrap(),
+        ],
         None,
     )
     .await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("not decrypted"));
+    assert!(
+        text(&o.stdout).contains("not decrypted"),
+        "{}",
+        text(&o.stdout)
+    );
     let plain = dir.path().join("plain.bin");
     let o = ilink(
         &sim,

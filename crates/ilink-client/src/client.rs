@@ -152,6 +152,12 @@ impl Client {
         self.shared.transport.http()
     }
 
+    /// The CDN client every account of this client uses for media: the configured CDN base
+    /// URL, extra allowed hosts (`cdn_allowed_hosts`) and download cap.
+    pub fn cdn(&self) -> &ilink_cdn::CdnClient {
+        &self.shared.cdn
+    }
+
     /// Log a bot in with a QR code (PROTOCOL.md §6): shows up to 3 QR codes through
     /// `presenter`, asks it for verify codes, follows redirects, and on confirmation saves the
     /// credentials (atomically, mode 0600 with the file store), forgets other local accounts

@@ -6,8 +6,10 @@ mod chunk;
 mod client;
 mod config;
 mod dedupe;
+pub mod download;
 mod error;
 mod handler;
+mod journal;
 mod login;
 mod markdown;
 mod media;
@@ -33,7 +35,7 @@ pub use markdown::filter_markdown;
 pub use media::{CheckedMedia, MediaLimits, MediaSend, MediaType};
 pub use send::{MediaProblem, SendError, SendErrorKind, SendOutcome};
 pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
-pub use updates::{InboundMessage, UndecodableMessage, Update, Updates};
+pub use updates::{InboundMessage, PollError, PollErrorKind, UndecodableMessage, Update, Updates};
 
 /// The wire types, re-exported for convenience.
 pub use ilink_proto as proto;

@@ -8,8 +8,7 @@ use std::fmt;
 use ilink_cdn::{MediaFormat, MediaKind, MediaSource, PreparedUpload, ProgressFn, UploadedMedia};
 use ilink_crypto::MediaKey;
 use ilink_proto::{
-    ApiResponse as _, CdnMedia, GetUploadUrlResponse, ItemType, MessageItem, Secret,
-    UploadMediaType, consts,
+    ApiResponse as _, CdnMedia, GetUploadUrlResponse, MessageItem, Secret, UploadMediaType, consts,
 };
 
 use crate::account::Account;
@@ -228,86 +227,25 @@ fn upload_error(e: Error) -> SendError {
     SendError::from_error(e).with_kind(SendErrorKind::Upload)
 }
 
-/// Which key decrypts an inbound item's media (PROTOCOL.md §12.4): for images the hex
-/// `image_item.aeskey` first, else `media.aes_key` (none: a plain image); for other kinds
-/// `media.aes_key`, which is required.
+/// The media of an inbound item and the key that decrypts it (see [`crate::download`]).
 fn item_media_and_key(item: &MessageItem) -> Result<(&CdnMedia, Option<MediaKey>)> {
-    let key_err = |e: ilink_crypto::KeyError| {
-        Error::new(ErrorKind::Media, "the media key of the item is malformed").with_source(e)
-    };
+    let key = crate::download::media_key(item)?;
     let media = item.media().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidInput,
             "this item has no downloadable media",
         )
     })?;
-    if item.item_type == ItemType::Image {
-        let img = item.image_item.as_ref();
-        let key = MediaKey::from_image_item(
-            img.and_then(|i| i.aeskey.as_ref()).map(Secret::expose),
-            media.aes_key.as_ref().map(Secret::expose),
-        )
-        .map_err(key_err)?;
-        return Ok((media, key));
-    }
-    let aes = media
-        .aes_key
-        .as_ref()
-        .map(Secret::expose)
-        .filter(|k| !k.trim().is_empty())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Media,
-                "the item has no aes_key; its media cannot be decrypted",
-            )
-        })?;
-    let key = MediaKey::from_cdn_aes_key(aes).map_err(key_err)?;
-    Ok((media, Some(key)))
+    Ok((media, key))
 }
 
 impl InboundMessage {
     /// The media item the official client would download (PROTOCOL.md §8.4): the first
     /// downloadable item by priority IMAGE > VIDEO > FILE > VOICE (a voice item with a
-    /// transcript is skipped), else the media of a quoted message.
+    /// transcript is skipped), else the media of a quoted message. See
+    /// [`download::media_item`](crate::download::media_item).
     pub fn media_item(&self) -> Option<&MessageItem> {
-        fn pick(items: &[&MessageItem]) -> Option<usize> {
-            for wanted in [
-                ItemType::Image,
-                ItemType::Video,
-                ItemType::File,
-                ItemType::Voice,
-            ] {
-                for (i, item) in items.iter().enumerate() {
-                    if item.item_type != wanted
-                        || !item.media().is_some_and(CdnMedia::is_downloadable)
-                    {
-                        continue;
-                    }
-                    if wanted == ItemType::Voice
-                        && item
-                            .voice_item
-                            .as_ref()
-                            .and_then(|v| v.text.as_deref())
-                            .is_some_and(|t| !t.is_empty())
-                    {
-                        continue;
-                    }
-                    return Some(i);
-                }
-            }
-            None
-        }
-        let own: Vec<&MessageItem> = self.items().iter().collect();
-        if let Some(i) = pick(&own) {
-            return own.get(i).copied();
-        }
-        let quoted: Vec<&MessageItem> = self
-            .items()
-            .iter()
-            .filter(|i| i.item_type == ItemType::Text)
-            .filter_map(|i| i.ref_msg.as_ref()?.message_item.as_deref())
-            .collect();
-        pick(&quoted).and_then(|i| quoted.get(i).copied())
+        crate::download::media_item(self.items())
     }
 }
 
@@ -663,23 +601,36 @@ impl Account {
     }
 
     /// Download and decrypt the media of an inbound item into memory (up to the media cap,
-    /// 100 MiB by default), choosing the key by PROTOCOL.md §12.4.
+    /// 100 MiB by default), choosing the key by PROTOCOL.md §12.4 and checking the size and
+    /// MD5 the item declares ([`download::expected`](crate::download::expected)).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Media`] with an [`ilink_cdn::CdnError`] source; its kind is
+    /// [`CdnErrorKind::Integrity`](ilink_cdn::CdnErrorKind::Integrity) when the media contradicts
+    /// its declared size or MD5 (a wrong key that passed the padding check).
     pub async fn download(&self, item: &MessageItem) -> Result<Vec<u8>> {
         let (media, key) = item_media_and_key(item)?;
         self.shared()
             .cdn
-            .download(media, key.as_ref())
+            .download_checked(media, key.as_ref(), crate::download::expected(item))
             .await
             .map_err(|e| cdn_error("downloading media", e))
     }
 
-    /// Download and decrypt the media of an inbound item into a file, in constant memory.
-    /// Returns the number of bytes written.
+    /// Download and decrypt the media of an inbound item into a file, in constant memory, with
+    /// the checks of [`Account::download`]. Returns the number of bytes written. On any error
+    /// nothing is written at `path` and no partial file is left.
     pub async fn download_to_file(&self, item: &MessageItem, path: &Path) -> Result<u64> {
         let (media, key) = item_media_and_key(item)?;
         self.shared()
             .cdn
-            .download_to_file(media, key.as_ref(), path, None)
+            .download_to_file_checked(
+                media,
+                key.as_ref(),
+                path,
+                None,
+                crate::download::expected(item),
+            )
             .await
             .map(|d| d.len)
             .map_err(|e| cdn_error("downloading media", e))

@@ -53,8 +53,17 @@ pub trait StateStore: Send + Sync + 'static {
     fn save_context_tokens(&self, account: &str, tokens: &HashMap<String, Secret>) -> Result<()>;
     /// The dedupe tombstones (keys of inbound messages already handled), oldest first.
     fn load_tombstones(&self, account: &str) -> Result<Vec<String>>;
-    /// Store the dedupe tombstones.
+    /// Replace the stored dedupe tombstones with `keys` (a compaction). Called now and then,
+    /// not per message.
     fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()>;
+    /// Add `keys` after the stored tombstones; called for each handled message or batch, off
+    /// the async executor. It must be durable when it returns. The default loads, extends and
+    /// saves the whole set; [`FileStore`] appends to a journal instead.
+    fn append_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
+        let mut all = self.load_tombstones(account)?;
+        all.extend_from_slice(keys);
+        self.save_tombstones(account, &all)
+    }
 
     /// Called once when a client opens an account, before its state is loaded: a place to
     /// tidy up after a crash. [`FileStore`] removes the temporary files of atomic writes that a
@@ -164,10 +173,14 @@ impl StateStore for MemoryStore {
     fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
         self.with(account, |a| a.tombstones = keys.to_vec())
     }
+    fn append_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
+        self.with(account, |a| a.tombstones.extend_from_slice(keys))
+    }
 }
 
 /// State in files: one directory per account under `<root>/accounts/<normalized id>/`, holding
-/// `credentials.json`, `cursor.json`, `context_tokens.json` and `dedupe.json`. Every file is
+/// `credentials.json`, `cursor.json`, `context_tokens.json` and the dedupe journal `dedupe.journal` (append-only, compacted
+/// atomically now and then). Every other file is
 /// written atomically (a temporary file `.<name>.<random>.tmp` in the same directory, synced,
 /// then renamed over the old one) with mode 0600; directories are created with mode 0700.
 /// Temporary files left by a crash are removed when a client opens the account
@@ -410,19 +423,38 @@ impl StateStore for FileStore {
         self.write_json(account, "context_tokens.json", &sorted)
     }
     fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
-        Ok(self
-            .read_json::<TombstoneFile>(&self.account_dir(account).join("dedupe.json"))?
+        let dir = self.account_dir(account);
+        let mut keys = self
+            .read_json::<TombstoneFile>(&dir.join(crate::journal::LEGACY_FILE))?
             .unwrap_or_default()
-            .keys)
+            .keys;
+        let path = dir.join(crate::journal::JOURNAL_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => keys.extend(crate::journal::decode(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::store(format!("reading {}", path.display()), e)),
+        }
+        Ok(keys)
     }
     fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
-        self.write_json(
-            account,
-            "dedupe.json",
-            &TombstoneFile {
-                keys: keys.to_vec(),
-            },
-        )
+        let dir = self.account_dir(account);
+        create_private_dir(&dir)?;
+        write_atomic(
+            &dir.join(crate::journal::JOURNAL_FILE),
+            &crate::journal::encode(keys),
+        )?;
+        match fs::remove_file(dir.join(crate::journal::LEGACY_FILE)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::store("removing the old dedupe.json", e)),
+        }
+    }
+    fn append_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
+        let dir = self.account_dir(account);
+        create_private_dir(&dir)?;
+        let path = dir.join(crate::journal::JOURNAL_FILE);
+        crate::journal::append(&path, keys)
+            .map_err(|e| Error::store(format!("appending to {}", path.display()), e))
     }
     fn open_account(&self, account: &str) -> Result<()> {
         let removed = remove_stale_temps(&self.account_dir(account))?;

@@ -3,15 +3,16 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use ilink_proto::{MessageItem, Secret, WeixinMessage, WireId};
+use ilink_proto::{MessageErrorKind, MessageItem, RawMessageError, Secret, WeixinMessage, WireId};
 use tracing::Instrument as _;
 
 use crate::account::Account;
-use crate::dedupe::message_key;
+use crate::dedupe::{MessageKeys, message_keys};
 use crate::error::{Error, ErrorKind};
 
 /// One inbound message, decoded.
@@ -70,8 +71,9 @@ impl InboundMessage {
         self.msg.create_time_ms
     }
 
-    /// The dedupe key of this message (`m:<message_id>`, `c:<client_id>`, `s:<from>:<seq>` or
-    /// `f:<fingerprint>`).
+    /// The key that names this message for dedupe: its first strong key (`m:<message_id>`, else
+    /// `c:<client_id>`, else `s:<from>:<seq>`), else `f:<fingerprint of sender and content>`.
+    /// A copy is recognised by any of its strong keys, not only this one.
     pub fn dedupe_key(&self) -> &str {
         &self.key
     }
@@ -87,13 +89,157 @@ impl InboundMessage {
     }
 }
 
-/// A message of a batch that could not be decoded; the rest of the batch is unaffected.
-#[derive(Debug, Clone)]
+/// A message of a batch that could not be decoded; the rest of the batch and the cursor are
+/// unaffected. It keeps the message as received: its JSON, or its exact bytes when they are not
+/// JSON on their own (invalid UTF-8, a number such as `1e400`).
+///
+/// `Debug` and `Display` never show the message (it holds a `context_token`).
+#[derive(Clone)]
 pub struct UndecodableMessage {
-    /// Its raw JSON.
-    pub raw: serde_json::Value,
-    /// Why decoding failed.
-    pub error: String,
+    error: Arc<RawMessageError>,
+}
+
+impl UndecodableMessage {
+    /// Position of the message in its batch.
+    pub fn index(&self) -> usize {
+        self.error.index()
+    }
+
+    /// Why it did not decode.
+    pub fn kind(&self) -> MessageErrorKind {
+        self.error.kind()
+    }
+
+    /// Its JSON, when its bytes parsed (it then had the wrong shape or nested too deep).
+    pub fn raw(&self) -> Option<&serde_json::Value> {
+        self.error.raw()
+    }
+
+    /// Its bytes: exactly as received when they did not parse, else its JSON re-encoded.
+    pub fn raw_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.error.raw_bytes()
+    }
+
+    /// The decoding error of `ilink-proto`.
+    pub fn error(&self) -> &RawMessageError {
+        &self.error
+    }
+}
+
+impl fmt::Debug for UndecodableMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.error, f)
+    }
+}
+
+impl fmt::Display for UndecodableMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.error, f)
+    }
+}
+
+impl std::error::Error for UndecodableMessage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.error)
+    }
+}
+
+/// What kind of failure a [`PollError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PollErrorKind {
+    /// No answer: connect, TLS, timeout or connection reset.
+    Transport,
+    /// The server or a gateway answered with a non-2xx HTTP status (e.g. 524).
+    HttpStatus,
+    /// The server answered with a non-zero `ret`/`errcode` other than `-14`.
+    Server,
+    /// The body could not be read at all (not a JSON object, truncated, or its cursor is
+    /// unreadable), so the batch cannot be acknowledged. One odd message or envelope field never
+    /// causes this.
+    UnreadableBody,
+    /// Anything else (local state could not be read).
+    Other,
+}
+
+/// Why a getupdates poll failed, carried by [`Update::PollFailed`]. `Display` says only that
+/// the poll failed and how; the cause is its [`source`](std::error::Error::source).
+#[derive(Clone)]
+pub struct PollError {
+    kind: PollErrorKind,
+    cause: Arc<Error>,
+}
+
+impl PollError {
+    pub(crate) fn new(cause: Error) -> Self {
+        let kind = match cause.kind() {
+            ErrorKind::Transport => PollErrorKind::Transport,
+            ErrorKind::HttpStatus => PollErrorKind::HttpStatus,
+            ErrorKind::Api => PollErrorKind::Server,
+            ErrorKind::Decode => PollErrorKind::UnreadableBody,
+            _ => PollErrorKind::Other,
+        };
+        Self {
+            kind,
+            cause: Arc::new(cause),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> PollErrorKind {
+        self.kind
+    }
+
+    /// Whether a client-side timeout caused it.
+    pub fn is_timeout(&self) -> bool {
+        self.cause.is_timeout()
+    }
+
+    /// Whether the body could not be read at all ([`PollErrorKind::UnreadableBody`]).
+    pub fn is_unreadable_body(&self) -> bool {
+        self.kind == PollErrorKind::UnreadableBody
+    }
+
+    /// The server's non-zero `ret`/`errcode`, for [`PollErrorKind::Server`].
+    pub fn api_code(&self) -> Option<i64> {
+        self.cause.api_code()
+    }
+
+    /// The runtime error underneath.
+    pub fn cause(&self) -> &Error {
+        &self.cause
+    }
+}
+
+impl fmt::Debug for PollError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollError")
+            .field("kind", &self.kind)
+            .field("cause", &self.cause)
+            .finish()
+    }
+}
+
+impl fmt::Display for PollError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            PollErrorKind::Transport => "getupdates failed: no answer from the server",
+            PollErrorKind::HttpStatus => {
+                "getupdates failed: the server answered with an HTTP error"
+            }
+            PollErrorKind::Server => "getupdates failed: the server returned an error code",
+            PollErrorKind::UnreadableBody => {
+                "getupdates failed: the body could not be read, so its cursor is unknown"
+            }
+            PollErrorKind::Other => "getupdates failed",
+        })
+    }
+}
+
+impl std::error::Error for PollError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.cause)
+    }
 }
 
 /// What an account's update stream yields.
@@ -111,11 +257,14 @@ pub enum Update {
     SessionExpired,
     /// The session works again after [`Update::SessionExpired`].
     SessionRestored,
-    /// A poll failed (network, HTTP status, server error other than `-14`); the stream waits
-    /// `retry_in` and polls again with the same cursor. For observability only.
+    /// A poll failed (network, HTTP status, server error other than `-14`, a body that cannot
+    /// be read at all); the stream waits `retry_in` (longer after
+    /// [`Delays::max_consecutive_failures`](crate::Delays) in a row) and polls again with the
+    /// same cursor. Every failed poll is reported: a server that keeps sending an unreadable body
+    /// shows as a run of these with [`PollErrorKind::UnreadableBody`], never as silence.
     PollFailed {
         /// What failed.
-        error: String,
+        error: PollError,
         /// Failed polls in a row (reset after the long backoff).
         consecutive: u32,
         /// How long the stream waits before the next poll.
@@ -164,11 +313,16 @@ impl Updates {
                 ),
             ));
         }
+        let writer =
+            crate::journal::TombstoneWriter::start(account.shared().store.clone(), account.id());
         Ok(Self {
             state: Some(Poller {
                 shutdown: account.shutdown_watch(),
                 account,
                 cursor,
+                writer,
+                unflushed: false,
+                appended: 0,
                 pending: VecDeque::new(),
                 handled: None,
                 batch_cursor: None,
@@ -189,15 +343,24 @@ impl Updates {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// Marks the message last yielded as handled, now: its dedupe tombstone is persisted
-    /// before this returns (and, if it was the last message of its batch, the batch's cursor),
-    /// so a crash from here on does not deliver it again. Without `ack` the same happens when
-    /// the next update is asked for. Call it as soon as the message's side effects are done
-    /// (for example before work that does not matter for delivery, such as stopping a typing
-    /// indicator). Does nothing if there is nothing to acknowledge.
+    /// Marks the message last yielded as handled, now: its dedupe tombstone is queued for the
+    /// account's tombstone writer (a thread of its own, so no file I/O happens on the async
+    /// executor) and, if it was the last message of its batch, the batch's cursor is committed.
+    /// The tombstone is durable before the stream yields anything else, or when
+    /// [`flush`](Self::flush) returns. Without `ack` the same happens when the next update is
+    /// asked for. Call it as soon as the message's side effects are done. Does nothing if there
+    /// is nothing to acknowledge.
     pub fn ack(&mut self) {
         if let Some(poller) = self.state.as_mut() {
             poller.ack();
+        }
+    }
+
+    /// Waits until every tombstone queued by [`ack`](Self::ack) is durable. A crash after this
+    /// returns does not deliver the acknowledged messages again.
+    pub async fn flush(&mut self) {
+        if let Some(poller) = self.state.as_mut() {
+            poller.flush().await;
         }
     }
 }
@@ -240,8 +403,14 @@ struct Poller {
     account: Account,
     shutdown: tokio::sync::watch::Receiver<bool>,
     cursor: Secret,
-    pending: VecDeque<(Update, Option<String>)>,
-    handled: Option<String>,
+    /// Writes tombstones off the executor, in order.
+    writer: crate::journal::TombstoneWriter,
+    /// Tombstones were queued since the last flush.
+    unflushed: bool,
+    /// Entries appended since the last compaction.
+    appended: usize,
+    pending: VecDeque<(Update, Option<MessageKeys>)>,
+    handled: Option<MessageKeys>,
     batch_cursor: Option<Secret>,
     /// Messages in the last non-empty batch (for the dedupe floor).
     last_batch_len: usize,
@@ -260,28 +429,38 @@ impl Drop for Poller {
 }
 
 impl Poller {
-    fn mark_handled(&mut self, key: String) {
-        let keys = {
+    /// Remember a handled message and queue its tombstones for the writer (no I/O here).
+    fn mark_handled(&mut self, keys: MessageKeys) {
+        let (entries, snapshot) = {
             let Ok(mut d) = self.account.inner.dedupe.lock() else {
                 return;
             };
-            if !d.insert(key) {
-                return;
-            }
-            d.keys()
+            let entries = d.record(&keys, now_ms());
+            self.appended += entries.len();
+            // Compact when the journal holds about twice what is kept.
+            let snapshot = (self.appended > d.len().max(COMPACT_MIN)).then(|| d.entries());
+            (entries, snapshot)
         };
-        if let Err(e) = self
-            .account
-            .shared()
-            .store
-            .save_tombstones(self.account.id(), &keys)
-        {
-            tracing::warn!(error = %e, "could not persist dedupe tombstones");
+        if entries.is_empty() {
+            return;
+        }
+        self.writer.append(entries);
+        if let Some(keys) = snapshot {
+            self.appended = 0;
+            self.writer.compact(keys);
+        }
+        self.unflushed = true;
+    }
+
+    /// Wait until the queued tombstones are durable (the writer thread does the I/O).
+    async fn flush(&mut self) {
+        if std::mem::take(&mut self.unflushed) {
+            self.writer.flush().await;
         }
     }
 
-    /// Persist the tombstone of the message last yielded and, if the batch holds nothing
-    /// more, the batch's cursor.
+    /// Queue the tombstone of the message last yielded and, if the batch holds nothing more,
+    /// persist the batch's cursor.
     fn ack(&mut self) {
         if let Some(key) = self.handled.take() {
             self.mark_handled(key);
@@ -293,12 +472,12 @@ impl Poller {
         }
     }
 
-    fn is_duplicate(&self, key: &str) -> bool {
+    fn is_duplicate(&self, keys: &MessageKeys) -> bool {
         self.account
             .inner
             .dedupe
             .lock()
-            .map(|d| d.contains(key))
+            .map(|d| d.is_copy(keys, now_ms()))
             .unwrap_or(false)
     }
 
@@ -370,24 +549,20 @@ impl Poller {
                     {
                         tracing::warn!(error = %e, "could not persist a context token");
                     }
-                    let key = message_key(&msg);
+                    let keys = message_keys(&msg);
                     self.pending.push_back((
                         Update::Message(InboundMessage {
                             account_id: account_id.clone(),
-                            key: key.clone(),
+                            key: keys.primary().to_owned(),
                             msg: Box::new(msg),
                         }),
-                        Some(key),
+                        Some(keys),
                     ));
                 }
                 Err(e) => {
-                    let error = e.to_string();
-                    tracing::warn!(account = %account_id, %error, "undecodable message");
+                    tracing::warn!(account = %account_id, error = %e, "undecodable message");
                     self.pending.push_back((
-                        Update::Undecodable(UndecodableMessage {
-                            raw: e.into_raw(),
-                            error,
-                        }),
+                        Update::Undecodable(UndecodableMessage { error: Arc::new(e) }),
                         None,
                     ));
                 }
@@ -417,6 +592,8 @@ impl Poller {
             if let Some(key) = self.handled.take() {
                 self.mark_handled(key);
             }
+            // The tombstones of what was handled are durable before anything new is yielded.
+            self.flush().await;
             if self.finished {
                 return None;
             }
@@ -435,7 +612,7 @@ impl Poller {
                 if let Some(k) = &key
                     && self.is_duplicate(k)
                 {
-                    tracing::debug!(key = %k, "duplicate message skipped");
+                    tracing::debug!(key = %k.primary(), "duplicate message skipped");
                     continue;
                 }
                 self.handled = key;
@@ -481,6 +658,7 @@ impl Poller {
                     }
                 }
                 Err(e) => {
+                    let error = PollError::new(e);
                     self.failures += 1;
                     let consecutive = self.failures;
                     let delays = &self.account.shared().config.delays;
@@ -490,11 +668,18 @@ impl Poller {
                     } else {
                         delays.retry
                     };
-                    tracing::warn!(account = %self.account.id(), error = %e,
-                        delay_ms = delay.as_millis() as u64, "getupdates failed; retrying");
+                    if error.is_unreadable_body() && consecutive >= delays.max_consecutive_failures
+                    {
+                        tracing::error!(account = %self.account.id(), cause = %error.cause(),
+                            consecutive, "getupdates keeps answering with a body that cannot be read; \
+                            no message can be received until the server sends a readable one");
+                    } else {
+                        tracing::warn!(account = %self.account.id(), cause = %error.cause(),
+                            delay_ms = delay.as_millis() as u64, "getupdates failed; retrying");
+                    }
                     self.sleep_due = Some(delay);
                     return Some(Update::PollFailed {
-                        error: e.to_string(),
+                        error,
                         consecutive,
                         retry_in: delay,
                     });
@@ -568,6 +753,16 @@ impl Poller {
         }
         None
     }
+}
+
+/// Compact the journal when more than this many entries (and more than are held) were
+/// appended since the last compaction.
+const COMPACT_MIN: usize = 512;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Account {

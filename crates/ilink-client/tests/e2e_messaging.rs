@@ -389,8 +389,8 @@ async fn run_persists_the_tombstone_before_the_typing_cancel() {
     assert_eq!(keys.lock().unwrap().len(), 1);
 }
 
-/// `Updates::ack` persists the tombstone (and, after the last message of a batch, the cursor)
-/// at once, before the next update is asked for.
+/// `Updates::ack` queues the tombstone (durable when `flush` returns) and, after the last
+/// message of a batch, commits the cursor, before the next update is asked for.
 #[tokio::test]
 async fn ack_persists_the_tombstone_and_the_finished_batch_cursor() {
     let sim = sim().await;
@@ -414,10 +414,15 @@ async fn ack_persists_the_tombstone_and_the_finished_batch_cursor() {
                     .contains(&keys[keys.len() - 1])
             );
             updates.ack();
-            assert_eq!(store.load_tombstones(&bot.bot_id).unwrap(), keys);
+            updates.flush().await;
+            let stored = store.load_tombstones(&bot.bot_id).unwrap();
+            assert!(keys.iter().all(|k| stored.contains(k)), "{stored:?}");
+            // Every strong key of the message is stored (message_id, client_id, seq).
+            assert_eq!(stored.len(), 3 * keys.len(), "{stored:?}");
             // A second ack has nothing left to do.
             updates.ack();
-            assert_eq!(store.load_tombstones(&bot.bot_id).unwrap(), keys);
+            updates.flush().await;
+            assert_eq!(store.load_tombstones(&bot.bot_id).unwrap(), stored);
             if keys.len() == 2 {
                 // Both messages came in one batch: its cursor is committed by the last ack.
                 assert_ne!(store.load_cursor(&bot.bot_id).unwrap(), before);
@@ -437,7 +442,10 @@ async fn a_bad_message_does_not_stop_the_batch() {
     sim.user("gus@im.wechat").send_text(&bot, "fine").unwrap();
     let mut updates = account.updates().unwrap();
     match updates.next().await {
-        Some(Update::Undecodable(u)) => assert_eq!(u.raw["item_list"], "oops"),
+        Some(Update::Undecodable(u)) => {
+            assert_eq!(u.raw().unwrap()["item_list"], "oops");
+            assert_eq!(u.kind(), ilink_client::proto::MessageErrorKind::Shape);
+        }
         other => panic!("expected an undecodable message, got {other:?}"),
     }
     match updates.next().await {
@@ -466,8 +474,9 @@ async fn one_deeply_nested_message_does_not_block_the_account() {
     let mut updates = account.updates().unwrap();
     match updates.next().await {
         Some(Update::Undecodable(u)) => {
-            assert_eq!(u.raw["message_id"], 6);
-            assert!(u.error.contains("deeper than"), "{}", u.error);
+            assert_eq!(u.raw().unwrap()["message_id"], 6);
+            assert_eq!(u.kind(), ilink_client::proto::MessageErrorKind::TooDeep);
+            assert!(u.to_string().contains("deeper than"), "{u}");
         }
         other => panic!("expected an undecodable message, got {other:?}"),
     }
@@ -603,7 +612,9 @@ async fn transport_failures_back_off_and_recover() {
             (2, fast.retry)
         ]
     );
-    assert!(failures[0].2.contains("500"), "{}", failures[0].2);
+    let first = &failures[0].2;
+    assert_eq!(first.kind(), ilink_client::PollErrorKind::HttpStatus);
+    assert!(first.cause().to_string().contains("500"), "{first:?}");
 }
 
 #[tokio::test]

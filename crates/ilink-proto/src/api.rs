@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::consts;
-use crate::decode::{MAX_DEPTH, RawMessageError, RawMessageErrorKind, value_depth};
+use crate::decode::{MAX_DEPTH, RawMessageError, RawMessageErrorKind, RawPayload, value_depth};
 use crate::enums::{QrStatus, TypingStatus, UploadMediaType};
 use crate::envelope::{ApiError, Envelope};
 use crate::id::WireId;
+use crate::lenient::UnparsedMessage;
 use crate::message::{Extra, WeixinMessage};
 use crate::secret::Secret;
 use crate::version::BaseInfo;
@@ -90,28 +91,52 @@ impl GetUpdatesRequest {
 /// let resp: GetUpdatesResponse = decode(body).unwrap();
 /// let msgs = resp.messages();
 /// assert_eq!(msgs[0].as_ref().unwrap().body_text(), Some("hi"));
-/// assert_eq!(msgs[1].as_ref().unwrap_err().raw()["message_type"], "oops");
+/// assert_eq!(msgs[1].as_ref().unwrap_err().raw().unwrap()["message_type"], "oops");
 /// assert_eq!(resp.next_cursor().unwrap().expose(), "CURSOR");
 /// ```
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetUpdatesResponse {
-    /// `0` = success; absent on many live successes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `0` = success; absent on many live successes. Read from an integer, an integral float
+    /// or a numeric string; anything else counts as absent.
+    #[serde(
+        default,
+        deserialize_with = "crate::lenient::de_code",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ret: Option<i64>,
-    /// `-14` = stale token or session.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `-14` = stale token or session. Read like `ret`.
+    #[serde(
+        default,
+        deserialize_with = "crate::lenient::de_code",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub errcode: Option<i64>,
     /// Error text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errmsg: Option<String>,
-    /// The messages, raw. May be absent or empty.
+    /// The messages that parsed as JSON, raw, in order. May be absent or empty. Entries whose
+    /// bytes did not parse are in [`unparsed_msgs`](Self::unparsed_msgs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msgs: Option<Vec<Value>>,
-    /// The next cursor; absent or empty means keep the old one. Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Entries of `msgs` that are not JSON on their own (only from
+    /// [`decode_updates`](crate::decode_updates); never serialized), with their positions.
+    #[serde(skip)]
+    pub unparsed_msgs: Vec<UnparsedMessage>,
+    /// The next cursor; absent or empty means keep the old one. Secret. Any JSON scalar is
+    /// kept as its text.
+    #[serde(
+        default,
+        deserialize_with = "crate::lenient::de_cursor",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub get_updates_buf: Option<Secret>,
-    /// The server's suggested client timeout for the next poll.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The server's suggested client timeout for the next poll, in ms: any non-negative
+    /// number, rounded up and clamped to [`MAX_LONG_POLL_TIMEOUT_MS`](crate::MAX_LONG_POLL_TIMEOUT_MS).
+    #[serde(
+        default,
+        deserialize_with = "crate::lenient::de_timeout",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub longpolling_timeout_ms: Option<i64>,
     /// Deprecated cursor, ignored by clients; secret like the cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,30 +165,44 @@ impl GetUpdatesResponse {
         })
     }
 
-    /// Decodes each message on its own. A message that fails becomes a
-    /// [`RawMessageError`] carrying its index and raw JSON.
+    /// Decodes each message on its own, in the order of `msgs`. A message that fails becomes
+    /// a [`RawMessageError`] carrying its index and its raw JSON or bytes.
     pub fn messages(&self) -> Vec<Result<WeixinMessage, RawMessageError>> {
-        self.msgs
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(index, raw)| decode_message(index, raw.clone()))
-            .collect()
+        self.clone().into_messages()
     }
 
     /// Like [`messages`](Self::messages), consuming the response (no copies).
     pub fn into_messages(self) -> Vec<Result<WeixinMessage, RawMessageError>> {
-        self.msgs
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(index, raw)| decode_message(index, raw))
-            .collect()
+        let mut parsed = self.msgs.into_iter().flatten();
+        let mut unparsed = self.unparsed_msgs;
+        unparsed.sort_by_key(|u| u.index);
+        let mut unparsed = unparsed.into_iter().peekable();
+        let mut out = Vec::new();
+        loop {
+            let index = out.len();
+            if let Some(u) = unparsed.next_if(|u| u.index <= index) {
+                out.push(Err(RawMessageError {
+                    index,
+                    raw: RawPayload::Bytes(u.bytes),
+                    error: RawMessageErrorKind::Unparsed(u.kind, u.detail),
+                }));
+            } else if let Some(raw) = parsed.next() {
+                out.push(decode_message(index, raw));
+            } else if let Some(u) = unparsed.next() {
+                out.push(Err(RawMessageError {
+                    index,
+                    raw: RawPayload::Bytes(u.bytes),
+                    error: RawMessageErrorKind::Unparsed(u.kind, u.detail),
+                }));
+            } else {
+                return out;
+            }
+        }
     }
 
-    /// Number of raw messages in the batch.
+    /// Number of messages in the batch, parsed or not.
     pub fn message_count(&self) -> usize {
-        self.msgs.as_ref().map_or(0, Vec::len)
+        self.msgs.as_ref().map_or(0, Vec::len) + self.unparsed_msgs.len()
     }
 
     /// The cursor to use next, if the server sent a non-empty one (§7). `None` means:
@@ -172,14 +211,20 @@ impl GetUpdatesResponse {
         self.get_updates_buf.as_ref().filter(|c| !c.is_empty())
     }
 
-    /// The server's suggested hold time, if positive; the official client uses it as
-    /// the next poll's timeout with no margin (§4).
+    /// The server's suggested hold time, if positive, and at least
+    /// [`MIN_LONG_POLL_TIMEOUT`](Self::MIN_LONG_POLL_TIMEOUT) (a value such as `3.5` ms would
+    /// make every poll time out at once); the official client uses it as the next poll's
+    /// timeout with no margin (§4).
     pub fn long_poll_timeout(&self) -> Option<Duration> {
         self.longpolling_timeout_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .filter(|&ms| ms > 0)
-            .map(Duration::from_millis)
+            .map(|ms| Duration::from_millis(ms).max(Self::MIN_LONG_POLL_TIMEOUT))
     }
+
+    /// The shortest long-poll timeout [`long_poll_timeout`](Self::long_poll_timeout) gives:
+    /// 1 s.
+    pub const MIN_LONG_POLL_TIMEOUT: Duration = Duration::from_secs(1);
 }
 
 fn decode_message(index: usize, raw: Value) -> Result<WeixinMessage, RawMessageError> {
@@ -188,7 +233,7 @@ fn decode_message(index: usize, raw: Value) -> Result<WeixinMessage, RawMessageE
     if value_depth(&raw) > MAX_DEPTH {
         return Err(RawMessageError {
             index,
-            raw,
+            raw: RawPayload::Json(raw),
             error: RawMessageErrorKind::TooDeep(MAX_DEPTH),
         });
     }
@@ -196,7 +241,7 @@ fn decode_message(index: usize, raw: Value) -> Result<WeixinMessage, RawMessageE
         Ok(m) => Ok(m),
         Err(e) => Err(RawMessageError {
             index,
-            raw,
+            raw: RawPayload::Json(raw),
             error: RawMessageErrorKind::Json(e),
         }),
     }
@@ -210,6 +255,7 @@ impl fmt::Debug for GetUpdatesResponse {
             .field("errcode", &self.errcode)
             .field("errmsg", &self.errmsg)
             .field("msgs", &format_args!("<{} messages>", self.message_count()))
+            .field("unparsed_msgs", &self.unparsed_msgs.len())
             .field("get_updates_buf", &self.get_updates_buf)
             .field("longpolling_timeout_ms", &self.longpolling_timeout_ms)
             .field("sync_buf", &self.sync_buf)
@@ -846,7 +892,7 @@ mod tests {
         assert_eq!(msgs[0].as_ref().unwrap().seq, Some(1));
         let err = msgs[1].as_ref().unwrap_err();
         assert_eq!(err.index(), 1);
-        assert_eq!(err.raw()["seq"], "not a number");
+        assert_eq!(err.raw().unwrap()["seq"], "not a number");
         assert!(!format!("{err:?} {err}").contains("SECRET-CTX"));
         assert!(msgs[2].is_err());
         assert_eq!(

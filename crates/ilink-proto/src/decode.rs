@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::GetUpdatesResponse;
+use crate::lenient::MessageErrorKind;
 
 /// Largest body [`decode`] accepts, 16 MiB. API bodies are small; a getupdates batch is
 /// a few kilobytes to a few hundred.
@@ -57,6 +58,28 @@ pub enum DecodeError {
     /// The body is not valid JSON or does not have the expected shape.
     #[error("the body is not the expected JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A getupdates body whose structure cannot be followed (not an object, a bracket or
+    /// quote missing), so neither its cursor nor its messages can be read
+    /// ([`decode_updates`]).
+    #[error("the getupdates body is not a readable JSON object ({what}, at byte {at})")]
+    Malformed {
+        /// Byte offset where reading stopped.
+        at: usize,
+        /// What was wrong there.
+        what: &'static str,
+    },
+    /// A getupdates body whose `get_updates_buf` is present but not a JSON scalar (an
+    /// object, an array, a string that is not UTF-8): the batch cannot be acknowledged.
+    #[error("the getupdates cursor (get_updates_buf) is present but unreadable")]
+    UnreadableCursor,
+}
+
+impl DecodeError {
+    /// Whether the body was refused before parsing (empty, too large, too deep) or could not
+    /// be followed at all, as opposed to a body of the wrong shape for a typed decode.
+    pub fn is_unreadable(&self) -> bool {
+        !matches!(self, Self::Json(_))
+    }
 }
 
 /// Decodes a JSON body into `T` with the default limits ([`MAX_BODY_BYTES`],
@@ -72,11 +95,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     decode_with_limits(bytes, MAX_BODY_BYTES, MAX_DEPTH)
 }
 
-/// Decodes a getupdates body: like [`decode`], but the body may nest up to
-/// [`MAX_BATCH_DEPTH`] levels, because its messages are only kept as raw values here; each is
-/// held to [`MAX_DEPTH`] when [`GetUpdatesResponse::messages`] decodes it. So one message that
-/// nests too deep (a long chain of quotes) fails alone, as an error value, and the cursor of
-/// its batch can still advance. Never panics, whatever the input.
+/// Decodes a getupdates body tolerantly: what one message or one envelope field holds never
+/// fails the batch (design rule 5; PROTOCOL.md §7, §19).
+///
+/// * The body may nest up to [`MAX_BATCH_DEPTH`] levels; each message is held to
+///   [`MAX_DEPTH`] when [`GetUpdatesResponse::messages`] decodes it.
+/// * Each message is parsed on its own: bytes that are not JSON on their own (invalid UTF-8 in
+///   a string, a number such as `1e400`) become an error value carrying the exact bytes
+///   ([`RawMessageError::raw_bytes`]), and the other messages and the cursor are unaffected.
+/// * `ret` and `errcode` are read from an integer, an integral float (`0.0`) or a numeric
+///   string (`"0"`); any other value is unreadable and counts as absent.
+/// * `longpolling_timeout_ms` is read from any non-negative number or numeric string, rounded
+///   up to whole ms and clamped to [`MAX_LONG_POLL_TIMEOUT_MS`](crate::MAX_LONG_POLL_TIMEOUT_MS).
+/// * `get_updates_buf` in any JSON scalar is kept as its text (`12` and `"12"` are the same
+///   cursor); `null` is absent.
+/// * Repeated keys: the last wins. Unknown fields go to `extra`.
+///
+/// Never panics, whatever the input.
 ///
 /// ```
 /// use ilink_proto::{decode_updates, MAX_DEPTH};
@@ -93,20 +128,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// ```
 ///
 /// # Errors
-/// As [`decode`], with [`DecodeError::TooDeep`] only past [`MAX_BATCH_DEPTH`].
+/// [`DecodeError::Empty`], [`DecodeError::TooLarge`], [`DecodeError::TooDeep`] (past
+/// [`MAX_BATCH_DEPTH`]), [`DecodeError::Malformed`] when the body's structure cannot be
+/// followed, [`DecodeError::UnreadableCursor`] when `get_updates_buf` is an object or array.
+/// In each case no cursor can be read: the caller retries the old one.
 pub fn decode_updates(bytes: &[u8]) -> Result<GetUpdatesResponse, DecodeError> {
-    decode_with_limits(bytes, MAX_BODY_BYTES, MAX_BATCH_DEPTH)
+    check_limits(bytes, MAX_BODY_BYTES, MAX_BATCH_DEPTH)?;
+    crate::lenient::decode_body(bytes)
 }
 
-/// [`decode`] with explicit limits. A `max_depth` of 128 or more does not help: serde_json
-/// refuses such input itself (as [`DecodeError::Json`]). Large limits are stack-safe only for types that do
-/// not recurse deeply while decoding (such as `serde_json::Value`).
-///
-pub fn decode_with_limits<T: DeserializeOwned>(
-    bytes: &[u8],
-    max_bytes: usize,
-    max_depth: usize,
-) -> Result<T, DecodeError> {
+fn check_limits(bytes: &[u8], max_bytes: usize, max_depth: usize) -> Result<(), DecodeError> {
     if bytes.len() > max_bytes {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
@@ -119,6 +150,19 @@ pub fn decode_with_limits<T: DeserializeOwned>(
     if json_depth_exceeds(bytes, max_depth) {
         return Err(DecodeError::TooDeep { max: max_depth });
     }
+    Ok(())
+}
+
+/// [`decode`] with explicit limits. A `max_depth` of 128 or more does not help: serde_json
+/// refuses such input itself (as [`DecodeError::Json`]). Large limits are stack-safe only for types that do
+/// not recurse deeply while decoding (such as `serde_json::Value`).
+///
+pub fn decode_with_limits<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_bytes: usize,
+    max_depth: usize,
+) -> Result<T, DecodeError> {
+    check_limits(bytes, max_bytes, max_depth)?;
     Ok(serde_json::from_slice(bytes)?)
 }
 
@@ -180,11 +224,11 @@ pub(crate) fn value_depth(value: &Value) -> usize {
 /// A message of a getupdates batch that did not decode. The rest of the batch and the
 /// cursor are unaffected (design rule 5).
 ///
-/// `Debug` and `Display` do not print the raw JSON (it holds a `context_token`); use
-/// [`raw`](Self::raw) to inspect it.
+/// `Debug` and `Display` do not print the raw message (it holds a `context_token`); use
+/// [`raw`](Self::raw) or [`raw_bytes`](Self::raw_bytes) to inspect it.
 pub struct RawMessageError {
     pub(crate) index: usize,
-    pub(crate) raw: Value,
+    pub(crate) raw: RawPayload,
     pub(crate) error: RawMessageErrorKind,
 }
 
@@ -192,6 +236,14 @@ pub struct RawMessageError {
 pub(crate) enum RawMessageErrorKind {
     Json(serde_json::Error),
     TooDeep(usize),
+    Unparsed(MessageErrorKind, String),
+}
+
+/// The message as received: parsed JSON, or bytes that did not parse.
+#[derive(Clone)]
+pub(crate) enum RawPayload {
+    Json(Value),
+    Bytes(Vec<u8>),
 }
 
 impl RawMessageError {
@@ -200,21 +252,49 @@ impl RawMessageError {
         self.index
     }
 
-    /// The message's raw JSON, exactly as received.
-    pub fn raw(&self) -> &Value {
-        &self.raw
+    /// Why it did not decode.
+    pub fn kind(&self) -> MessageErrorKind {
+        match &self.error {
+            RawMessageErrorKind::Json(_) => MessageErrorKind::Shape,
+            RawMessageErrorKind::TooDeep(_) => MessageErrorKind::TooDeep,
+            RawMessageErrorKind::Unparsed(k, _) => *k,
+        }
     }
 
-    /// Takes the raw JSON.
-    pub fn into_raw(self) -> Value {
-        self.raw
+    /// The message's raw JSON, exactly as received; `None` when its bytes are not JSON on
+    /// their own (see [`raw_bytes`](Self::raw_bytes)).
+    pub fn raw(&self) -> Option<&Value> {
+        match &self.raw {
+            RawPayload::Json(v) => Some(v),
+            RawPayload::Bytes(_) => None,
+        }
     }
 
-    /// The serde error, if the message had the wrong shape (rather than nesting too deep).
+    /// The message's bytes: exactly as received when they did not parse, else its JSON
+    /// re-encoded.
+    pub fn raw_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.raw {
+            RawPayload::Json(v) => {
+                std::borrow::Cow::Owned(serde_json::to_vec(v).unwrap_or_default())
+            }
+            RawPayload::Bytes(b) => std::borrow::Cow::Borrowed(b),
+        }
+    }
+
+    /// Takes the raw JSON (`None` when the bytes did not parse).
+    pub fn into_raw(self) -> Option<Value> {
+        match self.raw {
+            RawPayload::Json(v) => Some(v),
+            RawPayload::Bytes(_) => None,
+        }
+    }
+
+    /// The serde error, if the message had the wrong shape (rather than nesting too deep or
+    /// not parsing at all).
     pub fn json_error(&self) -> Option<&serde_json::Error> {
         match &self.error {
             RawMessageErrorKind::Json(e) => Some(e),
-            RawMessageErrorKind::TooDeep(_) => None,
+            _ => None,
         }
     }
 }
@@ -223,14 +303,14 @@ impl fmt::Display for RawMessageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "message #{} of the getupdates batch could not be decoded (",
+            "message #{} of the getupdates batch could not be decoded: ",
             self.index
         )?;
         match &self.error {
-            RawMessageErrorKind::Json(e) => write!(f, "{e}")?,
-            RawMessageErrorKind::TooDeep(max) => write!(f, "nests deeper than {max} levels")?,
+            RawMessageErrorKind::Json(_) => f.write_str("it is JSON but not a message"),
+            RawMessageErrorKind::TooDeep(max) => write!(f, "it nests deeper than {max} levels"),
+            RawMessageErrorKind::Unparsed(kind, detail) => write!(f, "{kind} ({detail})"),
         }
-        f.write_str("); the other messages and the cursor are unaffected, and its raw JSON is kept")
     }
 }
 
@@ -248,7 +328,7 @@ impl std::error::Error for RawMessageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.error {
             RawMessageErrorKind::Json(e) => Some(e),
-            RawMessageErrorKind::TooDeep(_) => None,
+            _ => None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod decode;
 mod enums;
 mod envelope;
 mod id;
+mod lenient;
 mod message;
 mod secret;
 mod version;
@@ -28,6 +29,7 @@ pub use enums::{
 };
 pub use envelope::{ApiError, Envelope, ThrottleReason};
 pub use id::WireId;
+pub use lenient::{MAX_LONG_POLL_TIMEOUT_MS, MessageErrorKind, UnparsedMessage};
 pub use message::{
     CdnMedia, Extra, FileItem, ImageItem, MessageItem, PartialText, RefMessage, TextItem,
     ToolCallResultItem, ToolCallStartItem, VideoItem, VoiceItem, WeixinMessage,
@@ -77,6 +79,8 @@ const _: () = {
     assert_send_sync::<ThrottleReason>();
     assert_send_sync::<DecodeError>();
     assert_send_sync::<RawMessageError>();
+    assert_send_sync::<UnparsedMessage>();
+    assert_send_sync::<MessageErrorKind>();
     assert_send_sync::<WireId>();
     assert_send_sync::<Secret>();
     assert_send_sync::<BaseInfo>();

@@ -82,7 +82,7 @@ fn hand_built_deep_message_is_an_error_value_not_a_crash() {
     };
     let out = resp.messages();
     let err = out[0].as_ref().unwrap_err();
-    assert_eq!(err.raw(), &v);
+    assert_eq!(err.raw(), Some(&v));
     assert!(err.json_error().is_none());
     assert!(err.to_string().contains("deeper than"), "{err}");
     assert_eq!(out[1].as_ref().unwrap().seq, Some(1));
@@ -191,7 +191,7 @@ fn one_deep_message_fails_alone_and_the_cursor_survives() {
             assert_eq!(err.index(), 0);
             assert!(err.json_error().is_none(), "{err}");
             assert!(err.to_string().contains("deeper than 32"), "{err}");
-            assert_eq!(err.raw(), &body["msgs"][0]);
+            assert_eq!(err.raw(), Some(&body["msgs"][0]));
             assert_eq!(out[1].as_ref().unwrap().body_text(), Some("after"));
         })
         .unwrap()

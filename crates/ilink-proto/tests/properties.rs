@@ -333,7 +333,7 @@ fn batches_decode_per_message() {
         for (i, got) in out.iter().enumerate().skip(msgs.len()) {
             if let Err(e) = got {
                 prop_assert_eq!(e.index(), i);
-                prop_assert_eq!(e.raw(), &junk[i - msgs.len()]);
+                prop_assert_eq!(e.raw(), Some(&junk[i - msgs.len()]));
             }
         }
         prop_assert_eq!(
