@@ -1,9 +1,10 @@
 //! Receiving: the per-account stream of updates (PROTOCOL.md §7, §14).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -123,7 +124,133 @@ pub enum Update {
     },
 }
 
-type PollFuture = Pin<Box<dyn std::future::Future<Output = (Option<Update>, Poller)> + Send>>;
+type PollFuture =
+    Pin<Box<dyn std::future::Future<Output = (Option<(Update, Option<Receipt>)>, Poller)> + Send>>;
+
+/// Where one yielded update stands: its dedupe key (messages only) and its batch. Settled
+/// (acknowledged) exactly once, in any order: a batch's cursor is committed once every
+/// message of it and of every earlier batch is settled.
+#[derive(Debug)]
+pub(crate) struct Receipt {
+    key: Option<String>,
+    batch: u64,
+}
+
+/// The batches received but not yet committed, shared by the poller and the acknowledgers of
+/// messages handled concurrently ([`Account::run`]).
+#[derive(Debug, Default)]
+struct Ledger {
+    next_id: u64,
+    /// Oldest first; the front is the oldest batch not yet committed.
+    batches: VecDeque<LedgerBatch>,
+    /// Keys yielded and not yet settled: a replay of one of them is not yielded again.
+    in_flight: HashSet<String>,
+    /// Messages in all batches of `batches` (for the dedupe floor).
+    open_messages: usize,
+    /// The cursor last persisted (or loaded).
+    committed: Option<Secret>,
+}
+
+#[derive(Debug)]
+struct LedgerBatch {
+    id: u64,
+    cursor: Option<Secret>,
+    /// Messages of the batch not settled yet.
+    open: usize,
+    size: usize,
+}
+
+/// Settles receipts from any task: persists the tombstone of a handled message and commits
+/// the cursors of finished batches, in order.
+#[derive(Clone)]
+pub(crate) struct Acker {
+    account: Account,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Notified when every batch received is committed.
+    drained: Arc<tokio::sync::Notify>,
+}
+
+impl fmt::Debug for Acker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acker").finish_non_exhaustive()
+    }
+}
+
+impl Acker {
+    /// The message of `receipt` was handled: persist its tombstone, then settle it.
+    pub(crate) fn ack(&self, receipt: Receipt) {
+        if let Some(key) = &receipt.key {
+            persist_tombstone(&self.account, key.clone());
+        }
+        self.settle(receipt);
+    }
+
+    /// Count `receipt` as done for its batch (no tombstone: undecodable or duplicate), and
+    /// commit the cursor of every batch finished from the oldest on.
+    fn settle(&self, receipt: Receipt) {
+        let Ok(mut l) = self.ledger.lock() else {
+            return;
+        };
+        if let Some(k) = &receipt.key {
+            l.in_flight.remove(k);
+        }
+        if let Some(b) = l.batches.iter_mut().find(|b| b.id == receipt.batch) {
+            b.open = b.open.saturating_sub(1);
+        }
+        let mut commit = None;
+        let had_batches = !l.batches.is_empty();
+        while l.batches.front().is_some_and(|b| b.open == 0) {
+            if let Some(b) = l.batches.pop_front() {
+                l.open_messages = l.open_messages.saturating_sub(b.size);
+                if b.cursor.is_some() {
+                    commit = b.cursor;
+                }
+            }
+        }
+        // Written under the ledger's lock, so cursors are persisted in order.
+        if let Some(c) = commit
+            && l.committed.as_ref() != Some(&c)
+        {
+            commit_cursor(&self.account, &c);
+            l.committed = Some(c);
+        }
+        if had_batches && l.batches.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// True while polling ahead could lose messages on a crash: batches are not committed and
+    /// no cursor was ever persisted, so a restart could not ask for them again (a poll with
+    /// `""` resumes after what the server saw confirmed).
+    fn must_not_poll_ahead(&self) -> bool {
+        self.ledger.lock().is_ok_and(|l| {
+            !l.batches.is_empty() && l.committed.as_ref().is_none_or(|c| c.is_empty())
+        })
+    }
+}
+
+/// Persist `key` as handled. Written under the dedupe lock so concurrent acknowledgers never
+/// persist an older snapshot over a newer one.
+fn persist_tombstone(account: &Account, key: String) {
+    let Ok(mut d) = account.inner.dedupe.lock() else {
+        return;
+    };
+    if !d.insert(key) {
+        return;
+    }
+    let keys = d.keys();
+    if let Err(e) = account.shared().store.save_tombstones(account.id(), &keys) {
+        tracing::warn!(error = %e, "could not persist dedupe tombstones");
+    }
+}
+
+fn commit_cursor(account: &Account, cursor: &Secret) {
+    if let Err(e) = account.shared().store.save_cursor(account.id(), cursor) {
+        // Keep polling with the new cursor in memory; the batch may come again after a
+        // restart, and dedupe hides it.
+        tracing::warn!(error = %e, "could not persist the cursor");
+    }
+}
 
 /// The update stream of one account, from [`Account::updates`]. A `Stream` of [`Update`]s.
 ///
@@ -140,6 +267,7 @@ type PollFuture = Pin<Box<dyn std::future::Future<Output = (Option<Update>, Poll
 pub struct Updates {
     state: Option<Poller>,
     fut: Option<PollFuture>,
+    acker: Acker,
 }
 
 impl fmt::Debug for Updates {
@@ -164,14 +292,25 @@ impl Updates {
                 ),
             ));
         }
+        let ledger = Arc::new(Mutex::new(Ledger {
+            committed: Some(cursor.clone()),
+            ..Ledger::default()
+        }));
+        let acker = Acker {
+            account: account.clone(),
+            ledger: ledger.clone(),
+            drained: Arc::new(tokio::sync::Notify::new()),
+        };
         Ok(Self {
+            acker: acker.clone(),
             state: Some(Poller {
                 shutdown: account.shutdown_watch(),
                 account,
                 cursor,
+                acker,
+                ledger,
                 pending: VecDeque::new(),
                 handled: None,
-                batch_cursor: None,
                 last_batch_len: 0,
                 failures: 0,
                 started: false,
@@ -200,13 +339,21 @@ impl Updates {
             poller.ack();
         }
     }
-}
 
-impl Stream for Updates {
-    type Item = Update;
+    /// The next update with its receipt, which the caller settles through
+    /// [`acker`](Self::acker) when the message is handled, in any order and from any task.
+    /// Messages yielded this way are not acknowledged by asking for the next update.
+    pub(crate) async fn next_deferred(&mut self) -> Option<(Update, Option<Receipt>)> {
+        std::future::poll_fn(|cx| self.poll_inner(cx)).await
+    }
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
-        let this = &mut *self;
+    /// Settles the receipts of [`next_deferred`](Self::next_deferred).
+    pub(crate) fn acker(&self) -> Acker {
+        self.acker.clone()
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Update, Option<Receipt>)>> {
+        let this = self;
         if this.fut.is_none() {
             let Some(mut poller) = this.state.take() else {
                 return Poll::Ready(None);
@@ -236,13 +383,35 @@ impl Stream for Updates {
     }
 }
 
+impl Stream for Updates {
+    type Item = Update;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
+        match self.poll_inner(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some((u, receipt))) => {
+                // Acknowledged by `ack` or, at the latest, when the next update is asked for.
+                if let Some(p) = self.state.as_mut() {
+                    p.handled = receipt;
+                }
+                Poll::Ready(Some(u))
+            }
+        }
+    }
+}
+
 struct Poller {
     account: Account,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The cursor of the next poll (the last batch received; committed separately).
     cursor: Secret,
-    pending: VecDeque<(Update, Option<String>)>,
-    handled: Option<String>,
-    batch_cursor: Option<Secret>,
+    acker: Acker,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Updates not yet yielded: the update, its dedupe key and its batch.
+    pending: VecDeque<(Update, Option<String>, u64)>,
+    /// The receipt of the message last yielded by the stream, settled by `ack`.
+    handled: Option<Receipt>,
     /// Messages in the last non-empty batch (for the dedupe floor).
     last_batch_len: usize,
     failures: u32,
@@ -260,36 +429,11 @@ impl Drop for Poller {
 }
 
 impl Poller {
-    fn mark_handled(&mut self, key: String) {
-        let keys = {
-            let Ok(mut d) = self.account.inner.dedupe.lock() else {
-                return;
-            };
-            if !d.insert(key) {
-                return;
-            }
-            d.keys()
-        };
-        if let Err(e) = self
-            .account
-            .shared()
-            .store
-            .save_tombstones(self.account.id(), &keys)
-        {
-            tracing::warn!(error = %e, "could not persist dedupe tombstones");
-        }
-    }
-
-    /// Persist the tombstone of the message last yielded and, if the batch holds nothing
-    /// more, the batch's cursor.
+    /// Persist the tombstone of the message last yielded and, once its batch (and every batch
+    /// before it) is settled, the batch's cursor.
     fn ack(&mut self) {
-        if let Some(key) = self.handled.take() {
-            self.mark_handled(key);
-            if self.pending.is_empty()
-                && let Some(c) = self.batch_cursor.take()
-            {
-                self.commit_cursor(c);
-            }
+        if let Some(r) = self.handled.take() {
+            self.acker.ack(r);
         }
     }
 
@@ -300,26 +444,11 @@ impl Poller {
             .lock()
             .map(|d| d.contains(key))
             .unwrap_or(false)
-    }
-
-    fn commit_cursor(&mut self, cursor: Secret) {
-        if cursor == self.cursor {
-            return;
-        }
-        match self
-            .account
-            .shared()
-            .store
-            .save_cursor(self.account.id(), &cursor)
-        {
-            Ok(()) => self.cursor = cursor,
-            Err(e) => {
-                // Keep polling with the new cursor in memory; the batch may come again after
-                // a restart, and dedupe hides it.
-                tracing::warn!(error = %e, "could not persist the cursor");
-                self.cursor = cursor;
-            }
-        }
+            || self
+                .ledger
+                .lock()
+                .map(|l| l.in_flight.contains(key))
+                .unwrap_or(false)
     }
 
     async fn finish(&mut self) {
@@ -350,11 +479,23 @@ impl Poller {
     fn take_batch(&mut self, resp: ilink_proto::GetUpdatesResponse) {
         let account_id = self.account.id().to_owned();
         let count = resp.message_count();
+        let (batch, uncommitted) = match self.ledger.lock() {
+            Ok(mut l) => {
+                l.next_id += 1;
+                (l.next_id, l.open_messages)
+            }
+            Err(_) => (0, 0),
+        };
         if count > 0 {
-            // Never forget a key that can still come again: this batch's, and the previous
-            // batch's (a lost response or a restart replays it), whatever the capacity.
+            // Never forget a key that can still come again: this batch's, the batches not
+            // committed yet, and the last committed one (a lost response or a restart replays
+            // it), whatever the capacity.
             if let Ok(mut d) = self.account.inner.dedupe.lock() {
-                d.set_floor(count.saturating_add(self.last_batch_len));
+                d.set_floor(
+                    count
+                        .saturating_add(uncommitted)
+                        .saturating_add(self.last_batch_len),
+                );
             }
             self.last_batch_len = count;
         }
@@ -378,6 +519,7 @@ impl Poller {
                             msg: Box::new(msg),
                         }),
                         Some(key),
+                        batch,
                     ));
                 }
                 Err(e) => {
@@ -389,17 +531,32 @@ impl Poller {
                             error,
                         }),
                         None,
+                        batch,
                     ));
                 }
             }
         }
-        if let Some(c) = next_cursor {
-            if self.pending.is_empty() {
-                self.commit_cursor(c);
-            } else {
-                self.batch_cursor = Some(c);
-            }
+        let size = self.pending.iter().filter(|p| p.2 == batch).count();
+        if let Some(c) = &next_cursor {
+            // The next poll continues after this batch; the cursor is persisted only once the
+            // whole batch is handled (a restart before that receives it again).
+            self.cursor = c.clone();
         }
+        if next_cursor.is_none() && size == 0 {
+            return;
+        }
+        if let Ok(mut l) = self.ledger.lock() {
+            l.open_messages = l.open_messages.saturating_add(size);
+            l.batches.push_back(LedgerBatch {
+                id: batch,
+                cursor: next_cursor,
+                open: size + 1,
+                size,
+            });
+        }
+        // The extra count is the batch's own: settled now that every message is queued (an
+        // empty batch is committed here).
+        self.acker.settle(Receipt { key: None, batch });
     }
 
     async fn poll_once(&mut self) -> Option<Result<ilink_proto::GetUpdatesResponse, Error>> {
@@ -412,37 +569,39 @@ impl Poller {
         }
     }
 
-    async fn next(&mut self) -> Option<Update> {
+    async fn next(&mut self) -> Option<(Update, Option<Receipt>)> {
         loop {
-            if let Some(key) = self.handled.take() {
-                self.mark_handled(key);
-            }
+            self.ack();
             if self.finished {
                 return None;
             }
             if self.is_shutdown() {
                 // Stop between messages. A partly handled batch keeps its old cursor: the rest
                 // comes again on the next start.
-                if self.pending.is_empty()
-                    && let Some(c) = self.batch_cursor.take()
-                {
-                    self.commit_cursor(c);
-                }
                 self.finish().await;
                 return None;
             }
-            if let Some((update, key)) = self.pending.pop_front() {
-                if let Some(k) = &key
-                    && self.is_duplicate(k)
-                {
+            if let Some((update, key, batch)) = self.pending.pop_front() {
+                let Some(k) = key else {
+                    // Not a message (undecodable): nothing to hand back, done when yielded.
+                    self.acker.settle(Receipt { key: None, batch });
+                    return Some((update, None));
+                };
+                if self.is_duplicate(&k) {
                     tracing::debug!(key = %k, "duplicate message skipped");
+                    self.acker.settle(Receipt { key: None, batch });
                     continue;
                 }
-                self.handled = key;
-                return Some(update);
-            }
-            if let Some(c) = self.batch_cursor.take() {
-                self.commit_cursor(c);
+                if let Ok(mut l) = self.ledger.lock() {
+                    l.in_flight.insert(k.clone());
+                }
+                return Some((
+                    update,
+                    Some(Receipt {
+                        key: Some(k),
+                        batch,
+                    }),
+                ));
             }
             if !self.started {
                 self.started = true;
@@ -457,7 +616,22 @@ impl Poller {
             if self.relogin_due {
                 self.relogin_due = false;
                 if let Some(u) = self.relogin().await {
-                    return Some(u);
+                    return Some((u, None));
+                }
+                continue;
+            }
+            if self.acker.must_not_poll_ahead() {
+                // Wait until the batches in hand are handled (or a shutdown), then re-check.
+                let drained = self.acker.drained.clone();
+                let notified = drained.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.acker.must_not_poll_ahead() {
+                    let mut rx = self.shutdown.clone();
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = rx.wait_for(|s| *s) => {}
+                    }
                 }
                 continue;
             }
@@ -472,12 +646,12 @@ impl Poller {
                     self.take_batch(resp);
                     if restored && self.announced {
                         self.announced = false;
-                        return Some(Update::SessionRestored);
+                        return Some((Update::SessionRestored, None));
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::SessionExpired => {
                     if let Some(u) = self.on_stale().await {
-                        return Some(u);
+                        return Some((u, None));
                     }
                 }
                 Err(e) => {
@@ -493,11 +667,14 @@ impl Poller {
                     tracing::warn!(account = %self.account.id(), error = %e,
                         delay_ms = delay.as_millis() as u64, "getupdates failed; retrying");
                     self.sleep_due = Some(delay);
-                    return Some(Update::PollFailed {
-                        error: e.to_string(),
-                        consecutive,
-                        retry_in: delay,
-                    });
+                    return Some((
+                        Update::PollFailed {
+                            error: e.to_string(),
+                            consecutive,
+                            retry_in: delay,
+                        },
+                        None,
+                    ));
                 }
             }
         }
