@@ -35,6 +35,10 @@ pub use send::{SendError, SendErrorKind, SendOutcome};
 pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
 pub use updates::{InboundMessage, UndecodableMessage, Update, Updates};
 
+/// The HTTP layer (`ilink-http`), re-exported: [`ClientConfig::proxy`] takes its
+/// [`Proxy`](http::Proxy), [`Client::http`] returns its [`HttpClient`](http::HttpClient), and
+/// [`Error::http_error`] its [`HttpError`](http::HttpError).
+pub use ilink_http as http;
 /// The wire types, re-exported for convenience.
 pub use ilink_proto as proto;
 pub use ilink_proto::{CompatVersion, Secret, ThrottleReason, TypingStatus, WireId};

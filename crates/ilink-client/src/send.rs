@@ -194,10 +194,8 @@ impl fmt::Debug for SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
+        // The cause is in `source()`, not repeated here.
         f.write_str(&i.message)?;
-        if let Some(s) = &i.source {
-            write!(f, ": {s}")?;
-        }
         if !i.sent.is_empty() {
             write!(f, " ({} earlier part(s) were sent)", i.sent.len())?;
         }

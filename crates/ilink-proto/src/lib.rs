@@ -10,6 +10,7 @@ mod envelope;
 mod id;
 mod message;
 mod secret;
+mod url;
 mod version;
 
 pub use api::{
@@ -33,6 +34,7 @@ pub use message::{
     ToolCallResultItem, ToolCallStartItem, VideoItem, VoiceItem, WeixinMessage,
 };
 pub use secret::Secret;
+pub use url::{encode_uri_component, with_query};
 pub use version::{
     BaseInfo, CompatVersion, DEFAULT_BOT_AGENT, ParseVersionError, sanitize_bot_agent,
     uin_header_value,
