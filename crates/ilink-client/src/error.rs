@@ -109,6 +109,13 @@ impl Error {
             .and_then(|s| s.downcast_ref::<ilink_http::HttpError>())
     }
 
+    /// The server's error, when the server refused the call (`ret` / `errcode`).
+    pub fn api_error(&self) -> Option<&ilink_proto::ApiError> {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<ilink_proto::ApiError>())
+    }
+
     /// True when a client-side timeout caused this error.
     pub fn is_timeout(&self) -> bool {
         self.http_error()
@@ -205,7 +212,10 @@ mod tests {
         assert!(!t.is_request_not_sent());
         assert!(t.http_error().is_some());
         assert_eq!(t.to_string(), "sendmessage failed");
-        assert!(t.source().is_some_and(|s| s.to_string().contains("timed out")));
+        assert!(
+            t.source()
+                .is_some_and(|s| s.to_string().contains("timed out"))
+        );
         let s = Error::new(ErrorKind::HttpStatus, "sendmessage: HTTP 502").with_code(502);
         assert_eq!(s.http_status(), Some(502));
         let a = Error::new(ErrorKind::Api, "sendmessage refused").with_code(-2);

@@ -53,6 +53,11 @@ impl MessageContext {
         self.message.text()
     }
 
+    /// What the message carries (see [`InboundMessage::content`]).
+    pub fn content(&self) -> Option<crate::Content<'_>> {
+        self.message.content()
+    }
+
     /// The sender.
     pub fn from(&self) -> &str {
         self.message.from()

@@ -5,6 +5,7 @@ mod account;
 mod chunk;
 mod client;
 mod config;
+pub mod content;
 mod dedupe;
 mod error;
 mod handler;
@@ -21,6 +22,7 @@ pub use account::{Account, TypingGuard};
 pub use chunk::{DEFAULT_CHUNK_LIMIT, chunk_text};
 pub use client::{Client, ClientBuilder};
 pub use config::{ClientConfig, Delays, Timeouts};
+pub use content::Content;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use handler::{Handler, HandlerOutput, MessageContext};
 /// Media sources and CDN types, re-exported from `ilink-cdn`.

@@ -7,9 +7,7 @@ use std::fmt;
 
 use ilink_cdn::{MediaKind, MediaSource, PreparedUpload, ProgressFn, UploadedMedia};
 use ilink_crypto::MediaKey;
-use ilink_proto::{
-    CdnMedia, GetUploadUrlResponse, ItemType, MessageItem, Secret, UploadMediaType, consts,
-};
+use ilink_proto::{CdnMedia, GetUploadUrlResponse, ItemType, MessageItem, Secret, UploadMediaType};
 
 use crate::account::Account;
 use crate::error::{Error, ErrorKind, Result};
@@ -151,33 +149,8 @@ impl Account {
     ) -> Result<UploadedMedia> {
         let shared = self.shared();
         let req = prepared.get_upload_url_request(user, shared.transport.base_info());
-        let resp: GetUploadUrlResponse = self
-            .post(
-                consts::GET_UPLOAD_URL,
-                &req,
-                shared.config.timeouts.send,
-                false,
-            )
-            .await?;
-        // The official client does not check `ret`; it fails only without an upload target.
-        if !resp.has_upload_target() {
-            let code = resp.ret.filter(|&r| r != 0).or(resp.errcode);
-            let mut e = Error::new(
-                ErrorKind::Api,
-                format!(
-                    "getuploadurl gave no upload target{}",
-                    resp.errmsg
-                        .as_deref()
-                        .filter(|m| !m.is_empty())
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default()
-                ),
-            );
-            if let Some(c) = code {
-                e = e.with_code(c);
-            }
-            return Err(e);
-        }
+        // Judged by the request path: a refusal or no upload target is an error.
+        let resp: GetUploadUrlResponse = self.call(&req).await?;
         shared
             .cdn
             .upload(prepared, &resp, progress)

@@ -123,6 +123,10 @@ impl SendError {
     }
 
     pub(crate) fn from_error(e: crate::error::Error) -> Self {
+        // The server refused: typed by its code (the transport judged the envelope).
+        if let Some(api) = e.api_error() {
+            return Self::from_api(api);
+        }
         let kind = match e.kind() {
             crate::ErrorKind::SessionExpired => SendErrorKind::SessionExpired,
             crate::ErrorKind::InvalidInput => SendErrorKind::Invalid,

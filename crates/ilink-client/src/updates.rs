@@ -66,6 +66,17 @@ impl InboundMessage {
         self.msg.items()
     }
 
+    /// What the message carries: the content of its first item (`None` without items).
+    /// See [`Content`](crate::Content); [`contents`](Self::contents) has every item.
+    pub fn content(&self) -> Option<crate::Content<'_>> {
+        self.items().first().map(crate::Content::of)
+    }
+
+    /// The content of every item, in order.
+    pub fn contents(&self) -> impl Iterator<Item = crate::Content<'_>> {
+        self.items().iter().map(crate::Content::of)
+    }
+
     /// `create_time_ms`.
     pub fn create_time_ms(&self) -> Option<i64> {
         self.msg.create_time_ms

@@ -55,7 +55,7 @@ pub enum DecodeError {
         max: usize,
     },
     /// The body is not valid JSON or does not have the expected shape.
-    #[error("the body is not the expected JSON: {0}")]
+    #[error("the body is not the expected JSON")]
     Json(#[from] serde_json::Error),
 }
 
@@ -227,7 +227,8 @@ impl fmt::Display for RawMessageError {
             self.index
         )?;
         match &self.error {
-            RawMessageErrorKind::Json(e) => write!(f, "{e}")?,
+            // The JSON error itself is the source.
+            RawMessageErrorKind::Json(_) => f.write_str("not the expected JSON")?,
             RawMessageErrorKind::TooDeep(max) => write!(f, "nests deeper than {max} levels")?,
         }
         f.write_str("); the other messages and the cursor are unaffected, and its raw JSON is kept")
