@@ -22,8 +22,9 @@ use crate::util::Error;
 fn allowlist(package: &str) -> &'static [&'static str] {
     match package {
         // `Updates` is a `futures_core::Stream`; `UndecodableMessage::raw` is a
-        // `serde_json::Value`; wire types are `serde` types.
-        "ilink-client" => &["futures_core", "serde", "serde_json"],
+        // `serde_json::Value`; stored types are `serde` (`serde_core`) types; media readers are
+        // `tokio::io::AsyncRead` (the runtime the client runs on).
+        "ilink-client" => &["futures_core", "serde", "serde_core", "serde_json", "tokio"],
         _ => &[],
     }
 }

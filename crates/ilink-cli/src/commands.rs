@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args};
+use ilink_client::Content;
 use ilink_client::cdn::{CdnClient, CdnConfig, MediaSource};
 use ilink_client::proto::{CdnMedia, ItemType, MessageItem};
 use ilink_client::{
@@ -17,7 +18,7 @@ use ilink_crypto::MediaKey;
 use serde_json::{Value, json};
 
 use crate::NetArgs;
-use crate::error::{CliError, CliResult, Exit};
+use crate::error::{CliError, CliResult, Exit, chain};
 use crate::net::{self, human_size};
 use crate::progress;
 
@@ -72,58 +73,35 @@ pub fn summary(items: &[MessageItem]) -> String {
 }
 
 fn item_summary(item: &MessageItem) -> String {
-    match item.item_type {
-        ItemType::Text => {
-            let text = item
-                .text_item
-                .as_ref()
-                .and_then(|t| t.text.as_deref())
-                .unwrap_or("");
-            let quote = if item.ref_msg.is_some() {
-                "[quote] "
-            } else {
-                ""
-            };
-            format!("{quote}{text:?}")
-        }
-        ItemType::Image => {
-            let size = item.image_item.as_ref().and_then(|i| i.mid_size);
-            format!(
-                "[image{}]",
-                size.map(|s| format!(" ~{}", human_size(s)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::Video => {
-            let size = item.video_item.as_ref().and_then(|v| v.video_size);
-            format!(
-                "[video{}]",
-                size.map(|s| format!(" ~{}", human_size(s)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::File => {
-            let f = item.file_item.as_ref();
-            let name = f.and_then(|f| f.file_name.as_deref()).unwrap_or("file");
-            let len = f.and_then(|f| f.len_bytes());
-            format!(
-                "[file {name}{}]",
-                len.map(|l| format!(" {}", human_size(l)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::Voice => {
-            let v = item.voice_item.as_ref();
-            let ms = v.and_then(|v| v.playtime);
-            let text = v.and_then(|v| v.text.as_deref());
-            format!(
-                "[voice{}{}]",
-                ms.map(|m| format!(" {:.1} s", m as f64 / 1000.0))
-                    .unwrap_or_default(),
-                text.map(|t| format!(" {t:?}")).unwrap_or_default()
-            )
-        }
-        other => format!("[item type {}]", other.raw()),
+    let size = |s: Option<u64>| {
+        s.map(|s| format!(" ~{}", human_size(s)))
+            .unwrap_or_default()
+    };
+    match Content::of(item) {
+        Content::Text { text, .. } => format!("{text:?}"),
+        Content::Quote { text, .. } => format!("[quote] {text:?}"),
+        Content::Image { size: s, .. } => format!("[image{}]", size(s)),
+        Content::Video { size: s, .. } => format!("[video{}]", size(s)),
+        Content::File {
+            name, size: len, ..
+        } => format!(
+            "[file {}{}]",
+            name.unwrap_or("file"),
+            len.map(|l| format!(" {}", human_size(l)))
+                .unwrap_or_default()
+        ),
+        Content::Voice {
+            duration,
+            transcript,
+            ..
+        } => format!(
+            "[voice{}{}]",
+            duration
+                .map(|d| format!(" {:.1} s", d.as_secs_f64()))
+                .unwrap_or_default(),
+            transcript.map(|t| format!(" {t:?}")).unwrap_or_default()
+        ),
+        other => format!("[item type {}]", other.item().item_type.raw()),
     }
 }
 
@@ -552,7 +530,7 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
         let silk = cdn
             .download_url_to_vec(&url, key.as_ref(), Some(progress::callback(&bar)))
             .await
-            .map_err(|e| CliError::failure(format!("download failed: {e}")))?;
+            .map_err(|e| CliError::failure(format!("download failed: {}", chain(&e))))?;
         let wav = tokio::task::spawn_blocking(move || ilink_silk::decode_to_wav(&silk))
             .await
             .map_err(|e| CliError::failure(format!("the voice decoder failed: {e}")))?
@@ -564,7 +542,7 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
     } else {
         cdn.download_to_file(&media, key.as_ref(), out, Some(progress::callback(&bar)))
             .await
-            .map_err(|e| CliError::failure(format!("download failed: {e}")))?
+            .map_err(|e| CliError::failure(format!("download failed: {}", chain(&e))))?
             .len
     };
     bar.finish_and_clear();
@@ -727,7 +705,7 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
                 None => c.warn("clock", "the server sent no Date header; not checked"),
             }
         }
-        Err(e) => c.fail("server", format!("{base} is unreachable: {e}")),
+        Err(e) => c.fail("server", format!("{base} is unreachable: {}", chain(&e))),
     }
     match account.notify_start().await {
         Ok(()) => c.ok("token", "accepted (msg/notifystart answered ret 0)"),
@@ -735,7 +713,7 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
             c.auth_failed = true;
             c.fail("token", "stale or expired (-14): run `ilink login` again");
         }
-        Err(e) => c.fail("token", format!("could not be checked: {e}")),
+        Err(e) => c.fail("token", format!("could not be checked: {}", chain(&e))),
     }
     let cdn = config.cdn_base_url.clone();
     match client
@@ -744,7 +722,7 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
         .await
     {
         Ok(_) => c.ok("cdn", format!("{cdn} answered")),
-        Err(e) => c.warn("cdn", format!("{cdn} is unreachable: {e}")),
+        Err(e) => c.warn("cdn", format!("{cdn} is unreachable: {}", chain(&e))),
     }
     let v = config.compat_version;
     let base_info = ilink_client::proto::BaseInfo::for_version(&v, config.bot_agent.as_deref());

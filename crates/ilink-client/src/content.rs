@@ -60,8 +60,10 @@ pub enum Content<'a> {
     Voice {
         /// The encrypted SILK media on the CDN, if the item carries one.
         media: Option<&'a CdnMedia>,
-        /// The duration, from `playtime` (milliseconds on the wire), when given. The
-        /// official client never reads it [wire]; WeChat sends it [obs].
+        /// The duration, from `playtime` (milliseconds on the wire, PROTOCOL.md §8.3), when
+        /// given. The official client never reads it (§13), and a live capture came without
+        /// it (§19): `None` means unknown, not zero (read it from the SILK then, with
+        /// `ilink_silk::playtime_ms`).
         duration: Option<Duration>,
         /// The server's speech-to-text transcript (`voice_item.text`), when given.
         transcript: Option<&'a str>,
@@ -209,7 +211,8 @@ impl<'a> Content<'a> {
     }
 }
 
-/// A quoted message (`ref_msg`). Newer WeChat clients may send only its id [obs].
+/// A quoted message (`ref_msg`, PROTOCOL.md §8.3). Its content may be missing or of a type
+/// no enum names (captures in §19), hence the `Option`s.
 #[derive(Debug, Clone, Copy)]
 pub struct Reference<'a> {
     inner: &'a RefMessage,

@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use ilink_client::{Account, Content, MessageContext};
+use ilink_client::{Account, MessageContext};
 use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim};
 
 /// Every account runs this handler; it says which bot answered.

@@ -42,8 +42,12 @@ async fn voice(ctx: MessageContext) -> Result<(), BoxError> {
     // The voice, decrypted and decoded from SILK: a 24 kHz mono WAV file.
     let wav = ctx.account().download_voice_wav(item).await?;
     println!("downloaded {} bytes of WAV", wav.len());
-    // How long it is, as the message says (`playtime`).
-    let ms = duration.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    // How long it is: as the message says (`playtime`), or, when a message comes without it
+    // (live captures did, PROTOCOL.md §19), as the SILK stream itself says.
+    let ms = match duration {
+        Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        None => ilink_silk::playtime_ms(&ctx.account().download(item).await?)?,
+    };
     ctx.reply(&format!("I heard {ms} ms of audio.")).await?;
     // Any audio file becomes a voice message (converted to SILK by the client).
     ctx.reply_media_as(beeps(ms.div_ceil(1000))?, MediaType::Voice)
