@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask fuzz [TARGET] [--seconds N] [--runs N] [--seed S] [--smoke] [--replay] [--list]
 //! cargo xtask bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
+//! cargo xtask public-api [-p PACKAGE]...
 //! cargo xtask ci
 //! ```
 //!
@@ -13,6 +14,7 @@
 
 mod bench;
 mod fuzz;
+mod public_api;
 mod util;
 
 use std::process::ExitCode;
@@ -33,6 +35,9 @@ commands:
         e2e...) and the reference tools (openssl, silk-python), then print one table.
         --quick shortens every measurement; --all keeps every AES size in the table;
         --markdown also writes the table, with the machine, to FILE.
+  public-api [-p PACKAGE]...
+        Check that a crate's public API (default: ilink-client) names only types it
+        defines or re-exports (from its rustdoc JSON, built with RUSTC_BOOTSTRAP=1).
   ci    Run .ci/run, the CI script.
 ";
 
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     let result = match command {
         "fuzz" => fuzz::run(rest),
         "bench" => bench::run(rest),
+        "public-api" => public_api::run(rest),
         "ci" => util::ci(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

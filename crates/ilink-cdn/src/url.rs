@@ -9,25 +9,9 @@ use crate::error::{CdnError, CdnErrorKind};
 /// The default CDN base URL.
 pub const DEFAULT_CDN_BASE_URL: &str = "https://novac2c.cdn.weixin.qq.com/c2c";
 
-/// Percent-encodes `s` exactly as JavaScript's `encodeURIComponent` does (the official
-/// client builds CDN URLs with it): everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` becomes
-/// `%XX` of its UTF-8 bytes. Hand-written because it is a dozen lines and must match that
-/// one function byte for byte.
-#[must_use]
-pub fn encode_uri_component(s: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-    }
-    out
-}
+/// Percent-encodes like JavaScript's `encodeURIComponent` (the official client builds CDN
+/// URLs with it); the workspace's one encoder, from `ilink-proto`.
+pub use ilink_proto::encode_uri_component;
 
 fn join(base: &str, path_and_query: &str) -> String {
     format!("{}/{path_and_query}", base.trim().trim_end_matches('/'))

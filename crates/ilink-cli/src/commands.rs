@@ -14,7 +14,7 @@ use ilink_client::{
 };
 
 use crate::NetArgs;
-use crate::error::{CliError, CliResult, Exit};
+use crate::error::{CliError, CliResult, Exit, chain};
 use crate::inbound::summary;
 use crate::net::{self, human_size};
 
@@ -410,7 +410,7 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
                 None => c.warn("clock", "the server sent no Date header; not checked"),
             }
         }
-        Err(e) => c.fail("server", format!("{base} is unreachable: {e}")),
+        Err(e) => c.fail("server", format!("{base} is unreachable: {}", chain(&e))),
     }
     match account.notify_start().await {
         Ok(()) => c.ok("token", "accepted (msg/notifystart answered ret 0)"),
@@ -418,7 +418,7 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
             c.auth_failed = true;
             c.fail("token", "stale or expired (-14): run `ilink login` again");
         }
-        Err(e) => c.fail("token", format!("could not be checked: {e}")),
+        Err(e) => c.fail("token", format!("could not be checked: {}", chain(&e))),
     }
     let cdn = config.cdn_base_url.clone();
     match client
@@ -427,7 +427,7 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
         .await
     {
         Ok(_) => c.ok("cdn", format!("{cdn} answered")),
-        Err(e) => c.warn("cdn", format!("{cdn} is unreachable: {e}")),
+        Err(e) => c.warn("cdn", format!("{cdn} is unreachable: {}", chain(&e))),
     }
     let v = config.compat_version;
     let base_info = ilink_client::proto::BaseInfo::for_version(&v, config.bot_agent.as_deref());

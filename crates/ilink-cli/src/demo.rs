@@ -282,7 +282,7 @@ fn describe(d: &Delivered) -> String {
 }
 
 fn sim_err(e: ilink_sim::SimError) -> CliError {
-    CliError::failure(format!("the emulator failed: {e}"))
+    CliError::failure(format!("the emulator failed: {}", crate::error::chain(&e)))
 }
 
 /// `ilink demo`.
@@ -428,7 +428,12 @@ async fn run_with(sim: &Sim, started: Instant) -> CliResult {
                         ilink_crypto::md5_hex(&got)
                     ),
                 ),
-                Err(e) => check(checks, what, false, format!("cannot download: {e}")),
+                Err(e) => check(
+                    checks,
+                    what,
+                    false,
+                    format!("cannot download: {}", crate::error::chain(&e)),
+                ),
             },
             Some(d) => check(checks, what, false, format!("got {}", describe(d))),
             None => check(checks, what, false, "no reply"),

@@ -4,6 +4,20 @@ use std::fmt;
 
 use ilink_client::{ErrorKind, SendError, SendErrorKind};
 
+/// An error and its causes, outermost first, joined by `": "`. Every error of the
+/// workspace prints only its own layer (the cause is its `source()`), so the chain states
+/// each fact once.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 /// The documented exit codes of `ilink`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -79,12 +93,12 @@ impl From<ilink_client::Error> for CliError {
             ErrorKind::InvalidInput => Exit::Usage,
             _ => Exit::Failure,
         };
-        let err = Self::new(exit, e.to_string());
+        let err = Self::new(exit, chain(&e));
         match e.kind() {
             ErrorKind::NotLoggedIn | ErrorKind::SessionExpired => {
                 err.hint("run `ilink login` (with the same --state-dir and --base-url)")
             }
-            _ => err,
+            _ => err.hint(e.hint()),
         }
     }
 }
@@ -115,7 +129,7 @@ impl From<SendError> for CliError {
             SendErrorKind::Invalid => (Exit::Usage, None),
             _ => (Exit::Failure, None),
         };
-        let mut message = format!("not delivered: {e}");
+        let mut message = format!("not delivered: {}", chain(&e));
         if let Some(ret) = e.ret() {
             message.push_str(&format!(" (ret {ret}"));
             if let Some(m) = e.errmsg().filter(|m| !m.is_empty()) {
@@ -143,6 +157,16 @@ mod tests {
         let e = CliError::failure("boom").hint("do this");
         assert_eq!(e.to_string(), "boom\n  hint: do this");
         assert_eq!(e.exit as i32, 1);
+    }
+
+    #[test]
+    fn the_chain_says_each_layer_once() {
+        let e = ilink_client::Error::new(ErrorKind::Store, "saving the cursor")
+            .with_source(std::io::Error::other("disk full"));
+        assert_eq!(chain(&e), "saving the cursor: disk full");
+        let cli = CliError::from(e);
+        assert_eq!(cli.message, "saving the cursor: disk full");
+        assert!(cli.hint.is_some());
     }
 
     #[test]

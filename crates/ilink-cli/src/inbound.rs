@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use ilink_client::cdn::{CdnErrorKind, Expected};
+use ilink_client::content::{Content, Reference};
 use ilink_client::download::{self as media, MediaKey};
 use ilink_client::proto::{CdnMedia, ItemType, MessageItem};
 use ilink_client::{InboundMessage, Update};
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::NetArgs;
-use crate::error::{CliError, CliResult, Exit};
+use crate::error::{CliError, CliResult, Exit, chain};
 use crate::net::{self, human_size};
 use crate::progress;
 
@@ -38,75 +39,50 @@ pub fn summary(items: &[MessageItem]) -> String {
 }
 
 /// What a quote shows: the quoted item's text (or its summary), else the quote's title.
-fn quote_summary(item: &MessageItem) -> Option<String> {
-    let r = item.ref_msg.as_ref()?;
-    let quoted = r.message_item.as_deref().map(|q| match q.item_type {
-        ItemType::Text => q
-            .text_item
-            .as_ref()
-            .and_then(|t| t.text.as_deref())
-            .map(|t| format!("{t:?}"))
-            .unwrap_or_default(),
-        _ => item_summary(q),
+fn quote_summary(reference: &Reference<'_>) -> String {
+    let quoted = reference.content().map(|q| match q {
+        Content::Text { text, .. } => format!("{text:?}"),
+        other => item_summary(other.item()),
     });
-    let shown = quoted
+    quoted
         .filter(|q| !q.is_empty())
-        .or_else(|| r.title.as_deref().map(|t| format!("{t:?}")));
-    Some(shown.unwrap_or_default())
+        .or_else(|| reference.title().map(|t| format!("{t:?}")))
+        .unwrap_or_default()
 }
 
 fn item_summary(item: &MessageItem) -> String {
-    match item.item_type {
-        ItemType::Text => {
-            let text = item
-                .text_item
-                .as_ref()
-                .and_then(|t| t.text.as_deref())
-                .unwrap_or("");
-            match quote_summary(item) {
-                Some(q) if !q.is_empty() => format!("[quoting {q}] {text:?}"),
-                Some(_) => format!("[quote] {text:?}"),
-                None => format!("{text:?}"),
-            }
-        }
-        ItemType::Image => {
-            let size = item.image_item.as_ref().and_then(|i| i.mid_size);
-            format!(
-                "[image{}]",
-                size.map(|s| format!(" ~{}", human_size(s)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::Video => {
-            let size = item.video_item.as_ref().and_then(|v| v.video_size);
-            format!(
-                "[video{}]",
-                size.map(|s| format!(" ~{}", human_size(s)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::File => {
-            let f = item.file_item.as_ref();
-            let name = f.and_then(|f| f.file_name.as_deref()).unwrap_or("file");
-            let len = f.and_then(|f| f.len_bytes());
-            format!(
-                "[file {name}{}]",
-                len.map(|l| format!(" {}", human_size(l)))
-                    .unwrap_or_default()
-            )
-        }
-        ItemType::Voice => {
-            let v = item.voice_item.as_ref();
-            let ms = v.and_then(|v| v.playtime);
-            let text = v.and_then(|v| v.text.as_deref());
-            format!(
-                "[voice{}{}]",
-                ms.map(|m| format!(" {:.1} s", m as f64 / 1000.0))
-                    .unwrap_or_default(),
-                text.map(|t| format!(" {t:?}")).unwrap_or_default()
-            )
-        }
-        other => format!("[item type {}]", other.raw()),
+    let approx = |s: Option<u64>| {
+        s.map(|s| format!(" ~{}", human_size(s)))
+            .unwrap_or_default()
+    };
+    match Content::of(item) {
+        Content::Text { text, .. } => format!("{text:?}"),
+        Content::Quote {
+            text, reference, ..
+        } => match quote_summary(&reference) {
+            q if q.is_empty() => format!("[quote] {text:?}"),
+            q => format!("[quoting {q}] {text:?}"),
+        },
+        Content::Image { size, .. } => format!("[image{}]", approx(size)),
+        Content::Video { size, .. } => format!("[video{}]", approx(size)),
+        Content::File { name, size, .. } => format!(
+            "[file {}{}]",
+            name.unwrap_or("file"),
+            size.map(|l| format!(" {}", human_size(l)))
+                .unwrap_or_default()
+        ),
+        Content::Voice {
+            duration,
+            transcript,
+            ..
+        } => format!(
+            "[voice{}{}]",
+            duration
+                .map(|d| format!(" {:.1} s", d.as_secs_f64()))
+                .unwrap_or_default(),
+            transcript.map(|t| format!(" {t:?}")).unwrap_or_default()
+        ),
+        other => format!("[item type {}]", other.item().item_type.raw()),
     }
 }
 
@@ -350,11 +326,11 @@ enum Target {
 
 fn cdn_failure(e: &ilink_client::cdn::CdnError) -> CliError {
     match e.kind() {
-        CdnErrorKind::Integrity => CliError::failure(format!("download refused: {e}"))
+        CdnErrorKind::Integrity => CliError::failure(format!("download refused: {}", chain(e)))
             .hint("the key is probably wrong (it passed the padding check by chance) or the data is corrupted; nothing was saved"),
-        CdnErrorKind::Decrypt => CliError::failure(format!("download failed: {e}"))
+        CdnErrorKind::Decrypt => CliError::failure(format!("download failed: {}", chain(e)))
             .hint("check the key (images: image_item.aeskey; others: media.aes_key)"),
-        _ => CliError::failure(format!("download failed: {e}")),
+        _ => CliError::failure(format!("download failed: {}", chain(e))),
     }
 }
 
@@ -467,7 +443,7 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
             tokio::task::spawn_blocking(move || ilink_silk::decode_to_wav(&bytes))
                 .await
                 .map_err(|e| CliError::failure(format!("the voice decoder failed: {e}")))?
-                .map_err(|e| CliError::failure(format!("not a voice message: {e}")))?
+                .map_err(|e| CliError::failure(format!("not a voice message: {}", chain(&e))))?
         } else {
             bytes
         };

@@ -43,7 +43,11 @@ pub async fn run(args: SimArgs) -> CliResult {
     };
     let addr = SocketAddr::new(args.host, args.port);
     let sim = Sim::start_on(config, addr).await.map_err(|e| {
-        CliError::failure(format!("cannot start the emulator: {e}")).hint("choose another --port")
+        CliError::failure(format!(
+            "cannot start the emulator: {}",
+            crate::error::chain(&e)
+        ))
+        .hint("choose another --port")
     })?;
     let base = sim.base_url();
     let cdn = sim.cdn_base_url();

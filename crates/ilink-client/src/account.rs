@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ilink_proto::{
-    ApiResponse, GetConfigRequest, GetConfigResponse, GetUpdatesRequest, GetUpdatesResponse,
-    MessageItem, NotifyRequest, NotifyResponse, Secret, SendMessageRequest, SendMessageResponse,
-    SendTypingRequest, SendTypingResponse, TypingStatus, WeixinMessage, consts,
+    Endpoint, GetConfigRequest, GetConfigResponse, GetUpdatesRequest, GetUpdatesResponse,
+    MessageItem, NotifyRequest, Secret, SendMessageRequest, SendMessageResponse, SendTypingRequest,
+    TypingStatus, WeixinMessage,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -19,6 +19,7 @@ use crate::dedupe::Dedupe;
 use crate::error::{Error, ErrorKind, Result};
 use crate::send::{SendError, SendErrorKind, SendOutcome};
 use crate::store::Credentials;
+use crate::transport::{ApiCall, NotifyCall, Target};
 
 #[derive(Clone)]
 struct Session {
@@ -253,40 +254,33 @@ impl Account {
 
     // ------------------------------------------------------------------ raw API calls
 
-    pub(crate) async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &Req,
-        timeout: Duration,
-        long_poll: bool,
-    ) -> Result<Resp> {
+    /// Send one API call with this account's base URL and token (the envelope is judged).
+    pub(crate) async fn call<C: ApiCall>(&self, call: &C) -> Result<C::Response> {
         let s = self.session()?;
-        self.inner
-            .shared
-            .transport
-            .post(&s.base_url, path, Some(&s.token), body, timeout, long_poll)
-            .await
+        let to = Target {
+            base: &s.base_url,
+            token: Some(&s.token),
+        };
+        self.inner.shared.transport.call(to, call).await
     }
 
     /// `msg/notifystart` (§11). A non-zero `ret` is returned as an error (the official client
     /// only logs it).
     pub async fn notify_start(&self) -> Result<()> {
-        self.notify(consts::NOTIFY_START).await
+        self.notify(Endpoint::NotifyStart).await
     }
 
     /// `msg/notifystop` (§11).
     pub async fn notify_stop(&self) -> Result<()> {
-        self.notify(consts::NOTIFY_STOP).await
+        self.notify(Endpoint::NotifyStop).await
     }
 
-    async fn notify(&self, path: &str) -> Result<()> {
+    async fn notify(&self, endpoint: Endpoint) -> Result<()> {
         if !self.inner.shared.config.compat_version.sends_notify() {
             return Ok(());
         }
         let body = NotifyRequest::new(self.inner.shared.transport.base_info());
-        let timeout = self.inner.shared.config.timeouts.notify;
-        let resp: NotifyResponse = self.post(path, &body, timeout, false).await?;
-        resp.status().map_err(|e| api_error(path, &e))
+        self.call(&NotifyCall { endpoint, body }).await.map(|_| ())
     }
 
     /// One getupdates call with `cursor` (§7). A client-side timeout is an empty batch
@@ -298,17 +292,15 @@ impl Account {
         let timeout = base + cfg.timeouts.long_poll_margin;
         let body = GetUpdatesRequest::new(cursor.clone(), self.inner.shared.transport.base_info());
         let s = self.session()?;
-        // `decode_updates` limits the depth of each message, not of the body: one deeply
-        // nested message becomes `Update::Undecodable` and the cursor still advances.
-        let call = self.inner.shared.transport.post_with(
-            &s.base_url,
-            consts::GET_UPDATES,
-            Some(&s.token),
-            &body,
-            timeout,
-            true,
-            ilink_proto::decode_updates,
-        );
+        let to = Target {
+            base: &s.base_url,
+            token: Some(&s.token),
+        };
+        let call = self
+            .inner
+            .shared
+            .transport
+            .call_with_timeout(to, &body, timeout);
         let resp: GetUpdatesResponse = match call.await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -317,9 +309,6 @@ impl Account {
             }
             Err(e) => return Err(e),
         };
-        if let Err(e) = resp.status() {
-            return Err(api_error("getupdates", &e));
-        }
         if let Some(advertised) = resp.long_poll_timeout()
             && let Ok(mut p) = self.inner.poll_timeout.lock()
         {
@@ -445,16 +434,9 @@ impl Account {
         let body = SendMessageRequest::new(msg, self.inner.shared.transport.base_info());
         let mut attempt = 0;
         let resp: SendMessageResponse = loop {
-            match self
-                .post(consts::SEND_MESSAGE, &body, cfg.timeouts.send, false)
-                .await
-            {
+            match self.call(&body).await {
                 Ok(r) => break r,
-                Err(e)
-                    if attempt < cfg.send_retries
-                        && e.http_error()
-                            .is_some_and(ilink_http::HttpError::is_request_not_sent) =>
-                {
+                Err(e) if attempt < cfg.send_retries && e.is_request_not_sent() => {
                     // The request never reached the server: repeating it cannot duplicate.
                     attempt += 1;
                     tracing::debug!(attempt, error = %e, "sendmessage not sent; retrying");
@@ -467,10 +449,6 @@ impl Account {
                 Err(e) => return Err(SendError::from_error(e)),
             }
         };
-        if let Err(e) = resp.status() {
-            tracing::debug!(account = %self.inner.id, code = ?e.code(), "sendmessage refused");
-            return Err(SendError::from_api(&e));
-        }
         Ok(match resp.message_id {
             Some(id) if !id.as_str().is_empty() => SendOutcome::Delivered {
                 message_id: id,
@@ -499,17 +477,9 @@ impl Account {
             context_token.or_else(|| self.context_token(user)),
             self.inner.shared.transport.base_info(),
         );
-        let result: Result<GetConfigResponse> = self
-            .post(consts::GET_CONFIG, &body, cfg.timeouts.config, false)
-            .await;
+        let result: Result<GetConfigResponse> = self.call(&body).await;
         let ok = match result {
-            Ok(r) => match r.envelope().status_requiring_ret() {
-                Ok(()) => r.typing_ticket.filter(|t| !t.is_empty()),
-                Err(e) => {
-                    tracing::debug!(error = %e, "getconfig refused");
-                    None
-                }
-            },
+            Ok(r) => r.typing_ticket.filter(|t| !t.is_empty()),
             Err(e) => {
                 tracing::debug!(error = %e, "getconfig failed");
                 None
@@ -569,14 +539,10 @@ impl Account {
             status,
             self.inner.shared.transport.base_info(),
         );
-        let timeout = self.inner.shared.config.timeouts.typing;
         // The official client never reads the response of sendtyping (§5); a non-zero code
-        // is still a failure here, so that a refused cancel is retried.
-        let resp: SendTypingResponse = self
-            .post(consts::SEND_TYPING, &body, timeout, false)
-            .await?;
-        resp.status()
-            .map_err(|e| api_error(consts::SEND_TYPING, &e))
+        // is still a failure here (the request path judges the envelope), so that a refused
+        // cancel is retried.
+        self.call(&body).await.map(|_| ())
     }
 
     /// Sends the typing cancel, retried with backoff up to
@@ -679,20 +645,6 @@ impl Drop for TypingGuard {
             let _ = tx.send(());
         }
     }
-}
-
-pub(crate) fn api_error(what: &str, e: &ilink_proto::ApiError) -> Error {
-    let label = what.rsplit('/').next().unwrap_or(what);
-    let kind = if e.is_stale_token() {
-        ErrorKind::SessionExpired
-    } else {
-        ErrorKind::Api
-    };
-    let mut err = Error::new(kind, format!("{label}: {e}"));
-    if let Some(code) = e.code() {
-        err = err.with_code(code);
-    }
-    err
 }
 
 #[cfg(test)]

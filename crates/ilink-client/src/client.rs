@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use ilink_proto::Secret;
 
-use crate::account::Account;
+use crate::account::{Account, AccountInner};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::login::{LoginOutcome, LoginPresenter, LoginResult, run_login};
@@ -20,7 +20,32 @@ pub(crate) struct ClientShared {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) relogin: Option<Arc<dyn LoginPresenter>>,
     pub(crate) cdn: ilink_cdn::CdnClient,
-    pub(crate) accounts: Mutex<HashMap<String, Account>>,
+    /// The accounts open in this process. Weak: an [`Account`] holds the client's shared
+    /// state, so a strong map would keep both alive forever (a reference cycle). An account
+    /// lives as long as someone holds it (a running loop does).
+    pub(crate) accounts: Mutex<HashMap<String, Weak<AccountInner>>>,
+}
+
+impl ClientShared {
+    /// The open account `id`, if it is still alive.
+    fn open_account(&self, id: &str) -> Option<Account> {
+        let open = self.accounts.lock().ok()?;
+        open.get(id)
+            .and_then(Weak::upgrade)
+            .map(|inner| Account { inner })
+    }
+
+    /// Every open account still alive (and forget the others).
+    fn open_accounts(&self) -> Vec<Account> {
+        let Ok(mut open) = self.accounts.lock() else {
+            return Vec::new();
+        };
+        open.retain(|_, w| w.strong_count() > 0);
+        open.values()
+            .filter_map(Weak::upgrade)
+            .map(|inner| Account { inner })
+            .collect()
+    }
 }
 
 /// The entry point: one per process. Holds the configuration, the HTTP connection pools, the
@@ -199,22 +224,21 @@ impl Client {
                 {
                     tracing::info!(account = %other, "removing an account bound to the same user");
                     store.remove_account(&other)?;
-                    if let Ok(mut open) = self.shared.accounts.lock()
-                        && let Some(acct) = open.remove(&other)
-                    {
-                        acct.shutdown();
+                    let removed = self
+                        .shared
+                        .accounts
+                        .lock()
+                        .ok()
+                        .and_then(|mut open| open.remove(&other))
+                        .and_then(|w| w.upgrade());
+                    if let Some(inner) = removed {
+                        Account { inner }.shutdown();
                     }
                 }
             }
         }
         store.save_credentials(&creds)?;
-        let existing = self
-            .shared
-            .accounts
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&creds.account_id).cloned());
-        if let Some(acct) = existing {
+        if let Some(acct) = self.shared.open_account(&creds.account_id) {
             acct.replace_credentials(creds)?;
             return Ok(acct);
         }
@@ -227,23 +251,18 @@ impl Client {
             .accounts
             .lock()
             .map_err(|_| Error::new(ErrorKind::Store, "account table lock poisoned"))?;
-        if let Some(a) = open.get(&creds.account_id) {
-            return Ok(a.clone());
+        if let Some(inner) = open.get(&creds.account_id).and_then(Weak::upgrade) {
+            return Ok(Account { inner });
         }
         let acct = Account::open(self.shared.clone(), creds)?;
-        open.insert(acct.id().to_owned(), acct.clone());
+        open.retain(|_, w| w.strong_count() > 0);
+        open.insert(acct.id().to_owned(), Arc::downgrade(&acct.inner));
         Ok(acct)
     }
 
     /// Open a stored account by its id (`…@im.bot`).
     pub fn account(&self, account_id: &str) -> Result<Account> {
-        if let Some(a) = self
-            .shared
-            .accounts
-            .lock()
-            .ok()
-            .and_then(|m| m.get(account_id).cloned())
-        {
+        if let Some(a) = self.shared.open_account(account_id) {
             return Ok(a);
         }
         let creds = self
@@ -303,10 +322,55 @@ impl Client {
     /// Ask every open account to stop: their update streams end after the message being
     /// handled, each committing what was handled and sending notifystop.
     pub fn shutdown(&self) {
-        if let Ok(open) = self.shared.accounts.lock() {
-            for a in open.values() {
-                a.shutdown();
-            }
+        for a in self.shared.open_accounts() {
+            a.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(id: &str) -> Credentials {
+        Credentials {
+            account_id: id.to_owned(),
+            token: Secret::new("t".to_owned()),
+            base_url: None,
+            user_id: None,
+            saved_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_dropped_client_is_freed_with_its_accounts() {
+        let client = Client::new(ClientConfig::default(), MemoryStore::new()).unwrap();
+        let account = client.add_account(creds("a@im.bot")).unwrap();
+        let again = client.account("a@im.bot").unwrap();
+        assert!(Arc::ptr_eq(&account.inner, &again.inner));
+        let shared = Arc::downgrade(&client.shared);
+        let inner = Arc::downgrade(&account.inner);
+        drop((client, account, again));
+        assert!(shared.upgrade().is_none());
+        assert!(inner.upgrade().is_none());
+    }
+
+    #[test]
+    fn an_account_outlives_its_client_handle_and_reopens_after_drop() {
+        let client = Client::new(ClientConfig::default(), MemoryStore::new()).unwrap();
+        let account = client.add_account(creds("b@im.bot")).unwrap();
+        let shared = Arc::downgrade(&client.shared);
+        drop(client);
+        // The account keeps what it needs to send.
+        assert!(shared.upgrade().is_some());
+        assert_eq!(account.id(), "b@im.bot");
+        let client = Client {
+            shared: account.shared().clone(),
+        };
+        let inner = Arc::downgrade(&account.inner);
+        drop(account);
+        assert!(inner.upgrade().is_none());
+        // Reopened from the store.
+        assert_eq!(client.account("b@im.bot").unwrap().id(), "b@im.bot");
     }
 }

@@ -181,6 +181,10 @@ pub struct ClientConfig {
     pub markdown_filter: bool,
     /// Send typing indicators while a handler runs. Default true.
     pub typing: bool,
+    /// How many messages [`Account::run`](crate::Account::run) handles at once per account,
+    /// each from a different user; one user's messages are always handled one after another,
+    /// in order. 1 handles every message in turn. Default 16; 0 counts as 1.
+    pub handler_concurrency: usize,
     /// How many inbound message keys to remember for dedupe. Default 1024. The keys of the
     /// batch in progress and of the batch before it (the ones a lost response or a restart
     /// can replay) are always kept, even beyond this.
@@ -224,6 +228,7 @@ impl Default for ClientConfig {
             chunk_limit: crate::chunk::DEFAULT_CHUNK_LIMIT,
             markdown_filter: true,
             typing: true,
+            handler_concurrency: 16,
             dedupe_capacity: 1024,
             max_response_body: 16 * 1024 * 1024,
             send_retries: 2,
@@ -270,6 +275,12 @@ impl ClientConfig {
     /// Set the CDN base URL.
     pub fn with_cdn_base_url(mut self, url: impl Into<String>) -> Self {
         self.cdn_base_url = url.into();
+        self
+    }
+
+    /// Handle up to `n` users' messages at once in [`Account::run`](crate::Account::run).
+    pub fn with_handler_concurrency(mut self, n: usize) -> Self {
+        self.handler_concurrency = n;
         self
     }
 

@@ -36,6 +36,13 @@ pub enum ErrorKind {
 }
 
 /// An error of the bot runtime.
+///
+/// Reads once, like reqwest's and twilight's errors: [`Display`](fmt::Display) says only what
+/// failed at this layer ("sendmessage failed"), the cause is in
+/// [`source()`](StdError::source) (a reporter that walks the chain, such as anyhow's `{:#}`,
+/// prints each fact once), and the advice is in [`Error::hint`]. Ask the predicates
+/// ([`Error::is_timeout`], [`Error::is_throttled`], [`Error::is_stale_token`]...) rather than
+/// inspecting the source.
 pub struct Error {
     kind: ErrorKind,
     message: String,
@@ -44,7 +51,9 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    /// An error of `kind` saying what failed, for example from a custom
+    /// [`StateStore`](crate::StateStore): `Error::new(ErrorKind::Store, "saving the cursor")`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -53,7 +62,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+    /// The same error caused by `source` (kept in [`source()`](StdError::source), not
+    /// repeated in `Display`).
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -77,16 +89,31 @@ impl Error {
     }
 
     /// The server's non-zero `ret` / `errcode`, for [`ErrorKind::Api`] and
-    /// [`ErrorKind::SessionExpired`].
+    /// [`ErrorKind::SessionExpired`] (the HTTP status for [`ErrorKind::HttpStatus`]).
     pub fn api_code(&self) -> Option<i64> {
         self.code
     }
 
+    /// The HTTP status, for [`ErrorKind::HttpStatus`].
+    pub fn http_status(&self) -> Option<u16> {
+        match self.kind {
+            ErrorKind::HttpStatus => self.code.and_then(|c| u16::try_from(c).ok()),
+            _ => None,
+        }
+    }
+
     /// The transport error underneath, if this is [`ErrorKind::Transport`].
-    pub fn http_error(&self) -> Option<&ilink_http::HttpError> {
+    pub fn http_error(&self) -> Option<&crate::http::HttpError> {
         self.source
             .as_ref()
             .and_then(|s| s.downcast_ref::<ilink_http::HttpError>())
+    }
+
+    /// The server's error, when the server refused the call (`ret` / `errcode`).
+    pub fn api_error(&self) -> Option<&ilink_proto::ApiError> {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<ilink_proto::ApiError>())
     }
 
     /// True when a client-side timeout caused this error.
@@ -95,7 +122,25 @@ impl Error {
             .is_some_and(ilink_http::HttpError::is_timeout)
     }
 
-    fn advice(&self) -> &'static str {
+    /// True when the request certainly never reached the server (no connection, proxy or
+    /// TLS failure): repeating it cannot duplicate its effect.
+    pub fn is_request_not_sent(&self) -> bool {
+        self.http_error()
+            .is_some_and(ilink_http::HttpError::is_request_not_sent)
+    }
+
+    /// True when the server throttled the call (`ret: -2`).
+    pub fn is_throttled(&self) -> bool {
+        self.kind == ErrorKind::Api && self.code == Some(ilink_proto::consts::THROTTLED_ERRCODE)
+    }
+
+    /// True when the bot token is stale or the session expired (`-14`): log in again.
+    pub fn is_stale_token(&self) -> bool {
+        self.kind == ErrorKind::SessionExpired
+    }
+
+    /// What to do about it, in a few words (not part of `Display`).
+    pub fn hint(&self) -> &'static str {
         match self.kind {
             ErrorKind::Transport => "check the network; the call is retried where that is safe",
             ErrorKind::HttpStatus => "the server or a gateway failed; retry later",
@@ -126,13 +171,13 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(code) = self.code {
+        // A source (the server's `ApiError`) states the code itself.
+        if let Some(code) = self.code
+            && self.source.is_none()
+        {
             write!(f, " (code {code})")?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        write!(f, "; {}", self.advice())
+        Ok(())
     }
 }
 
@@ -152,23 +197,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_and_kind() {
+    fn display_is_this_layer_only() {
         let e = Error::new(ErrorKind::SessionExpired, "getupdates: session expired").with_code(-14);
         assert_eq!(e.kind(), ErrorKind::SessionExpired);
         assert_eq!(e.api_code(), Some(-14));
-        assert_eq!(
-            e.to_string(),
-            "getupdates: session expired (code -14); log in again (scan a new QR code)"
-        );
+        assert!(e.is_stale_token());
+        assert_eq!(e.to_string(), "getupdates: session expired (code -14)");
+        assert_eq!(e.hint(), "log in again (scan a new QR code)");
         let t = Error::transport(
             "sendmessage",
             ilink_http::HttpError::new(ilink_http::ErrorKind::Timeout, None),
         );
         assert!(t.is_timeout());
+        assert!(!t.is_request_not_sent());
         assert!(t.http_error().is_some());
+        assert_eq!(t.to_string(), "sendmessage failed");
         assert!(
-            t.to_string()
-                .starts_with("sendmessage failed: HTTP request timed out")
+            t.source()
+                .is_some_and(|s| s.to_string().contains("timed out"))
         );
+        let s = Error::new(ErrorKind::HttpStatus, "sendmessage: HTTP 502").with_code(502);
+        assert_eq!(s.http_status(), Some(502));
+        let a = Error::new(ErrorKind::Api, "sendmessage refused").with_code(-2);
+        assert!(a.is_throttled());
+        assert_eq!(a.http_status(), None);
     }
 }

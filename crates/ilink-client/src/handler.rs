@@ -1,7 +1,9 @@
 //! The handler API on top of the update stream: `account.run(handler)`.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use ilink_proto::{MessageItem, Secret};
 
@@ -9,7 +11,8 @@ use crate::account::{Account, new_run_id};
 use crate::error::Result;
 use crate::login::BoxFuture;
 use crate::send::{SendError, SendOutcome};
-use crate::updates::{InboundMessage, Update};
+use crate::updates::{Acker, InboundMessage, Receipt, Update};
+use tokio::task::JoinSet;
 
 /// The context of one inbound message given to a handler: the message, its account, and
 /// replies that carry the message's `context_token` (and the turn's `run_id`) automatically.
@@ -48,6 +51,11 @@ impl MessageContext {
     /// The body text, if the message has one (see [`InboundMessage::text`]).
     pub fn text(&self) -> Option<&str> {
         self.message.text()
+    }
+
+    /// What the message carries (see [`InboundMessage::content`]).
+    pub fn content(&self) -> Option<crate::Content<'_>> {
+        self.message.content()
     }
 
     /// The sender.
@@ -105,7 +113,8 @@ impl<E: fmt::Display + Send> HandlerOutput for std::result::Result<(), E> {
 /// Handles updates for [`Account::run`]. Any `Fn(MessageContext) -> impl Future` closure is a
 /// handler; implement the trait to also see other updates.
 pub trait Handler: Send + Sync + 'static {
-    /// Handle one message. The next message is handled after this returns.
+    /// Handle one message. The same user's next message is handled after this returns;
+    /// other users' messages may be handled meanwhile (see [`Account::run`]).
     fn on_message(&self, ctx: MessageContext) -> BoxFuture<'_, ()>;
 
     /// See an update that is not a message ([`Update::SessionExpired`],
@@ -128,28 +137,21 @@ where
     }
 }
 
-/// One handler shared by several accounts.
-struct SharedHandler<H>(std::sync::Arc<H>);
-
-impl<H: Handler> Handler for SharedHandler<H> {
-    fn on_message(&self, ctx: MessageContext) -> BoxFuture<'_, ()> {
-        self.0.on_message(ctx)
-    }
-    fn on_update(&self, update: &Update) {
-        self.0.on_update(update);
-    }
-}
+/// Messages taken from the stream but not yet started, per account, at most: the stream is
+/// not read further until some start.
+const MAX_QUEUED: usize = 1024;
 
 impl crate::Client {
-    /// Run `handler` on every stored account, each with its own loop, until
-    /// [`Client::shutdown`](crate::Client::shutdown). Returns when every loop has ended; the
-    /// first error (for example an account that already has a stream) is returned after that.
+    /// Run `handler` on every stored account, each with its own loop (see [`Account::run`]),
+    /// until [`Client::shutdown`](crate::Client::shutdown). Returns when every loop has ended;
+    /// the first error (for example an account that already has a stream) is returned after
+    /// that.
     pub async fn run<H: Handler>(&self, handler: H) -> Result<()> {
-        let handler = std::sync::Arc::new(handler);
+        let handler = Arc::new(handler);
         let mut tasks = Vec::new();
         for account in self.accounts()? {
-            let h = SharedHandler(handler.clone());
-            tasks.push(tokio::spawn(async move { account.run(h).await }));
+            let h = handler.clone();
+            tasks.push(tokio::spawn(async move { account.run_shared(h).await }));
         }
         let mut first_err = None;
         for t in tasks {
@@ -170,40 +172,182 @@ impl crate::Client {
     }
 }
 
+/// The messages of one account waiting for their handler: a lane per user, at most one
+/// handler per user at a time, at most `limit` at once.
+struct Lanes {
+    waiting: HashMap<String, VecDeque<(InboundMessage, Receipt)>>,
+    /// Users with waiting messages and no running handler, in arrival order.
+    ready: VecDeque<String>,
+    busy: HashSet<String>,
+    queued: usize,
+}
+
+impl Lanes {
+    fn push(&mut self, msg: InboundMessage, receipt: Receipt) {
+        let user = msg.from().to_owned();
+        let lane = self.waiting.entry(user.clone()).or_default();
+        lane.push_back((msg, receipt));
+        self.queued += 1;
+        if lane.len() == 1 && !self.busy.contains(&user) {
+            self.ready.push_back(user);
+        }
+    }
+
+    /// The next message to start, from the user who has waited longest.
+    fn pop_ready(&mut self) -> Option<(String, InboundMessage, Receipt)> {
+        while let Some(user) = self.ready.pop_front() {
+            let Some(lane) = self.waiting.get_mut(&user) else {
+                continue;
+            };
+            let Some((msg, receipt)) = lane.pop_front() else {
+                self.waiting.remove(&user);
+                continue;
+            };
+            if lane.is_empty() {
+                self.waiting.remove(&user);
+            }
+            self.queued -= 1;
+            self.busy.insert(user.clone());
+            return Some((user, msg, receipt));
+        }
+        None
+    }
+
+    fn done(&mut self, user: &str) {
+        self.busy.remove(user);
+        if self.waiting.get(user).is_some_and(|l| !l.is_empty()) {
+            self.ready.push_back(user.to_owned());
+        }
+    }
+}
+
 impl Account {
     /// Run `handler` on every inbound message until [`Account::shutdown`] (or
-    /// [`Client::shutdown`](crate::Client::shutdown)). Messages are handled one at a time, in
-    /// order; while a handler runs, a typing indicator is shown (if enabled) and refreshed,
-    /// and cancelled when it returns. A message counts as handled as soon as its handler
-    /// returns: its dedupe tombstone is written then ([`Updates::ack`](crate::Updates::ack)),
-    /// before the typing indicator is cancelled. A crash after that write does not deliver it
-    /// again; a crash while the handler runs (or before the write is done) does: at least
-    /// once. On shutdown the message
-    /// being handled finishes, the progress is committed and notifystop is sent; then `run`
+    /// [`Client::shutdown`](crate::Client::shutdown)).
+    ///
+    /// Messages of different users are handled concurrently, up to
+    /// [`ClientConfig::handler_concurrency`](crate::ClientConfig::handler_concurrency) at
+    /// once (teloxide's dispatcher does the same per chat); the messages of one user are
+    /// handled one after another, in the order received. While a handler runs, a typing
+    /// indicator is shown to its user (if enabled) and refreshed, and cancelled when it
     /// returns.
+    ///
+    /// A message counts as handled as soon as its handler returns (or panics: the panic is
+    /// logged and the message is not delivered again): its dedupe tombstone is written then,
+    /// before the typing indicator is cancelled, and a batch's cursor is persisted once every
+    /// message of it (and of the batches before it) is handled. A crash after that write does
+    /// not deliver the message again; a crash while the handler runs (or before the write is
+    /// done) does: at least once.
+    ///
+    /// On shutdown no further message is started; the handlers running finish, their progress
+    /// is committed and notifystop is sent; then `run` returns. Messages received but not
+    /// started come again on the next start.
     pub async fn run<H: Handler>(&self, handler: H) -> Result<()> {
+        self.run_shared(Arc::new(handler)).await
+    }
+
+    async fn run_shared<H: Handler>(&self, handler: Arc<H>) -> Result<()> {
         let mut updates = self.updates()?;
-        let typing = self.shared().config.typing;
-        while let Some(update) = updates.next().await {
-            match update {
-                Update::Message(msg) => {
-                    let ctx = MessageContext::new(self.clone(), msg);
-                    let guard = if typing {
-                        Some(self.start_typing(ctx.from(), ctx.token()).await)
-                    } else {
-                        None
-                    };
-                    handler.on_message(ctx).await;
-                    // Handled: persist the tombstone before anything else, so a crash while
-                    // the typing indicator is cancelled does not deliver the message again.
-                    updates.ack();
-                    if let Some(g) = guard {
-                        g.stop().await;
+        let acker = updates.acker();
+        let cfg = &self.shared().config;
+        let limit = cfg.handler_concurrency.max(1);
+        let typing = cfg.typing;
+        let mut shutdown = self.shutdown_watch();
+        let mut lanes = Lanes {
+            waiting: HashMap::new(),
+            ready: VecDeque::new(),
+            busy: HashSet::new(),
+            queued: 0,
+        };
+        let mut running: JoinSet<String> = JoinSet::new();
+        let mut stopping = false;
+        loop {
+            while !stopping && running.len() < limit {
+                let Some((user, msg, receipt)) = lanes.pop_ready() else {
+                    break;
+                };
+                running.spawn(handle_one(
+                    self.clone(),
+                    handler.clone(),
+                    acker.clone(),
+                    typing,
+                    user,
+                    msg,
+                    receipt,
+                ));
+            }
+            if stopping && running.is_empty() {
+                // Let the stream commit what was handled and send notifystop.
+                while updates.next_deferred().await.is_some() {}
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                Some(done) = running.join_next(), if !running.is_empty() => match done {
+                    Ok(user) => lanes.done(&user),
+                    // Only a cancelled task ends without a user; nothing to release.
+                    Err(e) => tracing::error!(account = %self.id(), error = %e, "a handler task failed"),
+                },
+                _ = shutdown.wait_for(|s| *s), if !stopping => stopping = true,
+                next = updates.next_deferred(), if !stopping && lanes.queued < MAX_QUEUED => {
+                    match next {
+                        None => stopping = true,
+                        Some((Update::Message(msg), Some(receipt))) => lanes.push(msg, receipt),
+                        Some((other, receipt)) => {
+                            handler.on_update(&other);
+                            if let Some(r) = receipt {
+                                acker.ack(r);
+                            }
+                        }
                     }
                 }
-                other => handler.on_update(&other),
             }
         }
-        Ok(())
     }
+}
+
+/// A handler task that is cancelled when `run` is (dropping a `JoinHandle` detaches it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    async fn join(mut self) -> std::result::Result<(), tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Handle one message: typing indicator, the handler (in a task of its own, so a panic is
+/// contained), the acknowledgement, then the typing cancel. Returns the user.
+async fn handle_one<H: Handler>(
+    account: Account,
+    handler: Arc<H>,
+    acker: Acker,
+    typing: bool,
+    user: String,
+    msg: InboundMessage,
+    receipt: Receipt,
+) -> String {
+    let ctx = MessageContext::new(account.clone(), msg);
+    let guard = if typing {
+        Some(account.start_typing(&user, ctx.token()).await)
+    } else {
+        None
+    };
+    let task = AbortOnDrop(tokio::spawn(async move { handler.on_message(ctx).await }));
+    if let Err(e) = task.join().await {
+        tracing::error!(account = %account.id(), error = %e,
+            "a message handler panicked; the message counts as handled");
+    }
+    // Handled: persist the tombstone before anything else, so a crash while the typing
+    // indicator is cancelled does not deliver the message again.
+    acker.ack(receipt);
+    if let Some(g) = guard {
+        g.stop().await;
+    }
+    user
 }

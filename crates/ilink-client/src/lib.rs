@@ -5,6 +5,7 @@ mod account;
 mod chunk;
 mod client;
 mod config;
+pub mod content;
 mod dedupe;
 pub mod download;
 mod error;
@@ -23,6 +24,7 @@ pub use account::{Account, TypingGuard};
 pub use chunk::{DEFAULT_CHUNK_LIMIT, chunk_text};
 pub use client::{Client, ClientBuilder};
 pub use config::{ClientConfig, Delays, Timeouts};
+pub use content::Content;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use handler::{Handler, HandlerOutput, MessageContext};
 /// Media sources and CDN types, re-exported from `ilink-cdn`.
@@ -37,6 +39,10 @@ pub use send::{MediaProblem, SendError, SendErrorKind, SendOutcome};
 pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
 pub use updates::{InboundMessage, PollError, PollErrorKind, UndecodableMessage, Update, Updates};
 
+/// The HTTP layer (`ilink-http`), re-exported: [`ClientConfig::proxy`] takes its
+/// [`Proxy`](http::Proxy), [`Client::http`] returns its [`HttpClient`](http::HttpClient), and
+/// [`Error::http_error`] its [`HttpError`](http::HttpError).
+pub use ilink_http as http;
 /// The wire types, re-exported for convenience.
 pub use ilink_proto as proto;
 pub use ilink_proto::{CompatVersion, Secret, ThrottleReason, TypingStatus, WireId};

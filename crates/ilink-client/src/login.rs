@@ -7,14 +7,14 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use ilink_proto::{
-    CompatVersion, GetBotQrCodeRequest, GetBotQrCodeResponse, QrCodeStatusResponse, QrStatus,
-    Secret, consts,
+    CompatVersion, GetBotQrCodeRequest, GetBotQrCodeResponse, QrCodeStatusQuery,
+    QrCodeStatusResponse, QrStatus, Secret, consts,
 };
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Credentials;
-use crate::transport::{Transport, encode_query_value};
+use crate::transport::{QrCodeCall, Target, Transport};
 
 /// A boxed future, as returned by [`LoginPresenter::verify_code`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -185,29 +185,14 @@ async fn fetch_qr(
     version: &CompatVersion,
 ) -> Result<(String, String)> {
     let cfg = transport.config();
-    let path = format!(
-        "{}?{}={}",
-        consts::GET_BOT_QRCODE,
-        consts::QUERY_BOT_TYPE,
-        consts::DEFAULT_BOT_TYPE
-    );
-    let resp: GetBotQrCodeResponse = if version.posts_qrcode_request() {
-        let body = GetBotQrCodeRequest::new(local_tokens.iter().cloned());
-        transport
-            .post(
-                &cfg.qr_base_url,
-                &path,
-                None,
-                &body,
-                cfg.timeouts.qr_code,
-                false,
-            )
-            .await?
-    } else {
-        transport
-            .get(&cfg.qr_base_url, &path, cfg.timeouts.qr_code)
-            .await?
+    let body = version
+        .posts_qrcode_request()
+        .then(|| GetBotQrCodeRequest::new(local_tokens.iter().cloned()));
+    let to = Target {
+        base: &cfg.qr_base_url,
+        token: None,
     };
+    let resp: GetBotQrCodeResponse = transport.call(to, &QrCodeCall(body)).await?;
     let qrcode = resp
         .qrcode
         .filter(|s| !s.is_empty())
@@ -246,19 +231,10 @@ pub(crate) async fn run_login(
                 ),
             ));
         }
-        let mut path = format!(
-            "{}?{}={}",
-            consts::GET_QRCODE_STATUS,
-            consts::QUERY_QRCODE,
-            encode_query_value(&qrcode)
-        );
-        if let Some(code) = &verify {
-            path.push_str(&format!(
-                "&{}={}",
-                consts::QUERY_VERIFY_CODE,
-                encode_query_value(code)
-            ));
-        }
+        let query = QrCodeStatusQuery {
+            qrcode: qrcode.clone(),
+            verify_code: verify.clone(),
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = cfg
             .timeouts
@@ -266,13 +242,18 @@ pub(crate) async fn run_login(
             .min(remaining)
             .max(Duration::from_millis(1));
         // A timeout or any transport / HTTP error counts as `wait` (§4).
-        let status: QrCodeStatusResponse = match transport.get(&poll_base, &path, timeout).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(error = %e, "get_qrcode_status failed; treated as wait");
-                QrCodeStatusResponse::default()
-            }
+        let to = Target {
+            base: &poll_base,
+            token: None,
         };
+        let status: QrCodeStatusResponse =
+            match transport.call_with_timeout(to, &query, timeout).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "get_qrcode_status failed; treated as wait");
+                    QrCodeStatusResponse::default()
+                }
+            };
         let mut delay = cfg.delays.qr_poll;
         let mut refresh = false;
         match &status.status {

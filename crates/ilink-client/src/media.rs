@@ -7,9 +7,7 @@ use std::fmt;
 
 use ilink_cdn::{MediaFormat, MediaKind, MediaSource, PreparedUpload, ProgressFn, UploadedMedia};
 use ilink_crypto::MediaKey;
-use ilink_proto::{
-    ApiResponse as _, CdnMedia, GetUploadUrlResponse, MessageItem, Secret, UploadMediaType, consts,
-};
+use ilink_proto::{CdnMedia, GetUploadUrlResponse, MessageItem, Secret, UploadMediaType};
 
 use crate::account::Account;
 use crate::error::{Error, ErrorKind, Result};
@@ -325,27 +323,15 @@ impl Account {
         if shared.config.upload_context_token {
             req = req.with_context_token(token.clone());
         }
-        let resp: GetUploadUrlResponse = self
-            .post(
-                consts::GET_UPLOAD_URL,
-                &req,
-                shared.config.timeouts.send,
-                false,
-            )
-            .await
-            .map_err(upload_error)?;
-        // The official client does not check `ret` and fails only without an upload target;
-        // without a target, a code says why, as on sendmessage.
-        if !resp.has_upload_target() {
-            if let Err(api) = resp.status() {
+        // Judged by the request path: a refusal or no upload target is an error. A refusal
+        // maps to the same `SendError` kinds as a refused sendmessage.
+        let resp: GetUploadUrlResponse = self.call(&req).await.map_err(|e| match e.api_error() {
+            Some(api) => {
                 tracing::debug!(account = %self.id(), code = ?api.code(), "getuploadurl refused");
-                return Err(SendError::grant_refused(&api));
+                SendError::grant_refused(api)
             }
-            return Err(upload_error(Error::new(
-                ErrorKind::Api,
-                "getuploadurl gave no upload target",
-            )));
-        }
+            None => upload_error(e),
+        })?;
         shared
             .cdn
             .upload(prepared, &resp, progress)

@@ -165,6 +165,10 @@ impl SendError {
     }
 
     pub(crate) fn from_error(e: crate::error::Error) -> Self {
+        // The server refused: typed by its code (the transport judged the envelope).
+        if let Some(api) = e.api_error() {
+            return Self::from_api(api);
+        }
         let kind = match e.kind() {
             crate::ErrorKind::SessionExpired => SendErrorKind::SessionExpired,
             crate::ErrorKind::InvalidInput => SendErrorKind::Invalid,
@@ -236,10 +240,8 @@ impl fmt::Debug for SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
+        // The cause is in `source()`, not repeated here.
         f.write_str(&i.message)?;
-        if let Some(s) = &i.source {
-            write!(f, ": {s}")?;
-        }
         if !i.sent.is_empty() {
             write!(f, " ({} earlier part(s) were sent)", i.sent.len())?;
         }

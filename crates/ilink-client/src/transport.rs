@@ -1,18 +1,192 @@
 //! The wire layer: URLs, headers and bodies exactly as the official client sends them
-//! (PROTOCOL.md §1-§3), per-call timeouts (§4) and response decoding (§5).
+//! (PROTOCOL.md §1-§3), per-call timeouts (§4) and response judging (§5), on one typed
+//! request path: an [`ApiCall`] names its endpoint, its timeout class and its response type,
+//! and [`Transport::call`] sends any of them and judges the envelope once (teloxide's
+//! `Payload`, twilight-http's `Route`). Callers never look at `ret` / `errcode`.
 
 use std::time::Duration;
 
 use ilink_http::{HttpClient, HttpConfig, Request};
-use ilink_proto::{BaseInfo, Secret, consts, uin_header_value};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use ilink_proto::{
+    ApiError, ApiResponse, BaseInfo, DecodeError, Endpoint, Envelope, GetBotQrCodeRequest,
+    GetBotQrCodeResponse, GetConfigRequest, GetConfigResponse, GetUpdatesRequest,
+    GetUpdatesResponse, GetUploadUrlRequest, GetUploadUrlResponse, NotifyRequest, NotifyResponse,
+    QrCodeStatusQuery, QrCodeStatusResponse, Secret, SendMessageRequest, SendMessageResponse,
+    SendTypingRequest, SendTypingResponse, consts, uin_header_value,
+};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Timeouts};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Decodes a response body (with the limits of `ilink_proto::decode` or a variant of it).
-pub(crate) type BodyDecoder<T> = fn(&[u8]) -> std::result::Result<T, ilink_proto::DecodeError>;
+/// Why a decoded answer is a failure.
+pub(crate) enum Refusal {
+    /// A non-zero `ret` / `errcode`.
+    Api(ApiError),
+    /// Success by its envelope, but without a field the call cannot do without.
+    Missing(&'static str, Envelope),
+}
+
+/// One call of the bot API.
+pub(crate) trait ApiCall: Sync {
+    /// What the server answers.
+    type Response: Send;
+
+    /// The endpoint: path, method, and (through [`timeout_for`]) the timeout class.
+    fn endpoint(&self) -> Endpoint;
+
+    /// Query pairs, not yet encoded.
+    fn query(&self) -> Vec<(&'static str, &str)> {
+        Vec::new()
+    }
+
+    /// The JSON body; `None` sends a `GET` without one.
+    fn body(&self) -> Option<serde_json::Result<Vec<u8>>>;
+
+    /// Decodes the body (with the limits of `ilink_proto::decode`).
+    fn decode(body: &[u8]) -> std::result::Result<Self::Response, DecodeError>;
+
+    /// How the envelope is judged. The default of most calls: any non-zero `ret` or
+    /// `errcode` is a refusal (the lenient §19 rule).
+    fn judge(resp: &Self::Response) -> std::result::Result<(), Refusal>;
+}
+
+/// The timeout class of an endpoint (§4), from the configuration. getupdates gets the
+/// first long-poll timeout here; later polls pass the server's value.
+pub(crate) fn timeout_for(endpoint: Endpoint, t: &Timeouts) -> Duration {
+    match endpoint {
+        Endpoint::GetUpdates => t.long_poll + t.long_poll_margin,
+        Endpoint::GetConfig => t.config,
+        Endpoint::SendTyping => t.typing,
+        Endpoint::NotifyStart | Endpoint::NotifyStop => t.notify,
+        Endpoint::GetBotQrCode => t.qr_code,
+        Endpoint::GetQrCodeStatus => t.qr_status,
+        // sendmessage, getuploadurl, and any endpoint added later.
+        _ => t.send,
+    }
+}
+
+fn lenient<R: ApiResponse>(r: &R) -> std::result::Result<(), Refusal> {
+    r.status().map_err(Refusal::Api)
+}
+
+fn unjudged<R>(_: &R) -> std::result::Result<(), Refusal> {
+    Ok(())
+}
+
+macro_rules! post_call {
+    ($req:ty => $resp:ty, $endpoint:expr, $decode:path, $judge:expr) => {
+        impl ApiCall for $req {
+            type Response = $resp;
+            fn endpoint(&self) -> Endpoint {
+                $endpoint
+            }
+            fn body(&self) -> Option<serde_json::Result<Vec<u8>>> {
+                Some(serde_json::to_vec(self))
+            }
+            fn decode(body: &[u8]) -> std::result::Result<$resp, DecodeError> {
+                $decode(body)
+            }
+            fn judge(resp: &$resp) -> std::result::Result<(), Refusal> {
+                $judge(resp)
+            }
+        }
+    };
+}
+
+// getupdates limits the depth of each message, not of the body: one deeply nested message
+// becomes `Update::Undecodable` and the cursor still advances.
+post_call!(GetUpdatesRequest => GetUpdatesResponse, Endpoint::GetUpdates,
+    ilink_proto::decode_updates, lenient);
+post_call!(SendMessageRequest => SendMessageResponse, Endpoint::SendMessage,
+    ilink_proto::decode, lenient);
+// getconfig needs an explicit `ret: 0`, as in the official client (§5).
+post_call!(GetConfigRequest => GetConfigResponse, Endpoint::GetConfig, ilink_proto::decode,
+    |r: &GetConfigResponse| r.envelope().status_requiring_ret().map_err(Refusal::Api));
+// The response body of sendtyping is never read by the official client (§5).
+post_call!(SendTypingRequest => SendTypingResponse, Endpoint::SendTyping,
+    ilink_proto::decode, unjudged);
+// The official client does not check getuploadurl's `ret`; it fails only without an upload
+// target (§12.1). A refusal with a code says so; success without a target is a refusal too.
+post_call!(GetUploadUrlRequest => GetUploadUrlResponse, Endpoint::GetUploadUrl,
+ilink_proto::decode, |r: &GetUploadUrlResponse| {
+    if r.has_upload_target() {
+        return Ok(());
+    }
+    match r.status() {
+        Err(e) => Err(Refusal::Api(e)),
+        Ok(()) => Err(Refusal::Missing("upload target", r.envelope())),
+    }
+});
+
+/// notifystart / notifystop: one body, two endpoints.
+pub(crate) struct NotifyCall {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) body: NotifyRequest,
+}
+
+impl ApiCall for NotifyCall {
+    type Response = NotifyResponse;
+    fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+    fn body(&self) -> Option<serde_json::Result<Vec<u8>>> {
+        Some(serde_json::to_vec(&self.body))
+    }
+    fn decode(body: &[u8]) -> std::result::Result<NotifyResponse, DecodeError> {
+        ilink_proto::decode(body)
+    }
+    fn judge(resp: &NotifyResponse) -> std::result::Result<(), Refusal> {
+        lenient(resp)
+    }
+}
+
+/// get_bot_qrcode: a `POST` with the local tokens (2.3.1+), or a `GET` without a body.
+pub(crate) struct QrCodeCall(pub(crate) Option<GetBotQrCodeRequest>);
+
+impl ApiCall for QrCodeCall {
+    type Response = GetBotQrCodeResponse;
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::GetBotQrCode
+    }
+    fn query(&self) -> Vec<(&'static str, &str)> {
+        GetBotQrCodeRequest::query_pairs().to_vec()
+    }
+    fn body(&self) -> Option<serde_json::Result<Vec<u8>>> {
+        self.0.as_ref().map(serde_json::to_vec)
+    }
+    fn decode(body: &[u8]) -> std::result::Result<GetBotQrCodeResponse, DecodeError> {
+        ilink_proto::decode(body)
+    }
+    fn judge(resp: &GetBotQrCodeResponse) -> std::result::Result<(), Refusal> {
+        unjudged(resp)
+    }
+}
+
+impl ApiCall for QrCodeStatusQuery {
+    type Response = QrCodeStatusResponse;
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::GetQrCodeStatus
+    }
+    fn query(&self) -> Vec<(&'static str, &str)> {
+        self.query_pairs()
+    }
+    fn body(&self) -> Option<serde_json::Result<Vec<u8>>> {
+        None
+    }
+    fn decode(body: &[u8]) -> std::result::Result<QrCodeStatusResponse, DecodeError> {
+        ilink_proto::decode(body)
+    }
+    fn judge(resp: &QrCodeStatusResponse) -> std::result::Result<(), Refusal> {
+        unjudged(resp)
+    }
+}
+
+/// Where a call goes: a base URL and the bot token (none for QR login).
+#[derive(Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) base: &'a str,
+    pub(crate) token: Option<&'a Secret>,
+}
 
 /// Shared HTTP clients: one pool for long-polls, one for everything else, so a held long-poll
 /// never blocks an API call.
@@ -33,20 +207,6 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
     } else {
         format!("{base}/{path}")
     }
-}
-
-/// Percent-encode a query value (everything but RFC 3986 unreserved characters), as
-/// `encodeURIComponent` does for the values this protocol uses.
-pub(crate) fn encode_query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl Transport {
@@ -119,72 +279,50 @@ impl Transport {
         req
     }
 
-    /// POST a JSON body to `base`/`path` and decode the JSON answer. Application errors
-    /// (`ret`/`errcode`) are left to the caller, since each endpoint judges them differently.
-    pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        base: &str,
-        path: &str,
-        token: Option<&Secret>,
-        body: &Req,
-        timeout: Duration,
-        long_poll: bool,
-    ) -> Result<Resp> {
-        self.post_with(
-            base,
-            path,
-            token,
-            body,
-            timeout,
-            long_poll,
-            ilink_proto::decode::<Resp>,
-        )
-        .await
+    /// Send `call` to `to` with its endpoint's timeout, decode the answer and judge its
+    /// envelope: a refusal is [`ErrorKind::Api`] (or [`ErrorKind::SessionExpired`] for
+    /// `-14`) with the server's [`ApiError`] as its source.
+    pub(crate) async fn call<C: ApiCall>(&self, to: Target<'_>, call: &C) -> Result<C::Response> {
+        let timeout = timeout_for(call.endpoint(), &self.config.timeouts);
+        self.call_with_timeout(to, call, timeout).await
     }
 
-    /// [`post`](Self::post) with a body decoder of its own (getupdates uses
-    /// [`ilink_proto::decode_updates`], whose depth limit is per message, not per body).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn post_with<Req: Serialize, Resp>(
+    /// [`call`](Self::call) with another timeout (a server-advertised long-poll timeout, the
+    /// rest of the QR login).
+    pub(crate) async fn call_with_timeout<C: ApiCall>(
         &self,
-        base: &str,
-        path: &str,
-        token: Option<&Secret>,
-        body: &Req,
+        to: Target<'_>,
+        call: &C,
         timeout: Duration,
-        long_poll: bool,
-        decode: BodyDecoder<Resp>,
-    ) -> Result<Resp> {
-        let label = endpoint_label(path);
-        let bytes = serde_json::to_vec(body).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("{label}: encoding the request"),
-            )
-            .with_source(e)
-        })?;
-        let url = join_url(base, path);
-        let req = self
-            .post_headers(Request::post(url), token)
-            .body(bytes)
-            .timeout(timeout);
-        let client = if long_poll { &self.poll } else { &self.api };
-        self.exchange(client, req, label, decode).await
-    }
-
-    /// GET `base`/`path?query` with only the app headers (§3: QR status polling).
-    pub(crate) async fn get<Resp: DeserializeOwned>(
-        &self,
-        base: &str,
-        path_and_query: &str,
-        timeout: Duration,
-    ) -> Result<Resp> {
-        let label = endpoint_label(path_and_query);
-        let req = self
-            .app_headers(Request::get(join_url(base, path_and_query)))
-            .timeout(timeout);
-        self.exchange(&self.poll, req, label, ilink_proto::decode::<Resp>)
-            .await
+    ) -> Result<C::Response> {
+        let endpoint = call.endpoint();
+        let label = endpoint.name();
+        let url = join_url(
+            to.base,
+            &ilink_proto::with_query(endpoint.path(), &call.query()),
+        );
+        let req = match call.body() {
+            Some(body) => {
+                let bytes = body.map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("{label}: encoding the request"),
+                    )
+                    .with_source(e)
+                })?;
+                self.post_headers(Request::post(url), to.token).body(bytes)
+            }
+            None => self.app_headers(Request::get(url)),
+        }
+        .timeout(timeout);
+        let client = if endpoint.is_long_poll() {
+            &self.poll
+        } else {
+            &self.api
+        };
+        let resp = self.exchange(client, req, label, C::decode).await?;
+        C::judge(&resp).map_err(|r| refused(label, r))?;
+        Ok(resp)
     }
 
     async fn exchange<Resp>(
@@ -192,7 +330,7 @@ impl Transport {
         client: &HttpClient,
         req: Request,
         label: &str,
-        decode: BodyDecoder<Resp>,
+        decode: fn(&[u8]) -> std::result::Result<Resp, DecodeError>,
     ) -> Result<Resp> {
         use tracing::Instrument as _;
         let span = tracing::debug_span!("ilink_call", endpoint = label);
@@ -204,11 +342,12 @@ impl Transport {
         let status = resp.status;
         let body = resp.bytes().await.map_err(|e| Error::transport(label, e))?;
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+            let text = String::from_utf8_lossy(body.get(..body.len().min(512)).unwrap_or(&[]))
+                .into_owned();
             tracing::debug!(endpoint = label, status = status.as_u16(), "non-2xx answer");
             return Err(Error::new(
                 ErrorKind::HttpStatus,
-                format!("{label} {}: {text}", status.as_u16()),
+                format!("{label} answered HTTP {}: {text}", status.as_u16()),
             )
             .with_code(i64::from(status.as_u16())));
         }
@@ -222,9 +361,39 @@ impl Transport {
     }
 }
 
-fn endpoint_label(path: &str) -> &str {
-    let p = path.split('?').next().unwrap_or(path);
-    p.rsplit('/').next().unwrap_or(p)
+/// The error of a refused call: this layer says which call; the server's error is the source.
+fn refused(label: &str, r: Refusal) -> Error {
+    match r {
+        Refusal::Api(e) => {
+            let kind = if e.is_stale_token() {
+                ErrorKind::SessionExpired
+            } else {
+                ErrorKind::Api
+            };
+            let mut err = Error::new(kind, format!("{label} refused"));
+            if let Some(code) = e.code() {
+                err = err.with_code(code);
+            }
+            err.with_source(e)
+        }
+        Refusal::Missing(what, env) => {
+            let mut err = Error::new(
+                ErrorKind::Api,
+                format!(
+                    "{label} gave no {what}{}",
+                    env.errmsg
+                        .as_deref()
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ),
+            );
+            if let Some(code) = env.code() {
+                err = err.with_code(code);
+            }
+            err
+        }
+    }
 }
 
 #[cfg(test)]
@@ -244,18 +413,33 @@ mod tests {
     }
 
     #[test]
-    fn encodes_query_values() {
-        assert_eq!(encode_query_value("QR+/= 1"), "QR%2B%2F%3D%201");
-        assert_eq!(encode_query_value("abc-_.~"), "abc-_.~");
-        assert_eq!(encode_query_value("中"), "%E4%B8%AD");
+    fn every_endpoint_has_a_timeout_class() {
+        let t = Timeouts::default();
+        for e in Endpoint::ALL {
+            assert!(timeout_for(e, &t) > Duration::ZERO, "{e}");
+        }
+        assert_eq!(timeout_for(Endpoint::SendTyping, &t), t.typing);
+        assert_eq!(
+            timeout_for(Endpoint::GetUpdates, &t),
+            t.long_poll + t.long_poll_margin
+        );
     }
 
     #[test]
-    fn labels() {
-        assert_eq!(endpoint_label("ilink/bot/msg/notifystart"), "notifystart");
-        assert_eq!(
-            endpoint_label("ilink/bot/get_qrcode_status?qrcode=x"),
-            "get_qrcode_status"
+    fn refusals_keep_the_server_error_as_source() {
+        let e = refused(
+            "getupdates",
+            Refusal::Api(ApiError::StaleToken { errmsg: None }),
         );
+        assert_eq!(e.kind(), ErrorKind::SessionExpired);
+        assert_eq!(e.to_string(), "getupdates refused");
+        assert!(e.api_error().is_some());
+        let env = Envelope {
+            ret: Some(0),
+            errcode: None,
+            errmsg: Some("busy".into()),
+        };
+        let e = refused("getuploadurl", Refusal::Missing("upload target", env));
+        assert_eq!(e.to_string(), "getuploadurl gave no upload target (busy)");
     }
 }

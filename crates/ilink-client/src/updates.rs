@@ -1,10 +1,10 @@
 //! Receiving: the per-account stream of updates (PROTOCOL.md §7, §14).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -64,6 +64,17 @@ impl InboundMessage {
     /// The content items.
     pub fn items(&self) -> &[MessageItem] {
         self.msg.items()
+    }
+
+    /// What the message carries: the content of its first item (`None` without items).
+    /// See [`Content`](crate::Content); [`contents`](Self::contents) has every item.
+    pub fn content(&self) -> Option<crate::Content<'_>> {
+        self.items().first().map(crate::Content::of)
+    }
+
+    /// The content of every item, in order.
+    pub fn contents(&self) -> impl Iterator<Item = crate::Content<'_>> {
+        self.items().iter().map(crate::Content::of)
     }
 
     /// `create_time_ms`.
@@ -272,7 +283,169 @@ pub enum Update {
     },
 }
 
-type PollFuture = Pin<Box<dyn std::future::Future<Output = (Option<Update>, Poller)> + Send>>;
+type PollFuture =
+    Pin<Box<dyn std::future::Future<Output = (Option<(Update, Option<Receipt>)>, Poller)> + Send>>;
+
+/// Where one yielded update stands: its dedupe key (messages only) and its batch. Settled
+/// (acknowledged) exactly once, in any order: a batch's cursor is committed once every
+/// message of it and of every earlier batch is settled.
+#[derive(Debug)]
+pub(crate) struct Receipt {
+    key: Option<MessageKeys>,
+    batch: u64,
+}
+
+/// The batches received but not yet committed, shared by the poller and the acknowledgers of
+/// messages handled concurrently ([`Account::run`]).
+#[derive(Debug, Default)]
+struct Ledger {
+    next_id: u64,
+    /// Oldest first; the front is the oldest batch not yet committed.
+    batches: VecDeque<LedgerBatch>,
+    /// Keys of messages yielded and not yet settled: a replay of one of them is not yielded
+    /// again.
+    in_flight: HashSet<String>,
+    /// Messages in all batches of `batches` (for the dedupe floor).
+    open_messages: usize,
+    /// The cursor last persisted (or loaded).
+    committed: Option<Secret>,
+}
+
+#[derive(Debug)]
+struct LedgerBatch {
+    id: u64,
+    cursor: Option<Secret>,
+    /// Messages of the batch not settled yet.
+    open: usize,
+    size: usize,
+}
+
+/// Settles receipts from any task: persists the tombstone of a handled message and commits
+/// the cursors of finished batches, in order.
+#[derive(Clone)]
+pub(crate) struct Acker {
+    account: Account,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Notified when every batch received is committed.
+    drained: Arc<tokio::sync::Notify>,
+    /// The account's tombstone journal.
+    tombstones: Arc<Tombstones>,
+}
+
+impl fmt::Debug for Acker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acker").finish_non_exhaustive()
+    }
+}
+
+impl Acker {
+    /// The message of `receipt` was handled: persist its tombstone, then settle it.
+    pub(crate) fn ack(&self, receipt: Receipt) {
+        if let Some(keys) = &receipt.key {
+            self.tombstones.record(&self.account, keys);
+        }
+        self.settle(receipt);
+    }
+
+    /// Count `receipt` as done for its batch (no tombstone: undecodable or duplicate), and
+    /// commit the cursor of every batch finished from the oldest on.
+    fn settle(&self, receipt: Receipt) {
+        let Ok(mut l) = self.ledger.lock() else {
+            return;
+        };
+        if let Some(k) = &receipt.key {
+            for key in flight_keys(k) {
+                l.in_flight.remove(key);
+            }
+        }
+        if let Some(b) = l.batches.iter_mut().find(|b| b.id == receipt.batch) {
+            b.open = b.open.saturating_sub(1);
+        }
+        let mut commit = None;
+        let had_batches = !l.batches.is_empty();
+        while l.batches.front().is_some_and(|b| b.open == 0) {
+            if let Some(b) = l.batches.pop_front() {
+                l.open_messages = l.open_messages.saturating_sub(b.size);
+                if b.cursor.is_some() {
+                    commit = b.cursor;
+                }
+            }
+        }
+        // Written under the ledger's lock, so cursors are persisted in order.
+        if let Some(c) = commit
+            && l.committed.as_ref() != Some(&c)
+        {
+            commit_cursor(&self.account, &c);
+            l.committed = Some(c);
+        }
+        if had_batches && l.batches.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// True while polling ahead could lose messages on a crash: batches are not committed and
+    /// no cursor was ever persisted, so a restart could not ask for them again (a poll with
+    /// `""` resumes after what the server saw confirmed).
+    fn must_not_poll_ahead(&self) -> bool {
+        self.ledger.lock().is_ok_and(|l| {
+            !l.batches.is_empty() && l.committed.as_ref().is_none_or(|c| c.is_empty())
+        })
+    }
+}
+
+/// The keys a message is known by while it is in flight: its strong keys, else its content key.
+fn flight_keys(k: &MessageKeys) -> impl Iterator<Item = &String> {
+    let content = k.strong.is_empty().then_some(&k.content);
+    k.strong.iter().chain(content)
+}
+
+/// An account's dedupe tombstones on their way to the store: recorded in memory at once and
+/// appended to the journal by a writer thread (no file I/O on the async executor), compacted
+/// now and then.
+struct Tombstones {
+    writer: crate::journal::TombstoneWriter,
+    /// Entries appended since the last compaction.
+    appended: AtomicUsize,
+    /// Entries were queued since the last flush.
+    unflushed: AtomicBool,
+}
+
+impl Tombstones {
+    /// Remember a handled message and queue its tombstones for the writer. Queued under the
+    /// dedupe lock, so concurrent acknowledgers queue appends and snapshots in order.
+    fn record(&self, account: &Account, keys: &MessageKeys) {
+        let Ok(mut d) = account.inner.dedupe.lock() else {
+            return;
+        };
+        let entries = d.record(keys, now_ms());
+        if entries.is_empty() {
+            return;
+        }
+        let appended = self.appended.fetch_add(entries.len(), Ordering::SeqCst) + entries.len();
+        self.writer.append(entries);
+        // Compact when the journal holds about twice what is kept.
+        if appended > d.len().max(COMPACT_MIN) {
+            self.appended.store(0, Ordering::SeqCst);
+            self.writer.compact(d.entries());
+        }
+        self.unflushed.store(true, Ordering::SeqCst);
+    }
+
+    /// Wait until the queued tombstones are durable (the writer thread does the I/O).
+    async fn flush(&self) {
+        if self.unflushed.swap(false, Ordering::SeqCst) {
+            self.writer.flush().await;
+        }
+    }
+}
+
+fn commit_cursor(account: &Account, cursor: &Secret) {
+    if let Err(e) = account.shared().store.save_cursor(account.id(), cursor) {
+        // Keep polling with the new cursor in memory; the batch may come again after a
+        // restart, and dedupe hides it.
+        tracing::warn!(error = %e, "could not persist the cursor");
+    }
+}
 
 /// The update stream of one account, from [`Account::updates`]. A `Stream` of [`Update`]s.
 ///
@@ -289,6 +462,7 @@ type PollFuture = Pin<Box<dyn std::future::Future<Output = (Option<Update>, Poll
 pub struct Updates {
     state: Option<Poller>,
     fut: Option<PollFuture>,
+    acker: Acker,
 }
 
 impl fmt::Debug for Updates {
@@ -313,19 +487,34 @@ impl Updates {
                 ),
             ));
         }
-        let writer =
-            crate::journal::TombstoneWriter::start(account.shared().store.clone(), account.id());
+        let ledger = Arc::new(Mutex::new(Ledger {
+            committed: Some(cursor.clone()),
+            ..Ledger::default()
+        }));
+        let tombstones = Arc::new(Tombstones {
+            writer: crate::journal::TombstoneWriter::start(
+                account.shared().store.clone(),
+                account.id(),
+            ),
+            appended: AtomicUsize::new(0),
+            unflushed: AtomicBool::new(false),
+        });
+        let acker = Acker {
+            account: account.clone(),
+            ledger: ledger.clone(),
+            drained: Arc::new(tokio::sync::Notify::new()),
+            tombstones,
+        };
         Ok(Self {
+            acker: acker.clone(),
             state: Some(Poller {
                 shutdown: account.shutdown_watch(),
                 account,
                 cursor,
-                writer,
-                unflushed: false,
-                appended: 0,
+                acker,
+                ledger,
                 pending: VecDeque::new(),
                 handled: None,
-                batch_cursor: None,
                 last_batch_len: 0,
                 failures: 0,
                 started: false,
@@ -359,17 +548,23 @@ impl Updates {
     /// Waits until every tombstone queued by [`ack`](Self::ack) is durable. A crash after this
     /// returns does not deliver the acknowledged messages again.
     pub async fn flush(&mut self) {
-        if let Some(poller) = self.state.as_mut() {
-            poller.flush().await;
-        }
+        self.acker.tombstones.flush().await;
     }
-}
 
-impl Stream for Updates {
-    type Item = Update;
+    /// The next update with its receipt, which the caller settles through
+    /// [`acker`](Self::acker) when the message is handled, in any order and from any task.
+    /// Messages yielded this way are not acknowledged by asking for the next update.
+    pub(crate) async fn next_deferred(&mut self) -> Option<(Update, Option<Receipt>)> {
+        std::future::poll_fn(|cx| self.poll_inner(cx)).await
+    }
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
-        let this = &mut *self;
+    /// Settles the receipts of [`next_deferred`](Self::next_deferred).
+    pub(crate) fn acker(&self) -> Acker {
+        self.acker.clone()
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Update, Option<Receipt>)>> {
+        let this = self;
         if this.fut.is_none() {
             let Some(mut poller) = this.state.take() else {
                 return Poll::Ready(None);
@@ -399,19 +594,35 @@ impl Stream for Updates {
     }
 }
 
+impl Stream for Updates {
+    type Item = Update;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
+        match self.poll_inner(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some((u, receipt))) => {
+                // Acknowledged by `ack` or, at the latest, when the next update is asked for.
+                if let Some(p) = self.state.as_mut() {
+                    p.handled = receipt;
+                }
+                Poll::Ready(Some(u))
+            }
+        }
+    }
+}
+
 struct Poller {
     account: Account,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The cursor of the next poll (the last batch received; committed separately).
     cursor: Secret,
-    /// Writes tombstones off the executor, in order.
-    writer: crate::journal::TombstoneWriter,
-    /// Tombstones were queued since the last flush.
-    unflushed: bool,
-    /// Entries appended since the last compaction.
-    appended: usize,
-    pending: VecDeque<(Update, Option<MessageKeys>)>,
-    handled: Option<MessageKeys>,
-    batch_cursor: Option<Secret>,
+    acker: Acker,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Updates not yet yielded: the update, its dedupe key and its batch.
+    pending: VecDeque<(Update, Option<MessageKeys>, u64)>,
+    /// The receipt of the message last yielded by the stream, settled by `ack`.
+    handled: Option<Receipt>,
     /// Messages in the last non-empty batch (for the dedupe floor).
     last_batch_len: usize,
     failures: u32,
@@ -429,46 +640,11 @@ impl Drop for Poller {
 }
 
 impl Poller {
-    /// Remember a handled message and queue its tombstones for the writer (no I/O here).
-    fn mark_handled(&mut self, keys: MessageKeys) {
-        let (entries, snapshot) = {
-            let Ok(mut d) = self.account.inner.dedupe.lock() else {
-                return;
-            };
-            let entries = d.record(&keys, now_ms());
-            self.appended += entries.len();
-            // Compact when the journal holds about twice what is kept.
-            let snapshot = (self.appended > d.len().max(COMPACT_MIN)).then(|| d.entries());
-            (entries, snapshot)
-        };
-        if entries.is_empty() {
-            return;
-        }
-        self.writer.append(entries);
-        if let Some(keys) = snapshot {
-            self.appended = 0;
-            self.writer.compact(keys);
-        }
-        self.unflushed = true;
-    }
-
-    /// Wait until the queued tombstones are durable (the writer thread does the I/O).
-    async fn flush(&mut self) {
-        if std::mem::take(&mut self.unflushed) {
-            self.writer.flush().await;
-        }
-    }
-
-    /// Queue the tombstone of the message last yielded and, if the batch holds nothing more,
-    /// persist the batch's cursor.
+    /// Persist the tombstone of the message last yielded and, once its batch (and every batch
+    /// before it) is settled, the batch's cursor.
     fn ack(&mut self) {
-        if let Some(key) = self.handled.take() {
-            self.mark_handled(key);
-            if self.pending.is_empty()
-                && let Some(c) = self.batch_cursor.take()
-            {
-                self.commit_cursor(c);
-            }
+        if let Some(r) = self.handled.take() {
+            self.acker.ack(r);
         }
     }
 
@@ -479,26 +655,11 @@ impl Poller {
             .lock()
             .map(|d| d.is_copy(keys, now_ms()))
             .unwrap_or(false)
-    }
-
-    fn commit_cursor(&mut self, cursor: Secret) {
-        if cursor == self.cursor {
-            return;
-        }
-        match self
-            .account
-            .shared()
-            .store
-            .save_cursor(self.account.id(), &cursor)
-        {
-            Ok(()) => self.cursor = cursor,
-            Err(e) => {
-                // Keep polling with the new cursor in memory; the batch may come again after
-                // a restart, and dedupe hides it.
-                tracing::warn!(error = %e, "could not persist the cursor");
-                self.cursor = cursor;
-            }
-        }
+            || self
+                .ledger
+                .lock()
+                .map(|l| flight_keys(keys).any(|k| l.in_flight.contains(k)))
+                .unwrap_or(false)
     }
 
     async fn finish(&mut self) {
@@ -529,11 +690,23 @@ impl Poller {
     fn take_batch(&mut self, resp: ilink_proto::GetUpdatesResponse) {
         let account_id = self.account.id().to_owned();
         let count = resp.message_count();
+        let (batch, uncommitted) = match self.ledger.lock() {
+            Ok(mut l) => {
+                l.next_id += 1;
+                (l.next_id, l.open_messages)
+            }
+            Err(_) => (0, 0),
+        };
         if count > 0 {
-            // Never forget a key that can still come again: this batch's, and the previous
-            // batch's (a lost response or a restart replays it), whatever the capacity.
+            // Never forget a key that can still come again: this batch's, the batches not
+            // committed yet, and the last committed one (a lost response or a restart replays
+            // it), whatever the capacity.
             if let Ok(mut d) = self.account.inner.dedupe.lock() {
-                d.set_floor(count.saturating_add(self.last_batch_len));
+                d.set_floor(
+                    count
+                        .saturating_add(uncommitted)
+                        .saturating_add(self.last_batch_len),
+                );
             }
             self.last_batch_len = count;
         }
@@ -557,6 +730,7 @@ impl Poller {
                             msg: Box::new(msg),
                         }),
                         Some(keys),
+                        batch,
                     ));
                 }
                 Err(e) => {
@@ -564,17 +738,32 @@ impl Poller {
                     self.pending.push_back((
                         Update::Undecodable(UndecodableMessage { error: Arc::new(e) }),
                         None,
+                        batch,
                     ));
                 }
             }
         }
-        if let Some(c) = next_cursor {
-            if self.pending.is_empty() {
-                self.commit_cursor(c);
-            } else {
-                self.batch_cursor = Some(c);
-            }
+        let size = self.pending.iter().filter(|p| p.2 == batch).count();
+        if let Some(c) = &next_cursor {
+            // The next poll continues after this batch; the cursor is persisted only once the
+            // whole batch is handled (a restart before that receives it again).
+            self.cursor = c.clone();
         }
+        if next_cursor.is_none() && size == 0 {
+            return;
+        }
+        if let Ok(mut l) = self.ledger.lock() {
+            l.open_messages = l.open_messages.saturating_add(size);
+            l.batches.push_back(LedgerBatch {
+                id: batch,
+                cursor: next_cursor,
+                open: size + 1,
+                size,
+            });
+        }
+        // The extra count is the batch's own: settled now that every message is queued (an
+        // empty batch is committed here).
+        self.acker.settle(Receipt { key: None, batch });
     }
 
     async fn poll_once(&mut self) -> Option<Result<ilink_proto::GetUpdatesResponse, Error>> {
@@ -587,39 +776,41 @@ impl Poller {
         }
     }
 
-    async fn next(&mut self) -> Option<Update> {
+    async fn next(&mut self) -> Option<(Update, Option<Receipt>)> {
         loop {
-            if let Some(key) = self.handled.take() {
-                self.mark_handled(key);
-            }
+            self.ack();
             // The tombstones of what was handled are durable before anything new is yielded.
-            self.flush().await;
+            self.acker.tombstones.flush().await;
             if self.finished {
                 return None;
             }
             if self.is_shutdown() {
                 // Stop between messages. A partly handled batch keeps its old cursor: the rest
                 // comes again on the next start.
-                if self.pending.is_empty()
-                    && let Some(c) = self.batch_cursor.take()
-                {
-                    self.commit_cursor(c);
-                }
                 self.finish().await;
                 return None;
             }
-            if let Some((update, key)) = self.pending.pop_front() {
-                if let Some(k) = &key
-                    && self.is_duplicate(k)
-                {
+            if let Some((update, key, batch)) = self.pending.pop_front() {
+                let Some(k) = key else {
+                    // Not a message (undecodable): nothing to hand back, done when yielded.
+                    self.acker.settle(Receipt { key: None, batch });
+                    return Some((update, None));
+                };
+                if self.is_duplicate(&k) {
                     tracing::debug!(key = %k.primary(), "duplicate message skipped");
+                    self.acker.settle(Receipt { key: None, batch });
                     continue;
                 }
-                self.handled = key;
-                return Some(update);
-            }
-            if let Some(c) = self.batch_cursor.take() {
-                self.commit_cursor(c);
+                if let Ok(mut l) = self.ledger.lock() {
+                    l.in_flight.extend(flight_keys(&k).cloned());
+                }
+                return Some((
+                    update,
+                    Some(Receipt {
+                        key: Some(k),
+                        batch,
+                    }),
+                ));
             }
             if !self.started {
                 self.started = true;
@@ -634,7 +825,22 @@ impl Poller {
             if self.relogin_due {
                 self.relogin_due = false;
                 if let Some(u) = self.relogin().await {
-                    return Some(u);
+                    return Some((u, None));
+                }
+                continue;
+            }
+            if self.acker.must_not_poll_ahead() {
+                // Wait until the batches in hand are handled (or a shutdown), then re-check.
+                let drained = self.acker.drained.clone();
+                let notified = drained.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.acker.must_not_poll_ahead() {
+                    let mut rx = self.shutdown.clone();
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = rx.wait_for(|s| *s) => {}
+                    }
                 }
                 continue;
             }
@@ -649,12 +855,12 @@ impl Poller {
                     self.take_batch(resp);
                     if restored && self.announced {
                         self.announced = false;
-                        return Some(Update::SessionRestored);
+                        return Some((Update::SessionRestored, None));
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::SessionExpired => {
                     if let Some(u) = self.on_stale().await {
-                        return Some(u);
+                        return Some((u, None));
                     }
                 }
                 Err(e) => {
@@ -678,11 +884,14 @@ impl Poller {
                             delay_ms = delay.as_millis() as u64, "getupdates failed; retrying");
                     }
                     self.sleep_due = Some(delay);
-                    return Some(Update::PollFailed {
-                        error,
-                        consecutive,
-                        retry_in: delay,
-                    });
+                    return Some((
+                        Update::PollFailed {
+                            error,
+                            consecutive,
+                            retry_in: delay,
+                        },
+                        None,
+                    ));
                 }
             }
         }
@@ -755,6 +964,13 @@ impl Poller {
     }
 }
 
+impl Account {
+    /// The stream of updates of this account. Only one stream per account can be active.
+    pub fn updates(&self) -> Result<Updates, Error> {
+        Updates::new(self.clone())
+    }
+}
+
 /// Compact the journal when more than this many entries (and more than are held) were
 /// appended since the last compaction.
 const COMPACT_MIN: usize = 512;
@@ -763,11 +979,4 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-impl Account {
-    /// The stream of updates of this account. Only one stream per account can be active.
-    pub fn updates(&self) -> Result<Updates, Error> {
-        Updates::new(self.clone())
-    }
 }

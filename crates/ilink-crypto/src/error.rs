@@ -125,11 +125,8 @@ impl RngError {
 
 impl fmt::Display for RngError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the operating system's random number generator failed: {}",
-            self.0
-        )
+        // The OS error itself is the source.
+        f.write_str("the operating system's random number generator failed")
     }
 }
 

@@ -111,6 +111,11 @@ impl HttpError {
     pub fn is_timeout(&self) -> bool {
         self.kind == ErrorKind::Timeout
     }
+
+    /// What to do about it, in a few words (not part of `Display`).
+    pub fn hint(&self) -> &'static str {
+        self.kind.advice()
+    }
 }
 
 impl fmt::Debug for HttpError {
@@ -123,16 +128,15 @@ impl fmt::Debug for HttpError {
     }
 }
 
+/// Only this layer: what failed and where. The cause is in [`source()`](StdError::source),
+/// the advice in [`HttpError::hint`], so a reporter that walks the chain says each once.
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind.describe())?;
         if let Some(context) = &self.context {
             write!(f, " ({context})")?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        write!(f, "; {}", self.kind.advice())
+        Ok(())
     }
 }
 
@@ -225,7 +229,7 @@ pub(crate) struct ProxyFailure(pub(crate) BoxError);
 
 impl fmt::Display for ProxyFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "proxy tunnel: {}", self.0)
+        f.write_str("the proxy tunnel failed")
     }
 }
 
@@ -241,7 +245,7 @@ pub(crate) struct RequestBodyFailure(pub(crate) std::io::Error);
 
 impl fmt::Display for RequestBodyFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "reading the request body: {}", self.0)
+        f.write_str("reading the request body failed")
     }
 }
 
@@ -256,15 +260,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_says_what_and_what_to_do() {
+    fn display_says_what_and_the_hint_what_to_do() {
         let e = HttpError::msg(ErrorKind::BodyTooLarge, "over 10 bytes")
             .with_context("GET http://127.0.0.1/x");
-        let s = e.to_string();
         assert_eq!(
-            s,
-            "response body too large (GET http://127.0.0.1/x): over 10 bytes; \
-             raise the body cap if this size is expected"
+            e.to_string(),
+            "response body too large (GET http://127.0.0.1/x)"
         );
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("over 10 bytes")
+        );
+        assert_eq!(e.hint(), "raise the body cap if this size is expected");
         assert_eq!(e.kind(), ErrorKind::BodyTooLarge);
         assert!(!e.is_request_not_sent());
     }

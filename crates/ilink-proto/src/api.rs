@@ -828,6 +828,22 @@ impl Endpoint {
         !matches!(self, Self::GetBotQrCode | Self::GetQrCodeStatus)
     }
 
+    /// Whether the server holds the request open until something happens (a long-poll):
+    /// getupdates and get_qrcode_status. A client sends these on a pool of their own so a
+    /// held poll never delays another call.
+    pub const fn is_long_poll(self) -> bool {
+        matches!(self, Self::GetUpdates | Self::GetQrCodeStatus)
+    }
+
+    /// The last path segment (`"sendmessage"`, `"notifystart"`), for messages and logs.
+    pub fn name(self) -> &'static str {
+        let p = self.path();
+        match p.rsplit_once('/') {
+            Some((_, last)) => last,
+            None => p,
+        }
+    }
+
     /// The official client's timeout for this call (§4); `None` for get_bot_qrcode
     /// (2.1.4+ has none). getupdates uses [`consts::LONG_POLL_TIMEOUT`] until the server
     /// suggests another.
@@ -963,6 +979,10 @@ mod tests {
         }
         assert_eq!(Endpoint::from_path("ilink/bot/nope"), None);
         assert_eq!(Endpoint::GetQrCodeStatus.method(), "GET");
+        assert_eq!(Endpoint::NotifyStart.name(), "notifystart");
+        assert_eq!(Endpoint::GetUpdates.name(), "getupdates");
+        assert!(Endpoint::GetUpdates.is_long_poll());
+        assert!(!Endpoint::SendMessage.is_long_poll());
         assert!(!Endpoint::GetBotQrCode.is_authenticated());
         let e: Envelope = serde_json::from_value(json!({"errcode": -14})).unwrap();
         assert!(Endpoint::GetUpdates.official_status(&e).is_err());

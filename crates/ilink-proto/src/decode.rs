@@ -56,7 +56,7 @@ pub enum DecodeError {
         max: usize,
     },
     /// The body is not valid JSON or does not have the expected shape.
-    #[error("the body is not the expected JSON: {0}")]
+    #[error("the body is not the expected JSON")]
     Json(#[from] serde_json::Error),
     /// A getupdates body whose structure cannot be followed (not an object, a bracket or
     /// quote missing), so neither its cursor nor its messages can be read

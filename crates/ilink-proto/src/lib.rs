@@ -11,6 +11,7 @@ mod id;
 mod lenient;
 mod message;
 mod secret;
+mod url;
 mod version;
 
 pub use api::{
@@ -35,6 +36,7 @@ pub use message::{
     ToolCallResultItem, ToolCallStartItem, VideoItem, VoiceItem, WeixinMessage,
 };
 pub use secret::Secret;
+pub use url::{encode_uri_component, with_query};
 pub use version::{
     BaseInfo, CompatVersion, DEFAULT_BOT_AGENT, ParseVersionError, sanitize_bot_agent,
     uin_header_value,

@@ -100,7 +100,7 @@ pub enum SilkError {
         code: i32,
     },
     /// A WAV file could not be read or written.
-    #[error("WAV error: {0}; check that the file is a PCM or float WAV")]
+    #[error("WAV error; check that the file is a PCM or float WAV")]
     Wav(#[from] hound::Error),
     /// An audio file could not be read: unknown container or codec, or corrupt data.
     #[error(
@@ -129,6 +129,6 @@ pub enum SilkError {
     #[error("resampling failed: {0}")]
     Resample(String),
     /// Reading an input file failed.
-    #[error("could not read the audio file: {0}")]
+    #[error("could not read the audio file")]
     Io(#[from] std::io::Error),
 }

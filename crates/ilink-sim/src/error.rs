@@ -8,7 +8,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum SimError {
     /// The listening socket could not be opened.
-    #[error("cannot listen on {addr}: {source}; pick another address or port 0")]
+    #[error("cannot listen on {addr}; pick another address or port 0")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,

@@ -35,36 +35,66 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// The endpoint a path (`…/ilink/bot/<name>`, `…/upload`, `…/download`) is routed to.
+    /// Bot API paths come from [`ilink_proto::Endpoint`], the model the client uses too.
     pub fn from_path(path: &str) -> Option<Self> {
-        use ilink_proto::consts as c;
-        let bot = [
-            (c::GET_UPDATES, Self::GetUpdates),
-            (c::SEND_MESSAGE, Self::SendMessage),
-            (c::GET_UPLOAD_URL, Self::GetUploadUrl),
-            (c::GET_CONFIG, Self::GetConfig),
-            (c::SEND_TYPING, Self::SendTyping),
-            (c::NOTIFY_START, Self::NotifyStart),
-            (c::NOTIFY_STOP, Self::NotifyStop),
-            (c::GET_BOT_QRCODE, Self::GetBotQrcode),
-            (c::GET_QRCODE_STATUS, Self::GetQrcodeStatus),
-            (c::CDN_UPLOAD, Self::CdnUpload),
-            (c::CDN_DOWNLOAD, Self::CdnDownload),
-        ];
         let path = path.trim_end_matches('/');
-        bot.into_iter()
-            .find(|(suffix, _)| {
-                path.strip_suffix(suffix)
-                    .is_some_and(|prefix| prefix.ends_with('/'))
-            })
-            .map(|(_, e)| e)
+        let ends_with = |suffix: &str| {
+            path.strip_suffix(suffix)
+                .is_some_and(|prefix| prefix.ends_with('/'))
+        };
+        if let Some(e) = ilink_proto::Endpoint::ALL
+            .into_iter()
+            .find(|e| ends_with(e.path()))
+        {
+            return Self::from_api(e);
+        }
+        [
+            (ilink_proto::consts::CDN_UPLOAD, Self::CdnUpload),
+            (ilink_proto::consts::CDN_DOWNLOAD, Self::CdnDownload),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| ends_with(suffix))
+        .map(|(_, e)| e)
+    }
+
+    /// The emulated endpoint of a bot API endpoint.
+    pub fn from_api(e: ilink_proto::Endpoint) -> Option<Self> {
+        use ilink_proto::Endpoint as E;
+        Some(match e {
+            E::GetUpdates => Self::GetUpdates,
+            E::SendMessage => Self::SendMessage,
+            E::GetUploadUrl => Self::GetUploadUrl,
+            E::GetConfig => Self::GetConfig,
+            E::SendTyping => Self::SendTyping,
+            E::NotifyStart => Self::NotifyStart,
+            E::NotifyStop => Self::NotifyStop,
+            E::GetBotQrCode => Self::GetBotQrcode,
+            E::GetQrCodeStatus => Self::GetQrcodeStatus,
+            _ => return None,
+        })
+    }
+
+    /// The bot API endpoint this is (`None` for the CDN's upload and download).
+    pub fn api(self) -> Option<ilink_proto::Endpoint> {
+        use ilink_proto::Endpoint as E;
+        Some(match self {
+            Self::GetUpdates => E::GetUpdates,
+            Self::SendMessage => E::SendMessage,
+            Self::GetUploadUrl => E::GetUploadUrl,
+            Self::GetConfig => E::GetConfig,
+            Self::SendTyping => E::SendTyping,
+            Self::NotifyStart => E::NotifyStart,
+            Self::NotifyStop => E::NotifyStop,
+            Self::GetBotQrcode => E::GetBotQrCode,
+            Self::GetQrcodeStatus => E::GetQrCodeStatus,
+            Self::CdnUpload | Self::CdnDownload => return None,
+        })
     }
 
     /// Whether the endpoint needs the Bearer token.
     pub fn authenticated(self) -> bool {
-        !matches!(
-            self,
-            Self::GetBotQrcode | Self::GetQrcodeStatus | Self::CdnUpload | Self::CdnDownload
-        )
+        self.api()
+            .is_some_and(ilink_proto::Endpoint::is_authenticated)
     }
 }
 

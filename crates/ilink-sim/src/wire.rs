@@ -117,17 +117,9 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Percent-encodes like JavaScript's `encodeURIComponent`.
+/// Percent-encodes like JavaScript's `encodeURIComponent` (`ilink-proto`'s encoder).
 pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for &c in s.as_bytes() {
-        if c.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&c) {
-            out.push(char::from(c));
-        } else {
-            out.push_str(&format!("%{c:02X}"));
-        }
-    }
-    out
+    ilink_proto::encode_uri_component(s)
 }
 
 /// Parses a raw query string into decoded pairs (undecodable pairs are skipped).

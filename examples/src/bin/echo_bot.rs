@@ -7,14 +7,14 @@
 
 use std::process::ExitCode;
 
-use ilink_client::MessageContext;
+use ilink_client::{Content, MessageContext};
 use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim};
 
 /// The bot: this is all there is to it.
 async fn echo(ctx: MessageContext) -> Result<(), ilink_client::SendError> {
-    let answer = match ctx.text() {
-        Some(text) => format!("echo: {text}"),
-        None => "I can only echo text.".to_owned(),
+    let answer = match ctx.content() {
+        Some(Content::Text { text, .. } | Content::Quote { text, .. }) => format!("echo: {text}"),
+        _ => "I can only echo text.".to_owned(),
     };
     ctx.reply(&answer).await.map(|_| ())
 }

@@ -7,8 +7,7 @@
 
 use std::process::ExitCode;
 
-use ilink_client::proto::ItemType;
-use ilink_client::{MediaType, MessageContext};
+use ilink_client::{Content, MediaType, MessageContext};
 use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim};
 
 /// A 32×32 24-bit BMP with a diagonal gradient.
@@ -45,13 +44,9 @@ async fn media(ctx: MessageContext) -> Result<(), BoxError> {
     };
     // Download and decrypt what the user sent (the key comes with the message).
     let bytes = ctx.account().download(&item).await?;
-    match item.item_type {
-        ItemType::File => {
-            let name = item
-                .file_item
-                .as_ref()
-                .and_then(|f| f.file_name.clone())
-                .unwrap_or_else(|| "file".to_owned());
+    match Content::of(&item) {
+        Content::File { name, .. } => {
+            let name = name.unwrap_or("file").to_owned();
             ctx.reply(&format!(
                 "Got {name}: {} bytes. Here it is back.",
                 bytes.len()

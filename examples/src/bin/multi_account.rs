@@ -14,7 +14,12 @@ use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim
 /// Every account runs this handler; it says which bot answered.
 async fn answer(ctx: MessageContext) -> Result<(), ilink_client::SendError> {
     let me = ctx.account().id().to_owned();
-    let text = ctx.text().unwrap_or("(media)").to_owned();
+    let text = match ctx.content() {
+        Some(c) => c
+            .text()
+            .map_or_else(|| format!("({})", c.kind()), str::to_owned),
+        None => "(nothing)".to_owned(),
+    };
     ctx.reply(&format!("{me} got: {text}")).await.map(|_| ())
 }
 

@@ -7,8 +7,7 @@
 
 use std::process::ExitCode;
 
-use ilink_client::proto::ItemType;
-use ilink_client::{MediaType, MessageContext};
+use ilink_client::{Content, MediaType, MessageContext};
 use ilink_examples::{BoxError, ensure, replies, sim_client, sim_login, start_sim, tone};
 
 /// Beeps (880 Hz, 150 ms, with 150 ms pauses), one per started second, as a WAV file.
@@ -27,22 +26,28 @@ fn beeps(seconds: u64) -> Result<Vec<u8>, BoxError> {
 
 /// The bot.
 async fn voice(ctx: MessageContext) -> Result<(), BoxError> {
-    let Some(item) = ctx
-        .message()
-        .items()
-        .iter()
-        .find(|i| i.item_type == ItemType::Voice)
-        .cloned()
+    let Some(Content::Voice {
+        duration,
+        transcript,
+        item,
+        ..
+    }) = ctx.message().contents().find(|c| c.kind() == "voice")
     else {
         ctx.reply("Send me a voice message.").await?;
         return Ok(());
     };
-    if let Some(transcript) = item.voice_item.as_ref().and_then(|v| v.text.as_deref()) {
+    if let Some(transcript) = transcript {
         ctx.reply(&format!("WeChat heard: {transcript}")).await?;
     }
     // The voice, decrypted and decoded from SILK: a 24 kHz mono WAV file.
-    let wav = ctx.account().download_voice_wav(&item).await?;
-    let ms = wav.len().saturating_sub(44) as u64 * 1000 / (2 * 24_000);
+    let wav = ctx.account().download_voice_wav(item).await?;
+    println!("downloaded {} bytes of WAV", wav.len());
+    // How long it is: as the message says (`playtime`), or, when a message comes without it
+    // (live captures did, PROTOCOL.md §19), as the SILK stream itself says.
+    let ms = match duration {
+        Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        None => ilink_silk::playtime_ms(&ctx.account().download(item).await?)?,
+    };
     ctx.reply(&format!("I heard {ms} ms of audio.")).await?;
     // Any audio file becomes a voice message (converted to SILK by the client).
     ctx.reply_media_as(beeps(ms.div_ceil(1000))?, MediaType::Voice)
