@@ -93,3 +93,22 @@ mod tests {
         let _ = random_u32();
     }
 }
+
+/// Waits for SIGINT or (on Unix) SIGTERM and returns its number (2 or 15); `None` if the
+/// signals cannot be listened to.
+pub(crate) async fn stop_signal() -> Option<i32> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok()?;
+        let mut int = signal(SignalKind::interrupt()).ok()?;
+        tokio::select! {
+            _ = term.recv() => Some(15),
+            _ = int.recv() => Some(2),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.ok().map(|()| 2)
+    }
+}
