@@ -9,22 +9,26 @@ mod offline;
 mod progress;
 mod simcmd;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::error::{CliError, Exit};
 
 const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  failure (network, I/O, bad data, a demo check failed)
-  2  usage error (bad arguments)
-  3  login needed (no stored account, token stale or expired, QR login failed)
-  4  not delivered (throttled ret -2, no context token for the user, refused)
+Exit codes (the first line of an error starts with the same words):
+  0  success (also after a stop by Ctrl-C or SIGTERM)
+  1  error: failure (network, I/O, bad data, a demo check failed)
+  2  usage error: bad arguments
+  3  login needed: no stored account, token stale or expired, QR login failed
+  4  not delivered: throttled (-2), no context token for the user, refused
+  5  account busy: another process consumes this account's messages
 
-Logs: set RUST_LOG (e.g. RUST_LOG=ilink_client=debug).";
+Logs go to stderr: -v for more, -q for errors only, or RUST_LOG (e.g.
+RUST_LOG=ilink_client=debug). Colour only on a terminal and never with NO_COLOR.";
 
 /// ilink: WeChat iLink bots from the command line.
 #[derive(Debug, Parser)]
@@ -32,26 +36,46 @@ Logs: set RUST_LOG (e.g. RUST_LOG=ilink_client=debug).";
 struct Cli {
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Where the server, the CDN and the local state are.
-#[derive(Debug, Clone, Args)]
+/// Where the server, the CDN and the local state are (network and state commands only).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Server and state (login, echo, tail, send, download, doctor, accounts, users, logout)")]
 pub struct NetArgs {
     /// Bot API base URL (default: the account's saved URL, else https://ilinkai.weixin.qq.com).
-    /// Also the QR login host.
-    #[arg(long, global = true, env = "ILINK_BASE_URL", value_name = "URL")]
+    /// Also the QR login host. Given for a saved account, it is used and saved (with a notice).
+    #[arg(long, global = true, env = "ILINK_BASE_URL", value_name = "URL", value_parser = net::parse_url)]
     pub base_url: Option<String>,
     /// CDN base URL for media (default: https://novac2c.cdn.weixin.qq.com/c2c).
-    #[arg(long, global = true, env = "ILINK_CDN_BASE_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "ILINK_CDN_BASE_URL", value_name = "URL", value_parser = net::parse_url)]
     pub cdn_base_url: Option<String>,
-    /// Directory with credentials, cursors and context tokens (default: ilink's state dir).
+    /// Directory with credentials, cursors and context tokens (default: $XDG_STATE_HOME/ilink,
+    /// else ~/.local/state/ilink).
     #[arg(long, global = true, env = "ILINK_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Which stored bot account to use (`…@im.bot`) when there are several.
     #[arg(long, global = true, env = "ILINK_ACCOUNT", value_name = "ID")]
     pub account: Option<String>,
+    /// Whether --base-url was given on the command line or in the environment (not by
+    /// default).
+    #[arg(skip)]
+    pub base_url_given: bool,
+}
+
+/// How much is logged.
+#[derive(Debug, Clone, Copy, Default, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// More log lines on stderr: -v for progress, -vv for protocol detail.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only errors on stderr (no warnings).
+    #[arg(short, long, global = true)]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,22 +85,39 @@ enum Command {
     Demo,
     /// Log a bot in with a QR code drawn in the terminal; saves the credentials (mode 0600).
     Login,
-    /// Run an echo bot: text is echoed, media and voice are sent back.
+    /// List the bot accounts saved in the state directory.
+    Accounts {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the users an account can send to (those who wrote and left a context token).
+    Users {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a bot account: delete its saved credentials and state (refused while a
+    /// process consumes its messages).
+    Logout,
+    /// Run an echo bot: text is echoed, media and voice are sent back. Consumes the
+    /// account's messages: one consumer per account at a time.
     Echo {
-        /// Stop after handling this many messages.
-        #[arg(long, value_name = "N")]
+        /// Stop after handling this many messages (at least 1; without it, run until stopped).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         max: Option<u64>,
         /// Prefix of echoed text.
         #[arg(long, default_value = "echo: ")]
         prefix: String,
     },
-    /// Print incoming messages as they arrive.
+    /// Print incoming messages as they arrive. Consumes the account's messages (they count as
+    /// handled): one consumer per account at a time.
     Tail {
         /// One JSON object per line (its `items` can be passed to `ilink download`).
         #[arg(long)]
         json: bool,
-        /// Stop after this many messages.
-        #[arg(long, value_name = "N")]
+        /// Stop after this many messages (at least 1; without it, run until stopped).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         max: Option<u64>,
     },
     /// Send a message to a user who has written to the bot.
@@ -96,19 +137,103 @@ enum Command {
     /// Convert voice: SILK to WAV, or any audio file to SILK.
     #[command(subcommand)]
     Silk(offline::SilkCommand),
-    /// Run the emulator (ilink-sim) on a port until Ctrl-C.
+    /// Run the emulator (ilink-sim) on a port until Ctrl-C or SIGTERM.
     Sim(simcmd::SimArgs),
     /// Check the saved account: token, server, clock, and what is sent.
-    Doctor,
+    Doctor {
+        /// The checks as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `ilink man > ilink.1`.
+    Man,
 }
 
-fn init_logs() {
+impl Command {
+    /// Which of the server and state options the command uses.
+    fn uses_net_options(&self) -> bool {
+        !matches!(
+            self,
+            Self::Demo
+                | Self::Decrypt { .. }
+                | Self::Silk(_)
+                | Self::Sim(_)
+                | Self::Completions { .. }
+                | Self::Man
+        )
+    }
+}
+
+/// The `ilink` command line, for completions and the man page.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+fn init_logs(log: LogArgs) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let default = if log.quiet {
+        "error"
+    } else {
+        match log.verbose {
+            0 => "warn",
+            1 => "warn,ilink_client=info,ilink_cdn=info,ilink_sim=info,ilink=info",
+            _ => "debug",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(log.verbose > 1)
         .try_init();
+}
+
+/// The deepest subcommand's matches (global options are propagated there).
+fn leaf(matches: &ArgMatches) -> &ArgMatches {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    m
+}
+
+fn given(m: &ArgMatches, id: &str) -> Option<ValueSource> {
+    m.try_get_raw(id).ok().flatten()?;
+    m.value_source(id)
+}
+
+/// Refuses server and state options given on the command line to a command that ignores
+/// them (`ilink sim --base-url x`).
+fn check_applicable(cli: &Cli, matches: &ArgMatches) -> Result<(), CliError> {
+    if cli.command.uses_net_options() {
+        return Ok(());
+    }
+    let name = matches.subcommand_name().unwrap_or("this command");
+    let leaf = leaf(matches);
+    for (id, flag) in [
+        ("base_url", "--base-url"),
+        ("cdn_base_url", "--cdn-base-url"),
+        ("state_dir", "--state-dir"),
+        ("account", "--account"),
+    ] {
+        if given(leaf, id) == Some(ValueSource::CommandLine)
+            || given(matches, id) == Some(ValueSource::CommandLine)
+        {
+            return Err(CliError::usage(format!(
+                "{flag} does not apply to `ilink {name}`"
+            ))
+            .hint(format!("remove {flag}; see `ilink {name} --help`")));
+        }
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -116,6 +241,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Demo => demo::run().await,
         Command::Login => commands::login(&net).await,
+        Command::Accounts { json } => commands::accounts(&net, json),
+        Command::Users { json } => commands::users(&net, json),
+        Command::Logout => commands::logout(&net),
         Command::Echo { max, prefix } => commands::echo(&net, max, &prefix).await,
         Command::Tail { json, max } => commands::tail(&net, json, max).await,
         Command::Send(args) => commands::send(&net, args).await,
@@ -123,13 +251,41 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Decrypt { key, input, output } => offline::decrypt(&key, &input, &output).await,
         Command::Silk(cmd) => offline::silk(cmd).await,
         Command::Sim(args) => simcmd::run(args).await,
-        Command::Doctor => commands::doctor(&net).await,
+        Command::Doctor { json } => commands::doctor(&net, json).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "ilink", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| CliError::io("writing the man page", e)),
     }
 }
 
+/// Prints an error once: its prefix (which matches the exit code), the message, the hint.
+fn report(e: &CliError) {
+    let mut err = std::io::stderr().lock();
+    let _ = std::io::Write::write_fmt(
+        &mut err,
+        format_args!("ilink: {}: {e}\n", e.exit.prefix()),
+    );
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logs();
+    let matches = match command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    cli.net.base_url_given = given(leaf(&matches), "base_url").is_some();
+    init_logs(cli.log);
+    if let Err(e) = check_applicable(&cli, &matches) {
+        report(&e);
+        return ExitCode::from(e.exit as u8);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,14 +293,14 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("ilink: cannot start the async runtime: {e}");
+            report(&CliError::io("cannot start the async runtime", e));
             return ExitCode::from(Exit::Failure as u8);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ilink: {e}");
+            report(&e);
             ExitCode::from(e.exit as u8)
         }
     }
@@ -153,7 +309,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -170,5 +325,12 @@ mod tests {
             "ilink", "send", "--to", "u", "--text", "a", "--image", "b.png",
         ]);
         assert!(two.is_err());
+    }
+
+    #[test]
+    fn max_is_at_least_one() {
+        assert!(Cli::try_parse_from(["ilink", "tail", "--max", "0"]).is_err());
+        assert!(Cli::try_parse_from(["ilink", "echo", "--max", "0"]).is_err());
+        assert!(Cli::try_parse_from(["ilink", "tail", "--max", "1"]).is_ok());
     }
 }

@@ -24,6 +24,9 @@ pub struct SimArgs {
     /// Seed for every random value (ids, keys, tokens), for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Print the status as one JSON line: {"base_url", "cdn_base_url", "admin_url"}.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `ilink sim`: prints the URLs, then serves until Ctrl-C.
@@ -42,6 +45,20 @@ pub async fn run(args: SimArgs) -> CliResult {
     let base = sim.base_url();
     let cdn = sim.cdn_base_url();
     let mut out = std::io::stdout().lock();
+    if args.json {
+        let line = serde_json::json!({
+            "status": "running",
+            "base_url": base,
+            "cdn_base_url": cdn,
+            "admin_url": format!("http://{}/_sim/", sim.addr()),
+        });
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        drop(out);
+        crate::net::wait_for_stop_signal().await;
+        sim.shutdown().await;
+        return Ok(());
+    }
     let _ = writeln!(out, "ilink-sim is running (Ctrl-C stops it)");
     let _ = writeln!(out, "base URL:  {base}");
     let _ = writeln!(out, "CDN URL:   {cdn}");
@@ -57,9 +74,7 @@ pub async fn run(args: SimArgs) -> CliResult {
     );
     let _ = out.flush();
     drop(out);
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| CliError::failure(format!("cannot wait for Ctrl-C: {e}")))?;
+    crate::net::wait_for_stop_signal().await;
     sim.shutdown().await;
     Ok(())
 }

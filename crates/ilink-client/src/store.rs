@@ -436,6 +436,25 @@ impl FileStore {
         write_atomic(&path, &bytes)
     }
 
+    /// The PID of the process consuming `account`'s messages (holding its
+    /// [`ConsumerLock`]), if one does; `None` when nobody does (or the PID is unknown).
+    /// Takes no lock and writes nothing.
+    pub fn consumer_pid(&self, account: &str) -> Option<u32> {
+        let path = self.account_dir(account).join(LOCK_FILE);
+        let file = fs::OpenOptions::new().read(true).open(&path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None,
+            Err(fs::TryLockError::WouldBlock) => self
+                .read_state(account, &HOLDER_STATE, |_, v| {
+                    serde_json::from_value::<HolderFile>(v).map_err(|e| e.to_string())
+                })
+                .ok()
+                .flatten()
+                .map(|h| h.pid),
+            Err(fs::TryLockError::Error(_)) => None,
+        }
+    }
+
     fn load_credentials_at(&self, path: &Path) -> Result<Option<Credentials>> {
         let dir_name = path
             .parent()
@@ -1169,6 +1188,8 @@ mod tests {
             e.to_string().contains(&format!("process {}", std::process::id())),
             "{e}"
         );
+        assert_eq!(store.consumer_pid("a@im.bot"), Some(std::process::id()));
+        assert_eq!(store.consumer_pid("b@im.bot"), None);
         // Another account is free.
         let _other = store.lock_consumer("b@im.bot").unwrap().unwrap();
         drop(first);
