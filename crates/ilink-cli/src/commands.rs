@@ -452,13 +452,13 @@ pub struct SendArgs {
     /// A caption sent before the media, as its own text message.
     #[arg(long, conflicts_with = "text")]
     caption: Option<String>,
-    /// Send the text exactly as written. Without it (or with --markdown) the text is read as
-    /// Markdown, which WeChat does not render, and turned into plain text: emphasis and
-    /// heading marks removed, links as "text (url)", code fences dropped around their code,
-    /// tables as lines of cells.
+    /// Send the text exactly as written. Without it (or with --markdown) the text goes through
+    /// the official client's Markdown filter: images `![alt](url)` are removed, `#####` and
+    /// `######` heading marks and italic markers around Chinese/Japanese/Korean text are
+    /// dropped; everything else (bold, code, tables, links) is kept as written.
     #[arg(long, conflicts_with = "markdown")]
     plain: bool,
-    /// Read the text as Markdown and turn it into plain text (the default; see --plain).
+    /// Apply the official client's Markdown filter to the text (the default; see --plain).
     #[arg(long)]
     markdown: bool,
     /// Print one JSON object per message sent: {"sent", "message_id", "client_id"}.
