@@ -210,30 +210,50 @@ fn given(m: &ArgMatches, id: &str) -> Option<ValueSource> {
     m.value_source(id)
 }
 
-/// Refuses server and state options given on the command line to a command that ignores
-/// them (`ilink sim --base-url x`).
-fn check_applicable(cli: &Cli, matches: &ArgMatches) -> Result<(), CliError> {
+const NET_FLAGS: [&str; 4] = ["--base-url", "--cdn-base-url", "--state-dir", "--account"];
+
+/// The server and state options written after the subcommand's name in `args` (the
+/// command line without the program name). Before it they are the shared settings of a
+/// wrapper or alias and apply where they can.
+fn net_flags_after_subcommand(args: &[String]) -> Vec<&'static str> {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if NET_FLAGS.contains(&a.as_str()) {
+            i += 2;
+            continue;
+        }
+        if a.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let after = args.get(i + 1..).unwrap_or_default();
+    NET_FLAGS
+        .into_iter()
+        .filter(|f| {
+            after
+                .iter()
+                .take_while(|a| a.as_str() != "--")
+                .any(|a| a == f || a.starts_with(&format!("{f}=")))
+        })
+        .collect()
+}
+
+/// Refuses server and state options given to a command that ignores them
+/// (`ilink sim --base-url x`, `ilink decrypt --account nobody`).
+fn check_applicable(cli: &Cli, matches: &ArgMatches, args: &[String]) -> Result<(), CliError> {
     if cli.command.uses_net_options() {
         return Ok(());
     }
     let name = matches.subcommand_name().unwrap_or("this command");
-    let leaf = leaf(matches);
-    for (id, flag) in [
-        ("base_url", "--base-url"),
-        ("cdn_base_url", "--cdn-base-url"),
-        ("state_dir", "--state-dir"),
-        ("account", "--account"),
-    ] {
-        if given(leaf, id) == Some(ValueSource::CommandLine)
-            || given(matches, id) == Some(ValueSource::CommandLine)
-        {
-            return Err(CliError::usage(format!(
-                "{flag} does not apply to `ilink {name}`"
-            ))
-            .hint(format!("remove {flag}; see `ilink {name} --help`")));
-        }
+    match net_flags_after_subcommand(args).first() {
+        Some(flag) => Err(
+            CliError::usage(format!("{flag} does not apply to `ilink {name}`"))
+                .hint(format!("remove {flag}; see `ilink {name} --help`")),
+        ),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -282,7 +302,8 @@ fn main() -> ExitCode {
     };
     cli.net.base_url_given = given(leaf(&matches), "base_url").is_some();
     init_logs(cli.log);
-    if let Err(e) = check_applicable(&cli, &matches) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = check_applicable(&cli, &matches, &args) {
         report(&e);
         return ExitCode::from(e.exit as u8);
     }
@@ -325,6 +346,21 @@ mod tests {
             "ilink", "send", "--to", "u", "--text", "a", "--image", "b.png",
         ]);
         assert!(two.is_err());
+    }
+
+    #[test]
+    fn net_flags_are_found_after_the_subcommand_only() {
+        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(net_flags_after_subcommand(&v(&["--base-url", "sim", "sim"])).is_empty());
+        assert!(net_flags_after_subcommand(&v(&["-v", "--state-dir", "d", "decrypt", "a"])).is_empty());
+        assert_eq!(
+            net_flags_after_subcommand(&v(&["sim", "--base-url", "x"])),
+            vec!["--base-url"]
+        );
+        assert_eq!(
+            net_flags_after_subcommand(&v(&["silk", "decode", "--account=x", "a", "b"])),
+            vec!["--account"]
+        );
     }
 
     #[test]

@@ -154,28 +154,55 @@ pub fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Accoun
     }
 }
 
-/// Waits for SIGINT or (on Unix) SIGTERM; returns the signal's number.
-async fn stop_signal() -> Option<i32> {
+/// SIGINT and (on Unix) SIGTERM, listened to from creation on (none is missed between two
+/// waits).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).ok()?;
-        let mut int = signal(SignalKind::interrupt()).ok()?;
-        tokio::select! {
-            _ = term.recv() => Some(15),
-            _ = int.recv() => Some(2),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening; `None` if the signals cannot be listened to.
+    fn new() -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Some(Self {
+                term: signal(SignalKind::terminate()).ok()?,
+                int: signal(SignalKind::interrupt()).ok()?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Some(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.ok().map(|()| 2)
+
+    /// The next signal's number (2 or 15).
+    async fn next(&mut self) -> Option<i32> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                s = self.term.recv() => s.map(|()| 15),
+                s = self.int.recv() => s.map(|()| 2),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.ok().map(|()| 2)
+        }
     }
 }
 
 /// Waits for the first SIGINT or SIGTERM (forever if signals cannot be listened to).
 pub async fn wait_for_stop_signal() {
-    if stop_signal().await.is_none() {
-        std::future::pending::<()>().await;
+    match StopSignals::new() {
+        Some(mut s) => {
+            s.next().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -184,15 +211,19 @@ pub async fn wait_for_stop_signal() {
 /// A second signal ends the process at once (exit 130 or 143).
 pub fn stop_on_signals(account: &Account) {
     let account = account.clone();
+    let Some(mut signals) = StopSignals::new() else {
+        tracing::warn!("cannot listen to stop signals; they end the process at once");
+        return;
+    };
     tokio::spawn(async move {
-        if stop_signal().await.is_none() {
+        if signals.next().await.is_none() {
             return;
         }
         eprintln!(
             "ilink: stopping: finishing the message in hand (a second Ctrl-C or SIGTERM stops at once)"
         );
         account.shutdown();
-        if let Some(sig) = stop_signal().await {
+        if let Some(sig) = signals.next().await {
             eprintln!("ilink: stopped at once");
             std::process::exit(128 + sig);
         }

@@ -379,13 +379,17 @@ impl ShutdownHandle {
     /// inside a Tokio runtime.
     pub fn on_signals(&self) {
         let handle = self.clone();
+        let Some(mut signals) = crate::util::StopSignals::new() else {
+            tracing::warn!("cannot listen to stop signals");
+            return;
+        };
         tokio::spawn(async move {
-            let Some(first) = crate::util::stop_signal().await else {
+            let Some(first) = signals.next().await else {
                 return;
             };
             tracing::info!(signal = first, "stop signal received; finishing the message in hand");
             handle.shutdown();
-            if let Some(second) = crate::util::stop_signal().await {
+            if let Some(second) = signals.next().await {
                 tracing::warn!(signal = second, "second stop signal: exiting now");
                 std::process::exit(128 + second);
             }

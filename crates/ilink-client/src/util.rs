@@ -94,21 +94,44 @@ mod tests {
     }
 }
 
-/// Waits for SIGINT or (on Unix) SIGTERM and returns its number (2 or 15); `None` if the
-/// signals cannot be listened to.
-pub(crate) async fn stop_signal() -> Option<i32> {
+/// SIGINT and (on Unix) SIGTERM, listened to from creation on (none is missed between two
+/// waits).
+pub(crate) struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).ok()?;
-        let mut int = signal(SignalKind::interrupt()).ok()?;
-        tokio::select! {
-            _ = term.recv() => Some(15),
-            _ = int.recv() => Some(2),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening; `None` if the signals cannot be listened to.
+    pub(crate) fn new() -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Some(Self {
+                term: signal(SignalKind::terminate()).ok()?,
+                int: signal(SignalKind::interrupt()).ok()?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Some(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.ok().map(|()| 2)
+
+    /// The next signal's number (2 or 15).
+    pub(crate) async fn next(&mut self) -> Option<i32> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                s = self.term.recv() => s.map(|()| 15),
+                s = self.int.recv() => s.map(|()| 2),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.ok().map(|()| 2)
+        }
     }
 }
