@@ -101,7 +101,10 @@ pub fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
     let store = ilink_client::FileStore::new(&dir);
     let accounts = client.accounts()?;
     if accounts.is_empty() && !json_lines {
-        eprintln!("No bot account is logged in (state directory {}).", dir.display());
+        eprintln!(
+            "No bot account is logged in (state directory {}).",
+            dir.display()
+        );
     }
     for a in accounts {
         let creds = a.credentials()?;

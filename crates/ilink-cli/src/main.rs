@@ -44,7 +44,9 @@ struct Cli {
 
 /// Where the server, the CDN and the local state are (network and state commands only).
 #[derive(Debug, Clone, Default, Args)]
-#[command(next_help_heading = "Server and state (login, echo, tail, send, download, doctor, accounts, users, logout)")]
+#[command(
+    next_help_heading = "Server and state (login, echo, tail, send, download, doctor, accounts, users, logout)"
+)]
 pub struct NetArgs {
     /// Bot API base URL (default: the account's saved URL, else https://ilinkai.weixin.qq.com).
     /// Also the QR login host. Given for a saved account, it is used and saved (with a notice).
@@ -285,10 +287,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 /// Prints an error once: its prefix (which matches the exit code), the message, the hint.
 fn report(e: &CliError) {
     let mut err = std::io::stderr().lock();
-    let _ = std::io::Write::write_fmt(
-        &mut err,
-        format_args!("ilink: {}: {e}\n", e.exit.prefix()),
-    );
+    let _ = std::io::Write::write_fmt(&mut err, format_args!("ilink: {}: {e}\n", e.exit.prefix()));
 }
 
 fn main() -> ExitCode {
@@ -352,7 +351,9 @@ mod tests {
     fn net_flags_are_found_after_the_subcommand_only() {
         let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert!(net_flags_after_subcommand(&v(&["--base-url", "sim", "sim"])).is_empty());
-        assert!(net_flags_after_subcommand(&v(&["-v", "--state-dir", "d", "decrypt", "a"])).is_empty());
+        assert!(
+            net_flags_after_subcommand(&v(&["-v", "--state-dir", "d", "decrypt", "a"])).is_empty()
+        );
         assert_eq!(
             net_flags_after_subcommand(&v(&["sim", "--base-url", "x"])),
             vec!["--base-url"]

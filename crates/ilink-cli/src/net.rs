@@ -59,7 +59,9 @@ pub fn parse_url(s: &str) -> Result<String, String> {
         && !host_name.ends_with(']')
         && port.parse::<u16>().is_err()
     {
-        return Err(format!("{t:?} is not a URL: the port {port:?} is not a number"));
+        return Err(format!(
+            "{t:?} is not a URL: the port {port:?} is not a number"
+        ));
     }
     Ok(t.to_owned())
 }
@@ -137,7 +139,9 @@ pub fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Accoun
         [one] => apply_base_url(one, net),
         [] => Err(CliError::new(
             Exit::NotDelivered,
-            format!("no logged-in bot account can send to {to}: none holds a context token for them"),
+            format!(
+                "no logged-in bot account can send to {to}: none holds a context token for them"
+            ),
         )
         .hint(
             "the user must write to the bot first; run `ilink tail` or `ilink echo` once so \

@@ -119,14 +119,11 @@ fn not_silk(input: &Path, bytes: &[u8], e: &ilink_silk::SilkError) -> CliError {
         None
     };
     match what {
-        Some(kind) => CliError::failure(format!(
-            "{} is {kind}, not SILK voice",
-            input.display()
-        ))
-        .hint(format!(
-            "to make a voice message from it, run `ilink silk encode {} OUT.silk`",
-            input.display()
-        )),
+        Some(kind) => CliError::failure(format!("{} is {kind}, not SILK voice", input.display()))
+            .hint(format!(
+                "to make a voice message from it, run `ilink silk encode {} OUT.silk`",
+                input.display()
+            )),
         None => CliError::failure(format!(
             "{} is not SILK voice: it does not start with #!SILK_V3",
             input.display()
@@ -155,8 +152,8 @@ fn silk_blocking(cmd: SilkCommand) -> CliResult {
             let silk = std::fs::read(&input)
                 .map_err(|e| CliError::io(&format!("cannot read {}", input.display()), e))?;
             let options = ilink_silk::DecodeOptions::default().sample_rate(rate);
-            let pcm = ilink_silk::decode_silk(&silk, options)
-                .map_err(|e| not_silk(&input, &silk, &e))?;
+            let pcm =
+                ilink_silk::decode_silk(&silk, options).map_err(|e| not_silk(&input, &silk, &e))?;
             let wav = pcm
                 .to_wav()
                 .map_err(|e| CliError::failure(format!("cannot make the WAV file: {e}")))?;

@@ -211,7 +211,10 @@ async fn corrupt_cursor_tokens_and_dedupe_files_are_moved_aside_and_tail_goes_on
             assert_eq!(aside.len(), 1, "{name} {way}: {aside:?}");
             // The warning names the file, where it went and what was lost; once, without
             // colour codes in a redirected stderr.
-            assert!(err.contains(&format!("{name} is corrupt")), "{name} {way}: {err}");
+            assert!(
+                err.contains(&format!("{name} is corrupt")),
+                "{name} {way}: {err}"
+            );
             assert!(err.contains(&aside[0]), "{name} {way}: {err}");
             assert!(err.contains("lost"), "{name} {way}: {err}");
             assert_eq!(err.matches("is corrupt").count(), 1, "{name} {way}: {err}");
@@ -255,7 +258,10 @@ async fn a_state_file_of_a_newer_ilink_is_a_clear_error_and_is_kept() {
     let err = text(&o.stderr);
     assert_eq!(code(&o), 1, "{err}");
     assert!(err.starts_with("ilink: error: "), "{err}");
-    assert!(err.contains("cursor.json") && err.contains("newer ilink"), "{err}");
+    assert!(
+        err.contains("cursor.json") && err.contains("newer ilink"),
+        "{err}"
+    );
     assert!(err.contains("upgrade ilink"), "{err}");
     assert_eq!(std::fs::read(acct.join("cursor.json")).unwrap(), newer);
 }
@@ -274,7 +280,10 @@ async fn corrupt_credentials_never_block_login() {
         assert_eq!(code(&o), 3, "{way}: {err}");
         assert!(err.contains("credentials.json is corrupt"), "{way}: {err}");
         assert!(err.contains("run `ilink login` again"), "{way}: {err}");
-        assert!(err.contains("ilink: login needed: no bot account"), "{way}: {err}");
+        assert!(
+            err.contains("ilink: login needed: no bot account"),
+            "{way}: {err}"
+        );
         assert_eq!(aside_copies(&acct, "credentials.json").len(), 1, "{way}");
         // Broken again, then a login: it works.
         break_file(&acct.join("credentials.json"), bytes);
@@ -306,7 +315,10 @@ async fn login_into_an_unwritable_state_dir_fails_before_the_qr_code() {
         "{err}"
     );
     assert!(err.contains("hint: "), "{err}");
-    assert!(!err.contains("Scan with WeChat"), "no QR code was shown: {err}");
+    assert!(
+        !err.contains("Scan with WeChat"),
+        "no QR code was shown: {err}"
+    );
     assert!(sim.qr().sessions().is_empty(), "no QR code was asked for");
 }
 
@@ -349,7 +361,10 @@ async fn verify_codes_are_sent_without_spaces() {
         .collect();
     assert!(!sent.is_empty());
     assert!(sent.iter().all(|q| q.contains("482913")), "{sent:?}");
-    assert!(!sent.iter().any(|q| q.contains("%20") || q.contains("48x")), "{sent:?}");
+    assert!(
+        !sent.iter().any(|q| q.contains("%20") || q.contains("48x")),
+        "{sent:?}"
+    );
 }
 
 // ------------------------------------------------------------------------- one consumer
@@ -408,7 +423,10 @@ async fn a_second_consumer_is_refused_and_sigterm_stops_gracefully() {
     let o = ilink(&sim, dir.path(), &["tail", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let out = text(&o.stdout);
-    assert!(out.contains("\"after\"") && !out.contains("\"last\""), "{out}");
+    assert!(
+        out.contains("\"after\"") && !out.contains("\"last\""),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,7 +516,10 @@ async fn base_url_is_validated_and_used_and_saved_for_a_saved_account() {
         err.contains("now uses the base URL http://127.0.0.1:1/"),
         "{err}"
     );
-    assert!(sim.delivered_to(USER).is_empty(), "the saved server was not used");
+    assert!(
+        sim.delivered_to(USER).is_empty(),
+        "the saved server was not used"
+    );
     let saved = FileStore::new(dir.path())
         .load_credentials(&bot.bot_id)
         .unwrap()
@@ -685,7 +706,10 @@ fn silk_decode_errors_say_what_is_wrong() {
     assert!(err.starts_with("ilink: error: "), "{err}");
     assert!(err.contains("is a WAV file, not SILK voice"), "{err}");
     assert!(err.contains("ilink silk encode"), "{err}");
-    assert!(!err.contains("key"), "the key has nothing to do with it: {err}");
+    assert!(
+        !err.contains("key"),
+        "the key has nothing to do with it: {err}"
+    );
 }
 
 #[test]
@@ -696,7 +720,10 @@ fn completions_and_man_page() {
             .assert()
             .success();
         let out = text(&a.get_output().stdout);
-        assert!(out.contains("logout") && out.contains("state-dir"), "{shell}");
+        assert!(
+            out.contains("logout") && out.contains("state-dir"),
+            "{shell}"
+        );
     }
     AssertCommand::new(BIN)
         .args(["completions", "tcsh"])

@@ -387,7 +387,10 @@ impl ShutdownHandle {
             let Some(first) = signals.next().await else {
                 return;
             };
-            tracing::info!(signal = first, "stop signal received; finishing the message in hand");
+            tracing::info!(
+                signal = first,
+                "stop signal received; finishing the message in hand"
+            );
             handle.shutdown();
             if let Some(second) = signals.next().await {
                 tracing::warn!(signal = second, "second stop signal: exiting now");

@@ -468,7 +468,10 @@ mod tests {
     #[test]
     fn verify_codes_are_normalised() {
         assert_eq!(normalize_verify_code("482 913").as_deref(), Some("482913"));
-        assert_eq!(normalize_verify_code(" 48-29 13\n").as_deref(), Some("482913"));
+        assert_eq!(
+            normalize_verify_code(" 48-29 13\n").as_deref(),
+            Some("482913")
+        );
         assert_eq!(normalize_verify_code("48a913"), None);
         assert_eq!(normalize_verify_code("   "), None);
         assert_eq!(normalize_verify_code("１２３"), None);

@@ -856,7 +856,10 @@ impl StateStore for FileStore {
         result.map_err(|e| {
             Error::new(
                 ErrorKind::Store,
-                format!("the state directory {} cannot be written", self.root.display()),
+                format!(
+                    "the state directory {} cannot be written",
+                    self.root.display()
+                ),
             )
             .with_source(e)
         })
@@ -1100,25 +1103,41 @@ mod tests {
                 break_file(&acct.join(name), bytes);
             }
             assert_eq!(store.load_cursor("a@im.bot").unwrap(), None, "{way}");
-            assert!(store.load_context_tokens("a@im.bot").unwrap().is_empty(), "{way}");
-            assert!(store.load_tombstones("a@im.bot").unwrap().is_empty(), "{way}");
+            assert!(
+                store.load_context_tokens("a@im.bot").unwrap().is_empty(),
+                "{way}"
+            );
+            assert!(
+                store.load_tombstones("a@im.bot").unwrap().is_empty(),
+                "{way}"
+            );
             for name in ["cursor.json", "context_tokens.json", "dedupe.json"] {
                 assert_eq!(aside_copies(&acct, name), 1, "{way}: {name}");
                 assert!(!acct.join(name).exists(), "{way}: {name}");
             }
             // The store works again.
             store.save_cursor("a@im.bot", &Secret::from("C")).unwrap();
-            assert_eq!(store.load_cursor("a@im.bot").unwrap(), Some(Secret::from("C")));
+            assert_eq!(
+                store.load_cursor("a@im.bot").unwrap(),
+                Some(Secret::from("C"))
+            );
 
             // Broken credentials: the account disappears (moved aside), others stay, and a
             // new login can save.
             store.save_credentials(&creds("b@im.bot", 2)).unwrap();
             break_file(&acct.join("credentials.json"), bytes);
-            assert_eq!(store.accounts().unwrap(), vec!["b@im.bot".to_owned()], "{way}");
+            assert_eq!(
+                store.accounts().unwrap(),
+                vec!["b@im.bot".to_owned()],
+                "{way}"
+            );
             assert_eq!(aside_copies(&acct, "credentials.json"), 1, "{way}");
             assert_eq!(store.load_credentials("a@im.bot").unwrap(), None, "{way}");
             store.save_credentials(&creds("a@im.bot", 3)).unwrap();
-            assert_eq!(store.load_credentials("a@im.bot").unwrap(), Some(creds("a@im.bot", 3)));
+            assert_eq!(
+                store.load_credentials("a@im.bot").unwrap(),
+                Some(creds("a@im.bot", 3))
+            );
         }
     }
 
@@ -1129,7 +1148,10 @@ mod tests {
         let acct = store.account_dir("a@im.bot");
         fs::create_dir_all(acct.join("credentials.json").join("x")).unwrap();
         store.save_credentials(&creds("a@im.bot", 1)).unwrap();
-        assert_eq!(store.load_credentials("a@im.bot").unwrap(), Some(creds("a@im.bot", 1)));
+        assert_eq!(
+            store.load_credentials("a@im.bot").unwrap(),
+            Some(creds("a@im.bot", 1))
+        );
         assert_eq!(aside_copies(&acct, "credentials.json"), 1);
     }
 
@@ -1143,7 +1165,10 @@ mod tests {
         let e = store.load_cursor("a@im.bot").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Store);
         let msg = e.to_string();
-        assert!(msg.contains("cursor.json") && msg.contains("newer ilink"), "{msg}");
+        assert!(
+            msg.contains("cursor.json") && msg.contains("newer ilink"),
+            "{msg}"
+        );
         assert!(msg.contains("upgrade ilink"), "{msg}");
         assert!(acct.join("cursor.json").exists());
         assert_eq!(aside_copies(&acct, "cursor.json"), 0);
@@ -1164,12 +1189,21 @@ mod tests {
         fs::write(acct.join("context_tokens.json"), br#"{"u@im.wechat":"X"}"#).unwrap();
         fs::write(acct.join("dedupe.json"), br#"{"keys":["m:1"]}"#).unwrap();
         assert_eq!(store.accounts().unwrap(), vec!["a@im.bot".to_owned()]);
-        assert_eq!(store.load_cursor("a@im.bot").unwrap(), Some(Secret::from("C")));
         assert_eq!(
-            store.load_context_tokens("a@im.bot").unwrap().get("u@im.wechat"),
+            store.load_cursor("a@im.bot").unwrap(),
+            Some(Secret::from("C"))
+        );
+        assert_eq!(
+            store
+                .load_context_tokens("a@im.bot")
+                .unwrap()
+                .get("u@im.wechat"),
             Some(&Secret::from("X"))
         );
-        assert_eq!(store.load_tombstones("a@im.bot").unwrap(), vec!["m:1".to_owned()]);
+        assert_eq!(
+            store.load_tombstones("a@im.bot").unwrap(),
+            vec!["m:1".to_owned()]
+        );
         // Written back with a version.
         store.save_cursor("a@im.bot", &Secret::from("D")).unwrap();
         let v: serde_json::Value =
@@ -1185,7 +1219,8 @@ mod tests {
         let e = store.lock_consumer("a@im.bot").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::AccountBusy);
         assert!(
-            e.to_string().contains(&format!("process {}", std::process::id())),
+            e.to_string()
+                .contains(&format!("process {}", std::process::id())),
             "{e}"
         );
         assert_eq!(store.consumer_pid("a@im.bot"), Some(std::process::id()));
@@ -1206,10 +1241,14 @@ mod tests {
     #[test]
     fn writable_check() {
         let dir = tempfile::tempdir().unwrap();
-        FileStore::new(dir.path().join("new")).check_writable().unwrap();
+        FileStore::new(dir.path().join("new"))
+            .check_writable()
+            .unwrap();
         let file = dir.path().join("file");
         fs::write(&file, b"x").unwrap();
-        let e = FileStore::new(file.join("under")).check_writable().unwrap_err();
+        let e = FileStore::new(file.join("under"))
+            .check_writable()
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Store);
         assert!(e.to_string().contains("cannot be written"), "{e}");
     }

@@ -66,34 +66,6 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_id_shape() {
-        let id = new_client_id("openclaw-weixin");
-        let (prefix, rest) = id.split_once(':').unwrap();
-        assert_eq!(prefix, "openclaw-weixin");
-        let (ms, hex) = rest.split_once('-').unwrap();
-        assert!(ms.parse::<u64>().unwrap() > 1_600_000_000_000);
-        assert_eq!(hex.len(), 8);
-        assert!(
-            hex.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
-        assert_ne!(new_client_id("p"), new_client_id("p"));
-    }
-
-    #[test]
-    fn fnv_is_stable_and_separates_parts() {
-        assert_eq!(fnv1a(&[b"a"]), fnv1a(&[b"a"]));
-        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
-        assert_ne!(random_u64(), random_u64());
-        let _ = random_u32();
-    }
-}
-
 /// SIGINT and (on Unix) SIGTERM, listened to from creation on (none is missed between two
 /// waits).
 pub(crate) struct StopSignals {
@@ -133,5 +105,33 @@ impl StopSignals {
         {
             tokio::signal::ctrl_c().await.ok().map(|()| 2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_id_shape() {
+        let id = new_client_id("openclaw-weixin");
+        let (prefix, rest) = id.split_once(':').unwrap();
+        assert_eq!(prefix, "openclaw-weixin");
+        let (ms, hex) = rest.split_once('-').unwrap();
+        assert!(ms.parse::<u64>().unwrap() > 1_600_000_000_000);
+        assert_eq!(hex.len(), 8);
+        assert!(
+            hex.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(new_client_id("p"), new_client_id("p"));
+    }
+
+    #[test]
+    fn fnv_is_stable_and_separates_parts() {
+        assert_eq!(fnv1a(&[b"a"]), fnv1a(&[b"a"]));
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_ne!(random_u64(), random_u64());
+        let _ = random_u32();
     }
 }
