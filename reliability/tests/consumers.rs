@@ -113,7 +113,11 @@ impl Rig {
         store.load_cursor(&self.bot.bot_id).unwrap();
         store.load_tombstones(&self.bot.bot_id).unwrap();
         store.load_context_tokens(&self.bot.bot_id).unwrap();
-        assert_eq!(store.consumer_pid(&self.bot.bot_id), None, "{when}: lock free");
+        assert_eq!(
+            store.consumer_pid(&self.bot.bot_id),
+            None,
+            "{when}: lock free"
+        );
     }
 }
 
@@ -184,7 +188,10 @@ async fn a_second_consumer_of_an_account_is_refused() {
     ids.sort();
     let mut got = h.clone();
     got.sort();
-    assert_eq!(got, ids, "every message handled once, by the first consumer");
+    assert_eq!(
+        got, ids,
+        "every message handled once, by the first consumer"
+    );
     assert_eq!(rig.delivered(), 10);
     rig.assert_state_valid("the stop");
 }
@@ -212,7 +219,11 @@ async fn sigterm_at_random_moments_loses_nothing() {
         }
         sigterm(&child);
         let (code, err) = wait_exit(child).await;
-        assert_eq!(code, Some(0), "round {round}: a graceful stop exits 0: {err}");
+        assert_eq!(
+            code,
+            Some(0),
+            "round {round}: a graceful stop exits 0: {err}"
+        );
         rig.assert_state_valid(&format!("round {round}"));
     }
     // A last run answers whatever is left.

@@ -331,9 +331,13 @@ async fn login_reports_a_server_that_stops_answering() {
     let o = ilink(&sim, dir.path(), &["login"], None).await;
     let err = text(&o.stderr);
     assert_eq!(code(&o), 3, "{err}");
-    assert!(err.contains("did not answer (1/3)"), "{err}");
+    assert!(
+        err.contains("did not answer properly (1 time(s) in a row)"),
+        "{err}"
+    );
     assert!(err.contains("ilink: login needed: "), "{err}");
     assert!(err.contains("stopped answering"), "{err}");
+    assert!(err.contains("10 status polls failed in a row"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

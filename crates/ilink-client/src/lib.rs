@@ -27,7 +27,7 @@ pub use handler::{Handler, HandlerOutput, MessageContext};
 pub use ilink_cdn::{self as cdn, MediaSource};
 pub use login::{
     BoxFuture, LoginEvent, LoginOutcome, LoginPresenter, MAX_STATUS_FAILURES, QrCode,
-    TerminalPresenter, normalize_verify_code, render_qr_unicode,
+    STATUS_FAILURE_WINDOW, TerminalPresenter, normalize_verify_code, render_qr_unicode,
 };
 pub use markdown::filter_markdown;
 pub use media::{MediaSend, MediaType};

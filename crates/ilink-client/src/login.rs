@@ -67,7 +67,8 @@ pub enum LoginEvent {
     /// This bot is already bound to this client (`binded_redirect`); nothing changes.
     AlreadyBound,
     /// A status poll failed (network error, HTTP error or timeout): the login server may have
-    /// stopped answering. After [`MAX_STATUS_FAILURES`] in a row the login fails.
+    /// stopped answering. After [`MAX_STATUS_FAILURES`] in a row, or failures for
+    /// [`STATUS_FAILURE_WINDOW`] (and at least 3), the login fails.
     ServerNotAnswering {
         /// Failed polls in a row so far.
         failures: u32,
@@ -77,8 +78,14 @@ pub enum LoginEvent {
 }
 
 /// Status polls that may fail in a row (network error, HTTP error, timeout) before a login
-/// gives up with [`ErrorKind::Login`]: the server stopped answering.
-pub const MAX_STATUS_FAILURES: u32 = 3;
+/// gives up with [`ErrorKind::Login`]: the server stopped answering. A flaky network that
+/// fails a few polls and recovers does not end the login.
+pub const MAX_STATUS_FAILURES: u32 = 10;
+
+/// How long status polls may keep failing (with at least 3 failures) before a login gives up,
+/// when each failure is slow (a server that accepts connections but never answers: each poll
+/// waits for its timeout, 35 s by default).
+pub const STATUS_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The longest verify code accepted, in digits.
 const MAX_VERIFY_CODE_DIGITS: usize = 16;
@@ -187,9 +194,11 @@ impl LoginPresenter for TerminalPresenter {
             LoginEvent::Confirmed { account_id } => {
                 format!("Confirmed on the phone as {account_id}; saving the credentials.")
             }
-            LoginEvent::ServerNotAnswering { failures, error } => format!(
-                "The login server did not answer ({failures}/{MAX_STATUS_FAILURES}): {error}"
-            ),
+            LoginEvent::ServerNotAnswering { failures, error } => {
+                format!(
+                    "The login server did not answer properly ({failures} time(s) in a row): {error}"
+                )
+            }
             LoginEvent::AlreadyBound => "This bot is already connected here.".to_owned(),
         };
         let _ = writeln!(std::io::stderr(), "{text}");
@@ -281,6 +290,7 @@ pub(crate) async fn run_login(
     let mut poll_base = cfg.qr_base_url.clone();
     let mut verify: Option<String> = None;
     let mut failures = 0u32;
+    let mut failing_since = Instant::now();
 
     loop {
         if Instant::now() >= deadline {
@@ -320,13 +330,18 @@ pub(crate) async fn run_login(
                 r
             }
             Err(e) => {
+                if failures == 0 {
+                    failing_since = Instant::now();
+                }
                 failures += 1;
                 tracing::debug!(error = %e, failures, "get_qrcode_status failed; treated as wait");
                 presenter.event(&LoginEvent::ServerNotAnswering {
                     failures,
                     error: e.to_string(),
                 });
-                if failures >= MAX_STATUS_FAILURES {
+                if failures >= MAX_STATUS_FAILURES
+                    || (failures >= 3 && failing_since.elapsed() >= STATUS_FAILURE_WINDOW)
+                {
                     return Err(Error::new(
                         ErrorKind::Login,
                         format!(

@@ -54,7 +54,10 @@ async fn online() -> Result<(), BoxError> {
     // Ctrl-C or SIGTERM (`docker stop`, `systemctl stop`): the message in hand finishes, its
     // progress is committed, notifystop is sent, and `run` returns. A second one exits at once.
     client.shutdown_handle().on_signals();
-    println!("echo bot {} running; Ctrl-C or SIGTERM stops it", account.id());
+    println!(
+        "echo bot {} running; Ctrl-C or SIGTERM stops it",
+        account.id()
+    );
     account.run(echo).await?;
     Ok(())
 }

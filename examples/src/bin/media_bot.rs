@@ -127,7 +127,10 @@ async fn online() -> Result<(), BoxError> {
     // Ctrl-C or SIGTERM (`docker stop`, `systemctl stop`): the message in hand finishes, its
     // progress is committed, notifystop is sent, and `run` returns. A second one exits at once.
     client.shutdown_handle().on_signals();
-    println!("media bot {} running; Ctrl-C or SIGTERM stops it", account.id());
+    println!(
+        "media bot {} running; Ctrl-C or SIGTERM stops it",
+        account.id()
+    );
     account.run(media).await?;
     Ok(())
 }
