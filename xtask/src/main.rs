@@ -4,6 +4,7 @@
 //! cargo xtask fuzz [TARGET] [--seconds N] [--runs N] [--seed S] [--smoke] [--replay] [--list]
 //! cargo xtask bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
 //! cargo xtask ci
+//! cargo xtask man [--out DIR]
 //! ```
 //!
 //! The arguments are parsed by hand rather than with clap: xtask is compiled on every
@@ -13,6 +14,7 @@
 
 mod bench;
 mod fuzz;
+mod man;
 mod util;
 
 use std::process::ExitCode;
@@ -34,6 +36,9 @@ commands:
         --quick shortens every measurement; --all keeps every AES size in the table;
         --markdown also writes the table, with the machine, to FILE.
   ci    Run .ci/run, the CI script.
+  man [--out DIR]
+        Build `ilink` and write its man page (ilink.1) and shell completions (bash,
+        zsh, fish) to DIR (default target/man).
 ";
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz::run(rest),
         "bench" => bench::run(rest),
         "ci" => util::ci(rest),
+        "man" => man::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
