@@ -128,7 +128,7 @@ impl From<SendError> for CliError {
             SendErrorKind::Throttled(_) => (
                 Exit::NotDelivered,
                 Some(
-                    "the server refused the message (ret -2): too many replies since the \
+                    "the server refused the message (code -2): too many replies since the \
                      user's last message, more than 24 h since it, or a burst; wait for the \
                      user to write again",
                 ),
