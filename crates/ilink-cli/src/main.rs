@@ -42,7 +42,9 @@ struct Cli {
     command: Command,
 }
 
-/// Where the server, the CDN and the local state are (network and state commands only).
+/// Where the server, the CDN and the local state are. The network and state commands take
+/// them after their name; before the subcommand they apply to whichever command uses them
+/// (the shared settings of a wrapper or alias); the offline commands refuse them.
 #[derive(Debug, Clone, Default, Args)]
 #[command(
     next_help_heading = "Server and state (login, echo, tail, send, download, doctor, accounts, users, logout)"
@@ -50,17 +52,17 @@ struct Cli {
 pub struct NetArgs {
     /// Bot API base URL (default: the account's saved URL, else https://ilinkai.weixin.qq.com).
     /// Also the QR login host. Given for a saved account, it is used and saved (with a notice).
-    #[arg(long, global = true, env = "ILINK_BASE_URL", value_name = "URL", value_parser = net::parse_url)]
+    #[arg(long, env = "ILINK_BASE_URL", value_name = "URL", value_parser = net::parse_url)]
     pub base_url: Option<String>,
     /// CDN base URL for media (default: https://novac2c.cdn.weixin.qq.com/c2c).
-    #[arg(long, global = true, env = "ILINK_CDN_BASE_URL", value_name = "URL", value_parser = net::parse_url)]
+    #[arg(long, env = "ILINK_CDN_BASE_URL", value_name = "URL", value_parser = net::parse_url)]
     pub cdn_base_url: Option<String>,
     /// Directory with credentials, cursors and context tokens (default: $XDG_STATE_HOME/ilink,
     /// else ~/.local/state/ilink).
-    #[arg(long, global = true, env = "ILINK_STATE_DIR", value_name = "DIR")]
+    #[arg(long, env = "ILINK_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Which stored bot account to use (`…@im.bot`) when there are several.
-    #[arg(long, global = true, env = "ILINK_ACCOUNT", value_name = "ID")]
+    #[arg(long, env = "ILINK_ACCOUNT", value_name = "ID")]
     pub account: Option<String>,
     /// Whether --base-url was given on the command line or in the environment (not by
     /// default).
@@ -86,22 +88,32 @@ enum Command {
     /// a file and a voice message, and a checked summary.
     Demo,
     /// Log a bot in with a QR code drawn in the terminal; saves the credentials (mode 0600).
-    Login,
+    Login {
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// List the bot accounts saved in the state directory.
     Accounts {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// List the users an account can send to (those who wrote and left a context token).
     Users {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Forget a bot account: delete its saved credentials and state (refused while a
     /// process consumes its messages).
-    Logout,
+    Logout {
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Run an echo bot: text is echoed, media and voice are sent back. Consumes the
     /// account's messages: one consumer per account at a time.
     Echo {
@@ -111,6 +123,8 @@ enum Command {
         /// Prefix of echoed text.
         #[arg(long, default_value = "echo: ")]
         prefix: String,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Print incoming messages as they arrive. Consumes the account's messages (they count as
     /// handled): one consumer per account at a time.
@@ -121,11 +135,23 @@ enum Command {
         /// Stop after this many messages (at least 1; without it, run until stopped).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         max: Option<u64>,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Send a message to a user who has written to the bot.
-    Send(commands::SendArgs),
+    Send {
+        #[command(flatten)]
+        args: commands::SendArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Download and decrypt the media of a received message.
-    Download(commands::DownloadArgs),
+    Download {
+        #[command(flatten)]
+        args: commands::DownloadArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Decrypt a file downloaded from the CDN (AES-128-ECB, PKCS#7).
     Decrypt {
         /// The key: 32 hex digits, or base64 of the raw 16 bytes or of the hex digits.
@@ -146,6 +172,8 @@ enum Command {
         /// The checks as one JSON object.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
@@ -154,21 +182,6 @@ enum Command {
     },
     /// Print the man page (roff) to stdout: `ilink man > ilink.1`.
     Man,
-}
-
-impl Command {
-    /// Which of the server and state options the command uses.
-    fn uses_net_options(&self) -> bool {
-        !matches!(
-            self,
-            Self::Demo
-                | Self::Decrypt { .. }
-                | Self::Silk(_)
-                | Self::Sim(_)
-                | Self::Completions { .. }
-                | Self::Man
-        )
-    }
 }
 
 /// The `ilink` command line, for completions and the man page.
@@ -198,82 +211,45 @@ fn init_logs(log: LogArgs) {
         .try_init();
 }
 
-/// The deepest subcommand's matches (global options are propagated there).
-fn leaf(matches: &ArgMatches) -> &ArgMatches {
-    let mut m = matches;
-    while let Some((_, sub)) = m.subcommand() {
-        m = sub;
-    }
-    m
-}
-
-fn given(m: &ArgMatches, id: &str) -> Option<ValueSource> {
-    m.try_get_raw(id).ok().flatten()?;
-    m.value_source(id)
-}
-
-const NET_FLAGS: [&str; 4] = ["--base-url", "--cdn-base-url", "--state-dir", "--account"];
-
-/// The server and state options written after the subcommand's name in `args` (the
-/// command line without the program name). Before it they are the shared settings of a
-/// wrapper or alias and apply where they can.
-fn net_flags_after_subcommand(args: &[String]) -> Vec<&'static str> {
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        if NET_FLAGS.contains(&a.as_str()) {
-            i += 2;
-            continue;
-        }
-        if a.starts_with('-') {
-            i += 1;
-            continue;
-        }
-        break;
-    }
-    let after = args.get(i + 1..).unwrap_or_default();
-    NET_FLAGS
-        .into_iter()
-        .filter(|f| {
-            after
-                .iter()
-                .take_while(|a| a.as_str() != "--")
-                .any(|a| a == f || a.starts_with(&format!("{f}=")))
-        })
-        .collect()
-}
-
-/// Refuses server and state options given to a command that ignores them
-/// (`ilink sim --base-url x`, `ilink decrypt --account nobody`).
-fn check_applicable(cli: &Cli, matches: &ArgMatches, args: &[String]) -> Result<(), CliError> {
-    if cli.command.uses_net_options() {
-        return Ok(());
-    }
-    let name = matches.subcommand_name().unwrap_or("this command");
-    match net_flags_after_subcommand(args).first() {
-        Some(flag) => Err(
-            CliError::usage(format!("{flag} does not apply to `ilink {name}`"))
-                .hint(format!("remove {flag}; see `ilink {name} --help`")),
-        ),
-        None => Ok(()),
+/// The options of the network command: its own, else those before the subcommand.
+fn merge(top: &NetArgs, own: &NetArgs, matches: &ArgMatches) -> NetArgs {
+    let given = |m: &ArgMatches| {
+        m.try_get_raw("base_url").ok().flatten().is_some()
+            && matches!(
+                m.value_source("base_url"),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+    };
+    let sub = matches.subcommand().map(|(_, m)| m);
+    NetArgs {
+        base_url: own.base_url.clone().or_else(|| top.base_url.clone()),
+        cdn_base_url: own
+            .cdn_base_url
+            .clone()
+            .or_else(|| top.cdn_base_url.clone()),
+        state_dir: own.state_dir.clone().or_else(|| top.state_dir.clone()),
+        account: own.account.clone().or_else(|| top.account.clone()),
+        base_url_given: given(matches) || sub.is_some_and(given),
     }
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
-    let net = cli.net;
+async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
+    let top = cli.net;
+    let m = |own: &NetArgs| merge(&top, own, matches);
     match cli.command {
         Command::Demo => demo::run().await,
-        Command::Login => commands::login(&net).await,
-        Command::Accounts { json } => commands::accounts(&net, json),
-        Command::Users { json } => commands::users(&net, json),
-        Command::Logout => commands::logout(&net),
-        Command::Echo { max, prefix } => commands::echo(&net, max, &prefix).await,
-        Command::Tail { json, max } => commands::tail(&net, json, max).await,
-        Command::Send(args) => commands::send(&net, args).await,
-        Command::Download(args) => commands::download(&net, args).await,
+        Command::Login { net } => commands::login(&m(&net)).await,
+        Command::Accounts { json, net } => commands::accounts(&m(&net), json),
+        Command::Users { json, net } => commands::users(&m(&net), json),
+        Command::Logout { net } => commands::logout(&m(&net)),
+        Command::Echo { max, prefix, net } => commands::echo(&m(&net), max, &prefix).await,
+        Command::Tail { json, max, net } => commands::tail(&m(&net), json, max).await,
+        Command::Send { args, net } => commands::send(&m(&net), args).await,
+        Command::Download { args, net } => commands::download(&m(&net), args).await,
         Command::Decrypt { key, input, output } => offline::decrypt(&key, &input, &output).await,
         Command::Silk(cmd) => offline::silk(cmd).await,
         Command::Sim(args) => simcmd::run(args).await,
-        Command::Doctor { json } => commands::doctor(&net, json).await,
+        Command::Doctor { json, net } => commands::doctor(&m(&net), json).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "ilink", &mut std::io::stdout());
             Ok(())
@@ -290,22 +266,35 @@ fn report(e: &CliError) {
     let _ = std::io::Write::write_fmt(&mut err, format_args!("ilink: {}: {e}\n", e.exit.prefix()));
 }
 
+/// A command-line error of clap: help and version as clap prints them, usage errors with
+/// the usage prefix (exit 2).
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let text = text
+        .trim_end()
+        .strip_prefix("error: ")
+        .unwrap_or(text.trim_end());
+    eprintln!("ilink: {}: {text}", Exit::Usage.prefix());
+    ExitCode::from(Exit::Usage as u8)
+}
+
 fn main() -> ExitCode {
     let matches = match command().try_get_matches() {
         Ok(m) => m,
-        Err(e) => e.exit(),
+        Err(e) => return clap_error(e),
     };
-    let mut cli = match Cli::from_arg_matches(&matches) {
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
-        Err(e) => e.exit(),
+        Err(e) => return clap_error(e),
     };
-    cli.net.base_url_given = given(leaf(&matches), "base_url").is_some();
     init_logs(cli.log);
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = check_applicable(&cli, &matches, &args) {
-        report(&e);
-        return ExitCode::from(e.exit as u8);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -317,7 +306,7 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Failure as u8);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, &matches)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
@@ -348,20 +337,35 @@ mod tests {
     }
 
     #[test]
-    fn net_flags_are_found_after_the_subcommand_only() {
-        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert!(net_flags_after_subcommand(&v(&["--base-url", "sim", "sim"])).is_empty());
+    fn net_options_go_before_or_after_a_network_command_only() {
+        assert!(Cli::try_parse_from(["ilink", "--base-url", "http://a/", "tail"]).is_ok());
+        assert!(Cli::try_parse_from(["ilink", "tail", "--base-url", "http://a/"]).is_ok());
+        assert!(Cli::try_parse_from(["ilink", "sim", "--base-url", "http://a/"]).is_err());
         assert!(
-            net_flags_after_subcommand(&v(&["-v", "--state-dir", "d", "decrypt", "a"])).is_empty()
+            Cli::try_parse_from(["ilink", "decrypt", "--account", "x", "--key", "k", "a", "b"])
+                .is_err()
         );
-        assert_eq!(
-            net_flags_after_subcommand(&v(&["sim", "--base-url", "x"])),
-            vec!["--base-url"]
-        );
-        assert_eq!(
-            net_flags_after_subcommand(&v(&["silk", "decode", "--account=x", "a", "b"])),
-            vec!["--account"]
-        );
+        let m = command()
+            .try_get_matches_from([
+                "ilink",
+                "--account",
+                "top",
+                "send",
+                "--account",
+                "own",
+                "--to",
+                "u",
+                "--text",
+                "t",
+            ])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        let Command::Send { net, .. } = &cli.command else {
+            panic!()
+        };
+        let merged = merge(&cli.net, net, &m);
+        assert_eq!(merged.account.as_deref(), Some("own"));
+        assert!(!merged.base_url_given);
     }
 
     #[test]

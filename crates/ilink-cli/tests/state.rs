@@ -650,10 +650,19 @@ async fn doctor_json() {
 #[test]
 fn options_a_command_does_not_use_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["sim", "--base-url", "http://127.0.0.1:9/"][..],
-        &["decrypt", "--account", "nobody", "--key", "00", "a", "b"],
-        &["silk", "decode", "--state-dir", "/tmp", "a", "b"],
+    for (args, flag) in [
+        (
+            &["sim", "--base-url", "http://127.0.0.1:9/"][..],
+            "--base-url",
+        ),
+        (
+            &["decrypt", "--account", "nobody", "--key", "00", "a", "b"],
+            "--account",
+        ),
+        (
+            &["silk", "decode", "--state-dir", "/tmp", "a", "b"],
+            "--state-dir",
+        ),
     ] {
         let a = AssertCommand::new(BIN)
             .env_remove("ILINK_BASE_URL")
@@ -663,8 +672,20 @@ fn options_a_command_does_not_use_are_refused() {
             .code(2);
         let err = text(&a.get_output().stderr);
         assert!(err.starts_with("ilink: usage error: "), "{args:?}: {err}");
-        assert!(err.contains("does not apply"), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert_eq!(err.matches("ilink:").count(), 1, "{err}");
     }
+    // Their help lists only their own options.
+    let a = AssertCommand::new(BIN)
+        .args(["sim", "--help"])
+        .assert()
+        .success();
+    assert!(!text(&a.get_output().stdout).contains("--state-dir"));
+    let a = AssertCommand::new(BIN)
+        .args(["tail", "--help"])
+        .assert()
+        .success();
+    assert!(text(&a.get_output().stdout).contains("--state-dir"));
     // From the environment, or before the subcommand (a wrapper's shared settings), they
     // are fine.
     let a = AssertCommand::new(BIN)
