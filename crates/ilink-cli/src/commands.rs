@@ -313,9 +313,7 @@ impl Handler for EchoBot {
                 self.expired.store(true, Ordering::SeqCst);
                 self.account.shutdown();
             }
-            Update::Undecodable(u) => {
-                eprintln!("ilink: a message could not be decoded: {}", u.error);
-            }
+            // The library logs undecodable messages (warn) once.
             _ => {}
         }
     }
@@ -325,7 +323,7 @@ impl Handler for EchoBot {
 pub async fn echo(net: &NetArgs, max: Option<u64>, prefix: &str) -> CliResult {
     let client = net::client(net)?;
     let account = net::account(&client, net)?;
-    net::stop_on_signals(&account);
+    net::stop_on_signals(std::slice::from_ref(&account));
     // Fail fast, before saying it runs, if another process consumes the account.
     drop(client.store().lock_consumer(account.id())?);
     eprintln!(
@@ -377,28 +375,73 @@ fn clock(ms: Option<i64>) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// `ilink tail`.
+/// The accounts `tail` reads: `--account` or the only one, else every stored account.
+fn tail_accounts(client: &ilink_client::Client, net: &NetArgs) -> CliResult<Vec<Account>> {
+    if net.account.is_none() {
+        let all = client.accounts()?;
+        if all.len() > 1 {
+            return Ok(all);
+        }
+    }
+    Ok(vec![net::account(client, net)?])
+}
+
+/// `ilink tail`: one account, or with several and no `--account`, all of them.
 pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResult {
     let client = net::client(net)?;
-    let account = net::account(&client, net)?;
-    net::stop_on_signals(&account);
-    let mut updates = account.updates()?;
+    let accounts = tail_accounts(&client, net)?;
+    // Claim every account first: fail fast (exit 5) if another process consumes one.
+    let mut streams = Vec::with_capacity(accounts.len());
+    for a in &accounts {
+        streams.push(a.updates()?);
+    }
+    net::stop_on_signals(&accounts);
+    let several = accounts.len() > 1;
     if !json_lines {
+        let ids: Vec<&str> = accounts.iter().map(Account::id).collect();
         eprintln!(
             "Waiting for messages to {}; they count as handled once printed (no other \
              `ilink echo`, `ilink tail` or bot receives them meanwhile). Ctrl-C stops.",
-            account.id()
+            ids.join(", ")
         );
     }
+    // Each stream hands over one update at a time and waits until it was printed, so a
+    // message counts as handled only once it is out.
+    type Handover = (String, Update, tokio::sync::oneshot::Sender<()>);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Handover>(1);
+    for (account, mut updates) in accounts.iter().cloned().zip(streams) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(update) = updates.next().await {
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                if tx
+                    .send((account.id().to_owned(), update, done_tx))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let _ = done_rx.await;
+            }
+        });
+    }
+    drop(tx);
+    let stop_all = || accounts.iter().for_each(Account::shutdown);
     let mut seen = 0u64;
-    while let Some(update) = updates.next().await {
+    let mut expired: Option<String> = None;
+    while let Some((id, update, done)) = rx.recv().await {
         match update {
             Update::Message(msg) => {
                 if json_lines {
                     println!("{}", message_json(&msg));
                 } else {
+                    let to = if several {
+                        format!(" -> {id}")
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{} UTC {}: {}",
+                        "{} UTC {}{to}: {}",
                         clock(msg.create_time_ms()),
                         msg.from(),
                         summary(msg.items())
@@ -407,23 +450,32 @@ pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResul
                 let _ = std::io::stdout().flush();
                 seen += 1;
                 if max.is_some_and(|m| seen >= m) {
-                    account.shutdown();
+                    stop_all();
                 }
             }
-            Update::Undecodable(u) => {
-                eprintln!("ilink: a message could not be decoded: {}", u.error);
-                if json_lines {
-                    println!("{}", json!({"undecodable": u.raw, "error": u.error}));
-                }
+            // The library logs it (warn); the JSON stream carries it too.
+            Update::Undecodable(u) if json_lines => {
+                println!(
+                    "{}",
+                    json!({"account": id, "undecodable": u.raw, "error": u.error})
+                );
             }
             Update::SessionExpired => {
-                return Err(CliError::new(Exit::Auth, "the session expired (-14)")
-                    .hint("run `ilink login` again"));
+                expired.get_or_insert(id);
+                stop_all();
             }
             _ => {}
         }
+        let _ = std::io::stdout().flush();
+        let _ = done.send(());
     }
-    Ok(())
+    match expired {
+        Some(id) => Err(
+            CliError::new(Exit::Auth, format!("the session of {id} expired (-14)"))
+                .hint("run `ilink login` again"),
+        ),
+        None => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -210,11 +210,11 @@ pub async fn wait_for_stop_signal() {
     }
 }
 
-/// Stop `account` gracefully on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`,
+/// Stop `accounts` gracefully on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`,
 /// `systemctl stop`): the message in hand finishes, progress is committed, notifystop is sent.
 /// A second signal ends the process at once (exit 130 or 143).
-pub fn stop_on_signals(account: &Account) {
-    let account = account.clone();
+pub fn stop_on_signals(accounts: &[Account]) {
+    let accounts = accounts.to_vec();
     let Some(mut signals) = StopSignals::new() else {
         tracing::warn!("cannot listen to stop signals; they end the process at once");
         return;
@@ -226,7 +226,7 @@ pub fn stop_on_signals(account: &Account) {
         eprintln!(
             "ilink: stopping: finishing the message in hand (a second Ctrl-C or SIGTERM stops at once)"
         );
-        account.shutdown();
+        accounts.iter().for_each(Account::shutdown);
         if let Some(sig) = signals.next().await {
             eprintln!("ilink: stopped at once");
             std::process::exit(128 + sig);

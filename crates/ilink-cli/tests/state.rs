@@ -445,6 +445,14 @@ async fn a_second_signal_stops_at_once() {
         Fault::Latency(Duration::from_secs(60)),
         1,
     );
+    // Wait until it polls (a stop before its first poll has no notifystop to send).
+    while !sim
+        .requests()
+        .iter()
+        .any(|r| r.endpoint == Some(Endpoint::GetUpdates))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     signal(&child, "-INT");
     // Wait until the stop has begun.
     loop {
