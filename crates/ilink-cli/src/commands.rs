@@ -308,13 +308,10 @@ impl Handler for EchoBot {
     }
 
     fn on_update(&self, update: &Update) {
-        match update {
-            Update::SessionExpired => {
-                self.expired.store(true, Ordering::SeqCst);
-                self.account.shutdown();
-            }
-            // The library logs undecodable messages (warn) once.
-            _ => {}
+        // Undecodable messages are logged by the library (warn), once.
+        if matches!(update, Update::SessionExpired) {
+            self.expired.store(true, Ordering::SeqCst);
+            self.account.shutdown();
         }
     }
 }
