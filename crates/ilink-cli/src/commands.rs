@@ -902,9 +902,42 @@ pub async fn doctor(net: &NetArgs, json_out: bool) -> CliResult {
     if let Some(u) = &creds.user_id {
         c.ok("owner", u);
     }
-    let creds_file = ilink_client::FileStore::new(&dir)
-        .account_dir(account.id())
-        .join("credentials.json");
+    let store = ilink_client::FileStore::new(&dir);
+    let account_dir = store.account_dir(account.id());
+    let creds_file = account_dir.join("credentials.json");
+    match store.consumer_pid(account.id()) {
+        Some(pid) => c.ok(
+            "consumer",
+            format!("process {pid} receives this account's messages"),
+        ),
+        None => c.ok(
+            "consumer",
+            "no process receives this account's messages now",
+        ),
+    }
+    let mut aside: Vec<String> = std::fs::read_dir(&account_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".corrupt-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    aside.sort();
+    if aside.is_empty() {
+        c.ok("state files", "none was found corrupt");
+    } else {
+        c.warn(
+            "state files",
+            format!(
+                "{} corrupt file(s) were moved aside in {}: {}; inspect them, then delete them",
+                aside.len(),
+                account_dir.display(),
+                aside.join(", ")
+            ),
+        );
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

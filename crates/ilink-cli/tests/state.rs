@@ -244,6 +244,14 @@ async fn a_corrupt_dedupe_file_does_not_stop_send_and_quiet_hides_the_warning() 
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert_eq!(text(&o.stderr), "", "-q: no warnings");
     assert_eq!(aside_copies(&acct, "dedupe.json").len(), 1);
+    // The doctor points at the moved-aside copy.
+    let o = ilink(&sim, dir.path(), &["doctor"], None).await;
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("warn  state files: 1 corrupt file(s)"),
+        "{out}"
+    );
+    assert!(out.contains("dedupe.json.corrupt-"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
