@@ -189,6 +189,12 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
+/// Colour in logs: only on a terminal, and never when `NO_COLOR` is set to anything but the
+/// empty string (no-color.org).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn init_logs(log: LogArgs) {
     use tracing_subscriber::EnvFilter;
     let default = if log.quiet {
@@ -201,8 +207,10 @@ fn init_logs(log: LogArgs) {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -366,6 +374,15 @@ mod tests {
         let merged = merge(&cli.net, net, &m);
         assert_eq!(merged.account.as_deref(), Some("own"));
         assert!(!merged.base_url_given);
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
     }
 
     #[test]
