@@ -868,6 +868,14 @@ impl StateStore for FileStore {
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let path = dir.join(LOCK_FILE);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            let aside = move_aside(&path)?;
+            tracing::warn!(
+                "{} was a directory; moved it aside to {}",
+                path.display(),
+                aside.display()
+            );
+        }
         create_once(
             &path,
             b"{\"version\": 1, \"note\": \"locked while a process consumes this account's messages; see consumer.json\"}\n",
@@ -1229,6 +1237,19 @@ mod tests {
         let _other = store.lock_consumer("b@im.bot").unwrap().unwrap();
         drop(first);
         let _again = store.lock_consumer("a@im.bot").unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_broken_lock_or_holder_file_does_not_block_a_consumer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let acct = store.account_dir("a@im.bot");
+        fs::create_dir_all(acct.join("consumer.lock").join("x")).unwrap();
+        fs::write(acct.join("consumer.json"), b"{\"pid\": \"x").unwrap();
+        let lock = store.lock_consumer("a@im.bot").unwrap().unwrap();
+        assert_eq!(store.consumer_pid("a@im.bot"), Some(std::process::id()));
+        assert!(lock.path().unwrap().is_file());
+        assert_eq!(aside_copies(&acct, "consumer.lock"), 1);
     }
 
     #[test]
