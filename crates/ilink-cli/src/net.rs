@@ -160,7 +160,7 @@ pub fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Accoun
 
 /// SIGINT and (on Unix) SIGTERM, listened to from creation on (none is missed between two
 /// waits).
-struct StopSignals {
+pub struct StopSignals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -169,7 +169,7 @@ struct StopSignals {
 
 impl StopSignals {
     /// Starts listening; `None` if the signals cannot be listened to.
-    fn new() -> Option<Self> {
+    pub fn new() -> Option<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -185,7 +185,7 @@ impl StopSignals {
     }
 
     /// The next signal's number (2 or 15).
-    async fn next(&mut self) -> Option<i32> {
+    pub async fn next(&mut self) -> Option<i32> {
         #[cfg(unix)]
         {
             tokio::select! {
@@ -200,9 +200,10 @@ impl StopSignals {
     }
 }
 
-/// Waits for the first SIGINT or SIGTERM (forever if signals cannot be listened to).
-pub async fn wait_for_stop_signal() {
-    match StopSignals::new() {
+/// Waits for the first SIGINT or SIGTERM of `signals` (forever if signals cannot be
+/// listened to). Create `signals` before announcing that the process runs.
+pub async fn wait_for_stop_signal(signals: Option<StopSignals>) {
+    match signals {
         Some(mut s) => {
             s.next().await;
         }

@@ -38,6 +38,8 @@ pub async fn run(args: SimArgs) -> CliResult {
         seed: args.seed,
         ..SimConfig::default()
     };
+    // Listening before the URLs are printed: a stop right after them is graceful too.
+    let signals = crate::net::StopSignals::new();
     let addr = SocketAddr::new(args.host, args.port);
     let sim = Sim::start_on(config, addr).await.map_err(|e| {
         CliError::failure(format!("cannot start the emulator: {e}")).hint("choose another --port")
@@ -55,7 +57,7 @@ pub async fn run(args: SimArgs) -> CliResult {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
         drop(out);
-        crate::net::wait_for_stop_signal().await;
+        crate::net::wait_for_stop_signal(signals).await;
         sim.shutdown().await;
         return Ok(());
     }
@@ -74,7 +76,7 @@ pub async fn run(args: SimArgs) -> CliResult {
     );
     let _ = out.flush();
     drop(out);
-    crate::net::wait_for_stop_signal().await;
+    crate::net::wait_for_stop_signal(signals).await;
     sim.shutdown().await;
     Ok(())
 }

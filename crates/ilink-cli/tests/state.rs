@@ -793,3 +793,59 @@ fn help_lists_the_exit_codes_with_their_prefixes() {
         assert!(help.contains(want), "{want}: {help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_and_sim_print_json() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = seed(&sim, dir.path());
+    let doc: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+    sim.user(USER)
+        .send_file(&bot.bot_id, "data.bin", &doc)
+        .unwrap();
+    let o = ilink(&sim, dir.path(), &["tail", "--json", "--max", "1"], None).await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let out = dir.path().join("data.bin");
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["download", "-", "-o", out.to_str().unwrap(), "--json"],
+        Some(&text(&o.stdout)),
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let v: Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    assert_eq!(v["bytes"], 3000);
+    assert_eq!(std::fs::read(&out).unwrap(), doc);
+
+    let mut c = command();
+    c.args(["sim", "--json", "--hold-ms", "200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["status"], "running");
+    assert!(
+        v["base_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    // SIGTERM stops the emulator like Ctrl-C.
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
