@@ -849,3 +849,58 @@ async fn download_and_sim_print_json() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// The sim with a fixed seed: the bot a QR login confirms has the same id every time.
+async fn seeded_sim() -> Sim {
+    Sim::start(SimConfig {
+        seed: Some(0x5EED),
+        ..SimConfig::for_tests(Duration::from_millis(300))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_login_that_cannot_be_saved_is_kept_and_says_where() {
+    // Learn the id the seeded sim's login confirms.
+    let first = seeded_sim().await;
+    first.qr().script(vec![QrStep::Confirm {
+        user_id: USER.into(),
+    }]);
+    let probe = tempfile::tempdir().unwrap();
+    let o = ilink(&first, probe.path(), &["login"], None).await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let id = FileStore::new(probe.path()).accounts().unwrap().remove(0);
+
+    // The same login again, into a state directory where that account's directory cannot
+    // be made (a file is in its place): the directory itself passes the check.
+    let sim = seeded_sim().await;
+    sim.qr().script(vec![QrStep::Confirm {
+        user_id: USER.into(),
+    }]);
+    let dir = tempfile::tempdir().unwrap();
+    let blocked = FileStore::new(dir.path()).account_dir(&id);
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"in the way").unwrap();
+    let o = ilink(&sim, dir.path(), &["login"], None).await;
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(code(&o), 1, "{out}\n{err}");
+    assert!(!out.contains("Logged in"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "ilink: error: the login of {id} was confirmed but could not be saved"
+        )),
+        "{err}"
+    );
+    // The hint names the copy, which holds the confirmed token.
+    let hint = err.lines().find(|l| l.contains("hint:")).unwrap();
+    let path = hint
+        .split_whitespace()
+        .find(|w| w.contains("ilink-login-"))
+        .unwrap();
+    let saved: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(saved["account_id"], id.as_str());
+    assert!(sim.bot(&id).is_some());
+    assert!(!saved["token"].as_str().unwrap().is_empty());
+    std::fs::remove_file(path).unwrap();
+}
