@@ -238,6 +238,8 @@ impl StateStore for MemoryStore {
 ///
 /// A file written by a newer ilink (a higher `"version"`) is not touched: reading it fails
 /// with an [`ErrorKind::Store`] error naming the file and the fix (upgrade, or move it aside).
+/// Neither is a file that cannot be opened (permissions, I/O errors): that is an
+/// [`ErrorKind::Store`] error naming it.
 ///
 /// `consumer.lock` (an OS file lock, see [`StateStore::lock_consumer`]) and `consumer.json`
 /// (the PID of the process holding it) sit beside them.
@@ -301,6 +303,8 @@ enum Invalid {
     Corrupt(String),
     /// Written by a newer version of the format.
     Newer(u64),
+    /// Not readable (permissions, I/O): not the file's fault, so left alone.
+    Io(std::io::Error),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -396,6 +400,13 @@ impl FileStore {
                     file.loss
                 ),
             )),
+            Err(Invalid::Io(e)) => Err(Error::store(
+                format!(
+                    "reading {}: check the file's owner and permissions",
+                    path.display()
+                ),
+                e,
+            )),
             Err(Invalid::Corrupt(why)) => {
                 let aside = move_aside(path)?;
                 tracing::warn!(
@@ -489,7 +500,7 @@ fn read_state_file<T>(
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Invalid::Corrupt(format!("cannot read it: {e}"))),
+        Err(e) => return Err(Invalid::Io(e)),
     };
     if meta.is_dir() {
         return Err(Invalid::Corrupt("a directory is in its place".into()));
@@ -503,7 +514,10 @@ fn read_state_file<T>(
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Invalid::Corrupt(format!("cannot read it: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Invalid::Corrupt(format!("cannot read it: {e}")));
+        }
+        Err(e) => return Err(Invalid::Io(e)),
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Invalid::Corrupt("it is empty".into()));
