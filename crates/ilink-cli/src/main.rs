@@ -61,7 +61,8 @@ pub struct NetArgs {
     /// else ~/.local/state/ilink).
     #[arg(long, env = "ILINK_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Which stored bot account to use (`…@im.bot`) when there are several.
+    /// Which stored bot account to use (`…@im.bot`) when there are several. Without it, `send`
+    /// uses the one holding the recipient's context token and `tail` reads all of them.
     #[arg(long, env = "ILINK_ACCOUNT", value_name = "ID")]
     pub account: Option<String>,
     /// Whether --base-url was given on the command line or in the environment (not by
@@ -126,8 +127,9 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Print incoming messages as they arrive. Consumes the account's messages (they count as
-    /// handled): one consumer per account at a time.
+    /// Print incoming messages as they arrive (from every account when there are several and
+    /// no --account). Consumes the account's messages (they count as handled once printed):
+    /// one consumer per account at a time.
     Tail {
         /// One JSON object per line (its `items` can be passed to `ilink download`).
         #[arg(long)]
