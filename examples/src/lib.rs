@@ -107,16 +107,6 @@ pub async fn stored_or_login(client: &Client) -> Result<Account, BoxError> {
     }
 }
 
-/// Stops `account` on Ctrl-C.
-pub fn stop_on_ctrl_c(account: &Account) {
-    let account = account.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            account.shutdown();
-        }
-    });
-}
-
 /// Waits until `sim` delivered `count` messages to `user` in all, and returns them.
 pub async fn replies(sim: &Sim, user: &str, count: usize) -> Result<Vec<Delivered>, BoxError> {
     Ok(sim.wait_for_delivered(user, count, REPLY_WAIT).await?)

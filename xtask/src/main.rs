@@ -5,6 +5,7 @@
 //! cargo xtask bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
 //! cargo xtask public-api [-p PACKAGE]...
 //! cargo xtask ci
+//! cargo xtask man [--out DIR]
 //! ```
 //!
 //! The arguments are parsed by hand rather than with clap: xtask is compiled on every
@@ -14,6 +15,7 @@
 
 mod bench;
 mod fuzz;
+mod man;
 mod public_api;
 mod util;
 
@@ -39,6 +41,9 @@ commands:
         Check that a crate's public API (default: ilink-client) names only types it
         defines or re-exports (from its rustdoc JSON, built with RUSTC_BOOTSTRAP=1).
   ci    Run .ci/run, the CI script.
+  man [--out DIR]
+        Build `ilink` and write its man page (ilink.1) and shell completions (bash,
+        zsh, fish) to DIR (default target/man).
 ";
 
 fn main() -> ExitCode {
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "public-api" => public_api::run(rest),
         "ci" => util::ci(rest),
+        "man" => man::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

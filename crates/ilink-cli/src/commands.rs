@@ -12,6 +12,7 @@ use ilink_client::{
     Account, BoxFuture, ErrorKind, Handler, LoginOutcome, MediaType, MessageContext, SendOutcome,
     TerminalPresenter, Update,
 };
+use serde_json::{Value, json};
 
 use crate::NetArgs;
 use crate::error::{CliError, CliResult, Exit, chain};
@@ -25,33 +26,150 @@ use crate::net::{self, human_size};
 /// `ilink login`.
 pub async fn login(net: &NetArgs) -> CliResult {
     let client = net::client(net)?;
+    let dir = net::state_dir(net);
+    // Before a QR code is shown: a confirmed login must have somewhere to go.
+    client.store().check_writable().map_err(|e| {
+        CliError::failure(format!(
+            "cannot log in: the state directory {} cannot be written",
+            dir.display()
+        ))
+        .hint(format!(
+            "{e}. Choose a writable directory with --state-dir (or ILINK_STATE_DIR)"
+        ))
+    })?;
     eprintln!(
         "Logging in at {} (state directory {}).",
         client.config().qr_base_url,
-        net::state_dir(net).display()
+        dir.display()
     );
     match client.login(&TerminalPresenter::new()).await? {
         LoginOutcome::Confirmed(account) => {
             let creds = account.credentials()?;
+            let file = ilink_client::FileStore::new(&dir)
+                .account_dir(account.id())
+                .join("credentials.json");
             println!("Logged in as {}.", account.id());
             if let Some(user) = creds.user_id.as_deref() {
                 println!("WeChat user {user} can now talk to this bot.");
             }
-            println!(
-                "Credentials saved (mode 0600) in {}.",
-                net::state_dir(net).display()
-            );
+            println!("Credentials saved (mode 0600) in {}.", file.display());
             Ok(())
         }
         LoginOutcome::AlreadyBound => {
             println!("This bot is already connected to this client; nothing changed.");
             Ok(())
         }
+        LoginOutcome::Unsaved {
+            credentials,
+            error,
+            rescued_to,
+        } => {
+            let target = ilink_client::FileStore::new(&dir)
+                .account_dir(&credentials.account_id)
+                .join("credentials.json");
+            let err = CliError::failure(format!(
+                "the login of {} was confirmed but could not be saved in {}: {error}",
+                credentials.account_id,
+                dir.display()
+            ));
+            Err(match rescued_to {
+                Some(p) => err.hint(format!(
+                    "the credentials are safe in {} (mode 0600): once the state directory \
+                     can be written, move that file to {}",
+                    p.display(),
+                    target.display()
+                )),
+                None => err.hint(
+                    "nothing could be written anywhere; free space or fix the permissions, \
+                     then run `ilink login` again",
+                ),
+            })
+        }
         _ => Err(CliError::new(
             Exit::Auth,
             "the login ended without an account",
         )),
     }
+}
+
+/// `ilink accounts`.
+pub fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
+    let client = net::client(net)?;
+    let dir = net::state_dir(net);
+    let store = ilink_client::FileStore::new(&dir);
+    let accounts = client.accounts()?;
+    if accounts.is_empty() && !json_lines {
+        eprintln!(
+            "No bot account is logged in (state directory {}).",
+            dir.display()
+        );
+    }
+    for a in accounts {
+        let creds = a.credentials()?;
+        let consumer = store.consumer_pid(a.id());
+        if json_lines {
+            println!(
+                "{}",
+                json!({
+                    "account": a.id(),
+                    "user": creds.user_id,
+                    "base_url": a.base_url()?,
+                    "saved_at_ms": creds.saved_at_ms,
+                    "users": a.known_users().len(),
+                    "consumer_pid": consumer,
+                })
+            );
+        } else {
+            println!(
+                "{}  user {}  base URL {}  {} known user(s){}",
+                a.id(),
+                creds.user_id.as_deref().unwrap_or("?"),
+                a.base_url()?,
+                a.known_users().len(),
+                consumer
+                    .map(|p| format!("  consumed by process {p}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `ilink users`.
+pub fn users(net: &NetArgs, json_lines: bool) -> CliResult {
+    let client = net::client(net)?;
+    let account = net::account(&client, net)?;
+    let users = account.known_users();
+    if users.is_empty() && !json_lines {
+        eprintln!(
+            "No user has written to {} yet (nobody can be sent to).",
+            account.id()
+        );
+    }
+    for u in users {
+        if json_lines {
+            println!("{}", json!({"account": account.id(), "user": u}));
+        } else {
+            println!("{u}");
+        }
+    }
+    Ok(())
+}
+
+/// `ilink logout`.
+pub fn logout(net: &NetArgs) -> CliResult {
+    let client = net::client(net)?;
+    let account = net::account(&client, net)?;
+    let id = account.id().to_owned();
+    // Not while a consumer runs: it would write the state back.
+    let lock = client.store().lock_consumer(&id)?;
+    drop(lock);
+    client.store().remove_account(&id)?;
+    println!(
+        "Logged out {id}: its credentials and state were deleted from {}.",
+        net::state_dir(net).display()
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -122,15 +240,10 @@ impl Handler for EchoBot {
     }
 
     fn on_update(&self, update: &Update) {
-        match update {
-            Update::SessionExpired => {
-                self.expired.store(true, Ordering::SeqCst);
-                self.account.shutdown();
-            }
-            Update::Undecodable(u) => {
-                eprintln!("ilink: {u}");
-            }
-            _ => {}
+        // Undecodable messages are logged by the library (warn), once.
+        if matches!(update, Update::SessionExpired) {
+            self.expired.store(true, Ordering::SeqCst);
+            self.account.shutdown();
         }
     }
 }
@@ -139,8 +252,14 @@ impl Handler for EchoBot {
 pub async fn echo(net: &NetArgs, max: Option<u64>, prefix: &str) -> CliResult {
     let client = net::client(net)?;
     let account = net::account(&client, net)?;
-    net::stop_on_ctrl_c(&account);
-    eprintln!("Echo bot {} is running; Ctrl-C stops it.", account.id());
+    net::stop_on_signals(std::slice::from_ref(&account));
+    // Fail fast, before saying it runs, if another process consumes the account.
+    drop(client.store().lock_consumer(account.id())?);
+    eprintln!(
+        "Echo bot {} is running; it consumes the account's messages (no other `ilink echo`, \
+         `ilink tail` or bot receives them meanwhile). Ctrl-C or SIGTERM stops it.",
+        account.id()
+    );
     let expired = Arc::new(AtomicBool::new(false));
     let bot = EchoBot {
         account: account.clone(),
@@ -191,11 +310,37 @@ pub struct SendArgs {
     /// say), send it as a file instead, with a notice, rather than fail.
     #[arg(long, conflicts_with = "text")]
     or_file: bool,
+    /// Send the text exactly as written. Without it (or with --markdown) the text goes through
+    /// the official client's Markdown filter: images `![alt](url)` are removed, `#####` and
+    /// `######` heading marks and italic markers around Chinese/Japanese/Korean text are
+    /// dropped; everything else (bold, code, tables, links) is kept as written.
+    #[arg(long, conflicts_with = "markdown")]
+    plain: bool,
+    /// Apply the official client's Markdown filter to the text (the default; see --plain).
+    #[arg(long)]
+    markdown: bool,
+    /// Print one JSON object per message sent: {"sent", "message_id", "client_id"}.
+    #[arg(long)]
+    json: bool,
 }
 
-fn report(outcomes: &[SendOutcome], what: &str) -> CliResult {
+fn report(outcomes: &[SendOutcome], what: &str, json_lines: bool) -> CliResult {
     let mut accepted_only = false;
     for o in outcomes {
+        if json_lines {
+            println!(
+                "{}",
+                json!({
+                    "sent": what,
+                    "message_id": o.message_id().map(|i| i.as_str().to_owned()),
+                    "client_id": o.client_id(),
+                })
+            );
+            if o.message_id().is_none() {
+                accepted_only = true;
+            }
+            continue;
+        }
         match o.message_id() {
             Some(id) => println!("delivered {what} (message_id {})", id.as_str()),
             None => {
@@ -221,12 +366,19 @@ fn check_file(path: &Path) -> CliResult<u64> {
 
 /// `ilink send`.
 pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
-    let client = net::client(net)?;
-    let account = net::account(&client, net)?;
+    let mut config = net::config(net);
+    if args.plain {
+        config.markdown_filter = false;
+    } else if args.markdown {
+        config.markdown_filter = true;
+    }
+    let client = net::client_with(net, config)?;
     let to = args.to.trim();
+    let account = net::account_for(&client, net, to)?;
+    let json_lines = args.json;
     if let Some(text) = &args.text {
         let out = account.send_text(to, text).await?;
-        return report(&out, "text");
+        return report(&out, "text", json_lines);
     }
     let (path, kind) = if let Some(p) = &args.image {
         (p, MediaType::Image)
@@ -253,7 +405,7 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
     .await?;
     let mut result = Ok(());
     for (outcome, what) in &sent {
-        if let Err(e) = report(std::slice::from_ref(outcome), what) {
+        if let Err(e) = report(std::slice::from_ref(outcome), what, json_lines) {
             result = Err(e);
         }
     }
@@ -300,35 +452,64 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
 struct Checks {
     failed: bool,
     auth_failed: bool,
+    json: bool,
+    results: Vec<Value>,
 }
 
 impl Checks {
-    fn ok(&self, what: &str, detail: impl AsRef<str>) {
-        println!("  ok    {what}: {}", detail.as_ref());
+    fn record(&mut self, status: &str, what: &str, detail: &str) {
+        if self.json {
+            self.results
+                .push(json!({"check": what, "status": status, "detail": detail}));
+        } else {
+            let label = if status == "fail" { "FAIL" } else { status };
+            println!("  {label:<5} {what}: {detail}");
+        }
     }
-    fn warn(&self, what: &str, detail: impl AsRef<str>) {
-        println!("  warn  {what}: {}", detail.as_ref());
+    fn ok(&mut self, what: &str, detail: impl AsRef<str>) {
+        self.record("ok", what, detail.as_ref());
+    }
+    fn warn(&mut self, what: &str, detail: impl AsRef<str>) {
+        self.record("warn", what, detail.as_ref());
     }
     fn fail(&mut self, what: &str, detail: impl AsRef<str>) {
         self.failed = true;
-        println!("  FAIL  {what}: {}", detail.as_ref());
+        self.record("fail", what, detail.as_ref());
+    }
+    /// Prints the JSON report (with --json).
+    fn finish(&self) {
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "passed": !self.failed,
+                    "checks": self.results,
+                })
+            );
+        }
     }
 }
 
 /// `ilink doctor`.
-pub async fn doctor(net: &NetArgs) -> CliResult {
+pub async fn doctor(net: &NetArgs, json_out: bool) -> CliResult {
     let client = net::client(net)?;
     let config = client.config().clone();
     let dir = net::state_dir(net);
-    println!("ilink doctor (ilink-cli {})", env!("CARGO_PKG_VERSION"));
+    if !json_out {
+        println!("ilink doctor (ilink-cli {})", env!("CARGO_PKG_VERSION"));
+    }
     let mut c = Checks {
         failed: false,
         auth_failed: false,
+        json: json_out,
+        results: Vec::new(),
     };
     let account = match net::account(&client, net) {
         Ok(a) => a,
         Err(e) => {
             c.fail("account", &e.message);
+            c.finish();
             return Err(e);
         }
     };
@@ -337,9 +518,42 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
     if let Some(u) = &creds.user_id {
         c.ok("owner", u);
     }
-    let creds_file = ilink_client::FileStore::new(&dir)
-        .account_dir(account.id())
-        .join("credentials.json");
+    let store = ilink_client::FileStore::new(&dir);
+    let account_dir = store.account_dir(account.id());
+    let creds_file = account_dir.join("credentials.json");
+    match store.consumer_pid(account.id()) {
+        Some(pid) => c.ok(
+            "consumer",
+            format!("process {pid} receives this account's messages"),
+        ),
+        None => c.ok(
+            "consumer",
+            "no process receives this account's messages now",
+        ),
+    }
+    let mut aside: Vec<String> = std::fs::read_dir(&account_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".corrupt-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    aside.sort();
+    if aside.is_empty() {
+        c.ok("state files", "none was found corrupt");
+    } else {
+        c.warn(
+            "state files",
+            format!(
+                "{} corrupt file(s) were moved aside in {}: {}; inspect them, then delete them",
+                aside.len(),
+                account_dir.display(),
+                aside.join(", ")
+            ),
+        );
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -383,16 +597,6 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
         }
     }
     let base = account.base_url()?;
-    if let Some(flag) = net.base_url.as_deref().filter(|u| !u.trim().is_empty())
-        && flag.trim().trim_end_matches('/') != base.trim_end_matches('/')
-    {
-        c.warn(
-            "base URL",
-            format!(
-                "the account uses the base URL the server gave at login ({base}), not --base-url {flag}"
-            ),
-        );
-    }
     // Reachability and clock: any HTTP answer of the server will do.
     let req = ilink_http::Request::get(base.clone()).timeout(Duration::from_secs(10));
     match client.http().request(req).await {
@@ -445,12 +649,15 @@ pub async fn doctor(net: &NetArgs) -> CliResult {
             ilink_client::proto::consts::AUTHORIZATION_TYPE_VALUE,
         ),
     );
+    c.finish();
     if c.auth_failed {
         Err(CliError::new(Exit::Auth, "the account needs a new login").hint("run `ilink login`"))
     } else if c.failed {
         Err(CliError::failure("some checks failed (see above)"))
     } else {
-        println!("all checks passed");
+        if !json_out {
+            println!("all checks passed");
+        }
         Ok(())
     }
 }

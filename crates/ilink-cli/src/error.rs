@@ -31,6 +31,22 @@ pub enum Exit {
     /// 4: the message was not delivered: throttled (`ret:-2`), no context token for the user
     /// (they must write to the bot first), or refused by the server.
     NotDelivered = 4,
+    /// 5: another process consumes this account's messages (`ilink echo`, `ilink tail` or a
+    /// bot hold its lock).
+    Busy = 5,
+}
+
+impl Exit {
+    /// The words an error with this exit code starts with (as in the help's table).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Failure => "error",
+            Self::Usage => "usage error",
+            Self::Auth => "login needed",
+            Self::NotDelivered => "not delivered",
+            Self::Busy => "account busy",
+        }
+    }
 }
 
 /// An error that ends the command: what happened, what to do, and the exit code.
@@ -91,6 +107,7 @@ impl From<ilink_client::Error> for CliError {
         let exit = match e.kind() {
             ErrorKind::NotLoggedIn | ErrorKind::SessionExpired | ErrorKind::Login => Exit::Auth,
             ErrorKind::InvalidInput => Exit::Usage,
+            ErrorKind::AccountBusy => Exit::Busy,
             _ => Exit::Failure,
         };
         let err = Self::new(exit, chain(&e));
@@ -98,6 +115,11 @@ impl From<ilink_client::Error> for CliError {
             ErrorKind::NotLoggedIn | ErrorKind::SessionExpired => {
                 err.hint("run `ilink login` (with the same --state-dir and --base-url)")
             }
+            ErrorKind::AccountBusy => err.hint(
+                "`ilink echo`, `ilink tail` and bots consume an account's messages, one at a \
+                 time: stop the other one first (`ilink send`, `doctor` and `download` work \
+                 meanwhile)",
+            ),
             _ => err.hint(e.hint()),
         }
     }
@@ -120,7 +142,7 @@ impl From<SendError> for CliError {
             SendErrorKind::Throttled(_) => (
                 Exit::NotDelivered,
                 Some(
-                    "the server refused the message (ret -2): too many replies since the \
+                    "the server refused the message (code -2): too many replies since the \
                      user's last message, more than 24 h since it, or a burst; wait for the \
                      user to write again",
                 ),
@@ -129,15 +151,8 @@ impl From<SendError> for CliError {
             SendErrorKind::Invalid => (Exit::Usage, None),
             _ => (Exit::Failure, None),
         };
-        let mut message = format!("not delivered: {}", chain(&e));
-        if let Some(ret) = e.ret() {
-            message.push_str(&format!(" (ret {ret}"));
-            if let Some(m) = e.errmsg().filter(|m| !m.is_empty()) {
-                message.push_str(&format!(", errmsg {m:?}"));
-            }
-            message.push(')');
-        }
-        let err = Self::new(exit, message);
+        // The message names the server's code (`ret` or `errcode`) and errmsg; causes follow.
+        let err = Self::new(exit, chain(&e));
         match hint {
             Some(h) => err.hint(h),
             None => err,
@@ -175,5 +190,6 @@ mod tests {
         assert_eq!(Exit::Usage as i32, 2);
         assert_eq!(Exit::Auth as i32, 3);
         assert_eq!(Exit::NotDelivered as i32, 4);
+        assert_eq!(Exit::Busy as i32, 5);
     }
 }

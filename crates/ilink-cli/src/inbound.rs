@@ -14,7 +14,7 @@ use ilink_client::cdn::{CdnErrorKind, Expected};
 use ilink_client::content::{Content, Reference};
 use ilink_client::download::{self as media, MediaKey};
 use ilink_client::proto::{CdnMedia, ItemType, MessageItem};
-use ilink_client::{InboundMessage, Update};
+use ilink_client::{Account, InboundMessage, UndecodableMessage, Update};
 use ilink_crypto::{Decryptor, Md5Hasher};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -166,72 +166,110 @@ pub fn message_line(msg: &InboundMessage) -> String {
     )
 }
 
-/// `ilink tail`.
+/// The accounts `tail` reads: `--account` or the only one, else every stored account.
+fn tail_accounts(client: &ilink_client::Client, net: &NetArgs) -> CliResult<Vec<Account>> {
+    if net.account.is_none() {
+        let all = client.accounts()?;
+        if all.len() > 1 {
+            return Ok(all);
+        }
+    }
+    Ok(vec![net::account(client, net)?])
+}
+
+/// The JSON line of a message that did not decode: what is known of it, raw bytes included.
+fn undecodable_json(account: &str, u: &UndecodableMessage) -> Value {
+    let raw = u.raw().cloned().unwrap_or(Value::Null);
+    let bytes = u.raw_bytes();
+    json!({
+        "account": account,
+        "undecodable": raw,
+        "raw_text": String::from_utf8_lossy(&bytes),
+        "index": u.index(),
+        "kind": format!("{:?}", u.kind()),
+        "error": u.to_string(),
+    })
+}
+
+/// `ilink tail`: one account, or with several and no `--account`, all of them.
 pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResult {
     let client = net::client(net)?;
-    let account = net::account(&client, net)?;
-    net::stop_on_ctrl_c(&account);
-    if !json_lines {
-        eprintln!("Waiting for messages to {}; Ctrl-C stops.", account.id());
+    let accounts = tail_accounts(&client, net)?;
+    // Claim every account first: fail fast (exit 5) if another process consumes one.
+    let mut streams = Vec::with_capacity(accounts.len());
+    for a in &accounts {
+        streams.push(a.updates()?);
     }
-    let mut updates = account.updates()?;
+    net::stop_on_signals(&accounts);
+    let several = accounts.len() > 1;
+    if !json_lines {
+        let ids: Vec<&str> = accounts.iter().map(Account::id).collect();
+        eprintln!(
+            "Waiting for messages to {}; they count as handled once printed (no other \
+             `ilink echo`, `ilink tail` or bot receives them meanwhile). Ctrl-C stops.",
+            ids.join(", ")
+        );
+    }
+    // Each stream hands over one update at a time and waits until it was printed, so a
+    // message counts as handled only once it is out.
+    type Handover = (String, Update, tokio::sync::oneshot::Sender<()>);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Handover>(1);
+    for (account, mut updates) in accounts.iter().cloned().zip(streams) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(update) = updates.next().await {
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                if tx
+                    .send((account.id().to_owned(), update, done_tx))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let _ = done_rx.await;
+            }
+        });
+    }
+    drop(tx);
+    let stop_all = || accounts.iter().for_each(Account::shutdown);
     let mut seen = 0u64;
-    while let Some(update) = updates.next().await {
+    let mut expired: Option<String> = None;
+    while let Some((id, update, done)) = rx.recv().await {
         match update {
             Update::Message(msg) => {
                 if json_lines {
                     println!("{}", message_json(&msg));
+                } else if several {
+                    println!("[to {id}] {}", message_line(&msg));
                 } else {
                     println!("{}", message_line(&msg));
                 }
-                let _ = std::io::stdout().flush();
                 seen += 1;
                 if max.is_some_and(|m| seen >= m) {
-                    account.shutdown();
+                    stop_all();
                 }
             }
-            Update::Undecodable(u) => {
-                eprintln!("ilink: {u}");
-                if json_lines {
-                    let raw = match u.raw() {
-                        Some(v) => v.clone(),
-                        None => Value::Null,
-                    };
-                    let bytes = u.raw_bytes();
-                    println!(
-                        "{}",
-                        json!({
-                            "undecodable": raw,
-                            "raw_text": String::from_utf8_lossy(&bytes),
-                            "index": u.index(),
-                            "kind": format!("{:?}", u.kind()),
-                            "error": u.to_string(),
-                        })
-                    );
-                    let _ = std::io::stdout().flush();
-                }
-            }
-            Update::PollFailed {
-                error,
-                consecutive,
-                retry_in,
-            } => {
-                let cause = std::error::Error::source(&error)
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default();
-                eprintln!(
-                    "ilink: {error}{cause} (attempt {consecutive}; retrying in {} ms)",
-                    retry_in.as_millis()
-                );
+            // The library logs it (warn), once; the JSON stream carries it too, raw bytes
+            // included. Poll failures are logged by the library as well.
+            Update::Undecodable(u) if json_lines => {
+                println!("{}", undecodable_json(&id, &u));
             }
             Update::SessionExpired => {
-                return Err(CliError::new(Exit::Auth, "the session expired (-14)")
-                    .hint("run `ilink login` again"));
+                expired.get_or_insert(id);
+                stop_all();
             }
             _ => {}
         }
+        let _ = std::io::stdout().flush();
+        let _ = done.send(());
     }
-    Ok(())
+    match expired {
+        Some(id) => Err(
+            CliError::new(Exit::Auth, format!("the session of {id} expired (-14)"))
+                .hint("run `ilink login` again"),
+        ),
+        None => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -273,6 +311,21 @@ pub struct DownloadArgs {
     /// The plaintext's size in bytes to check; default: what the item declares.
     #[arg(long, value_name = "BYTES")]
     len: Option<u64>,
+    /// Print the result as one JSON object: {"saved", "bytes"} (not with `-o -`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `download` prints once a file is saved.
+fn report_saved(json_out: bool, path: &Path, bytes: u64, note: &str) {
+    if json_out {
+        println!(
+            "{}",
+            json!({"saved": path.display().to_string(), "bytes": bytes})
+        );
+    } else {
+        println!("saved {} to {}{note}", human_size(bytes), path.display());
+    }
 }
 
 /// The item to download from a JSON argument: a tail line (`items`) or an item.
@@ -458,11 +511,7 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
             }
             Target::File(path) => {
                 write_file(&path, &bytes).await?;
-                println!(
-                    "saved {} to {}",
-                    human_size(bytes.len() as u64),
-                    path.display()
-                );
+                report_saved(args.json, &path, bytes.len() as u64, "");
                 Ok(())
             }
         };
@@ -502,7 +551,7 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
     } else {
         ""
     };
-    println!("saved {} to {}{note}", human_size(done.len), path.display());
+    report_saved(args.json, &path, done.len, note);
     Ok(())
 }
 

@@ -28,6 +28,9 @@ pub struct SimArgs {
     /// ret -2 since about July 2026, which the emulator does by default).
     #[arg(long)]
     upload_without_token: bool,
+    /// Print the status as one JSON line: {"base_url", "cdn_base_url", "admin_url"}.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `ilink sim`: prints the URLs, then serves until Ctrl-C.
@@ -41,6 +44,8 @@ pub async fn run(args: SimArgs) -> CliResult {
             .then_some(ilink_sim::UploadGrantRefusal::Ret2),
         ..SimConfig::default()
     };
+    // Listening before the URLs are printed: a stop right after them is graceful too.
+    let signals = crate::net::StopSignals::new();
     let addr = SocketAddr::new(args.host, args.port);
     let sim = Sim::start_on(config, addr).await.map_err(|e| {
         CliError::failure(format!(
@@ -52,6 +57,20 @@ pub async fn run(args: SimArgs) -> CliResult {
     let base = sim.base_url();
     let cdn = sim.cdn_base_url();
     let mut out = std::io::stdout().lock();
+    if args.json {
+        let line = serde_json::json!({
+            "status": "running",
+            "base_url": base,
+            "cdn_base_url": cdn,
+            "admin_url": format!("http://{}/_sim/", sim.addr()),
+        });
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        drop(out);
+        crate::net::wait_for_stop_signal(signals).await;
+        sim.shutdown().await;
+        return Ok(());
+    }
     let _ = writeln!(out, "ilink-sim is running (Ctrl-C stops it)");
     let _ = writeln!(out, "base URL:  {base}");
     let _ = writeln!(out, "CDN URL:   {cdn}");
@@ -67,9 +86,7 @@ pub async fn run(args: SimArgs) -> CliResult {
     );
     let _ = out.flush();
     drop(out);
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| CliError::failure(format!("cannot wait for Ctrl-C: {e}")))?;
+    crate::net::wait_for_stop_signal(signals).await;
     sim.shutdown().await;
     Ok(())
 }

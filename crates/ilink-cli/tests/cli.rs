@@ -243,11 +243,12 @@ async fn echo_and_tail_stop_with_exit_3_when_the_session_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_accounts_need_account() {
+async fn several_accounts_send_from_the_one_holding_the_token() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let first = seed(&sim, dir.path());
-    seed(&sim, dir.path());
+    let second = seed(&sim, dir.path());
+    // Nobody wrote to either bot: not deliverable, whatever the account.
     let o = ilink(
         &sim,
         dir.path(),
@@ -255,32 +256,28 @@ async fn several_accounts_need_account() {
         None,
     )
     .await;
-    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--account"), "{}", text(&o.stderr));
+    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with("ilink: not delivered: no logged-in bot account can send to"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Without --account, `tail` reads every account and says which one a message came to.
     sim.user(USER)
         .send_text(&first.bot_id, "to the first")
         .unwrap();
-    let o = ilink(
-        &sim,
-        dir.path(),
-        &["--account", &first.bot_id, "tail", "--max", "1"],
-        None,
-    )
-    .await;
+    let o = ilink(&sim, dir.path(), &["tail", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
-    assert!(text(&o.stdout).contains("to the first"));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains(&format!("{USER} -> {}: \"to the first\"", first.bot_id)),
+        "{out}"
+    );
+    // Only the first bot holds USER's token: `send` picks it without --account.
     let o = ilink(
         &sim,
         dir.path(),
-        &[
-            "--account",
-            &first.bot_id,
-            "send",
-            "--to",
-            USER,
-            "--text",
-            "back",
-        ],
+        &["send", "--to", USER, "--text", "back"],
         None,
     )
     .await;
@@ -288,6 +285,32 @@ async fn several_accounts_need_account() {
     let d = sim.delivered_to(USER);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].bot_id, first.bot_id);
+    // Both hold one: ambiguous, --account asked for (usage, exit 2).
+    sim.user(USER)
+        .send_text(&second.bot_id, "to the second")
+        .unwrap();
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["--account", &second.bot_id, "tail", "--max", "1"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let o = ilink(
+        &sim,
+        dir.path(),
+        &["send", "--to", USER, "--text", "which"],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with("ilink: usage error: several bot accounts can send to"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(text(&o.stderr).contains("--account"), "{}", text(&o.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,7 +557,9 @@ async fn undelivered_sends_exit_4() {
     )
     .await;
     assert_eq!(code(&o), 4, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("ret -2"), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.starts_with("ilink: not delivered: "), "{err}");
+    assert!(err.contains("code -2"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,6 +203,44 @@ impl Account {
         Ok(())
     }
 
+    /// Reloads the account's credentials from the store and uses them if they hold another
+    /// token than the one in use (a newer login saved by another process). Returns true when
+    /// the token changed. Called when the session expires (`-14`), before reporting it.
+    pub fn reload_credentials(&self) -> bool {
+        let stored = match self.inner.shared.store.load_credentials(&self.inner.id) {
+            Ok(Some(c)) => c,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(account = %self.inner.id, error = %e, "could not reload the credentials");
+                return false;
+            }
+        };
+        let Ok(current) = self.session() else {
+            return false;
+        };
+        if stored.token == current.token {
+            return false;
+        }
+        let base_url = stored
+            .base_url
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| self.inner.shared.config.default_base_url.clone());
+        match self.inner.session.write() {
+            Ok(mut s) => {
+                *s = Session {
+                    token: stored.token.clone(),
+                    base_url,
+                    creds: stored,
+                };
+            }
+            Err(_) => return false,
+        }
+        self.set_stale(false);
+        tracing::info!(account = %self.inner.id, "session expired (-14); a newer login was saved, using it");
+        true
+    }
+
     /// Ask this account to stop receiving: its update stream ends after the message being
     /// handled (whose replies still go out), commits what was handled and sends notifystop.
     /// Sending stays possible afterwards.

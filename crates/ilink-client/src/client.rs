@@ -187,14 +187,28 @@ impl Client {
     /// `presenter`, asks it for verify codes, follows redirects, and on confirmation saves the
     /// credentials (atomically, mode 0600 with the file store), forgets other local accounts
     /// bound to the same WeChat user, and returns the ready [`Account`].
+    ///
+    /// Before it asks for a QR code it checks that the store can take the credentials
+    /// ([`StateStore::check_writable`]) and fails with [`ErrorKind::Store`] if not. If saving
+    /// still fails after the phone confirmed, the result is [`LoginOutcome::Unsaved`] with the
+    /// credentials, a copy written to the system's temporary directory (mode 0600), and the
+    /// store's error: a confirmed login is never lost.
     pub async fn login(&self, presenter: &dyn LoginPresenter) -> Result<LoginOutcome> {
+        self.shared.store.check_writable()?;
         let tokens = self.local_tokens();
         match run_login(&self.shared.transport, presenter, &tokens).await? {
             LoginResult::AlreadyBound => Ok(LoginOutcome::AlreadyBound),
-            LoginResult::Confirmed(creds) => {
-                let account = self.add_account(creds)?;
-                Ok(LoginOutcome::Confirmed(account))
-            }
+            LoginResult::Confirmed(creds) => match self.add_account(creds.clone()) {
+                Ok(account) => Ok(LoginOutcome::Confirmed(account)),
+                Err(error) => {
+                    let rescued_to = rescue_credentials(&creds);
+                    Ok(LoginOutcome::Unsaved {
+                        credentials: creds,
+                        error,
+                        rescued_to,
+                    })
+                }
+            },
         }
     }
 
@@ -319,12 +333,94 @@ impl Client {
         }
     }
 
+    /// A shutdown handle for every account of this client: [`ShutdownHandle::shutdown`] is
+    /// [`Client::shutdown`], callable from a signal handler task. See
+    /// [`ShutdownHandle::on_signals`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            client: Arc::downgrade(&self.shared),
+        }
+    }
+
     /// Ask every open account to stop: their update streams end after the message being
     /// handled, each committing what was handled and sending notifystop.
     pub fn shutdown(&self) {
         for a in self.shared.open_accounts() {
             a.shutdown();
         }
+    }
+}
+
+/// Writes confirmed credentials that the store refused to a new file in the system's
+/// temporary directory (mode 0600, never replacing a file), in the file store's format.
+fn rescue_credentials(creds: &Credentials) -> Option<std::path::PathBuf> {
+    let dir = std::env::temp_dir();
+    let name = format!(
+        "ilink-login-{}-{}.json",
+        crate::store::normalize_account_id(&creds.account_id),
+        crate::util::now_ms()
+    );
+    let path = dir.join(name);
+    match crate::store::write_rescue(&path, creds) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not write the credentials anywhere");
+            None
+        }
+    }
+}
+
+/// Stops every account of a [`Client`] from another task (a signal handler, a supervisor),
+/// without keeping the client alive. From [`Client::shutdown_handle`].
+///
+/// ```no_run
+/// # async fn f(client: ilink_client::Client, account: ilink_client::Account) -> ilink_client::Result<()> {
+/// // SIGINT (Ctrl-C) or SIGTERM (`docker stop`, `systemctl stop`): the message in hand
+/// // finishes, progress is committed, notifystop is sent, and `run` returns.
+/// client.shutdown_handle().on_signals();
+/// account.run(|ctx: ilink_client::MessageContext| async move {
+///     let _ = ctx.reply("hi").await;
+/// }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    client: std::sync::Weak<ClientShared>,
+}
+
+impl ShutdownHandle {
+    /// Ask every open account of the client to stop (see [`Client::shutdown`]). Does nothing
+    /// once the client is gone.
+    pub fn shutdown(&self) {
+        if let Some(shared) = self.client.upgrade() {
+            Client { shared }.shutdown();
+        }
+    }
+
+    /// Spawns a task on the current Tokio runtime that calls [`ShutdownHandle::shutdown`] on
+    /// the first SIGINT (Ctrl-C) or, on Unix, SIGTERM. A second one ends the process at once
+    /// with the shell's code for the signal (130 for SIGINT, 143 for SIGTERM). Must be called
+    /// inside a Tokio runtime.
+    pub fn on_signals(&self) {
+        let handle = self.clone();
+        let Some(mut signals) = crate::util::StopSignals::new() else {
+            tracing::warn!("cannot listen to stop signals");
+            return;
+        };
+        tokio::spawn(async move {
+            let Some(first) = signals.next().await else {
+                return;
+            };
+            tracing::info!(
+                signal = first,
+                "stop signal received; finishing the message in hand"
+            );
+            handle.shutdown();
+            if let Some(second) = signals.next().await {
+                tracing::warn!(signal = second, "second stop signal: exiting now");
+                std::process::exit(128 + second);
+            }
+        });
     }
 }
 

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     Media,
     /// A task of the runtime failed (a message handler panicked).
     Internal,
+    /// Another consumer (usually another process) already receives this account's messages
+    /// (see [`StateStore::lock_consumer`](crate::StateStore::lock_consumer)).
+    AccountBusy,
 }
 
 /// An error of the bot runtime.
@@ -153,6 +156,9 @@ impl Error {
             ErrorKind::NotLoggedIn => "log in first",
             ErrorKind::Media => "check the media source, its key and the CDN settings",
             ErrorKind::Internal => "see the panic message in the logs",
+            ErrorKind::AccountBusy => {
+                "stop the other consumer first: one process at a time receives an account's messages"
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ mod util;
 
 pub use account::{Account, TypingGuard};
 pub use chunk::{DEFAULT_CHUNK_LIMIT, chunk_text};
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ShutdownHandle};
 pub use config::{ClientConfig, Delays, Timeouts};
 pub use content::Content;
 pub use error::{BoxError, Error, ErrorKind, Result};
@@ -30,13 +30,15 @@ pub use handler::{Handler, HandlerOutput, MessageContext};
 /// Media sources and CDN types, re-exported from `ilink-cdn`.
 pub use ilink_cdn::{self as cdn, MediaSource};
 pub use login::{
-    BoxFuture, LoginEvent, LoginOutcome, LoginPresenter, QrCode, TerminalPresenter,
-    render_qr_unicode,
+    BoxFuture, LoginEvent, LoginOutcome, LoginPresenter, MAX_STATUS_FAILURES, QrCode,
+    STATUS_FAILURE_WINDOW, TerminalPresenter, normalize_verify_code, render_qr_unicode,
 };
 pub use markdown::filter_markdown;
 pub use media::{CheckedMedia, MediaLimits, MediaSend, MediaType};
 pub use send::{MediaProblem, SendError, SendErrorKind, SendOutcome};
-pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
+pub use store::{
+    ConsumerLock, Credentials, FileStore, MemoryStore, StateStore, normalize_account_id,
+};
 pub use updates::{InboundMessage, PollError, PollErrorKind, UndecodableMessage, Update, Updates};
 
 /// The HTTP layer (`ilink-http`), re-exported: [`ClientConfig::proxy`] takes its
@@ -66,6 +68,8 @@ mod send_sync {
         assert_send_sync::<FileStore>();
         assert_send_sync::<MemoryStore>();
         assert_send_sync::<TerminalPresenter>();
+        assert_send_sync::<ShutdownHandle>();
+        assert_send_sync::<ConsumerLock>();
     }
     fn assert_send<T: Send>() {}
     #[test]

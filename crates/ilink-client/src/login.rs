@@ -66,6 +66,42 @@ pub enum LoginEvent {
     },
     /// This bot is already bound to this client (`binded_redirect`); nothing changes.
     AlreadyBound,
+    /// A status poll failed (network error, HTTP error or timeout): the login server may have
+    /// stopped answering. After [`MAX_STATUS_FAILURES`] in a row, or failures for
+    /// [`STATUS_FAILURE_WINDOW`] (and at least 3), the login fails.
+    ServerNotAnswering {
+        /// Failed polls in a row so far.
+        failures: u32,
+        /// What failed, last.
+        error: String,
+    },
+}
+
+/// Status polls that may fail in a row (network error, HTTP error, timeout) before a login
+/// gives up with [`ErrorKind::Login`]: the server stopped answering. A flaky network that
+/// fails a few polls and recovers does not end the login.
+pub const MAX_STATUS_FAILURES: u32 = 10;
+
+/// How long status polls may keep failing (with at least 3 failures) before a login gives up,
+/// when each failure is slow (a server that accepts connections but never answers: each poll
+/// waits for its timeout, 35 s by default).
+pub const STATUS_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The longest verify code accepted, in digits.
+const MAX_VERIFY_CODE_DIGITS: usize = 16;
+
+/// A verify code as typed ("482 913", " 4829-13 ") to the digits the server expects
+/// ("482913"): spaces and dashes removed. `None` when anything else is left, or nothing, or
+/// more than 16 digits.
+pub fn normalize_verify_code(typed: &str) -> Option<String> {
+    let digits: String = typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    (!digits.is_empty()
+        && digits.len() <= MAX_VERIFY_CODE_DIGITS
+        && digits.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(digits)
 }
 
 /// Shows the QR login to a person. Implement it for a GUI; [`TerminalPresenter`] draws in a
@@ -96,6 +132,17 @@ pub enum LoginOutcome {
     Confirmed(crate::Account),
     /// `binded_redirect`: the bot is already connected to this client; no new credentials.
     AlreadyBound,
+    /// The login was confirmed but the credentials could not be saved in the store. They are
+    /// here, and were written to `rescued_to` (mode 0600, the format of the file store's
+    /// `credentials.json`) if that worked: nothing is lost, but the account is not open.
+    Unsaved {
+        /// The confirmed credentials.
+        credentials: Credentials,
+        /// Why the store refused them.
+        error: crate::Error,
+        /// Where a copy was written, if anywhere.
+        rescued_to: Option<std::path::PathBuf>,
+    },
 }
 
 /// Render `content` as a QR code with Unicode half blocks (two modules per character row), with
@@ -144,7 +191,14 @@ impl LoginPresenter for TerminalPresenter {
             LoginEvent::Expired => "The QR code expired.".to_owned(),
             LoginEvent::VerifyCodeBlocked => "Too many wrong codes.".to_owned(),
             LoginEvent::VerifyCodeAccepted => "Code accepted.".to_owned(),
-            LoginEvent::Confirmed { account_id } => format!("Connected as {account_id}."),
+            LoginEvent::Confirmed { account_id } => {
+                format!("Confirmed on the phone as {account_id}; saving the credentials.")
+            }
+            LoginEvent::ServerNotAnswering { failures, error } => {
+                format!(
+                    "The login server did not answer properly ({failures} time(s) in a row): {error}"
+                )
+            }
             LoginEvent::AlreadyBound => "This bot is already connected here.".to_owned(),
         };
         let _ = writeln!(std::io::stderr(), "{text}");
@@ -162,7 +216,7 @@ impl LoginPresenter for TerminalPresenter {
             tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
                 match std::io::stdin().read_line(&mut line) {
-                    Ok(n) if n > 0 => Some(line.trim().to_owned()).filter(|s| !s.is_empty()),
+                    Ok(n) if n > 0 => Some(line.trim().to_owned()),
                     _ => None,
                 }
             })
@@ -220,6 +274,8 @@ pub(crate) async fn run_login(
     });
     let mut poll_base = cfg.qr_base_url.clone();
     let mut verify: Option<String> = None;
+    let mut failures = 0u32;
+    let mut failing_since = Instant::now();
 
     loop {
         if Instant::now() >= deadline {
@@ -242,18 +298,45 @@ pub(crate) async fn run_login(
             .min(remaining)
             .max(Duration::from_millis(1));
         // A timeout or any transport / HTTP error counts as `wait` (§4).
+        // ... but a server that stops answering is reported, and after a few polls in a row
+        // ends the login.
         let to = Target {
             base: &poll_base,
             token: None,
         };
-        let status: QrCodeStatusResponse =
-            match transport.call_with_timeout(to, &query, timeout).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "get_qrcode_status failed; treated as wait");
-                    QrCodeStatusResponse::default()
+        let status: QrCodeStatusResponse = match transport
+            .call_with_timeout(to, &query, timeout)
+            .await
+        {
+            Ok(r) => {
+                failures = 0;
+                r
+            }
+            Err(e) => {
+                if failures == 0 {
+                    failing_since = Instant::now();
                 }
-            };
+                failures += 1;
+                tracing::debug!(error = %e, failures, "get_qrcode_status failed; treated as wait");
+                presenter.event(&LoginEvent::ServerNotAnswering {
+                    failures,
+                    error: e.to_string(),
+                });
+                if failures >= MAX_STATUS_FAILURES
+                    || (failures >= 3 && failing_since.elapsed() >= STATUS_FAILURE_WINDOW)
+                {
+                    return Err(Error::new(
+                        ErrorKind::Login,
+                        format!(
+                            "the login server {poll_base} stopped answering \
+                                 ({failures} status polls failed in a row)"
+                        ),
+                    )
+                    .with_source(e));
+                }
+                QrCodeStatusResponse::default()
+            }
+        };
         let mut delay = cfg.delays.qr_poll;
         let mut refresh = false;
         match &status.status {
@@ -265,16 +348,32 @@ pub(crate) async fn run_login(
                 presenter.event(&LoginEvent::Scanned);
             }
             QrStatus::NeedVerifyCode => {
-                let wrong = verify.is_some();
-                match presenter.verify_code(wrong).await {
-                    Some(code) => verify = Some(code),
-                    None => {
-                        return Err(Error::new(
-                            ErrorKind::Login,
-                            "the QR login was cancelled (no verify code entered)",
-                        ));
+                let mut wrong = verify.is_some();
+                // Normalised before it is sent; what is not a code is asked for again.
+                let code = loop {
+                    match presenter.verify_code(wrong).await {
+                        None => {
+                            return Err(Error::new(
+                                ErrorKind::Login,
+                                "the QR login was cancelled (no verify code entered)",
+                            ));
+                        }
+                        Some(typed) if typed.trim().is_empty() => {
+                            return Err(Error::new(
+                                ErrorKind::Login,
+                                "the QR login was cancelled (no verify code entered)",
+                            ));
+                        }
+                        Some(typed) => match normalize_verify_code(&typed) {
+                            Some(code) => break code,
+                            None => {
+                                tracing::debug!("the verify code is not digits; asking again");
+                                wrong = true;
+                            }
+                        },
                     }
-                }
+                };
+                verify = Some(code);
                 delay = Duration::ZERO;
             }
             QrStatus::VerifyCodeBlocked => {
@@ -363,6 +462,19 @@ pub(crate) async fn run_login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_codes_are_normalised() {
+        assert_eq!(normalize_verify_code("482 913").as_deref(), Some("482913"));
+        assert_eq!(
+            normalize_verify_code(" 48-29 13\n").as_deref(),
+            Some("482913")
+        );
+        assert_eq!(normalize_verify_code("48a913"), None);
+        assert_eq!(normalize_verify_code("   "), None);
+        assert_eq!(normalize_verify_code("１２３"), None);
+        assert_eq!(normalize_verify_code(&"1".repeat(17)), None);
+    }
 
     #[test]
     fn renders_a_real_qr_code() {

@@ -72,6 +72,55 @@ pub trait StateStore: Send + Sync + 'static {
         let _ = account;
         Ok(())
     }
+
+    /// Checks, before a login asks for a QR code, that credentials can be saved (for
+    /// [`FileStore`]: the directory can be created and written, and there is room for the
+    /// files), so a confirmed login is never lost to a store that cannot take it. The default
+    /// does nothing.
+    fn check_writable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Claims the right to consume the messages of `account` (one consumer per account: two
+    /// would both answer every message, or one would mark as handled what the other never
+    /// saw). The claim lasts until the returned [`ConsumerLock`] is dropped; an update stream
+    /// holds it while it runs. Fails with [`ErrorKind::AccountBusy`] when another consumer
+    /// holds it. [`FileStore`] uses an OS file lock (released by the OS if the process dies);
+    /// the default claims nothing (an account still has only one stream per process).
+    fn lock_consumer(&self, account: &str) -> Result<Option<ConsumerLock>> {
+        let _ = account;
+        Ok(None)
+    }
+}
+
+/// A claim on consuming an account's messages, from [`StateStore::lock_consumer`]; released
+/// when dropped.
+pub struct ConsumerLock {
+    _guard: Box<dyn std::any::Any + Send + Sync>,
+    path: Option<PathBuf>,
+}
+
+impl ConsumerLock {
+    /// A lock held by `guard` (released when `guard` drops), for other [`StateStore`]s.
+    pub fn new(guard: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            _guard: Box::new(guard),
+            path: None,
+        }
+    }
+
+    /// The lock file, for [`FileStore`].
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl std::fmt::Debug for ConsumerLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerLock")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The directory-safe form of an account id: `b0f5860fdecb@im.bot` → `b0f5860fdecb-im-bot`.
@@ -185,14 +234,113 @@ impl StateStore for MemoryStore {
 /// then renamed over the old one) with mode 0600; directories are created with mode 0700.
 /// Temporary files left by a crash are removed when a client opens the account
 /// ([`StateStore::open_account`]), so a bot that crashes often does not grow its directory.
+///
+/// Every file is a JSON object with a format `"version"` (1; a file without one is read as the
+/// version 1 layout, as written before versions existed) and is validated when read. A file
+/// that cannot be read as its kind (empty, truncated, not JSON, the wrong JSON type, an
+/// invalid version, a directory in its place) is **moved aside** as `NAME.corrupt-<UTC time>`
+/// with a warning (`tracing`, level warn) that names both paths and says what was lost, and the
+/// store goes on as if the file did not exist:
+///
+/// | file | what is lost when it is moved aside |
+/// |---|---|
+/// | `credentials.json` | the login of that bot: run `ilink login` again |
+/// | `cursor.json` | the position in the message stream: the server sends its next batch; handled messages the dedupe file remembers are still skipped |
+/// | `context_tokens.json` | the users' context tokens: each user must write again before the bot can send to them |
+/// | `dedupe.json` | the memory of handled messages: recent messages may be delivered again |
+///
+/// A file written by a newer ilink (a higher `"version"`) is not touched: reading it fails
+/// with an [`ErrorKind::Store`] error naming the file and the fix (upgrade, or move it aside).
+/// Neither is a file that cannot be opened (permissions, I/O errors): that is an
+/// [`ErrorKind::Store`] error naming it.
+///
+/// `consumer.lock` (an OS file lock, see [`StateStore::lock_consumer`]) and `consumer.json`
+/// (the PID of the process holding it) sit beside them.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
 }
 
+/// One kind of state file of the [`FileStore`]: its name, its format version and what is lost
+/// when a corrupt copy is moved aside.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StateFile {
+    /// The file name in the account directory.
+    pub(crate) name: &'static str,
+    /// The newest format version this build reads and writes.
+    pub(crate) version: u64,
+    /// What is lost when the file is moved aside, for the warning.
+    pub(crate) loss: &'static str,
+}
+
+pub(crate) const CREDENTIALS_FILE: StateFile = StateFile {
+    name: "credentials.json",
+    version: 1,
+    loss: "the bot's login is lost: run `ilink login` again",
+};
+pub(crate) const CURSOR_FILE: StateFile = StateFile {
+    name: "cursor.json",
+    version: 1,
+    loss: "the position in the message stream is lost: the server sends its next batch \
+           (handled messages that the dedupe file remembers are still skipped)",
+};
+pub(crate) const CONTEXT_TOKENS_FILE: StateFile = StateFile {
+    name: "context_tokens.json",
+    version: 1,
+    loss: "the users' context tokens are lost: each user must write to the bot again before \
+           it can send to them",
+};
+pub(crate) const DEDUPE_FILE: StateFile = StateFile {
+    name: "dedupe.json",
+    version: 1,
+    loss: "the memory of handled messages is lost: recent messages may be delivered again",
+};
+
+/// The largest state file read, in bytes; a bigger one is treated as corrupt.
+const MAX_STATE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The name of the lock file of an account's consumer.
+const LOCK_FILE: &str = "consumer.lock";
+/// The name of the file with the PID of the consumer holding the lock.
+const HOLDER_FILE: &str = "consumer.json";
+
+const HOLDER_STATE: StateFile = StateFile {
+    name: HOLDER_FILE,
+    version: 1,
+    loss: "only the PID of the last consumer is lost",
+};
+
+/// Why a state file could not be used.
+enum Invalid {
+    /// Corrupt: moved aside.
+    Corrupt(String),
+    /// Written by a newer version of the format.
+    Newer(u64),
+    /// Not readable (permissions, I/O): not the file's fault, so left alone.
+    Io(std::io::Error),
+}
+
 #[derive(Serialize, Deserialize)]
 struct CursorFile {
     get_updates_buf: Secret,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokensFile {
+    tokens: BTreeMap<String, Secret>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HolderFile {
+    pid: u32,
+    since_ms: u64,
+}
+
+#[derive(Serialize)]
+struct Versioned<'a, T> {
+    version: u64,
+    #[serde(flatten)]
+    data: &'a T,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -233,27 +381,281 @@ impl FileStore {
             .join(normalize_account_id(account))
     }
 
-    fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
-        match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::new(
-                    ErrorKind::Store,
-                    format!("{} is not valid state JSON", path.display()),
-                )
-                .with_source(e)
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::store(format!("reading {}", path.display()), e)),
+    /// Reads the state file `file` of `account`, validated: `decode` gets the format version
+    /// (`0` for a file written before versions existed) and the JSON object without its
+    /// `"version"`, and says why it is invalid. A missing file is `None`; a corrupt one is
+    /// moved aside with a warning and is `None` too; a newer one is an error naming the file.
+    pub(crate) fn read_state<T>(
+        &self,
+        account: &str,
+        file: &StateFile,
+        decode: impl FnOnce(u64, serde_json::Value) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        let path = self.account_dir(account).join(file.name);
+        self.read_state_at(&path, file, decode)
+    }
+
+    fn read_state_at<T>(
+        &self,
+        path: &Path,
+        file: &StateFile,
+        decode: impl FnOnce(u64, serde_json::Value) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        match read_state_file(path, file, decode) {
+            Ok(v) => Ok(v),
+            Err(Invalid::Newer(v)) => Err(Error::new(
+                ErrorKind::Store,
+                format!(
+                    "{} was written by a newer ilink (format version {v}; this one reads up to \
+                     {}): upgrade ilink, or move the file aside to start over ({})",
+                    path.display(),
+                    file.version,
+                    file.loss
+                ),
+            )),
+            Err(Invalid::Io(e)) => Err(Error::store(
+                format!(
+                    "reading {}: check the file's owner and permissions",
+                    path.display()
+                ),
+                e,
+            )),
+            Err(Invalid::Corrupt(why)) => {
+                let aside = move_aside(path)?;
+                tracing::warn!(
+                    "{} is corrupt ({why}); moved it aside to {}; {}",
+                    path.display(),
+                    aside.display(),
+                    file.loss
+                );
+                Ok(None)
+            }
         }
     }
 
-    fn write_json<T: Serialize>(&self, account: &str, file: &str, value: &T) -> Result<()> {
+    /// Writes the state file `file` of `account` atomically (mode 0600), with its version. A
+    /// directory in the file's place is moved aside first.
+    pub(crate) fn write_state<T: Serialize>(
+        &self,
+        account: &str,
+        file: &StateFile,
+        value: &T,
+    ) -> Result<()> {
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
-        let bytes = serde_json::to_vec_pretty(value)
-            .map_err(|e| Error::new(ErrorKind::Store, "encoding state").with_source(e))?;
-        write_atomic(&dir.join(file), &bytes)
+        let bytes = serde_json::to_vec_pretty(&Versioned {
+            version: file.version,
+            data: value,
+        })
+        .map_err(|e| Error::new(ErrorKind::Store, "encoding state").with_source(e))?;
+        let path = dir.join(file.name);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            let aside = move_aside(&path)?;
+            tracing::warn!(
+                "{} was a directory; moved it aside to {}",
+                path.display(),
+                aside.display()
+            );
+        }
+        write_atomic(&path, &bytes)
     }
+
+    /// The PID of the process consuming `account`'s messages (holding its
+    /// [`ConsumerLock`]), if one does; `None` when nobody does (or the PID is unknown).
+    /// Takes no lock and writes nothing.
+    pub fn consumer_pid(&self, account: &str) -> Option<u32> {
+        let path = self.account_dir(account).join(LOCK_FILE);
+        let file = fs::OpenOptions::new().read(true).open(&path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None,
+            Err(fs::TryLockError::WouldBlock) => self
+                .read_state(account, &HOLDER_STATE, |_, v| {
+                    serde_json::from_value::<HolderFile>(v).map_err(|e| e.to_string())
+                })
+                .ok()
+                .flatten()
+                .map(|h| h.pid),
+            Err(fs::TryLockError::Error(_)) => None,
+        }
+    }
+
+    fn load_credentials_at(&self, path: &Path) -> Result<Option<Credentials>> {
+        let dir_name = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.read_state_at(path, &CREDENTIALS_FILE, |_, v| {
+            let c: Credentials = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            if c.account_id.trim().is_empty() {
+                return Err("its account_id is empty".into());
+            }
+            if normalize_account_id(&c.account_id) != dir_name {
+                return Err(format!(
+                    "it holds account {} but sits in the directory of another",
+                    c.account_id
+                ));
+            }
+            if c.token.expose().trim().is_empty() {
+                return Err("its token is empty".into());
+            }
+            Ok(c)
+        })
+    }
+}
+
+/// Reads and validates one state file (see [`FileStore::read_state`]).
+fn read_state_file<T>(
+    path: &Path,
+    file: &StateFile,
+    decode: impl FnOnce(u64, serde_json::Value) -> std::result::Result<T, String>,
+) -> std::result::Result<Option<T>, Invalid> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Invalid::Io(e)),
+    };
+    if meta.is_dir() {
+        return Err(Invalid::Corrupt("a directory is in its place".into()));
+    }
+    if meta.len() > MAX_STATE_FILE_BYTES {
+        return Err(Invalid::Corrupt(format!(
+            "{} bytes, more than the {MAX_STATE_FILE_BYTES} a state file may have",
+            meta.len()
+        )));
+    }
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Invalid::Corrupt(format!("cannot read it: {e}")));
+        }
+        Err(e) => return Err(Invalid::Io(e)),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Invalid::Corrupt("it is empty".into()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Invalid::Corrupt(format!("not valid JSON: {e}")))?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(Invalid::Corrupt("not a JSON object".into()));
+    };
+    let version = match map.remove("version") {
+        None => 0,
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 && n <= file.version => n,
+            Some(n) if n > file.version => return Err(Invalid::Newer(n)),
+            _ => return Err(Invalid::Corrupt(format!("its version {v} is not valid"))),
+        },
+    };
+    decode(version, serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(|why| Invalid::Corrupt(format!("not a valid {}: {why}", file.name)))
+}
+
+/// Renames `path` to `path.corrupt-<UTC time>` (a free name) and returns the new path.
+fn move_aside(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stamp = utc_stamp(crate::util::now_ms() / 1000);
+    for n in 0..100u32 {
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let aside = path.with_file_name(format!("{name}.corrupt-{stamp}{suffix}"));
+        if fs::symlink_metadata(&aside).is_ok() {
+            continue;
+        }
+        return fs::rename(path, &aside)
+            .map(|()| aside)
+            .map_err(|e| Error::store(format!("moving the corrupt {} aside", path.display()), e));
+    }
+    Err(Error::new(
+        ErrorKind::Store,
+        format!("too many corrupt copies of {} already", path.display()),
+    ))
+}
+
+/// `YYYYMMDDTHHMMSSZ` for epoch seconds (UTC).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Writes `creds` to a new file `path` (mode 0600, never replacing one), in the format of
+/// `credentials.json`.
+pub(crate) fn write_rescue(path: &Path, creds: &Credentials) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(&Versioned {
+        version: CREDENTIALS_FILE.version,
+        data: creds,
+    })
+    .map_err(std::io::Error::other)?;
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(&bytes)?;
+    f.sync_all()
+}
+
+/// Creates `path` with `bytes` only if it does not exist (never replacing a file another
+/// process may have opened): a temporary file hard-linked into place.
+fn create_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.tmp",
+        crate::util::random_hex(TEMP_RANDOM_HEX / 2)
+    ));
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -377,19 +779,25 @@ impl StateStore for FileStore {
         };
         let mut found = Vec::new();
         for entry in entries.flatten() {
-            let path = entry.path().join("credentials.json");
-            if let Some(c) = self.read_json::<Credentials>(&path)? {
-                found.push((c.saved_at_ms, c.account_id));
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path().join(CREDENTIALS_FILE.name);
+            // One unreadable account must not hide the others (or block a login).
+            match self.load_credentials_at(&path) {
+                Ok(Some(c)) => found.push((c.saved_at_ms, c.account_id)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("skipping an account: {e}"),
             }
         }
         found.sort();
         Ok(found.into_iter().map(|(_, a)| a).collect())
     }
     fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
-        self.read_json(&self.account_dir(account).join("credentials.json"))
+        self.load_credentials_at(&self.account_dir(account).join(CREDENTIALS_FILE.name))
     }
     fn save_credentials(&self, creds: &Credentials) -> Result<()> {
-        self.write_json(&creds.account_id, "credentials.json", creds)
+        self.write_state(&creds.account_id, &CREDENTIALS_FILE, creds)
     }
     fn remove_account(&self, account: &str) -> Result<()> {
         let dir = self.account_dir(account);
@@ -400,14 +808,16 @@ impl StateStore for FileStore {
         }
     }
     fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
-        Ok(self
-            .read_json::<CursorFile>(&self.account_dir(account).join("cursor.json"))?
-            .map(|c| c.get_updates_buf))
+        self.read_state(account, &CURSOR_FILE, |_, v| {
+            serde_json::from_value::<CursorFile>(v)
+                .map(|c| c.get_updates_buf)
+                .map_err(|e| e.to_string())
+        })
     }
     fn save_cursor(&self, account: &str, cursor: &Secret) -> Result<()> {
-        self.write_json(
+        self.write_state(
             account,
-            "cursor.json",
+            &CURSOR_FILE,
             &CursorFile {
                 get_updates_buf: cursor.clone(),
             },
@@ -415,24 +825,57 @@ impl StateStore for FileStore {
     }
     fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
         Ok(self
-            .read_json(&self.account_dir(account).join("context_tokens.json"))?
+            .read_state(account, &CONTEXT_TOKENS_FILE, |version, v| {
+                let tokens = if version == 0 {
+                    // Before versions: the map itself.
+                    serde_json::from_value::<BTreeMap<String, Secret>>(v)
+                } else {
+                    serde_json::from_value::<TokensFile>(v).map(|f| f.tokens)
+                }
+                .map_err(|e| e.to_string())?;
+                Ok(tokens.into_iter().collect::<HashMap<_, _>>())
+            })?
             .unwrap_or_default())
     }
     fn save_context_tokens(&self, account: &str, tokens: &HashMap<String, Secret>) -> Result<()> {
-        let sorted: BTreeMap<&String, &Secret> = tokens.iter().collect();
-        self.write_json(account, "context_tokens.json", &sorted)
+        let tokens: BTreeMap<String, Secret> =
+            tokens.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.write_state(account, &CONTEXT_TOKENS_FILE, &TokensFile { tokens })
     }
     fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
         let dir = self.account_dir(account);
+        // A whole-set file of earlier versions (versioned, recovered like every state file),
+        // then the journal.
         let mut keys = self
-            .read_json::<TombstoneFile>(&dir.join(crate::journal::LEGACY_FILE))?
+            .read_state(account, &DEDUPE_FILE, |_, v| {
+                serde_json::from_value::<TombstoneFile>(v).map_err(|e| e.to_string())
+            })?
             .unwrap_or_default()
             .keys;
         let path = dir.join(crate::journal::JOURNAL_FILE);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            let aside = move_aside(&path)?;
+            tracing::warn!(
+                "{} was a directory; moved it aside to {}; {}",
+                path.display(),
+                aside.display(),
+                DEDUPE_FILE.loss
+            );
+            return Ok(keys);
+        }
+        // Torn or foreign lines are skipped by the decoder: a damaged journal loses only them.
         match fs::read(&path) {
             Ok(bytes) => keys.extend(crate::journal::decode(&bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::store(format!("reading {}", path.display()), e)),
+            Err(e) => {
+                return Err(Error::store(
+                    format!(
+                        "reading {}: check the file's owner and permissions",
+                        path.display()
+                    ),
+                    e,
+                ));
+            }
         }
         Ok(keys)
     }
@@ -466,6 +909,87 @@ impl StateStore for FileStore {
             );
         }
         Ok(())
+    }
+    fn check_writable(&self) -> Result<()> {
+        let dir = self.root.join("accounts");
+        let result = create_private_dir(&dir).and_then(|()| {
+            // Room for the credentials and the other state files of a new account, written
+            // the way they will be.
+            let probe = dir.join(format!(".probe-{}", crate::util::random_hex(8)));
+            let result = write_atomic(&probe, &[b' '; 16 * 1024]);
+            let _ = fs::remove_file(&probe);
+            result
+        });
+        result.map_err(|e| {
+            Error::new(
+                ErrorKind::Store,
+                format!(
+                    "the state directory {} cannot be written",
+                    self.root.display()
+                ),
+            )
+            .with_source(e)
+        })
+    }
+    fn lock_consumer(&self, account: &str) -> Result<Option<ConsumerLock>> {
+        let dir = self.account_dir(account);
+        create_private_dir(&dir)?;
+        let path = dir.join(LOCK_FILE);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            let aside = move_aside(&path)?;
+            tracing::warn!(
+                "{} was a directory; moved it aside to {}",
+                path.display(),
+                aside.display()
+            );
+        }
+        create_once(
+            &path,
+            b"{\"version\": 1, \"note\": \"locked while a process consumes this account's messages; see consumer.json\"}\n",
+        )
+        .map_err(|e| Error::store(format!("creating {}", path.display()), e))?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::store(format!("opening {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = self
+                    .read_state(account, &HOLDER_STATE, |_, v| {
+                        serde_json::from_value::<HolderFile>(v).map_err(|e| e.to_string())
+                    })
+                    .ok()
+                    .flatten();
+                let who = match holder {
+                    Some(h) => format!("process {}", h.pid),
+                    None => "another process".to_owned(),
+                };
+                return Err(Error::new(
+                    ErrorKind::AccountBusy,
+                    format!(
+                        "account {account} is already being consumed by {who} (lock {})",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::store(format!("locking {}", path.display()), e));
+            }
+        }
+        self.write_state(
+            account,
+            &HOLDER_STATE,
+            &HolderFile {
+                pid: std::process::id(),
+                since_ms: crate::util::now_ms(),
+            },
+        )?;
+        Ok(Some(ConsumerLock {
+            _guard: Box::new(file),
+            path: Some(path),
+        }))
     }
 }
 
@@ -609,14 +1133,211 @@ mod tests {
         );
     }
 
+    /// Each way a state file can be broken, as bytes (`None`: a directory in its place).
+    fn corruptions() -> Vec<(&'static str, Option<&'static [u8]>)> {
+        vec![
+            ("empty", Some(b"")),
+            ("truncated", Some(b"{\"version\": 1, \"get_upd")),
+            ("wrong JSON type", Some(b"[1, 2, 3]")),
+            ("wrong field type", Some(b"{\"version\": 1, \"keys\": 7, \"get_updates_buf\": 7, \"tokens\": 7, \"account_id\": 7}")),
+            ("version zero", Some(b"{\"version\": 0}")),
+            ("version not a number", Some(b"{\"version\": \"one\"}")),
+            ("a directory", None),
+        ]
+    }
+
+    fn break_file(path: &Path, how: Option<&[u8]>) {
+        let _ = fs::remove_file(path);
+        match how {
+            Some(bytes) => fs::write(path, bytes).unwrap(),
+            None => fs::create_dir_all(path.join("inside")).unwrap(),
+        }
+    }
+
+    fn aside_copies(dir: &Path, name: &str) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}.corrupt-"))
+            })
+            .count()
+    }
+
     #[test]
-    fn corrupt_file_is_a_store_error() {
+    fn every_corrupt_file_is_moved_aside_and_read_as_missing() {
+        for (way, bytes) in corruptions() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FileStore::new(dir.path());
+            store.save_credentials(&creds("a@im.bot", 1)).unwrap();
+            let acct = store.account_dir("a@im.bot");
+            for name in ["cursor.json", "context_tokens.json", "dedupe.json"] {
+                break_file(&acct.join(name), bytes);
+            }
+            assert_eq!(store.load_cursor("a@im.bot").unwrap(), None, "{way}");
+            assert!(
+                store.load_context_tokens("a@im.bot").unwrap().is_empty(),
+                "{way}"
+            );
+            assert!(
+                store.load_tombstones("a@im.bot").unwrap().is_empty(),
+                "{way}"
+            );
+            for name in ["cursor.json", "context_tokens.json", "dedupe.json"] {
+                assert_eq!(aside_copies(&acct, name), 1, "{way}: {name}");
+                assert!(!acct.join(name).exists(), "{way}: {name}");
+            }
+            // The store works again.
+            store.save_cursor("a@im.bot", &Secret::from("C")).unwrap();
+            assert_eq!(
+                store.load_cursor("a@im.bot").unwrap(),
+                Some(Secret::from("C"))
+            );
+
+            // Broken credentials: the account disappears (moved aside), others stay, and a
+            // new login can save.
+            store.save_credentials(&creds("b@im.bot", 2)).unwrap();
+            break_file(&acct.join("credentials.json"), bytes);
+            assert_eq!(
+                store.accounts().unwrap(),
+                vec!["b@im.bot".to_owned()],
+                "{way}"
+            );
+            assert_eq!(aside_copies(&acct, "credentials.json"), 1, "{way}");
+            assert_eq!(store.load_credentials("a@im.bot").unwrap(), None, "{way}");
+            store.save_credentials(&creds("a@im.bot", 3)).unwrap();
+            assert_eq!(
+                store.load_credentials("a@im.bot").unwrap(),
+                Some(creds("a@im.bot", 3))
+            );
+        }
+    }
+
+    #[test]
+    fn a_directory_in_place_of_a_file_is_moved_aside_on_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let acct = store.account_dir("a@im.bot");
+        fs::create_dir_all(acct.join("credentials.json").join("x")).unwrap();
+        store.save_credentials(&creds("a@im.bot", 1)).unwrap();
+        assert_eq!(
+            store.load_credentials("a@im.bot").unwrap(),
+            Some(creds("a@im.bot", 1))
+        );
+        assert_eq!(aside_copies(&acct, "credentials.json"), 1);
+    }
+
+    #[test]
+    fn a_newer_version_is_an_error_naming_the_file_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        store.save_credentials(&creds("a@im.bot", 1)).unwrap();
+        let acct = store.account_dir("a@im.bot");
+        fs::write(acct.join("cursor.json"), b"{\"version\": 99, \"x\": 1}").unwrap();
+        let e = store.load_cursor("a@im.bot").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Store);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cursor.json") && msg.contains("newer ilink"),
+            "{msg}"
+        );
+        assert!(msg.contains("upgrade ilink"), "{msg}");
+        assert!(acct.join("cursor.json").exists());
+        assert_eq!(aside_copies(&acct, "cursor.json"), 0);
+    }
+
+    #[test]
+    fn files_without_a_version_are_read_as_before() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         let acct = store.account_dir("a@im.bot");
         fs::create_dir_all(&acct).unwrap();
-        fs::write(acct.join("cursor.json"), b"{not json").unwrap();
-        let e = store.load_cursor("a@im.bot").unwrap_err();
+        fs::write(
+            acct.join("credentials.json"),
+            br#"{"account_id":"a@im.bot","token":"T","saved_at_ms":4}"#,
+        )
+        .unwrap();
+        fs::write(acct.join("cursor.json"), br#"{"get_updates_buf":"C"}"#).unwrap();
+        fs::write(acct.join("context_tokens.json"), br#"{"u@im.wechat":"X"}"#).unwrap();
+        fs::write(acct.join("dedupe.json"), br#"{"keys":["m:1"]}"#).unwrap();
+        assert_eq!(store.accounts().unwrap(), vec!["a@im.bot".to_owned()]);
+        assert_eq!(
+            store.load_cursor("a@im.bot").unwrap(),
+            Some(Secret::from("C"))
+        );
+        assert_eq!(
+            store
+                .load_context_tokens("a@im.bot")
+                .unwrap()
+                .get("u@im.wechat"),
+            Some(&Secret::from("X"))
+        );
+        assert_eq!(
+            store.load_tombstones("a@im.bot").unwrap(),
+            vec!["m:1".to_owned()]
+        );
+        // Written back with a version.
+        store.save_cursor("a@im.bot", &Secret::from("D")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(acct.join("cursor.json")).unwrap()).unwrap();
+        assert_eq!(v["version"], 1);
+    }
+
+    #[test]
+    fn one_consumer_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let first = store.lock_consumer("a@im.bot").unwrap().unwrap();
+        let e = store.lock_consumer("a@im.bot").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AccountBusy);
+        assert!(
+            e.to_string()
+                .contains(&format!("process {}", std::process::id())),
+            "{e}"
+        );
+        assert_eq!(store.consumer_pid("a@im.bot"), Some(std::process::id()));
+        assert_eq!(store.consumer_pid("b@im.bot"), None);
+        // Another account is free.
+        let _other = store.lock_consumer("b@im.bot").unwrap().unwrap();
+        drop(first);
+        let _again = store.lock_consumer("a@im.bot").unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_broken_lock_or_holder_file_does_not_block_a_consumer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let acct = store.account_dir("a@im.bot");
+        fs::create_dir_all(acct.join("consumer.lock").join("x")).unwrap();
+        fs::write(acct.join("consumer.json"), b"{\"pid\": \"x").unwrap();
+        let lock = store.lock_consumer("a@im.bot").unwrap().unwrap();
+        assert_eq!(store.consumer_pid("a@im.bot"), Some(std::process::id()));
+        assert!(lock.path().unwrap().is_file());
+        assert_eq!(aside_copies(&acct, "consumer.lock"), 1);
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(784_111_777), "19941106T084937Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+    }
+
+    #[test]
+    fn writable_check() {
+        let dir = tempfile::tempdir().unwrap();
+        FileStore::new(dir.path().join("new"))
+            .check_writable()
+            .unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let e = FileStore::new(file.join("under"))
+            .check_writable()
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Store);
+        assert!(e.to_string().contains("cannot be written"), "{e}");
     }
 }

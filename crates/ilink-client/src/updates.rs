@@ -487,6 +487,14 @@ impl Updates {
                 ),
             ));
         }
+        // One consumer per account across processes too (the store's lock).
+        let consumer_lock = match account.shared().store.lock_consumer(account.id()) {
+            Ok(l) => l,
+            Err(e) => {
+                account.inner.polling.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
         let ledger = Arc::new(Mutex::new(Ledger {
             committed: Some(cursor.clone()),
             ..Ledger::default()
@@ -508,6 +516,7 @@ impl Updates {
         Ok(Self {
             acker: acker.clone(),
             state: Some(Poller {
+                _consumer_lock: consumer_lock,
                 shutdown: account.shutdown_watch(),
                 account,
                 cursor,
@@ -613,6 +622,7 @@ impl Stream for Updates {
 }
 
 struct Poller {
+    _consumer_lock: Option<crate::store::ConsumerLock>,
     account: Account,
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// The cursor of the next poll (the last batch received; committed separately).
@@ -901,6 +911,11 @@ impl Poller {
     /// then (next call) a re-login if a presenter is configured, else a slow probe.
     async fn on_stale(&mut self) -> Option<Update> {
         let first = !self.account.is_session_expired();
+        // A newer login of this account may have been saved meanwhile (by `ilink login` in
+        // another process, say): use it before declaring the session expired.
+        if self.account.reload_credentials() {
+            return None;
+        }
         self.account.set_stale(true);
         if first {
             tracing::warn!(account = %self.account.id(), "session expired (-14); trying notifystart");

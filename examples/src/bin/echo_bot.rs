@@ -51,8 +51,13 @@ async fn offline() -> Result<(), BoxError> {
 async fn online() -> Result<(), BoxError> {
     let client = ilink_examples::real_client()?;
     let account = ilink_examples::stored_or_login(&client).await?;
-    ilink_examples::stop_on_ctrl_c(&account);
-    println!("echo bot {} running; Ctrl-C stops it", account.id());
+    // Ctrl-C or SIGTERM (`docker stop`, `systemctl stop`): the message in hand finishes, its
+    // progress is committed, notifystop is sent, and `run` returns. A second one exits at once.
+    client.shutdown_handle().on_signals();
+    println!(
+        "echo bot {} running; Ctrl-C or SIGTERM stops it",
+        account.id()
+    );
     account.run(echo).await?;
     Ok(())
 }

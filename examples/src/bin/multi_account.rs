@@ -70,13 +70,12 @@ async fn online() -> Result<(), BoxError> {
     if accounts.is_empty() {
         accounts.push(ilink_examples::stored_or_login(&client).await?);
     }
-    let stopper = client.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stopper.shutdown();
-        }
-    });
-    println!("{} account(s) running; Ctrl-C stops them", accounts.len());
+    // Ctrl-C or SIGTERM stops every account gracefully; a second one exits at once.
+    client.shutdown_handle().on_signals();
+    println!(
+        "{} account(s) running; Ctrl-C or SIGTERM stops them",
+        accounts.len()
+    );
     for t in run_all(&accounts) {
         t.await??;
     }

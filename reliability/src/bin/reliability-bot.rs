@@ -7,6 +7,9 @@
 //!   `H <message_id>` (handled: the side effect) with fsync, replies `re:<text>`, then writes
 //!   `D <message_id> <ok|error kind>` with fsync.
 //! - `RELIABILITY_TYPING`: `0` to turn typing indicators off.
+//!
+//! SIGINT and SIGTERM stop it gracefully (the message in hand finishes, progress is
+//! committed, notifystop is sent; exit 0); a second one ends it at once.
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
@@ -36,6 +39,7 @@ async fn main() -> Result<(), String> {
     let mut config = ilink_reliability::fast_config_for(&base, &cdn);
     config.typing = std::env::var("RELIABILITY_TYPING").map_or(true, |v| v != "0");
     let client = Client::new(config, FileStore::new(&state)).map_err(|e| e.to_string())?;
+    client.shutdown_handle().on_signals();
     let account = client
         .accounts()
         .map_err(|e| e.to_string())?
