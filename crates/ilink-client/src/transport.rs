@@ -102,9 +102,10 @@ post_call!(SendMessageRequest => SendMessageResponse, Endpoint::SendMessage,
 // getconfig needs an explicit `ret: 0`, as in the official client (§5).
 post_call!(GetConfigRequest => GetConfigResponse, Endpoint::GetConfig, ilink_proto::decode,
     |r: &GetConfigResponse| r.envelope().status_requiring_ret().map_err(Refusal::Api));
-// The response body of sendtyping is never read by the official client (§5).
+// The official client never reads the response of sendtyping (§5); a non-zero code is a
+// refusal here all the same, so that a refused typing cancel is retried.
 post_call!(SendTypingRequest => SendTypingResponse, Endpoint::SendTyping,
-    ilink_proto::decode, unjudged);
+    ilink_proto::decode, lenient);
 // The official client does not check getuploadurl's `ret`; it fails only without an upload
 // target (§12.1). A refusal with a code says so; success without a target is a refusal too.
 post_call!(GetUploadUrlRequest => GetUploadUrlResponse, Endpoint::GetUploadUrl,
