@@ -222,3 +222,39 @@ fn order_and_indices_hold_across_parsed_and_unparsed_messages() {
         }
     }
 }
+
+/// The fuzz seeds of `proto_getupdates` hold the properties the fuzz target checks: the tolerant
+/// decoder accepts what the strict one accepts, with the same envelope, cursor and count; the
+/// poisoned seeds decode with their odd message isolated.
+#[test]
+fn fuzz_seeds_hold_the_target_properties() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut seen = 0;
+    for dir in ["corpus/proto_getupdates", "regressions/proto_getupdates"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let tolerant = decode_updates(&bytes);
+            if let Ok(strict) = ilink_proto::decode::<GetUpdatesResponse>(&bytes) {
+                let t = tolerant
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                assert_eq!(t.ret, strict.ret, "{path:?}");
+                assert_eq!(t.errcode, strict.errcode, "{path:?}");
+                assert_eq!(t.next_cursor(), strict.next_cursor(), "{path:?}");
+                assert_eq!(t.message_count(), strict.message_count(), "{path:?}");
+            }
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("poison-") {
+                let t = tolerant.as_ref().unwrap();
+                assert!(!t.unparsed_msgs.is_empty(), "{name}");
+                assert!(t.messages().iter().any(Result::is_ok), "{name}");
+            }
+            if name.starts_with("envelope-") && name != "envelope-cursor-object" {
+                assert!(tolerant.is_ok(), "{name}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 26, "{seen} seeds");
+}
