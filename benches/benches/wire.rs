@@ -14,7 +14,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ilink_proto::{GetUpdatesResponse, decode};
+use ilink_proto::{GetUpdatesResponse, decode, decode_updates};
 use serde_json::{Value, json};
 
 const FIXTURE_BATCH: &[u8] = include_bytes!("../../fuzz/corpus/proto_getupdates/batch-all");
@@ -83,6 +83,11 @@ fn bench_getupdates(c: &mut Criterion) {
     group.throughput(Throughput::Elements(100));
     group.bench_function("body_only_100msgs", |b| {
         b.iter(|| black_box(decode::<GetUpdatesResponse>(black_box(&body)).unwrap()));
+    });
+    // The client's own path: the tolerant decoder (`decode_updates`: a structural scan, then
+    // each message and envelope field parsed on its own).
+    group.bench_function("tolerant_body_only_100msgs", |b| {
+        b.iter(|| black_box(decode_updates(black_box(&body)).unwrap()));
     });
     group.bench_function("serde_json_value_100msgs", |b| {
         b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&body)).unwrap()));

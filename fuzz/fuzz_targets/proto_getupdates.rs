@@ -8,9 +8,7 @@
 //! entries re-encodes and decodes to the same value, and so does every decoded message.
 #![no_main]
 
-use ilink_proto::{
-    ApiResponse, GetUpdatesResponse, WeixinMessage, decode, decode_updates,
-};
+use ilink_proto::{ApiResponse, GetUpdatesResponse, WeixinMessage, decode, decode_updates};
 use libfuzzer_sys::fuzz_target;
 
 fn check(resp: GetUpdatesResponse) {

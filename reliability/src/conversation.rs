@@ -553,8 +553,10 @@ impl Report {
             "the conversation did not settle in time".to_owned(),
         );
         check(!self.stopped, "did not stop on shutdown".to_owned());
+        // Each message is stored under up to 3 keys (message_id, client_id, seq); a clean stop
+        // compacts the journal to what is held.
         check(
-            self.tombstones > self.dedupe_capacity,
+            self.tombstones > 3 * self.dedupe_capacity,
             format!(
                 "{} tombstones over the cap {}",
                 self.tombstones, self.dedupe_capacity

@@ -70,6 +70,23 @@ fn walk(root: &Path, dir: &Path, report: &mut StateDirReport) -> std::io::Result
             continue;
         }
         let bytes = std::fs::read(&path)?;
+        if name.ends_with(".journal") {
+            // An append-only journal (the dedupe tombstones): one JSON value per line; a last
+            // line without its newline is an append cut short by a crash, which readers skip.
+            let whole = bytes
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(&bytes[..0], |i| &bytes[..=i]);
+            match whole
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .find_map(|l| serde_json::from_slice::<serde_json::Value>(l).err())
+            {
+                None => report.valid_json.push(path),
+                Some(e) => report.invalid_json.push((path, e.to_string())),
+            }
+            continue;
+        }
         match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(_) => report.valid_json.push(path),
             Err(e) => report.invalid_json.push((path, e.to_string())),

@@ -259,7 +259,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     for f in [
         "credentials.json",
         "cursor.json",
-        "dedupe.json",
+        "dedupe.journal",
         "context_tokens.json",
     ] {
         assert!(names.iter().any(|n| n == f), "{f} missing: {names:?}");

@@ -458,6 +458,9 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
     let is_voice = item
         .as_ref()
         .is_some_and(|i| i.item_type == ItemType::Voice);
+    // Saved in a directory without a name of its own: `media` plus the extension of the
+    // sniffed format (`.wav` for --wav), once the bytes are known.
+    let unnamed = args.output.is_dir() && item.as_ref().and_then(media::file_name).is_none();
     let target = if args.output.as_os_str() == "-" {
         Target::Stdout
     } else if args.output.is_dir() {
@@ -509,7 +512,17 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
                 eprintln!("wrote {} to stdout", human_size(bytes.len() as u64));
                 Ok(())
             }
-            Target::File(path) => {
+            Target::File(mut path) => {
+                if unnamed {
+                    let ext = if args.wav {
+                        Some("wav")
+                    } else {
+                        ilink_client::cdn::sniff(&bytes).map(|f| f.extension())
+                    };
+                    if let Some(ext) = ext {
+                        path.set_extension(ext);
+                    }
+                }
                 write_file(&path, &bytes).await?;
                 report_saved(args.json, &path, bytes.len() as u64, "");
                 Ok(())
@@ -535,10 +548,7 @@ pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
     bar.finish_and_clear();
     // Without a name of its own, the file gets the extension of its sniffed format.
     let mut path = path;
-    if item.as_ref().and_then(media::file_name).is_none()
-        && args.output.is_dir()
-        && let Some(f) = done.format
-    {
+    if unnamed && let Some(f) = done.format {
         let named = path.with_extension(f.extension());
         if tokio::fs::rename(&path, &named).await.is_ok() {
             path = named;

@@ -664,3 +664,27 @@ async fn an_interrupted_download_removes_its_partial_file() {
     assert!(!part.exists(), "the partial file is left");
     assert!(!out.exists());
 }
+
+/// `-o DIR` for media without a name of its own: `media` with the sniffed extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_saved_in_a_directory_gets_its_format_extension() {
+    let key = MediaKey::from_bytes([4u8; 16]);
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(std::iter::repeat_n(7u8, 3000));
+    let s = server(|_| idle(), Some(encrypt(&key, &png))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pics");
+    std::fs::create_dir(&out).unwrap();
+    let item = json!({"type": 2, "image_item": {"aeskey": key.to_hex(),
+        "media": {"encrypt_query_param": "P"}}});
+    let o = ilink(
+        &s,
+        dir.path(),
+        &["download", &item.to_string(), "-o", out.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(out.join("media.png")).unwrap(), png);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}

@@ -63,6 +63,8 @@ mod send_sync {
         assert_send_sync::<SendOutcome>();
         assert_send_sync::<Update>();
         assert_send_sync::<InboundMessage>();
+        assert_send_sync::<PollError>();
+        assert_send_sync::<UndecodableMessage>();
         assert_send_sync::<MessageContext>();
         assert_send_sync::<Credentials>();
         assert_send_sync::<FileStore>();

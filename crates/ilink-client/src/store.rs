@@ -228,10 +228,12 @@ impl StateStore for MemoryStore {
 }
 
 /// State in files: one directory per account under `<root>/accounts/<normalized id>/`, holding
-/// `credentials.json`, `cursor.json`, `context_tokens.json` and the dedupe journal `dedupe.journal` (append-only, compacted
-/// atomically now and then). Every other file is
-/// written atomically (a temporary file `.<name>.<random>.tmp` in the same directory, synced,
-/// then renamed over the old one) with mode 0600; directories are created with mode 0700.
+/// `credentials.json`, `cursor.json`, `context_tokens.json` and the dedupe journal
+/// `dedupe.journal` (appended to with a data sync per handled message or batch, and compacted
+/// now and then). Every file is written atomically (a temporary file `.<name>.<random>.tmp` in
+/// the same directory, synced, then renamed over the old one) with mode 0600, except the
+/// journal's appends, whose torn last line a reader skips; directories are created with mode
+/// 0700.
 /// Temporary files left by a crash are removed when a client opens the account
 /// ([`StateStore::open_account`]), so a bot that crashes often does not grow its directory.
 ///

@@ -677,6 +677,15 @@ impl Poller {
             return;
         }
         self.finished = true;
+        // A clean stop leaves a compacted journal: exactly the entries still held.
+        if self.appended > 0
+            && let Ok(d) = self.account.inner.dedupe.lock().map(|d| d.entries())
+        {
+            self.appended = 0;
+            self.writer.compact(d);
+            self.unflushed = true;
+        }
+        self.flush().await;
         if self.started
             && let Err(e) = self.account.notify_stop().await
         {

@@ -935,3 +935,33 @@ async fn opening_an_account_removes_temp_files_of_interrupted_writes() {
         Some(ilink_client::Secret::from("CUR"))
     );
 }
+
+/// Issue 14, case 2, against the emulator: a copy that differs only in `message_id` (same
+/// `seq`, `client_id`, `context_token`) is hidden; a real repeat (the same text with new ids)
+/// still arrives.
+#[tokio::test]
+async fn a_redelivered_copy_is_hidden_and_a_real_repeat_arrives() {
+    let (sim, _client, account, bot) = setup().await;
+    let copy = |id: u64| {
+        serde_json::json!({"seq": 41, "message_id": id, "client_id": "srv-cid-41",
+            "from_user_id": "ivy@im.wechat", "context_token": "ctx-b1", "message_type": 1,
+            "item_list": [{"type": 1, "text_item": {"text": "hello"}}]})
+    };
+    sim.inject_raw(&bot.bot_id, copy(7461000000000000041))
+        .unwrap();
+    sim.inject_raw(&bot.bot_id, copy(7461000000000000042))
+        .unwrap();
+    // The same text typed again: new ids.
+    sim.user("ivy@im.wechat").send_text(&bot, "hello").unwrap();
+    sim.user("ivy@im.wechat").send_text(&bot, "END").unwrap();
+    let mut updates = account.updates().unwrap();
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("END") {
+        match tokio::time::timeout(WAIT, updates.next()).await.unwrap() {
+            Some(Update::Message(m)) => seen.push(m.text().unwrap().to_owned()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["hello", "hello", "END"]);
+}

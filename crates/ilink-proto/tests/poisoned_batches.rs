@@ -222,3 +222,87 @@ fn order_and_indices_hold_across_parsed_and_unparsed_messages() {
         }
     }
 }
+
+/// The fuzz seeds of `proto_getupdates` hold the properties the fuzz target checks: the tolerant
+/// decoder accepts what the strict one accepts, with the same envelope, cursor and count; the
+/// poisoned seeds decode with their odd message isolated.
+#[test]
+fn fuzz_seeds_hold_the_target_properties() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut seen = 0;
+    for dir in ["corpus/proto_getupdates", "regressions/proto_getupdates"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let tolerant = decode_updates(&bytes);
+            if let Ok(strict) = ilink_proto::decode::<GetUpdatesResponse>(&bytes) {
+                let t = tolerant
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                assert_eq!(t.ret, strict.ret, "{path:?}");
+                assert_eq!(t.errcode, strict.errcode, "{path:?}");
+                assert_eq!(t.next_cursor(), strict.next_cursor(), "{path:?}");
+                assert_eq!(t.message_count(), strict.message_count(), "{path:?}");
+            }
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("poison-") {
+                let t = tolerant.as_ref().unwrap();
+                assert!(!t.unparsed_msgs.is_empty(), "{name}");
+                assert!(t.messages().iter().any(Result::is_ok), "{name}");
+            }
+            if name.starts_with("envelope-") && name != "envelope-cursor-object" {
+                assert!(tolerant.is_ok(), "{name}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 26, "{seen} seeds");
+}
+
+proptest::proptest! {
+    /// Whatever message of a batch is poisoned, and however, the others decode in order, the
+    /// count holds and the cursor is read.
+    #[test]
+    fn any_poisoned_message_fails_alone(
+        n in 1usize..12,
+        pick in 0usize..12,
+        poison in 0usize..5,
+        text in "[a-zA-Z0-9 ]{0,20}",
+    ) {
+        let k = pick % n;
+        let mut body = br#"{"ret":0,"msgs":["#.to_vec();
+        for i in 0..n {
+            if i > 0 {
+                body.push(b',');
+            }
+            if i == k {
+                let odd: &[u8] = match poison {
+                    0 => br#"{"message_id":1e400}"#,
+                    1 => b"{\"from_user_id\":\"\xff\"}",
+                    2 => br#"{"seq":tru}"#,
+                    3 => br#"{"seq":"not a number"}"#,
+                    _ => br#"[1,2,3]"#,
+                };
+                body.extend_from_slice(odd);
+            } else {
+                body.extend_from_slice(
+                    format!(r#"{{"seq":{},"item_list":[{{"type":1,"text_item":{{"text":"{text}"}}}}]}}"#, i + 1)
+                        .as_bytes(),
+                );
+            }
+        }
+        body.extend_from_slice(br#"],"get_updates_buf":"NEXT"}"#);
+        let resp = decode_updates(&body).unwrap();
+        proptest::prop_assert_eq!(resp.message_count(), n);
+        proptest::prop_assert_eq!(resp.next_cursor().unwrap().expose(), "NEXT");
+        for (i, m) in resp.into_messages().into_iter().enumerate() {
+            if i == k {
+                proptest::prop_assert_eq!(m.unwrap_err().index(), k);
+            } else {
+                let m = m.unwrap();
+                proptest::prop_assert_eq!(m.seq, Some(i as u64 + 1));
+                proptest::prop_assert_eq!(m.body_text(), Some(text.as_str()));
+            }
+        }
+    }
+}
