@@ -250,3 +250,42 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     assert_eq!(*seen.lock().unwrap(), vec!["slow".to_owned()]);
     assert_ne!(store.load_cursor(&bot.bot_id).unwrap(), Some(committed));
 }
+
+#[tokio::test]
+async fn shutdown_lets_running_handlers_finish_before_notifystop() {
+    let (sim, _client, account, bot) = setup().await;
+    for u in ["first@im.wechat", "second@im.wechat"] {
+        sim.user(u).send_text(&bot, "hi").unwrap();
+    }
+    let barrier = Arc::new(Barrier::new(2));
+    let acct = account.clone();
+    let b = barrier.clone();
+    let run = tokio::spawn(async move {
+        acct.run(move |ctx: MessageContext| {
+            let b = b.clone();
+            async move {
+                // Both handlers run when the shutdown comes.
+                tokio::time::timeout(WAIT, b.wait()).await.unwrap();
+                if ctx.from() == "first@im.wechat" {
+                    ctx.account().shutdown();
+                }
+                ctx.reply("bye").await.map(|_| ())
+            }
+        })
+        .await
+    });
+    run.await.unwrap().unwrap();
+    assert_eq!(sim.delivered_to("first@im.wechat").len(), 1);
+    assert_eq!(sim.delivered_to("second@im.wechat").len(), 1);
+    let reqs = sim.requests();
+    let stop = reqs
+        .iter()
+        .position(|r| r.path.ends_with("notifystop"))
+        .unwrap();
+    let last_send = reqs
+        .iter()
+        .rposition(|r| r.path.ends_with("sendmessage"))
+        .unwrap();
+    assert!(last_send < stop, "notifystop came before a reply");
+    assert_eq!(sim.bot(&bot.bot_id).unwrap().notify_stopped, 1);
+}
