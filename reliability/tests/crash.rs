@@ -171,6 +171,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     // What each kill interrupted: the last message the handler had started, and whether its
     // handler had returned.
     let mut at_kill: Vec<(String, bool)> = Vec::new();
+    // The journal's length at each kill: what one process run handled lies between two.
+    let mut segments: Vec<usize> = vec![0];
     let mut temp_files = 0;
     let mut max_temp_files = 0;
     // Kills that hit a bot with messages still to handle (not idle, not done).
@@ -226,6 +228,24 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
                 >= j.handled.iter().filter(|h| *h == last).count();
             at_kill.push((last.clone(), completed));
         }
+        // `run` handles different users' messages concurrently, so a kill can interrupt
+        // several: every message whose handler had started and whose dedupe tombstone was not
+        // persisted yet (still running, or returned a moment before the kill) may come again;
+        // no other may.
+        let tombstones: HashSet<String> = FileStore::new(&rig.state)
+            .load_tombstones(&rig.bot.bot_id)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let started: HashSet<&String> = j.handled.iter().collect();
+        for id in started {
+            if j.handled.last() != Some(id) && !tombstones.contains(&format!("m:{id}")) {
+                let completed = j.done.iter().filter(|d| *d == id).count()
+                    >= j.handled.iter().filter(|h| *h == id).count();
+                at_kill.push((id.clone(), completed));
+            }
+        }
+        segments.push(j.handled.len());
         temp_files = rig.assert_state_valid(&format!("kill {k} (after {wait} ms)"));
         max_temp_files = max_temp_files.max(temp_files);
     }
@@ -312,8 +332,15 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
     assert_eq!(all.len(), KILLS * PER_ROUND);
     // The schedule really interrupted conversations (not only idle or finished bots).
     assert!(mid_conversation >= KILLS / 2, "{mid_conversation}");
-    // At least once: a message is handled again only if a kill interrupted it (it was the
-    // last one whose handler had started), and at most once per such kill.
+    // At least once: a message is handled again only if a kill interrupted it (its handler
+    // had started and its tombstone was not persisted), and at most once per such kill.
+    // Within one process run a message is never handled twice (dedupe and in-flight keys).
+    segments.push(j.handled.len());
+    for w in segments.windows(2) {
+        let run = j.handled.get(w[0]..w[1]).unwrap_or(&[]);
+        let unique: HashSet<&String> = run.iter().collect();
+        assert_eq!(unique.len(), run.len(), "handled twice in one run: {run:?}");
+    }
     for (id, n) in &duplicates {
         let may = allowed.get(id).copied().unwrap_or(0);
         assert!(

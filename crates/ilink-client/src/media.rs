@@ -27,6 +27,7 @@ pub enum MediaType {
     File,
     /// A VOICE item: any common audio file, converted to SILK (feature `voice`).
     #[cfg(feature = "voice")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "voice")))]
     Voice,
 }
 
@@ -373,6 +374,7 @@ impl Account {
     /// Send a voice message made from any common audio file (WAV, MP3, Ogg, FLAC, AAC/M4A, or
     /// SILK): converted to 24 kHz SILK with one `0x02` prefix, sent with its `playtime`.
     #[cfg(feature = "voice")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "voice")))]
     pub async fn send_voice(
         &self,
         user: &str,
@@ -624,6 +626,7 @@ impl Account {
 
     /// Download an inbound voice item and decode its SILK to a 24 kHz mono WAV file.
     #[cfg(feature = "voice")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "voice")))]
     pub async fn download_voice_wav(&self, item: &MessageItem) -> Result<Vec<u8>> {
         let silk = self.download(item).await?;
         tokio::task::spawn_blocking(move || ilink_silk::decode_to_wav(&silk))

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use ilink_client::{Client, MemoryStore, MessageContext, StateStore};
+use ilink_client::{Account, Client, MemoryStore, MessageContext, StateStore};
 use tokio::sync::Barrier;
 
 /// Start `run` and wait until a first message is handled, so a cursor is committed and later
@@ -164,6 +164,30 @@ async fn a_concurrency_of_one_handles_one_message_at_a_time() {
     }
 }
 
+/// Runs `account` with a handler that records each text in `seen` and answers; a message
+/// with the text `hang_on` is never finished.
+fn spawn_recording(
+    account: &Account,
+    seen: Arc<Mutex<Vec<String>>>,
+    hang_on: Option<&'static str>,
+) -> tokio::task::JoinHandle<ilink_client::Result<()>> {
+    let acct = account.clone();
+    tokio::spawn(async move {
+        acct.run(move |ctx: MessageContext| {
+            let seen = seen.clone();
+            async move {
+                let text = ctx.text().unwrap_or_default().to_owned();
+                seen.lock().unwrap().push(text.clone());
+                if Some(text.as_str()) == hang_on {
+                    std::future::pending::<()>().await;
+                }
+                ctx.reply("ok").await.map(|_| ())
+            }
+        })
+        .await
+    })
+}
+
 #[tokio::test]
 async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     let sim = sim().await;
@@ -172,23 +196,8 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     let client = client_with_store(&sim, store.clone());
     let account = client.add_account(creds(&sim, &bot)).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    let acct = account.clone();
-    let run = tokio::spawn(async move {
-        acct.run(move |ctx: MessageContext| {
-            let s = s.clone();
-            async move {
-                let text = ctx.text().unwrap_or_default().to_owned();
-                s.lock().unwrap().push(text.clone());
-                if text == "slow" {
-                    // Never finishes: the process "crashes" while handling it.
-                    std::future::pending::<()>().await;
-                }
-                ctx.reply("ok").await.map(|_| ())
-            }
-        })
-        .await
-    });
+    // "slow" never finishes: the process "crashes" while handling it.
+    let run = spawn_recording(&account, seen.clone(), Some("slow"));
     warm_up(&sim, &bot).await;
     let st = store.clone();
     let id = bot.bot_id.clone();
@@ -234,20 +243,7 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     seen.lock().unwrap().clear();
     let client = client_with_store(&sim, store.clone());
     let account = client.account(&bot.bot_id).unwrap();
-    let s = seen.clone();
-    let acct = account.clone();
-    let run = tokio::spawn(async move {
-        acct.run(move |ctx: MessageContext| {
-            let s = s.clone();
-            async move {
-                s.lock()
-                    .unwrap()
-                    .push(ctx.text().unwrap_or_default().to_owned());
-                ctx.reply("again").await.map(|_| ())
-            }
-        })
-        .await
-    });
+    let run = spawn_recording(&account, seen.clone(), None);
     sim.wait_for_delivered("slowpoke@im.wechat", 1, WAIT)
         .await
         .unwrap();
@@ -255,4 +251,43 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     run.await.unwrap().unwrap();
     assert_eq!(*seen.lock().unwrap(), vec!["slow".to_owned()]);
     assert_ne!(store.load_cursor(&bot.bot_id).unwrap(), Some(committed));
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_handlers_finish_before_notifystop() {
+    let (sim, _client, account, bot) = setup().await;
+    for u in ["first@im.wechat", "second@im.wechat"] {
+        sim.user(u).send_text(&bot, "hi").unwrap();
+    }
+    let barrier = Arc::new(Barrier::new(2));
+    let acct = account.clone();
+    let b = barrier.clone();
+    let run = tokio::spawn(async move {
+        acct.run(move |ctx: MessageContext| {
+            let b = b.clone();
+            async move {
+                // Both handlers run when the shutdown comes.
+                tokio::time::timeout(WAIT, b.wait()).await.unwrap();
+                if ctx.from() == "first@im.wechat" {
+                    ctx.account().shutdown();
+                }
+                ctx.reply("bye").await.map(|_| ())
+            }
+        })
+        .await
+    });
+    run.await.unwrap().unwrap();
+    assert_eq!(sim.delivered_to("first@im.wechat").len(), 1);
+    assert_eq!(sim.delivered_to("second@im.wechat").len(), 1);
+    let reqs = sim.requests();
+    let stop = reqs
+        .iter()
+        .position(|r| r.path.ends_with("notifystop"))
+        .unwrap();
+    let last_send = reqs
+        .iter()
+        .rposition(|r| r.path.ends_with("sendmessage"))
+        .unwrap();
+    assert!(last_send < stop, "notifystop came before a reply");
+    assert_eq!(sim.bot(&bot.bot_id).unwrap().notify_stopped, 1);
 }
