@@ -346,6 +346,8 @@ async fn handle_one<H: Handler>(
     // Handled: persist the tombstone before anything else, so a crash while the typing
     // indicator is cancelled does not deliver the message again.
     acker.ack(receipt);
+    // The writer thread syncs it (grouped with other users' tombstones); wait for that.
+    acker.flush().await;
     if let Some(g) = guard {
         g.stop().await;
     }

@@ -347,6 +347,11 @@ impl Acker {
         self.settle(receipt);
     }
 
+    /// Wait until the tombstones acknowledged so far are durable.
+    pub(crate) async fn flush(&self) {
+        self.tombstones.flush().await;
+    }
+
     /// Count `receipt` as done for its batch (no tombstone: undecodable or duplicate), and
     /// commit the cursor of every batch finished from the oldest on.
     fn settle(&self, receipt: Receipt) {
@@ -429,6 +434,18 @@ impl Tombstones {
             self.writer.compact(d.entries());
         }
         self.unflushed.store(true, Ordering::SeqCst);
+    }
+
+    /// Queue a compaction to exactly the entries held, if anything was appended since the
+    /// last one.
+    fn compact(&self, account: &Account) {
+        let Ok(d) = account.inner.dedupe.lock() else {
+            return;
+        };
+        if self.appended.swap(0, Ordering::SeqCst) > 0 {
+            self.writer.compact(d.entries());
+            self.unflushed.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Wait until the queued tombstones are durable (the writer thread does the I/O).
@@ -678,14 +695,8 @@ impl Poller {
         }
         self.finished = true;
         // A clean stop leaves a compacted journal: exactly the entries still held.
-        if self.appended > 0
-            && let Ok(d) = self.account.inner.dedupe.lock().map(|d| d.entries())
-        {
-            self.appended = 0;
-            self.writer.compact(d);
-            self.unflushed = true;
-        }
-        self.flush().await;
+        self.acker.tombstones.compact(&self.account);
+        self.acker.tombstones.flush().await;
         if self.started
             && let Err(e) = self.account.notify_stop().await
         {
