@@ -24,6 +24,9 @@ pub struct SimArgs {
     /// Seed for every random value (ids, keys, tokens), for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Text cap in UTF-16 code units: longer texts are delivered cut with success, as the live server does (0: off).
+    #[arg(long, default_value_t = ilink_sim::DEFAULT_TEXT_CAP, value_name = "UNITS")]
+    text_cap: usize,
 }
 
 /// `ilink sim`: prints the URLs, then serves until Ctrl-C.
@@ -33,6 +36,7 @@ pub async fn run(args: SimArgs) -> CliResult {
         longpolling_timeout: hold,
         longpoll_margin: Duration::from_millis(100).min(hold / 4),
         seed: args.seed,
+        text_cap: (args.text_cap > 0).then_some(args.text_cap),
         ..SimConfig::default()
     };
     let addr = SocketAddr::new(args.host, args.port);

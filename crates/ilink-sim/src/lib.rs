@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::config::{BurstPolicy, FullUrlMode, SimConfig, UploadUrlMode};
+pub use crate::config::{BurstPolicy, DEFAULT_TEXT_CAP, FullUrlMode, SimConfig, UploadUrlMode};
 pub use crate::error::SimError;
 pub use crate::fault::{Endpoint, Fault};
 pub use crate::model::{
