@@ -156,7 +156,8 @@ pub struct ClientConfig {
     pub timeouts: Timeouts,
     /// Loop delays and backoff.
     pub delays: Delays,
-    /// The text chunk limit in UTF-16 code units. Default 4000.
+    /// The text chunk limit in UTF-16 code units. Default 1800 (below the server's cap of
+    /// about 2000, PROTOCOL.md §16; see [`DEFAULT_CHUNK_LIMIT`](crate::DEFAULT_CHUNK_LIMIT)).
     pub chunk_limit: usize,
     /// Apply the official client's Markdown filter to outgoing text. Default true.
     pub markdown_filter: bool,

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
-mod chunk;
+pub mod chunk;
 mod client;
 mod config;
 mod dedupe;
