@@ -177,6 +177,8 @@ pub struct ClientConfig {
     /// `upload_full_url` (upload) may point at; others are refused before connecting.
     /// `*.suffix` entries match subdomains. Default: `ilink-cdn`'s list of WeChat CDN hosts.
     pub cdn_allowed_hosts: Vec<String>,
+    /// The reply window, budget and overflow policy ([`crate::outbox`]).
+    pub replies: crate::outbox::ReplyPolicy,
     /// Extra attempts for a send that certainly never reached the server (connect, TLS or
     /// proxy failure). Default 2. Nothing else is ever retried automatically.
     pub send_retries: u32,
@@ -202,6 +204,7 @@ impl Default for ClientConfig {
             dedupe_capacity: 1024,
             max_response_body: 16 * 1024 * 1024,
             send_retries: 2,
+            replies: crate::outbox::ReplyPolicy::default(),
             max_media_bytes: consts::MEDIA_MAX_BYTES,
             cdn_allowed_hosts: Vec::new(),
         }

@@ -18,6 +18,9 @@ pub struct MessageContext {
     account: Account,
     message: InboundMessage,
     run_id: String,
+    /// Text replies made so far in this turn (shared by clones): the reply number of the
+    /// turn journal.
+    replies: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl fmt::Debug for MessageContext {
@@ -37,6 +40,7 @@ impl MessageContext {
             account,
             message,
             run_id: new_run_id(),
+            replies: Default::default(),
         }
     }
 
@@ -69,10 +73,25 @@ impl MessageContext {
         self.message.context_token().cloned()
     }
 
-    /// Reply with text to the sender (filtered and chunked like [`Account::send_text`]).
+    /// Reply with text to the sender (filtered, chunked and sent through the reply budget
+    /// and queue like [`Account::send_text`]).
+    ///
+    /// Replies are journaled by (message, reply number): if this message is delivered again
+    /// (the bot crashed before it was marked handled), the k-th reply is not sent a second
+    /// time; its recorded outcomes are returned instead (and what of it is still queued is
+    /// sent).
     pub async fn reply(&self, text: &str) -> Result<Vec<SendOutcome>, SendError> {
+        let k = self
+            .replies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.account
-            .send_text_in_turn(self.from(), text, self.token(), Some(&self.run_id))
+            .send_text_queued(
+                self.from(),
+                text,
+                self.token(),
+                Some(&self.run_id),
+                Some((self.message.dedupe_key(), k)),
+            )
             .await
     }
 
@@ -188,6 +207,8 @@ impl Account {
             match update {
                 Update::Message(msg) => {
                     let ctx = MessageContext::new(self.clone(), msg);
+                    // The user's queued messages go first, then the handler sees the message.
+                    self.begin_turn(&ctx).await;
                     let guard = if typing {
                         Some(self.start_typing(ctx.from(), ctx.token()).await)
                     } else {

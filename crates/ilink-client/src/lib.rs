@@ -11,6 +11,7 @@ mod handler;
 mod login;
 mod markdown;
 mod media;
+pub mod outbox;
 mod send;
 mod store;
 mod transport;
@@ -31,6 +32,7 @@ pub use login::{
 };
 pub use markdown::filter_markdown;
 pub use media::{MediaSend, MediaType};
+pub use outbox::{Budget, Overflow, ReplyPolicy};
 pub use send::{SendError, SendErrorKind, SendOutcome};
 pub use store::{Credentials, FileStore, MemoryStore, StateStore, normalize_account_id};
 pub use updates::{InboundMessage, UndecodableMessage, Update, Updates};
