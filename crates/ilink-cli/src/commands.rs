@@ -133,8 +133,20 @@ pub async fn echo_one(ctx: &MessageContext, prefix: &str) -> Result<String, CliE
     let account = ctx.account();
     let Some(item) = ctx.message().media_item().cloned() else {
         let text = ctx.text().unwrap_or("(a message without text)");
-        ctx.reply(&format!("{prefix}{text}")).await?;
-        return Ok(format!("{:?}", format!("{prefix}{text}")));
+        let reply = format!("{prefix}{text}");
+        let out = ctx.reply(&reply).await?;
+        let queued = out.iter().filter(|o| o.is_queued()).count();
+        let shown = if reply.chars().count() > 200 {
+            format!("{} chars in {} part(s)", reply.chars().count(), out.len())
+        } else {
+            format!("{reply:?}")
+        };
+        if queued > 0 {
+            return Ok(format!(
+                "{shown}; {queued} part(s) queued until the user writes again"
+            ));
+        }
+        return Ok(shown);
     };
     let bytes = account.download(&item).await?;
     let size = human_size(bytes.len() as u64);
@@ -205,8 +217,13 @@ impl Handler for EchoBot {
 }
 
 /// `ilink echo`.
-pub async fn echo(net: &NetArgs, max: Option<u64>, prefix: &str) -> CliResult {
-    let client = net::client(net)?;
+pub async fn echo(
+    net: &NetArgs,
+    max: Option<u64>,
+    prefix: &str,
+    policy: &crate::replies::PolicyArgs,
+) -> CliResult {
+    let client = crate::replies::client(net, policy)?;
     let account = net::account(&client, net)?;
     net::stop_on_ctrl_c(&account);
     eprintln!("Echo bot {} is running; Ctrl-C stops it.", account.id());
@@ -305,14 +322,19 @@ pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResul
 
 /// Arguments of `ilink send`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("content").required(true).args(["text", "image", "video", "file", "voice"])))]
+#[command(group(ArgGroup::new("content").required(true).args(["text", "text_file", "image", "video", "file", "voice"])))]
 pub struct SendArgs {
     /// The recipient (`…@im.wechat`); they must have written to the bot.
     #[arg(long, value_name = "USER")]
     to: String,
-    /// Send this text (split into several messages past 4000 characters).
+    /// Send this text; `-` reads it from standard input. A long text is split into messages
+    /// the server keeps whole (1800 UTF-16 units each); what the user's reply window does not
+    /// allow now is queued (exit 5) and sent when the user writes again.
     #[arg(long)]
     text: Option<String>,
+    /// Send the text of this file (UTF-8), like --text.
+    #[arg(long, value_name = "PATH", conflicts_with = "text")]
+    text_file: Option<PathBuf>,
     /// Send an image file.
     #[arg(long, value_name = "PATH")]
     image: Option<PathBuf>,
@@ -328,6 +350,8 @@ pub struct SendArgs {
     /// A caption sent before the media, as its own text message.
     #[arg(long, conflicts_with = "text")]
     caption: Option<String>,
+    #[command(flatten)]
+    policy: crate::replies::PolicyArgs,
 }
 
 fn report(outcomes: &[SendOutcome], what: &str) -> CliResult {
@@ -358,12 +382,13 @@ fn check_file(path: &Path) -> CliResult<u64> {
 
 /// `ilink send`.
 pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
-    let client = net::client(net)?;
+    let client = crate::replies::client(net, &args.policy)?;
     let account = net::account(&client, net)?;
     let to = args.to.trim();
-    if let Some(text) = &args.text {
-        let out = account.send_text(to, text).await?;
-        return report(&out, "text");
+    if let Some(text) = crate::replies::read_text(args.text.as_deref(), args.text_file.as_deref())?
+    {
+        let out = account.send_text(to, &text).await?;
+        return crate::replies::report_parts(&out, "text");
     }
     let (path, kind, label) = if let Some(p) = &args.image {
         (p, MediaType::Image, "image")
@@ -379,7 +404,7 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
     let size = check_file(path)?;
     if let Some(c) = &args.caption {
         let out = account.send_text(to, c).await?;
-        report(&out, "caption")?;
+        crate::replies::report_parts(&out, "caption")?;
     }
     let label_text = format!("uploading {} ({})", path.display(), human_size(size));
     let mut send = account

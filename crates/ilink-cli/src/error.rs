@@ -17,6 +17,9 @@ pub enum Exit {
     /// 4: the message was not delivered: throttled (`ret:-2`), no context token for the user
     /// (they must write to the bot first), or refused by the server.
     NotDelivered = 4,
+    /// 5: part of a text waits in the durable outbound queue (the user's reply window allows
+    /// no more now); it is sent when the user writes again.
+    Queued = 5,
 }
 
 /// An error that ends the command: what happened, what to do, and the exit code.
@@ -112,6 +115,17 @@ impl From<SendError> for CliError {
                 ),
             ),
             SendErrorKind::BadTarget | SendErrorKind::Rejected => (Exit::NotDelivered, None),
+            SendErrorKind::BudgetExceeded => (
+                Exit::NotDelivered,
+                Some(
+                    "the user's reply window allows fewer messages than the text needs; \
+                     drop --all-or-nothing to queue the rest until the user writes",
+                ),
+            ),
+            SendErrorKind::QueueFull => (
+                Exit::NotDelivered,
+                Some("see `ilink queue show --to USER`; `ilink queue clear --to USER` empties it"),
+            ),
             SendErrorKind::Invalid => (Exit::Usage, None),
             _ => (Exit::Failure, None),
         };
@@ -151,5 +165,6 @@ mod tests {
         assert_eq!(Exit::Usage as i32, 2);
         assert_eq!(Exit::Auth as i32, 3);
         assert_eq!(Exit::NotDelivered as i32, 4);
+        assert_eq!(Exit::Queued as i32, 5);
     }
 }

@@ -7,6 +7,7 @@ mod error;
 mod net;
 mod offline;
 mod progress;
+mod replies;
 mod simcmd;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ Exit codes:
   2  usage error (bad arguments)
   3  login needed (no stored account, token stale or expired, QR login failed)
   4  not delivered (throttled ret -2, no context token for the user, refused)
+  5  queued: part of a text waits until the user writes again (see `ilink queue`)
 
 Logs: set RUST_LOG (e.g. RUST_LOG=ilink_client=debug).";
 
@@ -69,6 +71,8 @@ enum Command {
         /// Prefix of echoed text.
         #[arg(long, default_value = "echo: ")]
         prefix: String,
+        #[command(flatten)]
+        policy: replies::PolicyArgs,
     },
     /// Print incoming messages as they arrive.
     Tail {
@@ -81,6 +85,9 @@ enum Command {
     },
     /// Send a message to a user who has written to the bot.
     Send(commands::SendArgs),
+    /// Inspect, flush or clear the messages waiting for a user's next message.
+    #[command(subcommand)]
+    Queue(replies::QueueCommand),
     /// Download and decrypt the media of a received message.
     Download(commands::DownloadArgs),
     /// Decrypt a file downloaded from the CDN (AES-128-ECB, PKCS#7).
@@ -116,9 +123,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Demo => demo::run().await,
         Command::Login => commands::login(&net).await,
-        Command::Echo { max, prefix } => commands::echo(&net, max, &prefix).await,
+        Command::Echo {
+            max,
+            prefix,
+            policy,
+        } => commands::echo(&net, max, &prefix, &policy).await,
         Command::Tail { json, max } => commands::tail(&net, json, max).await,
         Command::Send(args) => commands::send(&net, args).await,
+        Command::Queue(cmd) => replies::queue(&net, cmd).await,
         Command::Download(args) => commands::download(&net, args).await,
         Command::Decrypt { key, input, output } => offline::decrypt(&key, &input, &output).await,
         Command::Silk(cmd) => offline::silk(cmd).await,

@@ -514,16 +514,30 @@ async fn undelivered_sends_exit_4() {
 
     let dir = tempfile::tempdir().unwrap();
     seeded_with_token(&sim, dir.path()).await;
+    // A throttled send (ret -2) is not lost: with no retries left it waits in the queue
+    // (exit 5) until the user writes again.
     sim.inject_fault(Endpoint::SendMessage, Fault::Overloaded(None), 1);
     let o = ilink(
         &sim,
         dir.path(),
-        &["send", "--to", USER, "--text", "x"],
+        &[
+            "send",
+            "--to",
+            USER,
+            "--text",
+            "x",
+            "--throttle-retries",
+            "0",
+        ],
         None,
     )
     .await;
-    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("ret -2"), "{}", text(&o.stderr));
+    assert_eq!(code(&o), 5, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("queued text"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
