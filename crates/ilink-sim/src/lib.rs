@@ -10,6 +10,7 @@ mod fault;
 mod model;
 mod qr;
 mod rng;
+mod sample;
 mod server;
 mod state;
 mod user;
@@ -33,6 +34,7 @@ pub use crate::model::{
     UploadRecord,
 };
 pub use crate::qr::{QrSessionInfo, QrStep};
+pub use crate::sample::long_reply;
 pub use crate::user::ScriptedUser;
 
 use crate::clock::Clock;
