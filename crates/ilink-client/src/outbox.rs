@@ -1387,4 +1387,90 @@ mod tests {
             assert!(d >= base * 3 / 4 && d <= base * 5 / 4, "{d}");
         }
     }
+
+    #[test]
+    fn the_file_journal_appends_privately_and_cuts_a_torn_record() {
+        use crate::{FileStore, StateStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        assert!(store.load_outbox("a@im.bot").unwrap().is_empty());
+        store
+            .append_outbox(
+                "a@im.bot",
+                "{\"t\":\"exhausted\",\"user\":\"u\",\"at_ms\":1}",
+            )
+            .unwrap();
+        store
+            .append_outbox(
+                "a@im.bot",
+                "{\"t\":\"exhausted\",\"user\":\"v\",\"at_ms\":2}",
+            )
+            .unwrap();
+        assert!(store.append_outbox("a@im.bot", "two\nlines").is_err());
+        let path = store.account_dir("a@im.bot").join(JOURNAL_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A crash in the middle of an append leaves a torn last line.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"t\":\"exhau");
+        std::fs::write(&path, &bytes).unwrap();
+        let lines = store.load_outbox("a@im.bot").unwrap();
+        assert_eq!(lines.len(), 2);
+        // It was cut off: the next append starts on its own line.
+        store
+            .append_outbox(
+                "a@im.bot",
+                "{\"t\":\"exhausted\",\"user\":\"w\",\"at_ms\":3}",
+            )
+            .unwrap();
+        let lines = store.load_outbox("a@im.bot").unwrap();
+        assert_eq!(lines.len(), 3);
+        let st = OutboxState::from_lines(&lines);
+        assert!(st.budget("w", &policy(), 4).exhausted);
+        // Compaction replaces it whole.
+        store.replace_outbox("a@im.bot", &lines[..1]).unwrap();
+        assert_eq!(store.load_outbox("a@im.bot").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_memory_journal_keeps_order() {
+        use crate::{MemoryStore, StateStore};
+        let store = MemoryStore::new();
+        store.append_outbox("a", "1").unwrap();
+        store.append_outbox("a", "2").unwrap();
+        assert_eq!(store.load_outbox("a").unwrap(), vec!["1", "2"]);
+        store.replace_outbox("a", &["3".to_owned()]).unwrap();
+        assert_eq!(store.load_outbox("a").unwrap(), vec!["3"]);
+    }
+
+    #[test]
+    fn compaction_keeps_pending_messages_and_budgets() {
+        let mut s = OutboxState::default();
+        s.apply(&Record::Inbound {
+            user: "u".into(),
+            key: Some("m:1".into()),
+            at_ms: 10,
+        });
+        for i in 0..5000u32 {
+            let id = format!("c{i}");
+            s.apply(&queued("u", &[id.as_str()], None));
+            s.apply(&Record::Sent {
+                user: "u".into(),
+                client_id: id,
+                message_id: None,
+                at_ms: 11,
+            });
+        }
+        s.apply(&queued("u", &["last"], None));
+        assert!(s.wants_compaction());
+        let lines: Vec<String> = s.snapshot().iter().map(|r| encode(r).unwrap()).collect();
+        assert!(lines.len() < 10, "{}", lines.len());
+        let t = OutboxState::from_lines(&lines);
+        assert_eq!(t.queue("u").len(), 1);
+        assert_eq!(t.budget("u", &policy(), 12), s.budget("u", &policy(), 12));
+    }
 }
