@@ -1125,6 +1125,18 @@ impl Account {
         token: Option<Secret>,
         run_id: Option<&str>,
     ) -> (FlushReport, Option<SendError>) {
+        self.flush_locked_with(user, token, run_id, true).await
+    }
+
+    /// [`Account::flush_locked`]; `retry` schedules a background retry after a transient
+    /// failure (a background retry passes false and schedules the next one itself).
+    async fn flush_locked_with(
+        &self,
+        user: &str,
+        token: Option<Secret>,
+        run_id: Option<&str>,
+        retry: bool,
+    ) -> (FlushReport, Option<SendError>) {
         let policy = self.policy().clone();
         let limit = self.shared().config.chunk_limit.max(1);
         let suffix = policy.notice_suffix();
@@ -1231,6 +1243,12 @@ impl Account {
                         error = Some(e);
                     }
                     _ => {
+                        // Transport, -14, session expired: the message stays queued (a retry
+                        // reuses its client_id, so one the server did take is not shown
+                        // twice) and is tried again in the background.
+                        if retry {
+                            self.schedule_retry(user, 0);
+                        }
                         error = Some(e);
                         break;
                     }
@@ -1239,6 +1257,44 @@ impl Account {
         }
         report.still_queued = self.outbox().map(|st| st.queue(user).len()).unwrap_or(0);
         (report, error)
+    }
+}
+
+/// Background retries of a queue that stopped on a transient failure.
+const TRANSIENT_RETRIES: u32 = 5;
+
+impl Account {
+    /// Flush `user`'s queue again after a backoff (up to [`TRANSIENT_RETRIES`] times in a
+    /// row), so a message that met a transient failure does not wait for the user's next
+    /// message. Needs a Tokio runtime; without one the queue waits for the next flush.
+    fn schedule_retry(&self, user: &str, attempt: u32) {
+        if attempt >= TRANSIENT_RETRIES || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let acct = self.clone();
+        let user = user.to_owned();
+        let wait = backoff(self.policy().throttle_backoff, attempt);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Ok(token) = acct.precheck(&user, None) else {
+                return;
+            };
+            let lock = acct.user_lock(&user);
+            let _g = lock.lock().await;
+            let (report, err) = acct.flush_locked_once(&user, Some(token)).await;
+            if err.is_some() && report.still_queued > 0 {
+                acct.schedule_retry(&user, attempt + 1);
+            }
+        });
+    }
+
+    /// One flush without scheduling further retries (the caller does).
+    async fn flush_locked_once(
+        &self,
+        user: &str,
+        token: Option<Secret>,
+    ) -> (FlushReport, Option<SendError>) {
+        Box::pin(self.flush_locked_with(user, token, None, false)).await
     }
 }
 
