@@ -3,7 +3,7 @@
 //! The live server delivers a bot's messages to a user only inside a **window**: about 10
 //! messages per message the user sends, until 24 h after the user's last message; beyond that
 //! `sendmessage` answers `ret:-2` or the message is never shown (PROTOCOL.md §14.4, §16,
-//! [obs]). ilink-client keeps, per (account, user), a **budget**: the messages left in the
+//! \[obs\]). ilink-client keeps, per (account, user), a **budget**: the messages left in the
 //! current window and when the window closes ([`Account::budget`](crate::Account::budget)).
 //!
 //! A text that needs more messages than the budget allows is handled by the
@@ -17,7 +17,7 @@
 //!   stays queued and is retried with backoff; if that keeps failing the budget is corrected
 //!   to 0 until the user writes.
 //! - [`Overflow::AllOrNothing`]: fail with
-//!   [`SendErrorKind::BudgetExceeded`](crate::SendErrorKind::BudgetExceeded) before sending
+//!   [`SendErrorKind::BudgetExceeded`] before sending
 //!   anything.
 //!
 //! Every message goes through the queue's journal (in the [`StateStore`](crate::StateStore):
@@ -92,9 +92,9 @@ pub const DEFAULT_CONTINUATION_NOTICE: &str =
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ReplyPolicy {
-    /// Messages a bot may send per message the user sends. Default 10 ([obs] §14.4, §16).
+    /// Messages a bot may send per message the user sends. Default 10 (\[obs\] §14.4, §16).
     pub per_inbound: u32,
-    /// How long after the user's last message the bot may send. Default 24 h ([obs] §14.4).
+    /// How long after the user's last message the bot may send. Default 24 h (\[obs\] §14.4).
     pub window: Duration,
     /// How long before a user's window closes [`Account::next_window_warning`](crate::Account::next_window_warning)
     /// reports it. Default 30 min.
@@ -112,7 +112,7 @@ pub struct ReplyPolicy {
     /// `None`: forever. Default 72 h.
     pub queue_ttl: Option<Duration>,
     /// Most messages queued per user; a text that would go beyond is refused whole with
-    /// [`SendErrorKind::QueueFull`](crate::SendErrorKind::QueueFull). Default 500.
+    /// [`SendErrorKind::QueueFull`]. Default 500.
     pub max_queued: usize,
     /// Retries of a message refused with `ret:-2` while the budget says messages are left
     /// (a burst throttle). Default 3.

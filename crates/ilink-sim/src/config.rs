@@ -50,7 +50,7 @@ pub struct BurstPolicy {
     pub window: Duration,
 }
 
-/// The default [`SimConfig::text_cap`], in UTF-16 code units ([obs], PROTOCOL.md §16).
+/// The default [`SimConfig::text_cap`], in UTF-16 code units (\[obs\], PROTOCOL.md §16).
 pub const DEFAULT_TEXT_CAP: usize = 2000;
 
 /// Configuration of a [`Sim`](crate::Sim).
@@ -92,7 +92,7 @@ pub struct SimConfig {
     /// [`Sim::dropped`](crate::Sim::dropped) with [`DropReason::Truncated`](crate::DropReason::Truncated)
     /// and both lengths. `None` delivers texts whole. Default 2000.
     ///
-    /// Provenance [obs] (PROTOCOL.md §16): independent reports from April to August 2026
+    /// Provenance \[obs\] (PROTOCOL.md §16): independent reports from April to August 2026
     /// (`NousResearch/hermes-agent` #16411 and PR #16985, `microclaw/microclaw` PR #399,
     /// `lsdefine/GenericAgent` PR #308, `zai-org/feedback` #385, `xmanrui/dsh-im` PR #48) say
     /// the live server cuts a text after about 2000 characters and still answers success. The
