@@ -241,3 +241,28 @@ async fn text_from_stdin_all_or_nothing_and_empty_texts() {
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("not UTF-8"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn sim_help_documents_the_text_cap_and_exit_5() {
+    let o = std::process::Command::new(BIN)
+        .args(["sim", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&o.stdout);
+    assert!(help.contains("--text-cap"), "{help}");
+    assert!(help.contains("[default: 2000]"), "{help}");
+    let o = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(text(&o.stdout).contains("5  queued"), "{}", text(&o.stdout));
+    let o = std::process::Command::new(BIN)
+        .args(["send", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&o.stdout);
+    assert!(
+        help.contains("--text-file") && help.contains("--all-or-nothing"),
+        "{help}"
+    );
+}
