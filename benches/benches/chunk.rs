@@ -1,5 +1,5 @@
 //! ilink-client's outbound text path: the Markdown filter of the official client and the
-//! chunker (4000 UTF-16 units by default), on a long LLM-style reply (~64 KiB: prose,
+//! chunker (1800 UTF-16 units by default), on a long LLM-style reply (~64 KiB: prose,
 //! CJK, emoji, headings, lists, code fences, tables, images) and on a short chat reply.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -55,9 +55,11 @@ fn bench_text(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("filter_markdown", name), text, |b, t| {
             b.iter(|| filter_markdown(black_box(t)))
         });
-        group.bench_with_input(BenchmarkId::new("chunk_text_4000", name), text, |b, t| {
-            b.iter(|| chunk_text(black_box(t), DEFAULT_CHUNK_LIMIT))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("chunk_text_default", name),
+            text,
+            |b, t| b.iter(|| chunk_text(black_box(t), DEFAULT_CHUNK_LIMIT)),
+        );
         group.bench_with_input(BenchmarkId::new("filter_then_chunk", name), text, |b, t| {
             b.iter(|| chunk_text(&filter_markdown(black_box(t)), DEFAULT_CHUNK_LIMIT))
         });

@@ -3,25 +3,27 @@
 //!
 //! Input: two bytes choosing the limit (1..=4200 UTF-16 units), then the text.
 //! Properties of `chunk_text`, as documented: chunks are never empty; each is at most `limit`
-//! UTF-16 code units (a single character wider than the limit excepted); in order, they are
+//! UTF-16 code units (a single grapheme wider than the limit excepted); in order, they are
 //! pieces of the input and what lies between them (and around them) is only whitespace, so
-//! the chunks concatenate back to the input modulo the whitespace dropped at cuts.
+//! the chunks concatenate back to the input modulo whitespace (the chunker keeps the whitespace
+//! at a cut; only runs of it about as long as the limit may be dropped).
 //! `filter_markdown` never panics and only removes text. The client's pipeline (filter, then
 //! chunk at the default limit) holds the same properties.
 #![no_main]
 
 use ilink_client::{DEFAULT_CHUNK_LIMIT, chunk_text, filter_markdown};
 use libfuzzer_sys::fuzz_target;
+use unicode_segmentation::UnicodeSegmentation as _;
 
 fn check_chunks(text: &str, limit: usize) {
     let chunks = chunk_text(text, limit);
     let limit = limit.max(1);
     let mut rest = text;
     for chunk in &chunks {
-        assert!(!chunk.is_empty(), "empty chunk");
+        assert!(!chunk.trim().is_empty(), "empty or blank chunk");
         let units: usize = chunk.chars().map(char::len_utf16).sum();
         assert!(
-            units <= limit || chunk.chars().count() == 1,
+            units <= limit || chunk.graphemes(true).count() == 1,
             "chunk of {units} units over the limit {limit}"
         );
         // Skip whitespace until the chunk starts.

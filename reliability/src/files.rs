@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 /// What [`inspect_state_dir`] found.
 #[derive(Debug, Default, Clone)]
 pub struct StateDirReport {
-    /// State files (`*.json`) that parsed as JSON.
+    /// State files (`*.json`, and `*.jsonl` journals line by line) that parsed as JSON.
     pub valid_json: Vec<PathBuf>,
     /// State files that did not parse, with the parser's message.
     pub invalid_json: Vec<(PathBuf, String)>,
@@ -70,18 +70,17 @@ fn walk(root: &Path, dir: &Path, report: &mut StateDirReport) -> std::io::Result
             continue;
         }
         let bytes = std::fs::read(&path)?;
-        if name.ends_with(".journal") {
-            // An append-only journal (the dedupe tombstones): one JSON value per line; a last
-            // line without its newline is an append cut short by a crash, which readers skip.
-            let whole = bytes
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(&bytes[..0], |i| &bytes[..=i]);
-            match whole
+        if name.ends_with(".jsonl") || name.ends_with(".journal") {
+            // An append-only journal: every complete line is JSON; a torn last line (a crash
+            // during an append) is allowed, its reader cuts it off.
+            let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let bad = bytes
+                .get(..complete)
+                .unwrap_or_default()
                 .split(|&b| b == b'\n')
                 .filter(|l| !l.is_empty())
-                .find_map(|l| serde_json::from_slice::<serde_json::Value>(l).err())
-            {
+                .find_map(|l| serde_json::from_slice::<serde_json::Value>(l).err());
+            match bad {
                 None => report.valid_json.push(path),
                 Some(e) => report.invalid_json.push((path, e.to_string())),
             }

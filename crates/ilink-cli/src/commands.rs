@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{ArgGroup, Args};
 use ilink_client::proto::ItemType;
 use ilink_client::{
-    Account, BoxFuture, ErrorKind, Handler, LoginOutcome, MediaType, MessageContext, SendOutcome,
+    Account, BoxFuture, ErrorKind, Handler, LoginOutcome, MediaType, MessageContext,
     TerminalPresenter, Update,
 };
 use serde_json::{Value, json};
@@ -182,8 +182,20 @@ pub async fn echo_one(ctx: &MessageContext, prefix: &str) -> Result<String, CliE
     let account = ctx.account();
     let Some(item) = ctx.message().media_item().cloned() else {
         let text = ctx.text().unwrap_or("(a message without text)");
-        ctx.reply(&format!("{prefix}{text}")).await?;
-        return Ok(format!("{:?}", format!("{prefix}{text}")));
+        let reply = format!("{prefix}{text}");
+        let out = ctx.reply(&reply).await?;
+        let queued = out.iter().filter(|o| o.is_queued()).count();
+        let shown = if reply.chars().count() > 200 {
+            format!("{} chars in {} part(s)", reply.chars().count(), out.len())
+        } else {
+            format!("{reply:?}")
+        };
+        if queued > 0 {
+            return Ok(format!(
+                "{shown}; {queued} part(s) queued until the user writes again"
+            ));
+        }
+        return Ok(shown);
     };
     let bytes = account.download(&item).await?;
     let size = human_size(bytes.len() as u64);
@@ -249,8 +261,13 @@ impl Handler for EchoBot {
 }
 
 /// `ilink echo`.
-pub async fn echo(net: &NetArgs, max: Option<u64>, prefix: &str) -> CliResult {
-    let client = net::client(net)?;
+pub async fn echo(
+    net: &NetArgs,
+    max: Option<u64>,
+    prefix: &str,
+    policy: &crate::replies::PolicyArgs,
+) -> CliResult {
+    let client = crate::replies::client(net, policy)?;
     let account = net::account(&client, net)?;
     net::stop_on_signals(std::slice::from_ref(&account));
     // Fail fast, before saying it runs, if another process consumes the account.
@@ -283,14 +300,19 @@ pub async fn echo(net: &NetArgs, max: Option<u64>, prefix: &str) -> CliResult {
 
 /// Arguments of `ilink send`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("content").required(true).args(["text", "image", "video", "file", "voice"])))]
+#[command(group(ArgGroup::new("content").required(true).args(["text", "text_file", "image", "video", "file", "voice"])))]
 pub struct SendArgs {
     /// The recipient (`…@im.wechat`); they must have written to the bot.
     #[arg(long, value_name = "USER")]
     to: String,
-    /// Send this text (split into several messages past 4000 characters).
+    /// Send this text; `-` reads it from standard input. A long text is split into messages
+    /// the server keeps whole (1800 UTF-16 units each); what the user's reply window does not
+    /// allow now is queued (exit 6) and sent when the user writes again.
     #[arg(long)]
     text: Option<String>,
+    /// Send the text of this file (UTF-8), like --text.
+    #[arg(long, value_name = "PATH", conflicts_with = "text")]
+    text_file: Option<PathBuf>,
     /// Send an image: JPEG, PNG, GIF, WebP or BMP (checked before upload; at most 100 MiB).
     #[arg(long, value_name = "PATH")]
     image: Option<PathBuf>,
@@ -322,40 +344,8 @@ pub struct SendArgs {
     /// Print one JSON object per message sent: {"sent", "message_id", "client_id"}.
     #[arg(long)]
     json: bool,
-}
-
-fn report(outcomes: &[SendOutcome], what: &str, json_lines: bool) -> CliResult {
-    let mut accepted_only = false;
-    for o in outcomes {
-        if json_lines {
-            println!(
-                "{}",
-                json!({
-                    "sent": what,
-                    "message_id": o.message_id().map(|i| i.as_str().to_owned()),
-                    "client_id": o.client_id(),
-                })
-            );
-            if o.message_id().is_none() {
-                accepted_only = true;
-            }
-            continue;
-        }
-        match o.message_id() {
-            Some(id) => println!("delivered {what} (message_id {})", id.as_str()),
-            None => {
-                accepted_only = true;
-                println!("accepted {what} without a message_id");
-            }
-        }
-    }
-    if accepted_only {
-        return Err(CliError::new(
-            Exit::NotDelivered,
-            "the server accepted a message without a message_id; it may not be delivered",
-        ));
-    }
-    Ok(())
+    #[command(flatten)]
+    policy: crate::replies::PolicyArgs,
 }
 
 fn check_file(path: &Path) -> CliResult<u64> {
@@ -372,13 +362,15 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
     } else if args.markdown {
         config.markdown_filter = true;
     }
+    crate::replies::apply_policy(&mut config, &args.policy);
     let client = net::client_with(net, config)?;
     let to = args.to.trim();
     let account = net::account_for(&client, net, to)?;
     let json_lines = args.json;
-    if let Some(text) = &args.text {
-        let out = account.send_text(to, text).await?;
-        return report(&out, "text", json_lines);
+    if let Some(text) = crate::replies::read_text(args.text.as_deref(), args.text_file.as_deref())?
+    {
+        let out = account.send_text(to, &text).await?;
+        return crate::replies::report_parts(&out, "text", json_lines);
     }
     let (path, kind) = if let Some(p) = &args.image {
         (p, MediaType::Image)
@@ -405,7 +397,9 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
     .await?;
     let mut result = Ok(());
     for (outcome, what) in &sent {
-        if let Err(e) = report(std::slice::from_ref(outcome), what, json_lines) {
+        if let Err(e) =
+            crate::replies::report_parts(std::slice::from_ref(outcome), what, json_lines)
+        {
             result = Err(e);
         }
     }

@@ -34,6 +34,9 @@ pub enum Exit {
     /// 5: another process consumes this account's messages (`ilink echo`, `ilink tail` or a
     /// bot hold its lock).
     Busy = 5,
+    /// 6: part of a text waits in the durable outbound queue (the user's reply window allows
+    /// no more now); it is sent when the user writes again.
+    Queued = 6,
 }
 
 impl Exit {
@@ -45,6 +48,7 @@ impl Exit {
             Self::Auth => "login needed",
             Self::NotDelivered => "not delivered",
             Self::Busy => "account busy",
+            Self::Queued => "queued",
         }
     }
 }
@@ -148,6 +152,17 @@ impl From<SendError> for CliError {
                 ),
             ),
             SendErrorKind::BadTarget | SendErrorKind::Rejected => (Exit::NotDelivered, None),
+            SendErrorKind::BudgetExceeded => (
+                Exit::NotDelivered,
+                Some(
+                    "the user's reply window allows fewer messages than the text needs; \
+                     drop --all-or-nothing to queue the rest until the user writes",
+                ),
+            ),
+            SendErrorKind::QueueFull => (
+                Exit::NotDelivered,
+                Some("see `ilink queue show --to USER`; `ilink queue clear --to USER` empties it"),
+            ),
             SendErrorKind::Invalid => (Exit::Usage, None),
             _ => (Exit::Failure, None),
         };
@@ -191,5 +206,6 @@ mod tests {
         assert_eq!(Exit::Auth as i32, 3);
         assert_eq!(Exit::NotDelivered as i32, 4);
         assert_eq!(Exit::Busy as i32, 5);
+        assert_eq!(Exit::Queued as i32, 6);
     }
 }

@@ -9,6 +9,7 @@ mod net;
 mod offline;
 mod outbound;
 mod progress;
+mod replies;
 mod simcmd;
 
 use std::io::IsTerminal as _;
@@ -28,6 +29,7 @@ Exit codes (the first line of an error starts with the same words):
   3  login needed: no stored account, token stale or expired, QR login failed
   4  not delivered: throttled (-2), no context token for the user, refused
   5  account busy: another process consumes this account's messages
+  6  queued: part of a text waits until the user writes again (see `ilink queue`)
 
 Logs go to stderr: -v for more, -q for errors only, or RUST_LOG (e.g.
 RUST_LOG=ilink_client=debug). Colour only on a terminal and never with NO_COLOR.";
@@ -128,6 +130,8 @@ enum Command {
         prefix: String,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        policy: replies::PolicyArgs,
     },
     /// Print incoming messages as they arrive (from every account when there are several and
     /// no --account). Consumes the account's messages (they count as handled once printed):
@@ -149,6 +153,9 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Inspect, flush or clear the messages waiting for a user's next message.
+    #[command(subcommand)]
+    Queue(replies::QueueCommand),
     /// Download and decrypt the media of a received message.
     Download {
         #[command(flatten)]
@@ -246,9 +253,18 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
         Command::Accounts { json, net } => commands::accounts(&m(&net), json),
         Command::Users { json, net } => commands::users(&m(&net), json),
         Command::Logout { net } => commands::logout(&m(&net)),
-        Command::Echo { max, prefix, net } => commands::echo(&m(&net), max, &prefix).await,
+        Command::Echo {
+            max,
+            prefix,
+            net,
+            policy,
+        } => commands::echo(&m(&net), max, &prefix, &policy).await,
         Command::Tail { json, max, net } => inbound::tail(&m(&net), json, max).await,
         Command::Send { args, net } => commands::send(&m(&net), args).await,
+        Command::Queue(cmd) => {
+            let net = m(cmd.net());
+            replies::queue(&net, cmd).await
+        }
         Command::Download { args, net } => inbound::download(&m(&net), args).await,
         Command::Decrypt(args) => inbound::decrypt(args).await,
         Command::Silk(cmd) => offline::silk(cmd).await,

@@ -31,6 +31,9 @@ pub struct SimArgs {
     /// Print the status as one JSON line: {"base_url", "cdn_base_url", "admin_url"}.
     #[arg(long)]
     json: bool,
+    /// Text cap in UTF-16 code units: longer texts are delivered cut with success, as the live server does (0: off).
+    #[arg(long, default_value_t = ilink_sim::DEFAULT_TEXT_CAP, value_name = "UNITS")]
+    text_cap: usize,
 }
 
 /// `ilink sim`: prints the URLs, then serves until Ctrl-C.
@@ -42,6 +45,7 @@ pub async fn run(args: SimArgs) -> CliResult {
         seed: args.seed,
         upload_requires_context_token: (!args.upload_without_token)
             .then_some(ilink_sim::UploadGrantRefusal::Ret2),
+        text_cap: (args.text_cap > 0).then_some(args.text_cap),
         ..SimConfig::default()
     };
     // Listening before the URLs are printed: a stop right after them is graceful too.

@@ -548,18 +548,30 @@ async fn undelivered_sends_exit_4() {
 
     let dir = tempfile::tempdir().unwrap();
     seeded_with_token(&sim, dir.path()).await;
+    // A throttled send (ret -2) is not lost: with no retries left it waits in the queue
+    // (exit 6) until the user writes again.
     sim.inject_fault(Endpoint::SendMessage, Fault::Overloaded(None), 1);
     let o = ilink(
         &sim,
         dir.path(),
-        &["send", "--to", USER, "--text", "x"],
+        &[
+            "send",
+            "--to",
+            USER,
+            "--text",
+            "x",
+            "--throttle-retries",
+            "0",
+        ],
         None,
     )
     .await;
-    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
-    let err = text(&o.stderr);
-    assert!(err.starts_with("ilink: not delivered: "), "{err}");
-    assert!(err.contains("code -2"), "{err}");
+    assert_eq!(code(&o), 6, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("queued text"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,10 @@ pub(crate) struct AccountInner {
     pub(crate) dedupe: Mutex<Dedupe>,
     pub(crate) poll_timeout: Mutex<Duration>,
     pub(crate) polling: AtomicBool,
+    /// The reply budget, outbound queue and turn journal ([`crate::outbox`]).
+    pub(crate) outbox: Mutex<crate::outbox::OutboxState>,
+    /// One lock per user, held while that user's queue is flushed.
+    pub(crate) flush_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One logged-in bot account: receive with [`Account::updates`] or [`Account::run`], send with
@@ -102,6 +106,15 @@ impl Account {
         let tokens = store.load_context_tokens(&creds.account_id)?;
         let tombstones = store.load_tombstones(&creds.account_id)?;
         let dedupe = Dedupe::new(shared.config.dedupe_capacity, tombstones);
+        let outbox = match store.load_outbox(&creds.account_id) {
+            Ok(lines) => crate::outbox::OutboxState::from_lines(&lines),
+            Err(e) if e.kind() == ErrorKind::Store && e.to_string().contains("keeps no outbox") => {
+                tracing::warn!(account = %creds.account_id,
+                    "the state store keeps no outbox: queued replies live in memory only");
+                crate::outbox::OutboxState::default()
+            }
+            Err(e) => return Err(e),
+        };
         let base_url = creds
             .base_url
             .clone()
@@ -123,6 +136,8 @@ impl Account {
                 dedupe: Mutex::new(dedupe),
                 poll_timeout: Mutex::new(poll_timeout),
                 polling: AtomicBool::new(false),
+                outbox: Mutex::new(outbox),
+                flush_locks: Mutex::new(HashMap::new()),
                 shared,
             }),
         })
@@ -363,15 +378,23 @@ impl Account {
 
     // ------------------------------------------------------------------ sending
 
-    /// Send text to `user` with their stored context token: the text goes through the Markdown
-    /// filter (if enabled) and is split into chunks of at most the chunk limit, one
-    /// sendmessage per chunk, in order. Returns one outcome per chunk.
+    /// Send text to `user` with their stored context token (a proactive send): the text goes
+    /// through the Markdown filter (if enabled), is split into chunks of at most the chunk
+    /// limit, and goes out through the user's reply budget and queue ([`crate::outbox`]): one
+    /// outcome per chunk, in order, each [`SendOutcome::Delivered`] (or `Accepted`) or
+    /// [`SendOutcome::Queued`] when the window does not allow it now (it is sent when the user
+    /// writes next).
     ///
-    /// Fails with [`SendErrorKind::NoContextToken`] when the user never wrote to this bot.
+    /// Fails before sending anything with [`SendErrorKind::NoContextToken`] when the user
+    /// never wrote to this bot, [`SendErrorKind::Invalid`] when nothing is left to send after
+    /// the Markdown filter, [`SendErrorKind::BudgetExceeded`] under
+    /// [`Overflow::AllOrNothing`](crate::outbox::Overflow::AllOrNothing) and
+    /// [`SendErrorKind::QueueFull`] when the queue cannot take the text.
     pub async fn send_text(&self, user: &str, text: &str) -> Result<Vec<SendOutcome>, SendError> {
-        self.send_text_in_turn(user, text, None, None).await
+        self.send_text_queued(user, text, None, None, None).await
     }
 
+    /// Text sent in a turn outside the turn journal (a media caption): budget and queue apply.
     pub(crate) async fn send_text_in_turn(
         &self,
         user: &str,
@@ -379,37 +402,8 @@ impl Account {
         context_token: Option<Secret>,
         run_id: Option<&str>,
     ) -> Result<Vec<SendOutcome>, SendError> {
-        let cfg = &self.inner.shared.config;
-        let filtered;
-        let text = if cfg.markdown_filter {
-            filtered = crate::markdown::filter_markdown(text);
-            filtered.as_str()
-        } else {
-            text
-        };
-        let chunks = crate::chunk::chunk_text(text, cfg.chunk_limit);
-        if chunks.is_empty() {
-            return Err(SendError::new(
-                SendErrorKind::Invalid,
-                "the text is empty; nothing to send",
-            ));
-        }
-        let mut sent = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            match self
-                .send_item_in_turn(
-                    user,
-                    MessageItem::text(chunk),
-                    context_token.clone(),
-                    run_id,
-                )
-                .await
-            {
-                Ok(o) => sent.push(o),
-                Err(e) => return Err(e.with_sent(sent)),
-            }
-        }
-        Ok(sent)
+        self.send_text_queued(user, text, context_token, run_id, None)
+            .await
     }
 
     /// Checks done before anything is sent: not shut down, session not expired, a recipient
@@ -460,9 +454,26 @@ impl Account {
         context_token: Option<Secret>,
         run_id: Option<&str>,
     ) -> Result<SendOutcome, SendError> {
+        let client_id = crate::util::new_client_id(&self.inner.shared.config.client_id_prefix);
+        let outcome = self
+            .send_item_with_id(user, item, context_token, run_id, client_id)
+            .await?;
+        // Count it against the user's reply budget.
+        self.note_sent(user, &outcome);
+        Ok(outcome)
+    }
+
+    /// One sendmessage with a given `client_id` (reused when a queued message is retried).
+    pub(crate) async fn send_item_with_id(
+        &self,
+        user: &str,
+        item: MessageItem,
+        context_token: Option<Secret>,
+        run_id: Option<&str>,
+        client_id: String,
+    ) -> Result<SendOutcome, SendError> {
         let token = self.precheck(user, context_token)?;
         let cfg = &self.inner.shared.config;
-        let client_id = crate::util::new_client_id(&cfg.client_id_prefix);
         let mut msg = WeixinMessage::outbound(user, client_id.clone(), vec![item], Some(token));
         if let Some(r) = run_id
             && cfg.compat_version >= ilink_proto::CompatVersion::V2_4_4

@@ -175,7 +175,8 @@ pub struct ClientConfig {
     pub timeouts: Timeouts,
     /// Loop delays and backoff.
     pub delays: Delays,
-    /// The text chunk limit in UTF-16 code units. Default 4000.
+    /// The text chunk limit in UTF-16 code units. Default 1800 (below the server's cap of
+    /// about 2000, PROTOCOL.md §16; see [`DEFAULT_CHUNK_LIMIT`](crate::DEFAULT_CHUNK_LIMIT)).
     pub chunk_limit: usize,
     /// Apply the official client's Markdown filter to outgoing text. Default true.
     pub markdown_filter: bool,
@@ -199,6 +200,8 @@ pub struct ClientConfig {
     /// `upload_full_url` (upload) may point at; others are refused before connecting.
     /// `*.suffix` entries match subdomains. Default: `ilink-cdn`'s list of WeChat CDN hosts.
     pub cdn_allowed_hosts: Vec<String>,
+    /// The reply window, budget and overflow policy ([`crate::outbox`]).
+    pub replies: crate::outbox::ReplyPolicy,
     /// Extra attempts for a send that certainly never reached the server (connect, TLS or
     /// proxy failure). Default 2. Nothing else is ever retried automatically.
     pub send_retries: u32,
@@ -232,6 +235,7 @@ impl Default for ClientConfig {
             dedupe_capacity: 1024,
             max_response_body: 16 * 1024 * 1024,
             send_retries: 2,
+            replies: crate::outbox::ReplyPolicy::default(),
             max_media_bytes: consts::MEDIA_MAX_BYTES,
             cdn_allowed_hosts: Vec::new(),
             upload_context_token: true,

@@ -21,6 +21,9 @@ pub struct MessageContext {
     account: Account,
     message: InboundMessage,
     run_id: String,
+    /// Text replies made so far in this turn (shared by clones): the reply number of the
+    /// turn journal.
+    replies: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl fmt::Debug for MessageContext {
@@ -40,6 +43,7 @@ impl MessageContext {
             account,
             message,
             run_id: new_run_id(),
+            replies: Default::default(),
         }
     }
 
@@ -77,10 +81,25 @@ impl MessageContext {
         self.message.context_token().cloned()
     }
 
-    /// Reply with text to the sender (filtered and chunked like [`Account::send_text`]).
+    /// Reply with text to the sender (filtered, chunked and sent through the reply budget
+    /// and queue like [`Account::send_text`]).
+    ///
+    /// Replies are journaled by (message, reply number): if this message is delivered again
+    /// (the bot crashed before it was marked handled), the k-th reply is not sent a second
+    /// time; its recorded outcomes are returned instead (and what of it is still queued is
+    /// sent).
     pub async fn reply(&self, text: &str) -> Result<Vec<SendOutcome>, SendError> {
+        let k = self
+            .replies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.account
-            .send_text_in_turn(self.from(), text, self.token(), Some(&self.run_id))
+            .send_text_queued(
+                self.from(),
+                text,
+                self.token(),
+                Some(&self.run_id),
+                Some((self.message.dedupe_key(), k)),
+            )
             .await
     }
 
@@ -321,7 +340,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Handle one message: typing indicator, the handler (in a task of its own, so a panic is
+/// Handle one message: the user's queued replies, typing indicator, the handler (in a task of its own, so a panic is
 /// contained), the acknowledgement, then the typing cancel. Returns the user.
 async fn handle_one<H: Handler>(
     account: Account,
@@ -333,6 +352,9 @@ async fn handle_one<H: Handler>(
     receipt: Receipt,
 ) -> String {
     let ctx = MessageContext::new(account.clone(), msg);
+    // The user's queued messages go first, within their new reply window; then the handler
+    // sees the message (crate::outbox).
+    account.begin_turn(&ctx).await;
     let guard = if typing {
         Some(account.start_typing(&user, ctx.token()).await)
     } else {

@@ -4,7 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod account;
-mod chunk;
+pub mod chunk;
 mod client;
 mod config;
 pub mod content;
@@ -16,6 +16,7 @@ mod journal;
 mod login;
 mod markdown;
 mod media;
+pub mod outbox;
 mod send;
 mod store;
 mod transport;
@@ -37,6 +38,7 @@ pub use login::{
 };
 pub use markdown::filter_markdown;
 pub use media::{CheckedMedia, MediaLimits, MediaSend, MediaType};
+pub use outbox::{Budget, Overflow, ReplyPolicy};
 pub use send::{MediaProblem, SendError, SendErrorKind, SendOutcome};
 pub use store::{
     ConsumerLock, Credentials, FileStore, MemoryStore, StateStore, normalize_account_id,

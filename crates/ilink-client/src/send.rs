@@ -17,10 +17,20 @@ pub enum SendOutcome {
         client_id: String,
     },
     /// Success without a `message_id`. Live reports say such messages were sometimes never
-    /// delivered (PROTOCOL.md §19), so this is reported apart.
+    /// delivered (PROTOCOL.md §19), so this is reported apart. (The server also answers so
+    /// when a `client_id` is sent again: a queued message retried after a crash.)
     Accepted {
         /// The `client_id` we generated for the request.
         client_id: String,
+    },
+    /// Not sent yet: kept in the user's durable outbound queue because the reply budget of
+    /// the window is used up (or the window is closed, or the server throttled). It goes out
+    /// when the user writes next ([`crate::outbox`]).
+    Queued {
+        /// The `client_id` it will be sent with.
+        client_id: String,
+        /// Messages ahead of it in the queue (0: the next to go).
+        position: usize,
     },
 }
 
@@ -28,7 +38,9 @@ impl SendOutcome {
     /// The `client_id` of the request.
     pub fn client_id(&self) -> &str {
         match self {
-            Self::Delivered { client_id, .. } | Self::Accepted { client_id } => client_id,
+            Self::Delivered { client_id, .. }
+            | Self::Accepted { client_id }
+            | Self::Queued { client_id, .. } => client_id,
         }
     }
 
@@ -36,8 +48,13 @@ impl SendOutcome {
     pub fn message_id(&self) -> Option<&WireId> {
         match self {
             Self::Delivered { message_id, .. } => Some(message_id),
-            Self::Accepted { .. } => None,
+            Self::Accepted { .. } | Self::Queued { .. } => None,
         }
+    }
+
+    /// True for [`SendOutcome::Queued`].
+    pub fn is_queued(&self) -> bool {
+        matches!(self, Self::Queued { .. })
     }
 }
 
@@ -72,6 +89,13 @@ pub enum SendErrorKind {
     /// [`SendErrorKind::StaleToken`], [`SendErrorKind::BadTarget`],
     /// [`SendErrorKind::Rejected`]).
     Upload,
+    /// Under [`Overflow::AllOrNothing`](crate::outbox::Overflow::AllOrNothing): the text needs
+    /// more messages than the reply budget allows; nothing was sent.
+    BudgetExceeded,
+    /// The user's outbound queue cannot take the text (it would exceed
+    /// [`ReplyPolicy::max_queued`](crate::outbox::ReplyPolicy::max_queued)); nothing was
+    /// queued or sent.
+    QueueFull,
     /// The media was refused before anything was uploaded or sent; see [`MediaProblem`].
     BadMedia(MediaProblem),
 }

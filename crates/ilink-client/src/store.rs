@@ -65,6 +65,40 @@ pub trait StateStore: Send + Sync + 'static {
         self.save_tombstones(account, &all)
     }
 
+    /// The outbox journal of an account (reply budget, outbound queue and turn journal; see
+    /// [`crate::outbox`]): every record appended and not yet replaced, oldest first. Records
+    /// are opaque one-line strings. A record whose append was interrupted by a crash is absent.
+    ///
+    /// The default returns an [`ErrorKind::Store`] error: a store that keeps no outbox makes
+    /// the client keep the queue in memory only (with a warning in the log).
+    fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
+        let _ = account;
+        Err(Error::new(
+            ErrorKind::Store,
+            "this state store keeps no outbox",
+        ))
+    }
+
+    /// Append one record (a line without `\n`) to the outbox journal. When this returns `Ok`
+    /// the record is durable (the file store fsyncs); after a crash it is wholly present or
+    /// absent, and records keep their order.
+    fn append_outbox(&self, account: &str, record: &str) -> Result<()> {
+        let _ = (account, record);
+        Err(Error::new(
+            ErrorKind::Store,
+            "this state store keeps no outbox",
+        ))
+    }
+
+    /// Replace the whole outbox journal with `records`, atomically (compaction).
+    fn replace_outbox(&self, account: &str, records: &[String]) -> Result<()> {
+        let _ = (account, records);
+        Err(Error::new(
+            ErrorKind::Store,
+            "this state store keeps no outbox",
+        ))
+    }
+
     /// Called once when a client opens an account, before its state is loaded: a place to
     /// tidy up after a crash. [`FileStore`] removes the temporary files of atomic writes that a
     /// crash interrupted. The default does nothing.
@@ -141,6 +175,7 @@ pub fn normalize_account_id(id: &str) -> String {
 pub struct MemoryStore {
     inner: Mutex<BTreeMap<String, MemAccount>>,
     order: Mutex<Vec<String>>,
+    outbox: crate::outbox::MemoryJournal,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -225,15 +260,24 @@ impl StateStore for MemoryStore {
     fn append_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
         self.with(account, |a| a.tombstones.extend_from_slice(keys))
     }
+    fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
+        self.outbox.load(account)
+    }
+    fn append_outbox(&self, account: &str, record: &str) -> Result<()> {
+        self.outbox.append(account, record)
+    }
+    fn replace_outbox(&self, account: &str, records: &[String]) -> Result<()> {
+        self.outbox.replace(account, records)
+    }
 }
 
 /// State in files: one directory per account under `<root>/accounts/<normalized id>/`, holding
-/// `credentials.json`, `cursor.json`, `context_tokens.json` and the dedupe journal
+/// `credentials.json`, `cursor.json`, `context_tokens.json`, the dedupe journal
 /// `dedupe.journal` (appended to with a data sync per handled message or batch, and compacted
-/// now and then). Every file is written atomically (a temporary file `.<name>.<random>.tmp` in
-/// the same directory, synced, then renamed over the old one) with mode 0600, except the
-/// journal's appends, whose torn last line a reader skips; directories are created with mode
-/// 0700.
+/// now and then) and the outbox journal `outbox.jsonl` (append-only, see [`crate::outbox`]).
+/// Every file is written atomically (a temporary file `.<name>.<random>.tmp` in the same
+/// directory, synced, then renamed over the old one) with mode 0600, except the journals'
+/// appends, whose torn last line a reader skips; directories are created with mode 0700.
 /// Temporary files left by a crash are removed when a client opens the account
 /// ([`StateStore::open_account`]), so a bot that crashes often does not grow its directory.
 ///
@@ -900,6 +944,24 @@ impl StateStore for FileStore {
         let path = dir.join(crate::journal::JOURNAL_FILE);
         crate::journal::append(&path, keys)
             .map_err(|e| Error::store(format!("appending to {}", path.display()), e))
+    }
+    fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
+        crate::outbox::file_load(&self.account_dir(account))
+    }
+    fn append_outbox(&self, account: &str, record: &str) -> Result<()> {
+        let dir = self.account_dir(account);
+        create_private_dir(&dir)?;
+        crate::outbox::file_append(&dir, record)
+    }
+    fn replace_outbox(&self, account: &str, records: &[String]) -> Result<()> {
+        let dir = self.account_dir(account);
+        create_private_dir(&dir)?;
+        let mut bytes = Vec::new();
+        for r in records {
+            bytes.extend_from_slice(r.as_bytes());
+            bytes.push(b'\n');
+        }
+        write_atomic(&dir.join(crate::outbox::JOURNAL_FILE), &bytes)
     }
     fn open_account(&self, account: &str) -> Result<()> {
         let removed = remove_stale_temps(&self.account_dir(account))?;

@@ -753,6 +753,10 @@ impl Poller {
                         tracing::warn!(error = %e, "could not persist a context token");
                     }
                     let keys = message_keys(&msg);
+                    if let Some(from) = msg.from_user_id.as_deref().filter(|f| !f.is_empty()) {
+                        // The user wrote: a new reply window (crate::outbox).
+                        self.account.note_inbound(from, keys.primary());
+                    }
                     self.pending.push_back((
                         Update::Message(InboundMessage {
                             account_id: account_id.clone(),

@@ -62,6 +62,9 @@ pub struct BurstPolicy {
     pub window: Duration,
 }
 
+/// The default [`SimConfig::text_cap`], in UTF-16 code units (\[obs\], PROTOCOL.md §16).
+pub const DEFAULT_TEXT_CAP: usize = 2000;
+
 /// Configuration of a [`Sim`](crate::Sim).
 ///
 /// Every policy is an `Option` or a flag so that tests can switch it off; the defaults
@@ -96,6 +99,21 @@ pub struct SimConfig {
     pub reply_window: Option<Duration>,
     /// Burst throttling; `None` disables it.
     pub burst: Option<BurstPolicy>,
+    /// The text cap, in UTF-16 code units: a text item longer than this is **delivered cut**
+    /// to its first `text_cap` units and `ret:0` is answered, and the cut is recorded in
+    /// [`Sim::dropped`](crate::Sim::dropped) with [`DropReason::Truncated`](crate::DropReason::Truncated)
+    /// and both lengths. `None` delivers texts whole. Default 2000.
+    ///
+    /// Provenance \[obs\] (PROTOCOL.md §16): independent reports from April to August 2026
+    /// (`NousResearch/hermes-agent` #16411 and PR #16985, `microclaw/microclaw` PR #399,
+    /// `lsdefine/GenericAgent` PR #308, `zai-org/feedback` #385, `xmanrui/dsh-im` PR #48) say
+    /// the live server cuts a text after about 2000 characters and still answers success. The
+    /// unit is not published. UTF-16 code units are chosen because they are the stricter of the
+    /// two readings of "characters" in those reports (JavaScript string length and Python code
+    /// points; an emoji outside the BMP counts 2 here, 1 in Python), so a client that fits this
+    /// cap fits either; bytes are ruled out by a Chinese report of a cut at about 2000 Chinese
+    /// characters (`zai-org/feedback` #385), which would be 6000 bytes of UTF-8.
+    pub text_cap: Option<usize>,
     /// Age after which a bot token goes stale (`-14`); about 30 days live.
     pub token_lifetime: Option<Duration>,
     /// "One WeChat user is bound to one bot": a new login of the same user makes the
@@ -153,6 +171,7 @@ impl Default for SimConfig {
                 max_sends: 30,
                 window: Duration::from_secs(10),
             }),
+            text_cap: Some(DEFAULT_TEXT_CAP),
             token_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
             one_bot_per_user: true,
             require_context_token: true,
@@ -176,7 +195,8 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The same configuration with the rate and time limits switched off (reply limit,
     /// reply window, burst throttling, token and context-token lifetimes), for benchmarks
-    /// and demos that send many messages. The checks of what a message must contain stay.
+    /// and demos that send many messages. The checks of what a message must contain stay,
+    /// and so does the text cap ([`SimConfig::text_cap`]).
     #[must_use]
     pub fn without_limits(self) -> Self {
         Self {

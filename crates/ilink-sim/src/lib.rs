@@ -10,6 +10,7 @@ mod fault;
 mod model;
 mod qr;
 mod rng;
+mod sample;
 mod server;
 mod state;
 mod user;
@@ -25,7 +26,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::config::{BurstPolicy, FullUrlMode, SimConfig, UploadGrantRefusal, UploadUrlMode};
+pub use crate::config::{
+    BurstPolicy, DEFAULT_TEXT_CAP, FullUrlMode, SimConfig, UploadGrantRefusal, UploadUrlMode,
+};
 pub use crate::error::SimError;
 pub use crate::fault::{Endpoint, Fault};
 pub use crate::model::{
@@ -33,6 +36,7 @@ pub use crate::model::{
     UploadRecord,
 };
 pub use crate::qr::{QrSessionInfo, QrStep};
+pub use crate::sample::long_reply;
 pub use crate::user::ScriptedUser;
 
 use crate::clock::Clock;

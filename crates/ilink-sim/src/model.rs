@@ -188,6 +188,11 @@ pub enum DropReason {
     MediaUndecryptable,
     /// The bot token was missing, unknown or stale (`errcode:-14`).
     StaleToken,
+    /// A text item longer than [`SimConfig::text_cap`](crate::SimConfig::text_cap): the
+    /// message **was delivered, cut**, and `ret:0` answered, as the live server is reported to
+    /// do (PROTOCOL.md §16). [`Dropped::original_len`] and [`Dropped::delivered_len`] give the
+    /// lengths in UTF-16 code units.
+    Truncated,
     /// An injected fault answered before the message was processed.
     InjectedFault,
 }
@@ -218,6 +223,7 @@ impl fmt::Display for DropReason {
             Self::MediaUndecryptable => "media does not decrypt with the message's aes_key",
             Self::StaleToken => "bot token missing, unknown or stale",
             Self::InjectedFault => "an injected fault answered first",
+            Self::Truncated => "text item longer than the text cap: delivered cut",
         };
         f.write_str(s)
     }
@@ -238,6 +244,12 @@ pub struct Dropped {
     pub raw: Value,
     /// Emulated epoch milliseconds.
     pub at_ms: u64,
+    /// For [`DropReason::Truncated`]: the length of the text as sent, in UTF-16 code units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_len: Option<u64>,
+    /// For [`DropReason::Truncated`]: the length of the text as delivered, in UTF-16 code units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_len: Option<u64>,
 }
 
 impl fmt::Debug for Dropped {
@@ -247,6 +259,8 @@ impl fmt::Debug for Dropped {
             .field("bot_id", &self.bot_id)
             .field("to_user_id", &self.to_user_id)
             .field("answered", &self.answered)
+            .field("original_len", &self.original_len)
+            .field("delivered_len", &self.delivered_len)
             .finish_non_exhaustive()
     }
 }

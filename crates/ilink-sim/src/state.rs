@@ -530,6 +530,8 @@ impl State {
             answered: answered.clone(),
             raw: raw.clone(),
             at_ms: now,
+            original_len: None,
+            delivered_len: None,
         });
         (answered, Err(reason))
     }
@@ -682,6 +684,23 @@ impl State {
         if let Err(reason) = self.check_media(&item, problems) {
             return self.drop_msg(reason, bot, raw, ok_no_id, now);
         }
+        // The text cap: delivered cut, success answered, recorded (PROTOCOL.md §16).
+        let mut item = item;
+        if let Some(cap) = config.text_cap
+            && let Some((original, delivered)) = truncate_text_item(&mut item, cap)
+        {
+            let to_user_id = Some(to_user.clone());
+            self.dropped.push(Dropped {
+                reason: DropReason::Truncated,
+                bot_id: Some(bot_id.to_owned()),
+                to_user_id,
+                answered: json!({"ret": 0}),
+                raw: raw.clone(),
+                at_ms: now,
+                original_len: Some(original),
+                delivered_len: Some(delivered),
+            });
+        }
         // Delivered.
         let message_id = self.next_message_id();
         self.client_ids
@@ -792,6 +811,29 @@ pub(crate) fn media_of(item: &Value) -> Option<&Value> {
 }
 
 /// An item must carry the content its `type` names, and only that.
+/// Cuts the text of a text item to at most `cap` UTF-16 code units (at a character boundary,
+/// so a surrogate pair is never split). Returns the original and delivered lengths when it cut.
+fn truncate_text_item(item: &mut Value, cap: usize) -> Option<(u64, u64)> {
+    let text = item.get_mut("text_item")?.get_mut("text")?;
+    let s = text.as_str()?;
+    let original = s.encode_utf16().count();
+    if original <= cap {
+        return None;
+    }
+    let mut units = 0usize;
+    let mut end = 0usize;
+    for (i, c) in s.char_indices() {
+        if units + c.len_utf16() > cap {
+            break;
+        }
+        units += c.len_utf16();
+        end = i + c.len_utf8();
+    }
+    let cut = s.get(..end).unwrap_or_default().to_owned();
+    *text = Value::String(cut);
+    Some((original as u64, units as u64))
+}
+
 fn item_is_valid(item: &Value) -> bool {
     let kinds = [
         (1, "text_item"),

@@ -293,3 +293,92 @@ async fn limits_can_all_be_switched_off() {
     .await;
     assert_eq!(r, json!({"ret": -2}));
 }
+
+#[tokio::test]
+async fn long_texts_are_delivered_cut_with_success_and_recorded() {
+    let sim = Sim::start(config()).await.unwrap();
+    assert_eq!(sim.config().text_cap, Some(ilink_sim::DEFAULT_TEXT_CAP));
+    let bot = sim.create_bot();
+    let u = sim.user("u@im.wechat");
+    let ctx = u.send_text(&bot, "go").unwrap().context_token;
+    // 1999 ASCII units + one emoji (2 units) = 2001 units: the emoji is cut whole, never half.
+    let text = format!("{}😀tail", "a".repeat(1999));
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx), "c-long", &text),
+    )
+    .await;
+    assert!(r["message_id"].is_u64(), "success is answered: {r}");
+    let delivered = sim.delivered_to("u@im.wechat");
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].text(), Some("a".repeat(1999).as_str()));
+    let dropped = sim.dropped();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].reason, DropReason::Truncated);
+    assert_eq!(dropped[0].original_len, Some(2005));
+    assert_eq!(dropped[0].delivered_len, Some(1999));
+    let v = serde_json::to_value(&dropped[0]).unwrap();
+    assert_eq!(v["reason"], "truncated");
+    assert_eq!(v["original_len"], 2005);
+    // Exactly the cap passes untouched, counted in UTF-16 units (1000 emoji = 2000 units).
+    let exact = "😀".repeat(1000);
+    send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx), "c-exact", &exact),
+    )
+    .await;
+    assert_eq!(
+        sim.delivered_to("u@im.wechat")[1].text(),
+        Some(exact.as_str())
+    );
+    assert_eq!(sim.dropped().len(), 1);
+}
+
+#[tokio::test]
+async fn the_text_cap_is_configurable() {
+    let sim = Sim::start(SimConfig {
+        text_cap: Some(5),
+        ..config()
+    })
+    .await
+    .unwrap();
+    let bot = sim.create_bot();
+    let u = sim.user("u@im.wechat");
+    let ctx = u.send_text(&bot, "go").unwrap().context_token;
+    send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx), "c1", "你好世界再见"),
+    )
+    .await;
+    assert_eq!(
+        sim.delivered_to("u@im.wechat")[0].text(),
+        Some("你好世界再")
+    );
+    let sim2 = Sim::start(SimConfig {
+        text_cap: None,
+        ..config()
+    })
+    .await
+    .unwrap();
+    let bot = sim2.create_bot();
+    let ctx = sim2
+        .user("u@im.wechat")
+        .send_text(&bot, "go")
+        .unwrap()
+        .context_token;
+    let long = "b".repeat(5000);
+    send(
+        sim2.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx), "c1", &long),
+    )
+    .await;
+    assert_eq!(
+        sim2.delivered_to("u@im.wechat")[0].text(),
+        Some(long.as_str())
+    );
+    assert!(sim2.dropped().is_empty());
+}
