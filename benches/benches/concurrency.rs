@@ -4,7 +4,7 @@
 //!
 //! `handler_concurrency/16` is the default (different users handled at once, about 2 s);
 //! `handler_concurrency/1` handles one message at a time as `run` did before (about 20 s).
-//! Each sample takes that long, so run one at a time, for example
+//! Each sample takes that long (`ILINK_BENCH_QUICK=1` runs only the first); to run one, e.g.
 //! `cargo bench -p ilink-benches --bench concurrency -- handler_concurrency/16`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -30,7 +30,13 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(1));
-    for limit in [16usize, 1] {
+    // `ILINK_BENCH_QUICK` (`cargo xtask bench --quick`) skips the 20 s-per-sample case.
+    let limits: &[usize] = if std::env::var_os("ILINK_BENCH_QUICK").is_some() {
+        &[16]
+    } else {
+        &[16, 1]
+    };
+    for &limit in limits {
         group.bench_with_input(BenchmarkId::from_parameter(limit), &limit, |b, &limit| {
             let (sim, account, bot) = rt.block_on(start(limit));
             let mut round = 0usize;

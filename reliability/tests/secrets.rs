@@ -173,6 +173,13 @@ async fn a_traced_session_leaks_no_secret() {
         .await
         .unwrap();
     sim.inject_fault(Endpoint::GetUpdates, Fault::StaleToken, 3);
+    // `run` keeps polling while handlers run: let the expiry happen before the next message,
+    // so its reply is not refused by a session known to be expired.
+    sim.wait_for(Duration::from_secs(20), |s| {
+        s.pending_faults().is_empty().then_some(())
+    })
+    .await
+    .unwrap();
     user.send_text(account.id(), "after expiry").unwrap();
     sim.wait_for_delivered("secret-user@im.wechat", 6, Duration::from_secs(20))
         .await

@@ -225,7 +225,7 @@ impl Lanes {
             if lane.is_empty() {
                 self.waiting.remove(&user);
             }
-            self.queued -= 1;
+            self.queued = self.queued.saturating_sub(1);
             self.busy.insert(user.clone());
             return Some((user, msg, receipt));
         }
