@@ -192,15 +192,33 @@ fn notifystops(sim: &Sim) -> usize {
 
 // ------------------------------------------------------------------------- state files
 
+/// The dedupe tombstones of an account as the journal holds them (torn lines skipped).
+fn journal_keys(acct: &Path) -> Vec<String> {
+    let bytes = std::fs::read(acct.join("dedupe.journal")).unwrap();
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<String>(l).ok())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_cursor_tokens_and_dedupe_files_are_moved_aside_and_tail_goes_on() {
     let sim = sim().await;
+    // The versioned files: the cursor, the context tokens, and the dedupe file of earlier
+    // versions (`dedupe.json`, read before the journal and written no more: a leftover one
+    // is what can be corrupt).
     for name in ["cursor.json", "context_tokens.json", "dedupe.json"] {
+        let legacy = name == "dedupe.json";
         for (way, bytes) in corruptions() {
             let dir = tempfile::tempdir().unwrap();
             let bot = seeded_with_token(&sim, dir.path()).await;
             let acct = FileStore::new(dir.path()).account_dir(&bot.bot_id);
-            assert!(acct.join(name).is_file(), "{name} exists before");
+            if legacy {
+                assert!(!acct.join(name).exists(), "{name} is written no more");
+                assert!(acct.join("dedupe.journal").is_file(), "the journal exists");
+            } else {
+                assert!(acct.join(name).is_file(), "{name} exists before");
+            }
             break_file(&acct.join(name), bytes);
             sim.user(USER).send_text(&bot.bot_id, "again").unwrap();
             let o = ilink(&sim, dir.path(), &["tail", "--max", "1"], None).await;
@@ -219,10 +237,87 @@ async fn corrupt_cursor_tokens_and_dedupe_files_are_moved_aside_and_tail_goes_on
             assert!(err.contains("lost"), "{name} {way}: {err}");
             assert_eq!(err.matches("is corrupt").count(), 1, "{name} {way}: {err}");
             assert!(!err.contains('\u{1b}'), "no colour codes: {err:?}");
-            // The file is valid again.
-            let v: Value =
-                serde_json::from_slice(&std::fs::read(acct.join(name)).unwrap()).unwrap();
-            assert_eq!(v["version"], 1, "{name} {way}");
+            if legacy {
+                // Not written again: the journal holds the tombstones, the new message's too.
+                assert!(!acct.join(name).exists(), "{name} {way}");
+                let keys = journal_keys(&acct);
+                assert_eq!(
+                    keys.iter().filter(|k| k.starts_with("m:")).count(),
+                    2,
+                    "{name} {way}: {keys:?}"
+                );
+            } else {
+                // The file is valid again.
+                let v: Value =
+                    serde_json::from_slice(&std::fs::read(acct.join(name)).unwrap()).unwrap();
+                assert_eq!(v["version"], 1, "{name} {way}");
+            }
+        }
+    }
+
+    // The journal, `dedupe.journal`: a damaged line (torn by a crash, or foreign bytes) is
+    // skipped and loses only itself: no warning, nothing moved aside, every other tombstone
+    // kept, the next append on a line of its own. A directory in its place is moved aside
+    // with the warning.
+    let name = "dedupe.journal";
+    for (way, bytes) in corruptions() {
+        let dir = tempfile::tempdir().unwrap();
+        let bot = seeded_with_token(&sim, dir.path()).await;
+        let acct = FileStore::new(dir.path()).account_dir(&bot.bot_id);
+        let path = acct.join(name);
+        assert!(path.is_file(), "{name} exists before");
+        let before = journal_keys(&acct);
+        // One tombstone per strong key of the message: its message_id among them.
+        assert_eq!(
+            before.iter().filter(|k| k.starts_with("m:")).count(),
+            1,
+            "{before:?}"
+        );
+        match bytes {
+            Some(bad) => {
+                // A foreign line first, the journal, then a torn append (no newline).
+                let good = std::fs::read(&path).unwrap();
+                std::fs::write(&path, [bad, b"\n", &good, bad].concat()).unwrap();
+                assert_eq!(journal_keys(&acct), before, "{way}");
+            }
+            None => break_file(&path, None),
+        }
+        sim.user(USER).send_text(&bot.bot_id, "again").unwrap();
+        let o = ilink(&sim, dir.path(), &["tail", "--max", "1"], None).await;
+        let err = text(&o.stderr);
+        assert_eq!(code(&o), 0, "{name} {way}: {err}");
+        let out = text(&o.stdout);
+        assert!(out.contains("\"again\""), "{name} {way}: {out}");
+        assert!(!out.contains("\"hi\""), "{name} {way}: {out}");
+        assert!(!err.contains('\u{1b}'), "no colour codes: {err:?}");
+        assert!(path.is_file(), "{name} {way}: a file again");
+        let after = journal_keys(&acct);
+        assert_eq!(
+            after.iter().filter(|k| k.starts_with("m:")).count(),
+            if bytes.is_some() { 2 } else { 1 },
+            "{name} {way}: {after:?}"
+        );
+        let aside = aside_copies(&acct, name);
+        if bytes.is_some() {
+            assert!(
+                before.iter().all(|k| after.contains(k)),
+                "{name} {way}: {before:?} -> {after:?}"
+            );
+            assert!(aside.is_empty(), "{name} {way}: {aside:?}");
+            assert!(!err.contains(name), "{name} {way}: no warning: {err}");
+        } else {
+            assert_eq!(aside.len(), 1, "{name} {way}: {aside:?}");
+            assert!(
+                err.contains(&format!("{name} was a directory")),
+                "{name} {way}: {err}"
+            );
+            assert!(err.contains(&aside[0]), "{name} {way}: {err}");
+            assert!(err.contains("lost"), "{name} {way}: {err}");
+            assert_eq!(
+                err.matches("moved it aside").count(),
+                1,
+                "{name} {way}: {err}"
+            );
         }
     }
 }
