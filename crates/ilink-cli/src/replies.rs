@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clap::{Args, Subcommand};
 use ilink_client::outbox::Overflow;
-use ilink_client::{Account, SendOutcome};
+use ilink_client::{Account, QueueReason, SendErrorKind, SendOutcome};
 
 use crate::NetArgs;
 use crate::error::{CliError, CliResult, Exit};
@@ -82,26 +82,38 @@ pub fn apply_policy(config: &mut ilink_client::ClientConfig, policy: &PolicyArgs
 
 /// Print one line per part of a text (`part i/n: delivered|accepted|queued …`), or with
 /// `json_lines` one JSON object per part: {"sent", "part", "parts", "status", "message_id",
-/// "client_id", "position"}. Exit 0 when every part was delivered, 6 when some wait in the
-/// queue, 4 when the server accepted a part without a `message_id`.
+/// "client_id", "position", "queued_because"}. Exit 0 when every part was delivered; 6 when
+/// some wait in the queue for the user's next message; 3 when some were queued because the
+/// session expired; 1 when some were queued because sending failed; 4 when the server
+/// accepted a part without a `message_id`.
 pub fn report_parts(outcomes: &[SendOutcome], what: &str, json_lines: bool) -> CliResult {
     let n = outcomes.len();
     let (mut queued, mut accepted_only) = (0, false);
+    let mut failure: Option<SendErrorKind> = None;
     for (i, o) in outcomes.iter().enumerate() {
         let part = if n > 1 {
             format!("{what} part {}/{n}", i + 1)
         } else {
             what.to_owned()
         };
-        let (status, position) = match o {
-            SendOutcome::Queued { position, .. } => {
+        let (status, position, because) = match o {
+            SendOutcome::Queued {
+                position, reason, ..
+            } => {
                 queued += 1;
-                ("queued", Some(*position))
+                let because = match reason {
+                    QueueReason::Failed(kind) => {
+                        failure.get_or_insert(*kind);
+                        "sending failed"
+                    }
+                    _ => "reply window",
+                };
+                ("queued", Some(*position), Some(because))
             }
-            o if o.message_id().is_some() => ("delivered", None),
+            o if o.message_id().is_some() => ("delivered", None, None),
             _ => {
                 accepted_only = true;
-                ("accepted", None)
+                ("accepted", None, None)
             }
         };
         if json_lines {
@@ -115,17 +127,42 @@ pub fn report_parts(outcomes: &[SendOutcome], what: &str, json_lines: bool) -> C
                     "message_id": o.message_id().map(|id| id.as_str().to_owned()),
                     "client_id": o.client_id(),
                     "position": position,
+                    "queued_because": because,
                 })
             );
             continue;
         }
-        match (status, position, o.message_id()) {
-            ("queued", Some(p), _) => {
-                println!("queued {part} (position {p}): sent when the user writes next");
-            }
-            (_, _, Some(id)) => println!("delivered {part} (message_id {})", id.as_str()),
-            _ => println!("accepted {part} without a message_id"),
+        match (position, o.message_id()) {
+            (Some(p), _) => println!(
+                "queued {part} (position {p}, {}): kept in the state directory",
+                because.unwrap_or("reply window")
+            ),
+            (None, Some(id)) => println!("delivered {part} (message_id {})", id.as_str()),
+            (None, None) => println!("accepted {part} without a message_id"),
         }
+    }
+    if let Some(kind) = failure {
+        return Err(match kind {
+            SendErrorKind::StaleToken | SendErrorKind::SessionExpired => CliError::new(
+                Exit::Auth,
+                format!(
+                    "{queued} of {n} part(s) are queued: the session expired or the token is \
+                     stale (code -14)"
+                ),
+            )
+            .hint(
+                "run `ilink login` again; the queued parts go out, in order, with \
+                 `ilink queue flush --to USER` or when the user writes and `ilink echo` runs",
+            ),
+            _ => CliError::new(
+                Exit::Failure,
+                format!("{queued} of {n} part(s) are queued: sending failed (network or server)"),
+            )
+            .hint(
+                "check the server with `ilink doctor`; `ilink queue flush --to USER` sends the \
+                 queued parts again with the same client_id (the server drops a copy it has)",
+            ),
+        });
     }
     if accepted_only {
         return Err(CliError::new(

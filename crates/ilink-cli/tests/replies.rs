@@ -123,7 +123,9 @@ async fn a_100k_cjk_text_file_goes_out_whole_across_windows() {
         10
     );
     assert!(
-        out.contains(&format!("queued text part 11/{parts} (position 0)")),
+        out.contains(&format!(
+            "queued text part 11/{parts} (position 0, reply window)"
+        )),
         "{out}"
     );
     assert!(text(&o.stderr).contains("queued"), "{}", text(&o.stderr));
@@ -243,7 +245,7 @@ async fn text_from_stdin_all_or_nothing_and_empty_texts() {
 }
 
 #[test]
-fn sim_help_documents_the_text_cap_and_exit_5() {
+fn sim_help_documents_the_text_cap_and_exit_6() {
     let o = std::process::Command::new(BIN)
         .args(["sim", "--help"])
         .output()
@@ -255,7 +257,7 @@ fn sim_help_documents_the_text_cap_and_exit_5() {
         .arg("--help")
         .output()
         .unwrap();
-    assert!(text(&o.stdout).contains("5  queued"), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("6  queued"), "{}", text(&o.stdout));
     let o = std::process::Command::new(BIN)
         .args(["send", "--help"])
         .output()

@@ -39,7 +39,7 @@ pub use login::{
 pub use markdown::filter_markdown;
 pub use media::{CheckedMedia, MediaLimits, MediaSend, MediaType};
 pub use outbox::{Budget, Overflow, ReplyPolicy};
-pub use send::{MediaProblem, SendError, SendErrorKind, SendOutcome};
+pub use send::{MediaProblem, QueueReason, SendError, SendErrorKind, SendOutcome};
 pub use store::{
     ConsumerLock, Credentials, FileStore, MemoryStore, StateStore, normalize_account_id,
 };

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::Account;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::MessageContext;
-use crate::send::{SendError, SendErrorKind, SendOutcome};
+use crate::send::{QueueReason, SendError, SendErrorKind, SendOutcome};
 
 /// What to do with a text that needs more messages than the reply budget allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1053,6 +1053,9 @@ impl Account {
         let st = self.outbox().map_err(SendError::from_error)?;
         let mut out = Vec::with_capacity(ids.len());
         let mut refused = false;
+        let reason = err
+            .as_ref()
+            .map_or(QueueReason::Window, |e| QueueReason::Failed(e.kind()));
         for id in ids {
             if let Some(o) = report.sent.iter().find(|o| o.client_id() == id) {
                 out.push(o.clone());
@@ -1060,6 +1063,7 @@ impl Account {
                 out.push(SendOutcome::Queued {
                     client_id: id.clone(),
                     position,
+                    reason,
                 });
             } else {
                 match st.part_state(id) {
@@ -1079,7 +1083,8 @@ impl Account {
             return Err(e.with_sent(out));
         }
         if let Some(e) = err {
-            tracing::warn!(account = %self.id(), error = %e, "sending stopped; the rest stays queued");
+            // The caller sees it in each queued outcome's reason.
+            tracing::debug!(account = %self.id(), error = %e, "sending stopped; the rest stays queued");
         }
         Ok(out)
     }

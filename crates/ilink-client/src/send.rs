@@ -31,7 +31,23 @@ pub enum SendOutcome {
         client_id: String,
         /// Messages ahead of it in the queue (0: the next to go).
         position: usize,
+        /// Why it was queued rather than sent.
+        reason: QueueReason,
     },
+}
+
+/// Why a message was queued ([`SendOutcome::Queued`]) rather than sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueueReason {
+    /// The reply budget of the user's window is used up, the window is closed, or the server
+    /// kept throttling (`ret:-2`): it goes out, in order, when the user writes next.
+    Window,
+    /// Sending failed (the session expired or the token is stale, the network or the server
+    /// failed): it is kept, retried in the background for a while, and sent at the latest
+    /// when the user writes next. The kind says what failed; a `StaleToken` or
+    /// `SessionExpired` needs a new login first.
+    Failed(SendErrorKind),
 }
 
 impl SendOutcome {

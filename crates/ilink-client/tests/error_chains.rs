@@ -187,8 +187,13 @@ async fn client_errors_read_once_on_every_failure_path() {
     let e = account.send_text(user, "x").await.unwrap_err();
     assert!(e.is_throttled());
     assert_reads_once("SendError (refused)", &e);
+    // A text that meets a 5xx stays queued (`SendOutcome::Queued` with the failure as its
+    // reason); one item sent on its own reports the failure as an error.
     sim.inject_fault(Endpoint::SendMessage, Fault::Status(500), 1);
-    let e = account.send_text(user, "x").await.unwrap_err();
+    let e = account
+        .send_item(user, ilink_client::proto::MessageItem::text("x"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), SendErrorKind::Transport);
     let l = assert_reads_once("SendError (HTTP 500)", &e);
     assert!(l.len() >= 2, "{l:?}");
