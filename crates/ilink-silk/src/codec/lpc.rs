@@ -125,9 +125,8 @@ pub(crate) fn nlsf_to_lpc(a: &mut [i16], nlsf: &[i32]) {
     let dd = d / 2;
     let mut p = [0i32; MAX_LPC_ORDER / 2 + 1];
     let mut q = [0i32; MAX_LPC_ORDER / 2 + 1];
-    let even: Vec<i32> = cos[..d].to_vec();
-    find_poly(&mut p, &even, dd);
-    find_poly(&mut q, &even[1..], dd);
+    find_poly(&mut p, &cos[..d], dd);
+    find_poly(&mut q, &cos[1..d], dd);
     let mut a32 = [0i32; MAX_LPC_ORDER];
     for k in 0..dd {
         let pt = p[k + 1].wrapping_add(p[k]);
