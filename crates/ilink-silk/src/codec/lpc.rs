@@ -268,3 +268,40 @@ pub(crate) fn nlsf_to_lpc_stable(a: &mut [i16], nlsf: &[i32]) {
         a.fill(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stabilize_enforces_minimum_spacing() {
+        let dmin = [100, 50, 50, 50, 100];
+        let mut nlsf = [10, 20, 20, 40000];
+        nlsf_stabilize(&mut nlsf, &dmin);
+        assert!(nlsf[0] >= dmin[0]);
+        for i in 1..4 {
+            assert!(nlsf[i] - nlsf[i - 1] >= dmin[i], "{nlsf:?}");
+        }
+        assert!(nlsf[3] <= (1 << 15) - dmin[4]);
+    }
+
+    #[test]
+    fn evenly_spaced_nlsfs_give_a_stable_filter() {
+        let nlsf: Vec<i32> = (1..=16).map(|i| i * 32767 / 17).collect();
+        let mut a = [0i16; 16];
+        nlsf_to_lpc_stable(&mut a, &nlsf);
+        assert!(inverse_pred_gain(&a).is_some());
+        // Flat spectrum: close to no prediction at all.
+        assert!(a.iter().all(|&c| c.abs() < 200), "{a:?}");
+    }
+
+    #[test]
+    fn an_unstable_filter_is_detected() {
+        let mut a = [0i16; 10];
+        a[0] = 4095 * 2; // a pole outside the unit circle
+        assert!(inverse_pred_gain(&a).is_none());
+        let mut b = a;
+        bwexpander(&mut b, 32768);
+        assert!(inverse_pred_gain(&b).is_some());
+    }
+}
