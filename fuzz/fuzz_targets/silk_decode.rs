@@ -1,5 +1,6 @@
 //! SILK framing and decoding of untrusted voice bytes (inbound `voice_item` media after
-//! decryption): the Rust framing parser and the C decoder behind it.
+//! decryption): the Rust framing parser and the Rust decoder behind it (the differential
+//! comparison with the C decoder is `silk_decode_diff`).
 //!
 //! Run with AddressSanitizer on the C code too: `cargo xtask fuzz silk_decode` builds the
 //! SILK SDK with `CFLAGS=-fsanitize=address`.

@@ -276,6 +276,27 @@ proptest! {
         p.push(garbage);
         assert_same(&stream(&p), 24_000, "garbage");
     }
+
+    /// Packets at the SDK's 1024-byte limit, then short ones: the reference reads up to 4
+    /// bytes past a packet from its internal buffer (stale bytes of longer packets, and past
+    /// its end the decoder state that follows it); so must we.
+    #[test]
+    fn long_then_short_packets_match(
+        filler in proptest::collection::vec(any::<u8>(), 1024),
+        len in 1015usize..=1024,
+        cut in 1usize..60,
+    ) {
+        let mut p = packets(&read("ilink_tencent_24k.silk"));
+        p.truncate(6);
+        // A real frame, then junk up to `len` bytes (the decoder stops after the frame).
+        let mut long = p[4].clone();
+        long.extend_from_slice(&filler[long.len()..len]);
+        p.push(long);
+        let mut short = p[5].clone();
+        short.truncate(cut);
+        p.push(short);
+        assert_same(&stream(&p), 24_000, "long then short");
+    }
 }
 
 /// Writes the seeds of the `silk_decode_diff` fuzz target (run by hand:

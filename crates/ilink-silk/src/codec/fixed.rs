@@ -216,3 +216,48 @@ pub(crate) fn sum_sqr_shift(x: &[i16]) -> (i32, i32) {
     }
     (nrg, shft)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The two-halves multiply is the floor of the exact 48-bit product over 2^16.
+        #[test]
+        fn smulwb_is_floor_of_exact_product(a in any::<i32>(), b in any::<i16>()) {
+            let exact = (i64::from(a) * i64::from(b)).div_euclid(1 << 16);
+            prop_assert_eq!(i64::from(smulwb(a, i32::from(b))), exact);
+        }
+
+        #[test]
+        fn rshift_round_rounds_half_up(a in -(1i32 << 30)..(1 << 30), s in 1u32..20) {
+            let exact = (f64::from(a) / f64::from(1u32 << s) + 0.5).floor() as i32;
+            prop_assert_eq!(rshift_round(a, s), exact);
+        }
+    }
+
+    #[test]
+    fn inverse_and_division_are_close_to_exact() {
+        for b in [1, 3, 100, 65_536, 1 << 20, 123_456_789] {
+            let approx = i64::from(inverse32_var_q(b, 32));
+            let exact = (1i64 << 32) / i64::from(b);
+            assert!(
+                (approx - exact.min(i64::from(i32::MAX))).abs() <= exact / 1000 + 2,
+                "{b}"
+            );
+        }
+        assert!((div32_var_q(1 << 16, 1 << 16, 16) - (1 << 16)).abs() <= 1);
+        assert!((div32_var_q(3 << 20, 1 << 20, 16) - (3 << 16)).abs() <= 3);
+        assert_eq!(log2lin(7 << 7), 128);
+        assert_eq!(log2lin(-1), 0);
+        assert_eq!(log2lin(31 << 7), i32::MAX);
+    }
+
+    #[test]
+    fn energy_of_a_constant_signal() {
+        assert_eq!(sum_sqr_shift(&[100; 10]), (100_000, 0));
+        let (e, shift) = sum_sqr_shift(&[i16::MAX; 480]);
+        assert!(e > 0 && e < 1 << 30 && shift > 0);
+    }
+}

@@ -125,9 +125,8 @@ pub(crate) fn nlsf_to_lpc(a: &mut [i16], nlsf: &[i32]) {
     let dd = d / 2;
     let mut p = [0i32; MAX_LPC_ORDER / 2 + 1];
     let mut q = [0i32; MAX_LPC_ORDER / 2 + 1];
-    let even: Vec<i32> = cos[..d].to_vec();
-    find_poly(&mut p, &even, dd);
-    find_poly(&mut q, &even[1..], dd);
+    find_poly(&mut p, &cos[..d], dd);
+    find_poly(&mut q, &cos[1..d], dd);
     let mut a32 = [0i32; MAX_LPC_ORDER];
     for k in 0..dd {
         let pt = p[k + 1].wrapping_add(p[k]);
@@ -267,5 +266,42 @@ pub(crate) fn nlsf_to_lpc_stable(a: &mut [i16], nlsf: &[i32]) {
     }
     if i == 20 {
         a.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stabilize_enforces_minimum_spacing() {
+        let dmin = [100, 50, 50, 50, 100];
+        let mut nlsf = [10, 20, 20, 40000];
+        nlsf_stabilize(&mut nlsf, &dmin);
+        assert!(nlsf[0] >= dmin[0]);
+        for i in 1..4 {
+            assert!(nlsf[i] - nlsf[i - 1] >= dmin[i], "{nlsf:?}");
+        }
+        assert!(nlsf[3] <= (1 << 15) - dmin[4]);
+    }
+
+    #[test]
+    fn evenly_spaced_nlsfs_give_a_stable_filter() {
+        let nlsf: Vec<i32> = (1..=16).map(|i| i * 32767 / 17).collect();
+        let mut a = [0i16; 16];
+        nlsf_to_lpc_stable(&mut a, &nlsf);
+        assert!(inverse_pred_gain(&a).is_some());
+        // Flat spectrum: close to no prediction at all.
+        assert!(a.iter().all(|&c| c.abs() < 200), "{a:?}");
+    }
+
+    #[test]
+    fn an_unstable_filter_is_detected() {
+        let mut a = [0i16; 10];
+        a[0] = 4095 * 2; // a pole outside the unit circle
+        assert!(inverse_pred_gain(&a).is_none());
+        let mut b = a;
+        bwexpander(&mut b, 32768);
+        assert!(inverse_pred_gain(&b).is_some());
     }
 }

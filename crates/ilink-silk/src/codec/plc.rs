@@ -10,7 +10,7 @@ use super::fixed::{
 };
 use super::lpc::{bwexpander, inverse_pred_gain_raw, nlsf_to_lpc_stable};
 use super::params::FrameParams;
-use super::synth::{lpc_pred, ltp_pred};
+use super::synth::{lpc_synthesis_q14, ltp_pred};
 use super::{Decoder, LTP_ORDER, MAX_FRAME_LENGTH, MAX_LPC_ORDER, NB_SUBFR, SIG_TYPE_VOICED};
 
 const BWE_COEF_Q16: i32 = 64880;
@@ -243,13 +243,14 @@ impl Decoder {
         }
 
         let a = self.plc.prev_lpc_q12;
+        let exc = sig_q10;
         for k in 0..NB_SUBFR {
-            for i in 0..sl {
-                let pred = lpc_pred(&self.s_lpc_q14, MAX_LPC_ORDER + i, &a[..order]);
-                let v = sig_q10[k * sl + i].wrapping_add(pred);
-                sig_q10[k * sl + i] = v;
-                self.s_lpc_q14[MAX_LPC_ORDER + i] = v.wrapping_shl(4);
-            }
+            lpc_synthesis_q14(
+                &mut self.s_lpc_q14,
+                &exc[k * sl..(k + 1) * sl],
+                &a[..order],
+                &mut sig_q10[k * sl..(k + 1) * sl],
+            );
             self.s_lpc_q14.copy_within(sl..sl + MAX_LPC_ORDER, 0);
         }
         let gain = self.plc.prev_gain_q16[NB_SUBFR - 1];

@@ -122,24 +122,23 @@ impl Resampler {
             while index_q16 < max_index_q16 {
                 let table_index = smulwb(index_q16 & 0xFFFF, 144) as usize;
                 let p = (index_q16 >> 16) as usize;
-                let x = |k: usize| i32::from(buf.get(p + k).copied().unwrap_or(0));
-                let c = |row: usize, k: usize| {
-                    i32::from(
-                        t::RESAMPLER_FRAC_FIR_144
-                            .get(row * 3 + k)
-                            .copied()
-                            .unwrap_or(0),
-                    )
-                };
                 let mirror = 143usize.saturating_sub(table_index);
-                let mut res_q15 = smulbb(x(0), c(table_index, 0));
-                res_q15 = smlabb(res_q15, x(1), c(table_index, 1));
-                res_q15 = smlabb(res_q15, x(2), c(table_index, 2));
-                res_q15 = smlabb(res_q15, x(3), c(mirror, 2));
-                res_q15 = smlabb(res_q15, x(4), c(mirror, 1));
-                res_q15 = smlabb(res_q15, x(5), c(mirror, 0));
-                if let Some(o) = out.get_mut(written) {
-                    *o = sat16(rshift_round(res_q15, 15));
+                let fir = &t::RESAMPLER_FRAC_FIR_144;
+                if let (Some(x), Some(c), Some(m)) = (
+                    buf.get(p..p + 6),
+                    fir.get(table_index * 3..table_index * 3 + 3),
+                    fir.get(mirror * 3..mirror * 3 + 3),
+                ) {
+                    let x = |k: usize| i32::from(x[k]);
+                    let mut res_q15 = smulbb(x(0), i32::from(c[0]));
+                    res_q15 = smlabb(res_q15, x(1), i32::from(c[1]));
+                    res_q15 = smlabb(res_q15, x(2), i32::from(c[2]));
+                    res_q15 = smlabb(res_q15, x(3), i32::from(m[2]));
+                    res_q15 = smlabb(res_q15, x(4), i32::from(m[1]));
+                    res_q15 = smlabb(res_q15, x(5), i32::from(m[0]));
+                    if let Some(o) = out.get_mut(written) {
+                        *o = sat16(rshift_round(res_q15, 15));
+                    }
                 }
                 written += 1;
                 index_q16 = index_q16.wrapping_add(inc);
