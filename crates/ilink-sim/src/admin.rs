@@ -121,7 +121,7 @@ fn route(shared: &Arc<Shared>, inc: &Incoming2) -> Result<Reply, Reply> {
                         "token": b.account.token,
                         "user_id": b.account.user_id,
                         "stale": b.stale,
-                        "inbox_len": b.inbox.len(),
+                        "inbox_len": b.stream_len(),
                         "acked": b.acked,
                         "notify_started": b.notify_started,
                         "notify_stopped": b.notify_stopped,
@@ -214,6 +214,7 @@ fn route(shared: &Arc<Shared>, inc: &Incoming2) -> Result<Reply, Reply> {
             to_json(&v)
         }
         (&Method::GET, ["dropped"]) => to_json(&shared.lock().dropped),
+        (&Method::GET, ["memory"]) => to_json(&shared.lock().retention_stats()),
         (&Method::GET, ["uploads"]) => to_json(&shared.lock().uploads),
         (&Method::GET, ["requests"]) => to_json(&shared.lock().requests),
         (&Method::DELETE, ["requests"]) => {

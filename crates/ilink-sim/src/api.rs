@@ -11,7 +11,7 @@ use crate::config::UploadUrlMode;
 use crate::fault::{Endpoint, Fault};
 use crate::model::{DropReason, TypingEvent, TypingState, UploadRecord};
 use crate::server::{Incoming2, Reply};
-use crate::state::{AuthError, CdnObject, PendingUpload, Shared, stale_token_body};
+use crate::state::{AuthError, PendingUpload, Shared, stale_token_body};
 use crate::wire;
 
 fn is_hex32(s: &str) -> bool {
@@ -218,7 +218,7 @@ fn send_typing(
         .unwrap_or("");
     let mut st = shared.lock();
     let valid = st.ticket_valid(ticket, bot_id, user);
-    st.typing_events.push(TypingEvent {
+    st.push_typing_event(TypingEvent {
         bot_id: bot_id.to_owned(),
         user_id: user.to_owned(),
         state,
@@ -242,6 +242,10 @@ fn get_upload_url(shared: &Arc<Shared>, body: &Value, problems: &mut Vec<String>
         problems.push("getuploadurl: no to_user_id".to_owned());
         return Reply::json(shared, &json!({"ret": -1}));
     };
+    if shared.config.check_upload_recipient && !wire::is_wechat_user_id(to_user_id) {
+        problems.push("getuploadurl: to_user_id is not a WeChat user id (…@im.wechat)".to_owned());
+        return Reply::json(shared, &json!({"ret": -1}));
+    }
     let Some(filekey) = non_empty(body, "filekey") else {
         return invalid(problems, "no filekey");
     };
@@ -279,7 +283,7 @@ fn get_upload_url(shared: &Arc<Shared>, body: &Value, problems: &mut Vec<String>
     st.upload_url_calls += 1;
     let taskid = st.rng.next_u64() >> 11;
     let coin = st.rng.below(2) == 0;
-    st.pending_uploads.insert(
+    st.insert_upload_grant(
         param.clone(),
         PendingUpload {
             filekey: filekey.to_owned(),
@@ -336,7 +340,9 @@ async fn cdn_upload(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
         };
         (record, p.rawfilemd5.clone(), p.key.clone())
     };
-    let error = if inc.query("filekey") != Some(record.filekey.as_str()) {
+    let error = if !shared.config.upload_checks {
+        None
+    } else if inc.query("filekey") != Some(record.filekey.as_str()) {
         Some("filekey does not match getuploadurl".to_owned())
     } else if inc.body.len() as u64 != record.filesize {
         Some(format!(
@@ -367,18 +373,13 @@ async fn cdn_upload(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
     let mut st = shared.lock();
     if let Some(e) = error {
         record.error = Some(e.clone());
-        st.uploads.push(record);
+        st.push_upload(record);
         return Reply::cdn_error(400, &e);
     }
     let download_param = st.rng.b64(72);
-    st.cdn.insert(
-        download_param.clone(),
-        CdnObject {
-            ciphertext: inc.body.clone(),
-        },
-    );
+    st.insert_cdn_object(download_param.clone(), inc.body.clone());
     record.download_param = Some(download_param.clone());
-    st.uploads.push(record);
+    st.push_upload(record);
     Reply {
         status: 200,
         headers: vec![("x-encrypted-param", download_param)],

@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod bounded;
 mod clock;
 mod config;
 mod error;
@@ -13,6 +14,7 @@ mod rng;
 mod server;
 mod state;
 mod user;
+mod voice;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,7 +27,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::config::{BurstPolicy, FullUrlMode, SimConfig, UploadUrlMode};
+pub use crate::bounded::{Cap, ListStats, Retention};
+pub use crate::config::{
+    AccessToken, BurstPolicy, BurstScope, FullUrlMode, SimConfig, UploadUrlMode,
+};
 pub use crate::error::SimError;
 pub use crate::fault::{Endpoint, Fault};
 pub use crate::model::{
@@ -34,6 +39,7 @@ pub use crate::model::{
 };
 pub use crate::qr::{QrSessionInfo, QrStep};
 pub use crate::user::ScriptedUser;
+pub use crate::voice::{VoiceCodec, VoiceCodecRef};
 
 use crate::clock::Clock;
 use crate::state::{Shared, State};
@@ -101,6 +107,7 @@ impl Sim {
             state: Mutex::new(state),
             inbox_changed: tokio::sync::Notify::new(),
             activity: tokio::sync::Notify::new(),
+            changes: watch::channel(0).0,
         });
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(server::run(listener, Arc::clone(&shared), rx));
@@ -200,17 +207,18 @@ impl Sim {
             .push_raw(bot_id, message)
             .ok_or_else(|| SimError::UnknownBot(bot_id.to_owned()))?;
         self.shared.inbox_changed.notify_waiters();
+        self.shared.touch();
         Ok(seq)
     }
 
     /// Every inbound message scripted users sent, oldest first.
     pub fn inbound(&self) -> Vec<Inbound> {
-        self.shared.lock().inbound.clone()
+        self.shared.lock().inbound.to_vec()
     }
 
     /// Everything the emulator delivered, oldest first.
     pub fn delivered(&self) -> Vec<Delivered> {
-        self.shared.lock().delivered.clone()
+        self.shared.lock().delivered.to_vec()
     }
 
     /// Messages delivered to `user_id`, oldest first.
@@ -226,12 +234,12 @@ impl Sim {
 
     /// sendmessage requests that were answered but not delivered, with the reason.
     pub fn dropped(&self) -> Vec<Dropped> {
-        self.shared.lock().dropped.clone()
+        self.shared.lock().dropped.to_vec()
     }
 
     /// Every CDN upload attempt.
     pub fn uploads(&self) -> Vec<UploadRecord> {
-        self.shared.lock().uploads.clone()
+        self.shared.lock().uploads.to_vec()
     }
 
     /// The latest typing state `sendtyping` set for `user_id` (with a valid ticket).
@@ -241,13 +249,19 @@ impl Sim {
 
     /// Every `sendtyping` call, oldest first.
     pub fn typing_events(&self) -> Vec<TypingEvent> {
-        self.shared.lock().typing_events.clone()
+        self.shared.lock().typing_events.to_vec()
     }
 
     /// Requests received (admin API excluded), oldest first; the newest
     /// [`SimConfig::max_logged_requests`] are kept.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().requests.iter().cloned().collect()
+        self.shared.lock().requests.to_vec()
+    }
+
+    /// What every bounded list holds now, its cap, and what it dropped to stay under the cap
+    /// ([`SimConfig::retention`]). Served as `GET /_sim/memory`.
+    pub fn retention_stats(&self) -> Vec<ListStats> {
+        self.shared.lock().retention_stats()
     }
 
     /// Forgets the request log.
@@ -378,7 +392,7 @@ fn bot_status(b: &state::Bot) -> BotStatus {
     BotStatus {
         account: b.account.clone(),
         stale: b.stale,
-        inbox_len: b.inbox.len() as u64,
+        inbox_len: b.stream_len(),
         acked: b.acked,
         notify_started: b.notify_started,
         notify_stopped: b.notify_stopped,

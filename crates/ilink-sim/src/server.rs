@@ -279,9 +279,7 @@ async fn handle(
             problems,
             at_ms: now,
         };
-        shared
-            .lock()
-            .log_request(record, shared.config.max_logged_requests)
+        shared.lock().log_request(record)
     };
     let Some(endpoint) = endpoint else {
         return Ok(into_response(Reply::text(404, "not found"), false));
