@@ -36,9 +36,9 @@ const MIB: usize = 1024 * 1024;
 /// How much the emulator remembers: one [`Cap`] per list ([`SimConfig::retention`](crate::SimConfig::retention)).
 ///
 /// Nothing here is a protocol fact: these bound the emulator's own memory. The defaults keep
-/// far more than any test reads (100,000 records of each kind) and bound the process at
-/// roughly 1.5 GiB in the worst case of every list full at its byte cap; a soak of a million
-/// messages stays flat (BENCHMARKS.md). What was dropped is counted in
+/// more than any test reads (20,000 records of each kind, 20,000 messages per bot's update
+/// stream) and cap the lists at about 400 MiB of records plus 1 GiB of CDN objects; a soak of a
+/// million messages stays flat (BENCHMARKS.md). What was dropped is counted in
 /// [`Sim::retention_stats`](crate::Sim::retention_stats) and `GET /_sim/memory`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
@@ -72,19 +72,19 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        let records = Cap::new(100_000, 256 * MIB);
+        let records = Cap::new(20_000, 64 * MIB);
         Self {
             inbound: records,
             delivered: records,
-            dropped: Cap::new(100_000, 64 * MIB),
-            typing_events: Cap::new(100_000, 16 * MIB),
-            uploads: Cap::new(10_000, 16 * MIB),
-            requests: Cap::new(100_000, 128 * MIB),
-            inbox: Cap::new(100_000, 256 * MIB),
+            dropped: records,
+            typing_events: Cap::new(20_000, 8 * MIB),
+            uploads: Cap::new(10_000, 8 * MIB),
+            requests: Cap::new(10_000, 64 * MIB),
+            inbox: Cap::new(20_000, 64 * MIB),
             cdn: Cap::new(10_000, 1024 * MIB),
             upload_grants: Cap::new(10_000, 16 * MIB),
-            context_tokens: Cap::new(200_000, 64 * MIB),
-            client_ids: Cap::new(200_000, 32 * MIB),
+            context_tokens: Cap::new(50_000, 16 * MIB),
+            client_ids: Cap::new(50_000, 8 * MIB),
             qr_sessions: Cap::new(1_000, 4 * MIB),
         }
     }
@@ -280,18 +280,24 @@ pub(crate) fn str_size(s: &str) -> usize {
     s.len() + 24
 }
 
-/// Heap bytes a JSON value holds, estimated (serde_json's `Value` and map nodes).
+/// Bytes a JSON value holds, estimated from serde_json's layout: a `Value` is 32 bytes inline,
+/// strings and arrays own a heap buffer, and a map (a `BTreeMap`) holds its entries in nodes of
+/// 11 slots of about 600 bytes each.
 pub(crate) fn json_size(v: &Value) -> usize {
-    const NODE: usize = 32;
+    32 + json_heap(v)
+}
+
+fn json_heap(v: &Value) -> usize {
+    const NODE: usize = 640;
     match v {
-        Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
-        Value::String(s) => NODE + s.len(),
-        Value::Array(a) => NODE + a.iter().map(json_size).sum::<usize>(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.len() * 32 + a.iter().map(json_heap).sum::<usize>(),
         Value::Object(o) => {
-            NODE + o
-                .iter()
-                .map(|(k, v)| str_size(k) + json_size(v) + 16)
-                .sum::<usize>()
+            o.len().div_ceil(11).max(1) * NODE
+                + o.iter()
+                    .map(|(k, v)| k.len() + json_heap(v))
+                    .sum::<usize>()
         }
     }
 }
