@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod fault;
 mod model;
+mod page;
 mod qr;
 mod rng;
 mod server;
@@ -100,7 +101,16 @@ impl Sim {
             .local_addr()
             .map_err(|source| SimError::Bind { addr, source })?;
         let state = State::new(&config);
+        // Never open to the network without a secret.
+        let access_token = config.access_token.clone().or_else(|| {
+            (!local.ip().is_loopback()).then(|| {
+                let mut raw = [0u8; 18];
+                let _ = getrandom::fill(&mut raw);
+                config::AccessToken::new(hex::encode(raw))
+            })
+        });
         let shared = Arc::new(Shared {
+            access_token,
             config,
             clock: Clock::new(),
             addr: local,
@@ -141,6 +151,21 @@ impl Sim {
     /// configured path prefix). Endpoints are `ilink/bot/...` relative to it.
     pub fn base_url(&self) -> String {
         self.shared.base_url()
+    }
+
+    /// The web page that plays the phone: `http://127.0.0.1:PORT/`, with `?token=…` when the
+    /// emulator requires an access token (not on loopback).
+    pub fn page_url(&self) -> String {
+        match &self.shared.access_token {
+            Some(t) => format!("http://{}/?token={}", self.shared.host(), t.expose()),
+            None => format!("http://{}/", self.shared.host()),
+        }
+    }
+
+    /// The access token the web page and the admin API require, if any: the configured
+    /// [`SimConfig::access_token`], or a random one when listening on a non-loopback address.
+    pub fn access_token(&self) -> Option<&AccessToken> {
+        self.shared.access_token.as_ref()
     }
 
     /// The CDN base URL: `http://127.0.0.1:PORT/c2c` (append `/upload`, `/download`).

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) activity: Notify,
     /// Bumped after every change a watcher (the web page's event stream) may want to see.
     pub(crate) changes: tokio::sync::watch::Sender<u64>,
+    /// The token the page and admin API require (set when not on loopback).
+    pub(crate) access_token: Option<crate::config::AccessToken>,
 }
 
 impl std::fmt::Debug for Shared {
