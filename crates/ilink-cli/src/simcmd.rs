@@ -135,7 +135,12 @@ pub struct SimArgs {
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     host: IpAddr,
     /// The access token the web page and admin API require when not on loopback.
-    #[arg(long, env = "ILINK_SIM_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ILINK_SIM_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     access_token: Option<String>,
     /// Print the web page's URL first (the page plays the phone: QR logins, chats, faults).
     #[arg(long)]

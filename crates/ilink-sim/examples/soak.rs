@@ -130,7 +130,9 @@ async fn main() -> io::Result<()> {
         });
         let answer = conn.post("sendmessage", &reply).await?;
         if !answer["message_id"].is_u64() {
-            return Err(io::Error::other(format!("message {i} not delivered: {answer}")));
+            return Err(io::Error::other(format!(
+                "message {i} not delivered: {answer}"
+            )));
         }
         if i % 100 == 99 {
             let r = conn

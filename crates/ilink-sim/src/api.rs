@@ -54,9 +54,11 @@ pub(crate) async fn dispatch(
             });
             let answer = stale_token_body();
             if endpoint == Endpoint::SendMessage {
-                shared.lock().record_unprocessed_send(
+                let mut st = shared.lock();
+                let bot = st.bot_of_token(token);
+                st.record_unprocessed_send(
                     DropReason::StaleToken,
-                    None,
+                    bot.as_deref(),
                     &body,
                     answer.clone(),
                     now,

@@ -295,9 +295,7 @@ fn json_heap(v: &Value) -> usize {
         Value::Array(a) => a.len() * 32 + a.iter().map(json_heap).sum::<usize>(),
         Value::Object(o) => {
             o.len().div_ceil(11).max(1) * NODE
-                + o.iter()
-                    .map(|(k, v)| k.len() + json_heap(v))
-                    .sum::<usize>()
+                + o.iter().map(|(k, v)| k.len() + json_heap(v)).sum::<usize>()
         }
     }
 }

@@ -256,7 +256,11 @@ fn safe_file_name(name: &str) -> String {
             }
         })
         .collect();
-    if s.is_empty() { "file.bin".to_owned() } else { s }
+    if s.is_empty() {
+        "file.bin".to_owned()
+    } else {
+        s
+    }
 }
 
 /// `GET /_sim/ui/media/{message_id}[?as=wav|download]`: the decrypted media of a message the
@@ -281,7 +285,10 @@ pub(crate) fn media(shared: &Arc<Shared>, id: &str, inc: &Incoming2) -> Reply {
             })
     };
     let Some(item) = item else {
-        return Reply::admin_json(404, &json!({"error": "no such message (or dropped by the cap)"}));
+        return Reply::admin_json(
+            404,
+            &json!({"error": "no such message (or dropped by the cap)"}),
+        );
     };
     let bytes = match crate::user::download(shared, &item) {
         Ok(b) => b,
@@ -344,7 +351,10 @@ pub(crate) fn encode_voice(shared: &Shared, audio_base64: &str) -> Result<(Vec<u
         ));
     };
     codec.0.encode(&audio).map_err(|e| {
-        Reply::admin_json(422, &json!({"error": format!("cannot encode the audio: {e}")}))
+        Reply::admin_json(
+            422,
+            &json!({"error": format!("cannot encode the audio: {e}")}),
+        )
     })
 }
 

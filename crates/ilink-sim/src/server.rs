@@ -128,19 +128,28 @@ fn event_stream(shared: &Arc<Shared>) -> Response<SimBody> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let mut changes = shared.changes.subscribe();
     tokio::spawn(async move {
-        if tx.send(Bytes::from_static(b"retry: 1000\n\nevent: change\ndata: 0\n\n")).await.is_err() {
+        if tx
+            .send(Bytes::from_static(
+                b"retry: 1000\n\nevent: change\ndata: 0\n\n",
+            ))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
-            let msg = match tokio::time::timeout(std::time::Duration::from_secs(15), changes.changed()).await {
-                Ok(Err(_)) => return, // the emulator stopped
-                Ok(Ok(())) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    let n = *changes.borrow_and_update();
-                    Bytes::from(format!("event: change\ndata: {n}\n\n"))
-                }
-                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-            };
+            let msg =
+                match tokio::time::timeout(std::time::Duration::from_secs(15), changes.changed())
+                    .await
+                {
+                    Ok(Err(_)) => return, // the emulator stopped
+                    Ok(Ok(())) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        let n = *changes.borrow_and_update();
+                        Bytes::from(format!("event: change\ndata: {n}\n\n"))
+                    }
+                    Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                };
             if tx.send(msg).await.is_err() {
                 return;
             }
@@ -384,9 +393,14 @@ async fn handle(
             if endpoint == Endpoint::SendMessage {
                 let answered = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
                 let raw = inc.json();
-                shared.lock().record_unprocessed_send(
+                let token = inc
+                    .header("authorization")
+                    .and_then(|a| a.strip_prefix("Bearer "));
+                let mut st = shared.lock();
+                let bot = st.bot_of_token(token);
+                st.record_unprocessed_send(
                     DropReason::InjectedFault,
-                    None,
+                    bot.as_deref(),
                     &raw,
                     answered,
                     now,

@@ -422,6 +422,11 @@ impl State {
         Ok(bot_id.clone())
     }
 
+    /// The bot a token was issued to, live or stale (for records of refused requests).
+    pub(crate) fn bot_of_token(&self, token: Option<&str>) -> Option<String> {
+        self.tokens.get(token?.trim()).cloned()
+    }
+
     pub(crate) fn expire_token(&mut self, bot_id: &str) -> bool {
         match self.bots.get_mut(bot_id) {
             Some(bot) => {
