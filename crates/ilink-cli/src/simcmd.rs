@@ -368,3 +368,110 @@ mod tests {
         assert!(opt_burst("5").is_err());
     }
 }
+
+#[cfg(test)]
+mod flag_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn config(args: &[&str]) -> SimConfig {
+        Cmd::try_parse_from([&["sim"], args].concat())
+            .unwrap()
+            .sim
+            .config()
+    }
+
+    #[test]
+    fn defaults_are_the_library_defaults_with_a_codec() {
+        let c = config(&[]);
+        let d = SimConfig::default();
+        assert_eq!(c.reply_limit, d.reply_limit);
+        assert_eq!(c.reply_window, d.reply_window);
+        assert_eq!(c.burst, d.burst);
+        assert_eq!(c.burst_scope, BurstScope::MediaOnly);
+        assert_eq!(c.max_upload_bytes, d.max_upload_bytes);
+        assert!(c.upload_checks && c.check_upload_recipient && c.require_context_token);
+        assert!(c.voice_codec.is_some());
+        assert_eq!(c.default_qr_script, d.default_qr_script);
+    }
+
+    #[test]
+    fn every_policy_has_a_flag() {
+        let c = config(&[
+            "--reply-limit",
+            "3",
+            "--reply-window",
+            "2h",
+            "--burst",
+            "5/1s",
+            "--burst-scope",
+            "all",
+            "--token-lifetime",
+            "off",
+            "--context-token-lifetime",
+            "90s",
+            "--no-context-token-required",
+            "--allow-many-bots-per-user",
+            "--no-upload-checks",
+            "--no-recipient-check",
+            "--max-upload-bytes",
+            "300MiB",
+            "--max-body-bytes",
+            "2MiB",
+            "--max-records",
+            "50",
+            "--max-cdn-bytes",
+            "64MiB",
+            "--manual-login",
+            "--access-token",
+            "tok",
+        ]);
+        assert_eq!(c.reply_limit, Some(3));
+        assert_eq!(c.reply_window, Some(Duration::from_secs(7200)));
+        assert_eq!(
+            c.burst,
+            Some(BurstPolicy {
+                max_sends: 5,
+                window: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(c.burst_scope, BurstScope::AllMessages);
+        assert_eq!(c.token_lifetime, None);
+        assert_eq!(c.context_token_lifetime, Some(Duration::from_secs(90)));
+        assert!(!c.require_context_token && !c.one_bot_per_user);
+        assert!(!c.upload_checks && !c.check_upload_recipient);
+        assert_eq!(c.max_upload_bytes, 300 << 20);
+        assert_eq!(c.max_body_bytes, 2 << 20);
+        assert_eq!(c.retention.delivered.count, 50);
+        assert_eq!(c.max_logged_requests, 50);
+        assert_eq!(c.retention.cdn.bytes, 64 << 20);
+        assert_eq!(c.default_qr_script, vec![QrStep::Wait]);
+        assert_eq!(c.access_token.unwrap().expose(), "tok");
+    }
+
+    #[test]
+    fn no_limits_lifts_every_rate_and_time_limit_and_flags_still_win() {
+        let c = config(&["--no-limits"]);
+        assert_eq!(
+            (
+                c.reply_limit,
+                c.reply_window,
+                c.burst,
+                c.token_lifetime,
+                c.context_token_lifetime
+            ),
+            (None, None, None, None, None)
+        );
+        let c = config(&["--no-limits", "--reply-limit", "2"]);
+        assert_eq!(c.reply_limit, Some(2));
+        assert!(Cmd::try_parse_from(["sim", "--burst", "5"]).is_err());
+        assert!(Cmd::try_parse_from(["sim", "--reply-window", "3"]).is_err());
+    }
+}
