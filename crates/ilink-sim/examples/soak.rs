@@ -10,8 +10,10 @@
 //! rotate over 1,000 ids, so conversations stay few while messages grow.
 //!
 //! ```text
-//! cargo run --release -p ilink-sim --example soak -- [MESSAGES]
+//! cargo run --release -p ilink-sim --example soak -- [MESSAGES] [unbounded]
 //! ```
+//!
+//! `unbounded` lifts every cap (`Retention::UNBOUNDED`), to see the growth the caps prevent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io;
@@ -85,12 +87,17 @@ async fn main() -> io::Result<()> {
         .nth(1)
         .and_then(|a| a.replace('_', "").parse().ok())
         .unwrap_or(1_000_000);
-    let config = SimConfig {
+    let unbounded = std::env::args().nth(2).as_deref() == Some("unbounded");
+    let mut config = SimConfig {
         longpolling_timeout: Duration::from_millis(50),
         longpoll_margin: Duration::from_millis(10),
         seed: Some(7),
         ..SimConfig::default().without_limits()
     };
+    if unbounded {
+        config.retention = ilink_sim::Retention::UNBOUNDED;
+        config.max_logged_requests = usize::MAX;
+    }
     let caps = config.retention;
     let sim = Sim::start(config).await.map_err(io::Error::other)?;
     let bot = sim.create_bot();

@@ -209,7 +209,7 @@ impl<T> Bounded<T> {
     }
 
     /// The entries from index `start` on.
-    pub(crate) fn from_index(&self, start: usize) -> impl Iterator<Item = &T> {
+    pub(crate) fn iter_from(&self, start: usize) -> impl Iterator<Item = &T> {
         self.items.iter().skip(start).map(|(t, _)| t)
     }
 

@@ -45,7 +45,7 @@ pub enum FullUrlMode {
 /// Burst throttling: more than `max_sends` delivered messages per bot within `window`
 /// makes further sends fail with `ret:-2` (which messages count: [`SimConfig::burst_scope`]).
 ///
-/// **[obs], numbers guessed.** Users report `ret:-2` "during rapid bursts of media sends"
+/// **\[obs\], numbers guessed.** Users report `ret:-2` "during rapid bursts of media sends"
 /// (PROTOCOL.md §16; `Tencent/openclaw-weixin` issues #81, #204, #216, #225, #286). No report
 /// gives a number or says that text is throttled; the default of 30 per 10 s is this
 /// emulator's guess.
@@ -93,7 +93,7 @@ impl std::fmt::Debug for AccessToken {
 
 /// Configuration of a [`Sim`](crate::Sim).
 ///
-/// Provenance of each policy: **[wire]** seen in the official client's traffic, **[obs]**
+/// Provenance of each policy: **\[wire\]** seen in the official client's traffic, **\[obs\]**
 /// reported by users (PROTOCOL.md §16, §19, with sources), or **guess** (this emulator's
 /// choice, nowhere documented). `ilink sim --help` lists the same switches.
 ///
@@ -123,14 +123,14 @@ pub struct SimConfig {
     pub inbound_full_url: FullUrlMode,
     /// Seed for every random value (ids, keys, tokens). `None` draws one from the OS.
     pub seed: Option<u64>,
-    /// Replies allowed per inbound message before `ret:-2`. **[obs]** about 10
+    /// Replies allowed per inbound message before `ret:-2`. **\[obs\]** about 10
     /// (PROTOCOL.md §16: `Tencent/openclaw-weixin` #81, the fixture `sendmessage-ret-2-reply-limit`;
     /// `NousResearch/hermes-agent` #7565, #7836). Default `Some(10)`.
     pub reply_limit: Option<u32>,
-    /// How long after the user's last message the bot may still reply. **[obs]** 24 h
+    /// How long after the user's last message the bot may still reply. **\[obs\]** 24 h
     /// (PROTOCOL.md §16: `Tencent/openclaw-weixin` #204, with a maintainer's reply).
     pub reply_window: Option<Duration>,
-    /// Burst throttling; `None` disables it. **[obs] that media bursts are throttled; the
+    /// Burst throttling; `None` disables it. **\[obs\] that media bursts are throttled; the
     /// numbers are a guess** ([`BurstPolicy`]). Default 30 per 10 s, media only
     /// ([`SimConfig::burst_scope`]).
     pub burst: Option<BurstPolicy>,
@@ -143,7 +143,7 @@ pub struct SimConfig {
     /// "One WeChat user is bound to one bot": a new login of the same user makes the
     /// older bot's token stale. **Guess** modelled on the `binded_redirect` status (§6).
     pub one_bot_per_user: bool,
-    /// Whether sendmessage needs a `context_token`. **[obs]** the live server answers
+    /// Whether sendmessage needs a `context_token`. **\[obs\]** the live server answers
     /// `ret:-2` without one (PROTOCOL.md §16).
     pub require_context_token: bool,
     /// Age after which a `context_token` answers `ret:-2` `"prepare failed"` (reported live
@@ -175,7 +175,7 @@ pub struct SimConfig {
     /// catches client bugs early. Default on.
     pub upload_checks: bool,
     /// Whether `getuploadurl` refuses a `to_user_id` that is not a WeChat user id
-    /// (`…@im.wechat`) with `{"ret":-1}`. **[obs]**: the fixture `getuploadurl-ret-minus1`
+    /// (`…@im.wechat`) with `{"ret":-1}`. **\[obs\]**: the fixture `getuploadurl-ret-minus1`
     /// (`Tencent/openclaw-weixin` #213) shows the bare answer; the weilink docs attribute it to
     /// an invalid `to_user_id`. Default on.
     pub check_upload_recipient: bool,

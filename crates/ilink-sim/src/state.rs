@@ -604,7 +604,7 @@ impl State {
                 // Messages dropped by the cap are gone: resume at the oldest kept.
                 let start = position.saturating_sub(bot.inbox.evicted());
                 let start = usize::try_from(start).unwrap_or(usize::MAX);
-                let msgs = bot.inbox.from_index(start).cloned().collect();
+                let msgs = bot.inbox.iter_from(start).cloned().collect();
                 (msgs, bot.stream_len())
             }
             None => (Vec::new(), position),
