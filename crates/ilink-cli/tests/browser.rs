@@ -133,6 +133,8 @@ impl Driver {
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--window-size=1280,860", "--autoplay-policy=no-user-gesture-required",
+            // A fake microphone (a beep) that needs no permission prompt.
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             format!("--user-data-dir={}", profile.display()),
         ]});
         if let Some(bin) = chromium {
@@ -561,6 +563,25 @@ fn the_page_plays_the_phone_for_an_echo_bot() {
         "the user's own voice message is playable too"
     );
     driver.screenshot("4-voice-round-trip");
+
+    // 4b. A voice message recorded in the browser (chromium's fake microphone), sent as WAV,
+    //     encoded to SILK by the emulator and echoed back.
+    driver.click("#record-voice");
+    driver.wait_for(
+        "about a second of recorded audio",
+        "return typeof rec !== 'undefined' && rec !== null && rec.chunks.length * 4096 >= rec.ctx.sampleRate",
+        Value::Null,
+    );
+    driver.click("#record-voice");
+    let recorded = driver.wait_for(
+        "the bot's echo of the recorded voice",
+        "const a = document.querySelectorAll('.msg.out audio.media-voice'); const l = a[a.length - 1]; return a.length === 2 && l.readyState >= 1 && l.duration > 0 ? l.duration : null",
+        Value::Null,
+    );
+    assert!(
+        recorded.as_f64().unwrap() >= 0.9,
+        "about a second or more: {recorded}"
+    );
 
     // 5. A fault: the next sendmessage is throttled (ret -2); the page shows the refused
     //    reply with its reason.
