@@ -97,6 +97,7 @@ async fn main() -> io::Result<()> {
     if unbounded {
         config.retention = ilink_sim::Retention::UNBOUNDED;
         config.max_logged_requests = usize::MAX;
+        config.max_logged_request_bytes = usize::MAX;
     }
     let caps = config.retention;
     let sim = Sim::start(config).await.map_err(io::Error::other)?;

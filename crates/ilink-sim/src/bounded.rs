@@ -52,9 +52,6 @@ pub struct Retention {
     pub typing_events: Cap,
     /// [`Sim::uploads`](crate::Sim::uploads): CDN upload attempts.
     pub uploads: Cap,
-    /// [`Sim::requests`](crate::Sim::requests): the request log (its entry count is also
-    /// capped by [`SimConfig::max_logged_requests`](crate::SimConfig::max_logged_requests)).
-    pub requests: Cap,
     /// Each bot's update stream (what `getupdates` serves). A client whose cursor points
     /// before the oldest kept message resumes at the oldest kept one.
     pub inbox: Cap,
@@ -79,7 +76,6 @@ impl Default for Retention {
             dropped: records,
             typing_events: Cap::new(20_000, 8 * MIB),
             uploads: Cap::new(10_000, 8 * MIB),
-            requests: Cap::new(10_000, 64 * MIB),
             inbox: Cap::new(20_000, 64 * MIB),
             cdn: Cap::new(10_000, 1024 * MIB),
             upload_grants: Cap::new(10_000, 16 * MIB),
@@ -98,7 +94,6 @@ impl Retention {
         dropped: Cap::UNBOUNDED,
         typing_events: Cap::UNBOUNDED,
         uploads: Cap::UNBOUNDED,
-        requests: Cap::UNBOUNDED,
         inbox: Cap::UNBOUNDED,
         cdn: Cap::UNBOUNDED,
         upload_grants: Cap::UNBOUNDED,
@@ -107,8 +102,10 @@ impl Retention {
         qr_sessions: Cap::UNBOUNDED,
     };
 
-    /// Every record list (inbound, delivered, dropped, typing events, uploads, requests)
-    /// capped at `count` entries, keeping the byte caps.
+    /// Every record list (inbound, delivered, dropped, typing events, uploads) capped at
+    /// `count` entries, keeping the byte caps. (The request log has its own caps:
+    /// [`SimConfig::max_logged_requests`](crate::SimConfig::max_logged_requests) and
+    /// [`SimConfig::max_logged_request_bytes`](crate::SimConfig::max_logged_request_bytes).)
     #[must_use]
     pub fn with_record_count(mut self, count: usize) -> Self {
         for cap in [
@@ -117,7 +114,6 @@ impl Retention {
             &mut self.dropped,
             &mut self.typing_events,
             &mut self.uploads,
-            &mut self.requests,
         ] {
             cap.count = count;
         }

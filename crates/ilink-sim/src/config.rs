@@ -166,9 +166,11 @@ pub struct SimConfig {
     /// no second copy). Raise this to test large media, e.g. to 1.1 GiB for a 1 GiB file;
     /// [`SimConfig::with_max_upload_bytes`] does it in a builder chain.
     pub max_upload_bytes: usize,
-    /// How many requests [`Sim::requests`](crate::Sim::requests) keeps (oldest dropped first;
-    /// the log's byte cap is in [`SimConfig::retention`]).
+    /// How many requests [`Sim::requests`](crate::Sim::requests) keeps (oldest dropped first).
     pub max_logged_requests: usize,
+    /// How many bytes (estimated) of requests [`Sim::requests`](crate::Sim::requests) keeps
+    /// (oldest dropped first). Default 64 MiB.
+    pub max_logged_request_bytes: usize,
     /// Whether a CDN upload is checked against its `getuploadurl` grant (size = `filesize`,
     /// decrypts with `aeskey`, plaintext size = `rawsize`, MD5 = `rawfilemd5`): a failing body
     /// answers 400 with `x-error-message`. **Guess**: the live CDN's checks are not known; this
@@ -227,6 +229,7 @@ impl Default for SimConfig {
             max_body_bytes: 110 * 1024 * 1024,
             max_upload_bytes: 110 * 1024 * 1024,
             max_logged_requests: 10_000,
+            max_logged_request_bytes: 64 * 1024 * 1024,
             upload_checks: true,
             check_upload_recipient: true,
             retention: Retention::default(),

@@ -220,8 +220,10 @@ impl State {
         let mut rng = Rng::new(config.seed);
         let next_id = 7_448_678_501_208_393_123 + rng.below(1_000_000_000_000);
         let r = config.retention;
-        let mut requests = r.requests;
-        requests.count = requests.count.min(config.max_logged_requests.max(1));
+        let requests = crate::bounded::Cap::new(
+            config.max_logged_requests.max(1),
+            config.max_logged_request_bytes,
+        );
         Self {
             rng,
             next_id,
