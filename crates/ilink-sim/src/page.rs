@@ -37,14 +37,36 @@ pub(crate) fn index() -> Reply {
     }
 }
 
-/// Whether a page or admin request may proceed: always on a loopback emulator without a
-/// token; otherwise it must carry the token (`X-Sim-Token` header or `?token=`).
+/// Whether a page or admin request may proceed. Other web sites open in the same browser must
+/// not drive the emulator: the `Host` must be an IP address or `localhost` (no DNS rebinding),
+/// and an `Origin`, if sent, must be this server's own. Then, on a loopback emulator without a
+/// token, yes; otherwise the request must carry the token (`X-Sim-Token` header or `?token=`).
 pub(crate) fn allowed(shared: &Shared, inc: &Incoming2) -> bool {
+    let host = inc.header("host").unwrap_or("");
+    if !host.is_empty() && !is_literal_host(host) {
+        return false;
+    }
+    if let Some(origin) = inc.header("origin")
+        && !host.is_empty()
+        && origin != format!("http://{host}")
+    {
+        return false;
+    }
     let Some(token) = shared.access_token.as_ref() else {
         return true;
     };
     let given = inc.header("x-sim-token").or_else(|| inc.query("token"));
     given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.expose().as_bytes()))
+}
+
+/// `127.0.0.1:8787`, `[::1]:8787`, `localhost:8787`: an address, not a name DNS could point here.
+fn is_literal_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -375,6 +397,26 @@ mod tests {
         assert_eq!(sniff(b"\xFF\xD8\xFF\xE0"), "image/jpeg");
         assert_eq!(sniff(b"RIFF\0\0\0\0WAVEfmt "), "audio/wav");
         assert_eq!(sniff(b"hello"), "application/octet-stream");
+    }
+
+    #[test]
+    fn only_literal_hosts() {
+        for ok in [
+            "127.0.0.1:80",
+            "localhost:8787",
+            "[::1]:9",
+            "10.0.0.5",
+            "::1",
+        ] {
+            assert!(is_literal_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8787",
+            "127.0.0.1.nip.io",
+            "localhost.evil.example:1",
+        ] {
+            assert!(!is_literal_host(bad), "{bad}");
+        }
     }
 
     #[test]

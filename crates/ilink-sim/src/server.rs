@@ -307,7 +307,7 @@ async fn handle(
         return Ok(into_response(
             Reply::admin_json(
                 401,
-                &serde_json::json!({"error": "this emulator needs its access token: add ?token=… or the X-Sim-Token header"}),
+                &serde_json::json!({"error": "refused: the emulator's page and admin API need its access token (?token=… or X-Sim-Token) off loopback, and answer only requests for an IP or localhost from their own origin"}),
             ),
             false,
         ));

@@ -144,14 +144,17 @@ async fn the_event_stream_says_when_something_changed() {
     let sim = Sim::start(config()).await.unwrap();
     let bot = sim.create_bot();
     let mut s = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
-    s.write_all(b"GET /_sim/events HTTP/1.1\r\nhost: x\r\n\r\n")
+    s.write_all(format!("GET /_sim/events HTTP/1.1\r\nhost: {}\r\n\r\n", sim.addr()).as_bytes())
         .await
         .unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     // The first event comes at once; the next one after a change.
     while !seen.contains("data: 0") {
-        let n = s.read(&mut buf).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no first event: {seen}"))
+            .unwrap();
         assert!(n > 0);
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
@@ -217,4 +220,32 @@ async fn off_loopback_the_page_and_admin_api_need_the_token() {
     .unwrap();
     assert_eq!(get(&sim, "/_sim/info", &[]).await.status, 401);
     assert_eq!(get(&sim, "/_sim/info?token=s3cret", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn other_sites_cannot_drive_the_emulator() {
+    let sim = Sim::start(config()).await.unwrap();
+    let own = format!("http://{}", sim.addr());
+    // DNS rebinding: a name that resolves here is not enough.
+    let mut s = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    s.write_all(b"GET /_sim/bots HTTP/1.1\r\nhost: evil.example:80\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    // A page from another origin posting into the admin API.
+    let r = admin_post_with(&sim, &[("origin", "http://evil.example")]).await;
+    assert_eq!(r.status, 401);
+    let r = admin_post_with(&sim, &[("origin", &own)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sim.bots().len(), 1);
+}
+
+async fn admin_post_with(sim: &Sim, headers: &[(&str, &str)]) -> Resp {
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    request(sim.addr(), "POST", "/_sim/bots", &h, b"{}")
+        .await
+        .unwrap()
 }
