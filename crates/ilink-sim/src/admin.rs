@@ -121,7 +121,7 @@ fn route(shared: &Arc<Shared>, inc: &Incoming2) -> Result<Reply, Reply> {
                         "token": b.account.token,
                         "user_id": b.account.user_id,
                         "stale": b.stale,
-                        "inbox_len": b.inbox.len(),
+                        "inbox_len": b.stream_len(),
                         "acked": b.acked,
                         "notify_started": b.notify_started,
                         "notify_stopped": b.notify_stopped,
@@ -179,6 +179,14 @@ fn route(shared: &Arc<Shared>, inc: &Incoming2) -> Result<Reply, Reply> {
                     req.text.as_deref(),
                 ),
                 "quote" => user.quote(bot, req.quoted_message_id.unwrap_or(0), text),
+                // Audio from the browser (WAV or anything the codec reads): encoded to SILK.
+                "audio" => {
+                    let (silk, playtime_ms) = crate::page::encode_voice(
+                        shared,
+                        req.data_base64.as_deref().unwrap_or(""),
+                    )?;
+                    user.send_voice(bot, &silk, playtime_ms)
+                }
                 "items" => user.send_items(bot, req.items.clone().unwrap_or_default()),
                 other => return Err(bad(format!("unknown kind {other:?}"))),
             };
@@ -214,6 +222,9 @@ fn route(shared: &Arc<Shared>, inc: &Incoming2) -> Result<Reply, Reply> {
             to_json(&v)
         }
         (&Method::GET, ["dropped"]) => to_json(&shared.lock().dropped),
+        (&Method::GET, ["ui", "state"]) => ok(crate::page::state(shared)),
+        (&Method::GET, ["ui", "media", id]) => crate::page::media(shared, id, inc),
+        (&Method::GET, ["memory"]) => to_json(&shared.lock().retention_stats()),
         (&Method::GET, ["uploads"]) => to_json(&shared.lock().uploads),
         (&Method::GET, ["requests"]) => to_json(&shared.lock().requests),
         (&Method::DELETE, ["requests"]) => {

@@ -11,7 +11,7 @@ use crate::config::{UploadGrantRefusal, UploadUrlMode};
 use crate::fault::{Endpoint, Fault};
 use crate::model::{DropReason, TypingEvent, TypingState, UploadRecord};
 use crate::server::{Incoming2, Reply};
-use crate::state::{AuthError, CdnObject, PendingUpload, Shared, stale_token_body};
+use crate::state::{AuthError, PendingUpload, Shared, stale_token_body};
 use crate::wire;
 
 fn is_hex32(s: &str) -> bool {
@@ -54,9 +54,11 @@ pub(crate) async fn dispatch(
             });
             let answer = stale_token_body();
             if endpoint == Endpoint::SendMessage {
-                shared.lock().record_unprocessed_send(
+                let mut st = shared.lock();
+                let bot = st.bot_of_token(token);
+                st.record_unprocessed_send(
                     DropReason::StaleToken,
-                    None,
+                    bot.as_deref(),
                     &body,
                     answer.clone(),
                     now,
@@ -218,7 +220,7 @@ fn send_typing(
         .unwrap_or("");
     let mut st = shared.lock();
     let valid = st.ticket_valid(ticket, bot_id, user);
-    st.typing_events.push(TypingEvent {
+    st.push_typing_event(TypingEvent {
         bot_id: bot_id.to_owned(),
         user_id: user.to_owned(),
         state,
@@ -247,6 +249,10 @@ fn get_upload_url(
         problems.push("getuploadurl: no to_user_id".to_owned());
         return Reply::json(shared, &json!({"ret": -1}));
     };
+    if shared.config.check_upload_recipient && !wire::is_wechat_user_id(to_user_id) {
+        problems.push("getuploadurl: to_user_id is not a WeChat user id (…@im.wechat)".to_owned());
+        return Reply::json(shared, &json!({"ret": -1}));
+    }
     let Some(filekey) = non_empty(body, "filekey") else {
         return invalid(problems, "no filekey");
     };
@@ -299,7 +305,7 @@ fn get_upload_url(
     st.upload_url_calls += 1;
     let taskid = st.rng.next_u64() >> 11;
     let coin = st.rng.below(2) == 0;
-    st.pending_uploads.insert(
+    st.insert_upload_grant(
         param.clone(),
         PendingUpload {
             filekey: filekey.to_owned(),
@@ -356,7 +362,9 @@ async fn cdn_upload(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
         };
         (record, p.rawfilemd5.clone(), p.key.clone())
     };
-    let error = if inc.query("filekey") != Some(record.filekey.as_str()) {
+    let error = if !shared.config.upload_checks {
+        None
+    } else if inc.query("filekey") != Some(record.filekey.as_str()) {
         Some("filekey does not match getuploadurl".to_owned())
     } else if inc.body.len() as u64 != record.filesize {
         Some(format!(
@@ -387,18 +395,13 @@ async fn cdn_upload(shared: &Arc<Shared>, inc: &Incoming2) -> Reply {
     let mut st = shared.lock();
     if let Some(e) = error {
         record.error = Some(e.clone());
-        st.uploads.push(record);
+        st.push_upload(record);
         return Reply::cdn_error(400, &e);
     }
     let download_param = st.rng.b64(72);
-    st.cdn.insert(
-        download_param.clone(),
-        CdnObject {
-            ciphertext: inc.body.clone(),
-        },
-    );
+    st.insert_cdn_object(download_param.clone(), inc.body.clone());
     record.download_param = Some(download_param.clone());
-    st.uploads.push(record);
+    st.push_upload(record);
     Reply {
         status: 200,
         headers: vec![("x-encrypted-param", download_param)],

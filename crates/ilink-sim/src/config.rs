@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounded::Retention;
 use crate::qr::QrStep;
+use crate::voice::VoiceCodecRef;
 
 /// How `getuploadurl` tells the client where to upload.
 ///
@@ -53,7 +55,12 @@ pub enum UploadGrantRefusal {
 }
 
 /// Burst throttling: more than `max_sends` delivered messages per bot within `window`
-/// makes further sends fail with `ret:-2`.
+/// makes further sends fail with `ret:-2` (which messages count: [`SimConfig::burst_scope`]).
+///
+/// **\[obs\], numbers guessed.** Users report `ret:-2` "during rapid bursts of media sends"
+/// (PROTOCOL.md §16; `Tencent/openclaw-weixin` issues #81, #204, #216, #225, #286). No report
+/// gives a number or says that text is throttled; the default of 30 per 10 s is this
+/// emulator's guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BurstPolicy {
     /// How many messages a bot may send within the window.
@@ -65,7 +72,45 @@ pub struct BurstPolicy {
 /// The default [`SimConfig::text_cap`], in UTF-16 code units (\[obs\], PROTOCOL.md §16).
 pub const DEFAULT_TEXT_CAP: usize = 2000;
 
+/// Which messages the burst throttle ([`SimConfig::burst`]) counts and refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurstScope {
+    /// Only image, voice, file and video items: what users reported (PROTOCOL.md §16).
+    #[default]
+    MediaOnly,
+    /// Every message, text included (a stricter guess than any report).
+    AllMessages,
+}
+
+/// A secret that lets a browser or script use the web page and the admin API of an emulator
+/// that listens on a non-loopback address ([`SimConfig::access_token`]). Redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// Wraps `token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token, to put in a URL (`?token=`) or the `X-Sim-Token` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::model::redact(&self.0))
+    }
+}
+
 /// Configuration of a [`Sim`](crate::Sim).
+///
+/// Provenance of each policy: **\[wire\]** seen in the official client's traffic, **\[obs\]**
+/// reported by users (PROTOCOL.md §16, §19, with sources), or **guess** (this emulator's
+/// choice, nowhere documented). `ilink sim --help` lists the same switches.
 ///
 /// Every policy is an `Option` or a flag so that tests can switch it off; the defaults
 /// are what the live server is reported to do (PROTOCOL.md §14.4, §16, §19).
@@ -93,11 +138,16 @@ pub struct SimConfig {
     pub inbound_full_url: FullUrlMode,
     /// Seed for every random value (ids, keys, tokens). `None` draws one from the OS.
     pub seed: Option<u64>,
-    /// Replies allowed per inbound message before `ret:-2` (about 10 on the live server).
+    /// Replies allowed per inbound message before `ret:-2`. **\[obs\]** about 10
+    /// (PROTOCOL.md §16: `Tencent/openclaw-weixin` #81, the fixture `sendmessage-ret-2-reply-limit`;
+    /// `NousResearch/hermes-agent` #7565, #7836). Default `Some(10)`.
     pub reply_limit: Option<u32>,
-    /// How long after the user's last message the bot may still reply (24 h live).
+    /// How long after the user's last message the bot may still reply. **\[obs\]** 24 h
+    /// (PROTOCOL.md §16: `Tencent/openclaw-weixin` #204, with a maintainer's reply).
     pub reply_window: Option<Duration>,
-    /// Burst throttling; `None` disables it.
+    /// Burst throttling; `None` disables it. **\[obs\] that media bursts are throttled; the
+    /// numbers are a guess** ([`BurstPolicy`]). Default 30 per 10 s, media only
+    /// ([`SimConfig::burst_scope`]).
     pub burst: Option<BurstPolicy>,
     /// The text cap, in UTF-16 code units: a text item longer than this is **delivered cut**
     /// to its first `text_cap` units and `ret:0` is answered, and the cut is recorded in
@@ -114,12 +164,17 @@ pub struct SimConfig {
     /// cap fits either; bytes are ruled out by a Chinese report of a cut at about 2000 Chinese
     /// characters (`zai-org/feedback` #385), which would be 6000 bytes of UTF-8.
     pub text_cap: Option<usize>,
-    /// Age after which a bot token goes stale (`-14`); about 30 days live.
+    /// Which messages the burst throttle counts. Default [`BurstScope::MediaOnly`], the only
+    /// kind users reported throttled.
+    pub burst_scope: BurstScope,
+    /// Age after which a bot token goes stale (`-14`). **Guess**: 30 days; no report gives a
+    /// lifetime (tokens are known to go stale: PROTOCOL.md §14.2).
     pub token_lifetime: Option<Duration>,
     /// "One WeChat user is bound to one bot": a new login of the same user makes the
-    /// older bot's token stale.
+    /// older bot's token stale. **Guess** modelled on the `binded_redirect` status (§6).
     pub one_bot_per_user: bool,
-    /// Whether sendmessage needs a `context_token` (the live server answers `ret:-2` without one).
+    /// Whether sendmessage needs a `context_token`. **\[obs\]** the live server answers
+    /// `ret:-2` without one (PROTOCOL.md §16).
     pub require_context_token: bool,
     /// \[obs\] getuploadurl needs the chat's `context_token`: a request without a token that
     /// was issued to this bot for `to_user_id` (the rule sendmessage applies) is refused
@@ -151,6 +206,31 @@ pub struct SimConfig {
     pub max_upload_bytes: usize,
     /// How many requests [`Sim::requests`](crate::Sim::requests) keeps (oldest dropped first).
     pub max_logged_requests: usize,
+    /// How many bytes (estimated) of requests [`Sim::requests`](crate::Sim::requests) keeps
+    /// (oldest dropped first). Default 64 MiB.
+    pub max_logged_request_bytes: usize,
+    /// Whether a CDN upload is checked against its `getuploadurl` grant (size = `filesize`,
+    /// decrypts with `aeskey`, plaintext size = `rawsize`, MD5 = `rawfilemd5`): a failing body
+    /// answers 400 with `x-error-message`. **Guess**: the live CDN's checks are not known; this
+    /// catches client bugs early. Default on.
+    pub upload_checks: bool,
+    /// Whether `getuploadurl` refuses a `to_user_id` that is not a WeChat user id
+    /// (`…@im.wechat`) with `{"ret":-1}`. **\[obs\]**: the fixture `getuploadurl-ret-minus1`
+    /// (`Tencent/openclaw-weixin` #213) shows the bare answer; the weilink docs attribute it to
+    /// an invalid `to_user_id`. Default on.
+    pub check_upload_recipient: bool,
+    /// Caps on everything the emulator remembers (memory stays bounded in a soak).
+    pub retention: Retention,
+    /// The secret the web page and the admin API require. `None` on a loopback address means
+    /// none is needed; on any other address [`Sim::start_on`](crate::Sim::start_on) makes a
+    /// random one ([`Sim::access_token`](crate::Sim::access_token)), so the emulator is never
+    /// open to the network without one.
+    pub access_token: Option<AccessToken>,
+    /// Converts between audio and SILK for the web page (voice recorded in the browser, voice
+    /// played there). The emulator itself has no codec (its dependencies stay small); `ilink sim`
+    /// plugs in `ilink-silk`. Without one the page sends picked `.silk` files as they are and
+    /// offers bot voice as a SILK download.
+    pub voice_codec: Option<VoiceCodecRef>,
 }
 
 impl Default for SimConfig {
@@ -172,6 +252,7 @@ impl Default for SimConfig {
                 window: Duration::from_secs(10),
             }),
             text_cap: Some(DEFAULT_TEXT_CAP),
+            burst_scope: BurstScope::MediaOnly,
             token_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
             one_bot_per_user: true,
             require_context_token: true,
@@ -188,6 +269,12 @@ impl Default for SimConfig {
             max_body_bytes: 110 * 1024 * 1024,
             max_upload_bytes: 110 * 1024 * 1024,
             max_logged_requests: 10_000,
+            max_logged_request_bytes: 64 * 1024 * 1024,
+            upload_checks: true,
+            check_upload_recipient: true,
+            retention: Retention::default(),
+            access_token: None,
+            voice_codec: None,
         }
     }
 }
@@ -220,7 +307,7 @@ impl SimConfig {
 
     /// A configuration for tests: a short long-poll (`hold`), a fixed seed and otherwise
     /// the defaults (so the live server's limits apply: at most 10 replies per inbound
-    /// message, 30 sends per 10 s per bot; see [`SimConfig::without_limits`]).
+    /// message, 30 media sends per 10 s per bot; see [`SimConfig::without_limits`]).
     pub fn for_tests(hold: Duration) -> Self {
         Self {
             longpolling_timeout: hold,

@@ -3,17 +3,20 @@
 
 mod admin;
 mod api;
+mod bounded;
 mod clock;
 mod config;
 mod error;
 mod fault;
 mod model;
+mod page;
 mod qr;
 mod rng;
 mod sample;
 mod server;
 mod state;
 mod user;
+mod voice;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,8 +29,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::bounded::{Cap, ListStats, Retention};
 pub use crate::config::{
-    BurstPolicy, DEFAULT_TEXT_CAP, FullUrlMode, SimConfig, UploadGrantRefusal, UploadUrlMode,
+    AccessToken, BurstPolicy, BurstScope, DEFAULT_TEXT_CAP, FullUrlMode, SimConfig,
+    UploadGrantRefusal, UploadUrlMode,
 };
 pub use crate::error::SimError;
 pub use crate::fault::{Endpoint, Fault};
@@ -38,6 +43,7 @@ pub use crate::model::{
 pub use crate::qr::{QrSessionInfo, QrStep};
 pub use crate::sample::long_reply;
 pub use crate::user::ScriptedUser;
+pub use crate::voice::{VoiceCodec, VoiceCodecRef};
 
 use crate::clock::Clock;
 use crate::state::{Shared, State};
@@ -98,13 +104,23 @@ impl Sim {
             .local_addr()
             .map_err(|source| SimError::Bind { addr, source })?;
         let state = State::new(&config);
+        // Never open to the network without a secret.
+        let access_token = config.access_token.clone().or_else(|| {
+            (!local.ip().is_loopback()).then(|| {
+                let mut raw = [0u8; 18];
+                let _ = getrandom::fill(&mut raw);
+                config::AccessToken::new(hex::encode(raw))
+            })
+        });
         let shared = Arc::new(Shared {
+            access_token,
             config,
             clock: Clock::new(),
             addr: local,
             state: Mutex::new(state),
             inbox_changed: tokio::sync::Notify::new(),
             activity: tokio::sync::Notify::new(),
+            changes: watch::channel(0).0,
         });
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(server::run(listener, Arc::clone(&shared), rx));
@@ -138,6 +154,21 @@ impl Sim {
     /// configured path prefix). Endpoints are `ilink/bot/...` relative to it.
     pub fn base_url(&self) -> String {
         self.shared.base_url()
+    }
+
+    /// The web page that plays the phone: `http://127.0.0.1:PORT/`, with `?token=…` when the
+    /// emulator requires an access token (not on loopback).
+    pub fn page_url(&self) -> String {
+        match &self.shared.access_token {
+            Some(t) => format!("http://{}/?token={}", self.shared.host(), t.expose()),
+            None => format!("http://{}/", self.shared.host()),
+        }
+    }
+
+    /// The access token the web page and the admin API require, if any: the configured
+    /// [`SimConfig::access_token`], or a random one when listening on a non-loopback address.
+    pub fn access_token(&self) -> Option<&AccessToken> {
+        self.shared.access_token.as_ref()
     }
 
     /// The CDN base URL: `http://127.0.0.1:PORT/c2c` (append `/upload`, `/download`).
@@ -204,17 +235,18 @@ impl Sim {
             .push_raw(bot_id, message)
             .ok_or_else(|| SimError::UnknownBot(bot_id.to_owned()))?;
         self.shared.inbox_changed.notify_waiters();
+        self.shared.touch();
         Ok(seq)
     }
 
     /// Every inbound message scripted users sent, oldest first.
     pub fn inbound(&self) -> Vec<Inbound> {
-        self.shared.lock().inbound.clone()
+        self.shared.lock().inbound.to_vec()
     }
 
     /// Everything the emulator delivered, oldest first.
     pub fn delivered(&self) -> Vec<Delivered> {
-        self.shared.lock().delivered.clone()
+        self.shared.lock().delivered.to_vec()
     }
 
     /// Messages delivered to `user_id`, oldest first.
@@ -230,12 +262,12 @@ impl Sim {
 
     /// sendmessage requests that were answered but not delivered, with the reason.
     pub fn dropped(&self) -> Vec<Dropped> {
-        self.shared.lock().dropped.clone()
+        self.shared.lock().dropped.to_vec()
     }
 
     /// Every CDN upload attempt.
     pub fn uploads(&self) -> Vec<UploadRecord> {
-        self.shared.lock().uploads.clone()
+        self.shared.lock().uploads.to_vec()
     }
 
     /// The latest typing state `sendtyping` set for `user_id` (with a valid ticket).
@@ -245,13 +277,19 @@ impl Sim {
 
     /// Every `sendtyping` call, oldest first.
     pub fn typing_events(&self) -> Vec<TypingEvent> {
-        self.shared.lock().typing_events.clone()
+        self.shared.lock().typing_events.to_vec()
     }
 
     /// Requests received (admin API excluded), oldest first; the newest
     /// [`SimConfig::max_logged_requests`] are kept.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().requests.iter().cloned().collect()
+        self.shared.lock().requests.to_vec()
+    }
+
+    /// What every bounded list holds now, its cap, and what it dropped to stay under the cap
+    /// ([`SimConfig::retention`]). Served as `GET /_sim/memory`.
+    pub fn retention_stats(&self) -> Vec<ListStats> {
+        self.shared.lock().retention_stats()
     }
 
     /// Forgets the request log.
@@ -382,7 +420,7 @@ fn bot_status(b: &state::Bot) -> BotStatus {
     BotStatus {
         account: b.account.clone(),
         stale: b.stale,
-        inbox_len: b.inbox.len() as u64,
+        inbox_len: b.stream_len(),
         acked: b.acked,
         notify_started: b.notify_started,
         notify_stopped: b.notify_stopped,

@@ -347,6 +347,22 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// Estimated heap bytes, for the log's byte cap.
+    pub(crate) fn weight(&self) -> usize {
+        use crate::bounded::str_size;
+        str_size(&self.method)
+            + str_size(&self.path)
+            + str_size(&self.query)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| str_size(k) + str_size(v))
+                .sum::<usize>()
+            + self.body.as_deref().map_or(0, str_size)
+            + self.problems.iter().map(|p| str_size(p)).sum::<usize>()
+            + 96
+    }
+
     /// The first header with this (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -113,6 +113,11 @@ impl crate::state::State {
             .unwrap_or_else(|| config.default_qr_script.clone());
         let mut session = QrSession::new(qrcode.clone(), steps);
         session.local_tokens = local_tokens;
+        let cap = config.retention.qr_sessions.count.max(1);
+        while self.qr_sessions.len() >= cap {
+            self.qr_sessions.remove(0);
+            self.qr_evicted += 1;
+        }
         self.qr_sessions.push(session);
         qrcode
     }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::fault::{Endpoint, Fault};
 use crate::model::{DropReason, RequestRecord};
 use crate::state::{Shared, stale_token_body};
-use crate::{admin, api, wire};
+use crate::{admin, api, page, wire};
 
 /// A response before faults are applied to it.
 #[derive(Debug, Clone)]
@@ -63,9 +63,11 @@ impl Reply {
     }
 }
 
-/// The body type of every response: whole, or cut short on purpose.
+/// The body type of every response: whole, cut short on purpose, or a stream of events.
 pub(crate) enum SimBody {
     Full(Option<Bytes>),
+    /// Server-sent events, fed by a task that ends when the client goes away.
+    Events(tokio::sync::mpsc::Receiver<Bytes>),
     /// Yields the first part then fails, which makes hyper close the connection.
     Truncated(Option<Bytes>, bool),
 }
@@ -92,6 +94,7 @@ impl hyper::body::Body for SimBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Truncated>>> {
         match self.get_mut() {
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Self::Events(rx) => rx.poll_recv(_cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
             Self::Truncated(part, failed) => {
                 if let Some(p) = part.take() {
                     Poll::Ready(Some(Ok(Frame::data(p))))
@@ -113,9 +116,54 @@ impl hyper::body::Body for SimBody {
         match self {
             Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Self::Full(None) => SizeHint::with_exact(0),
-            Self::Truncated(..) => SizeHint::default(),
+            Self::Truncated(..) | Self::Events(_) => SizeHint::default(),
         }
     }
+}
+
+/// `GET /_sim/events`: a `change` event whenever the emulator's state changed (the page then
+/// reads `/_sim/ui/state`), coalesced to at most one per 100 ms, and a comment every 15 s to
+/// keep the connection open.
+fn event_stream(shared: &Arc<Shared>) -> Response<SimBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let mut changes = shared.changes.subscribe();
+    tokio::spawn(async move {
+        if tx
+            .send(Bytes::from_static(
+                b"retry: 1000\n\nevent: change\ndata: 0\n\n",
+            ))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let msg =
+                match tokio::time::timeout(std::time::Duration::from_secs(15), changes.changed())
+                    .await
+                {
+                    Ok(Err(_)) => return, // the emulator stopped
+                    Ok(Ok(())) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        let n = *changes.borrow_and_update();
+                        Bytes::from(format!("event: change\ndata: {n}\n\n"))
+                    }
+                    Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut resp = Response::new(SimBody::Events(rx));
+    for (k, v) in [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-store"),
+    ] {
+        resp.headers_mut()
+            .insert(k, hyper::header::HeaderValue::from_static(v));
+    }
+    resp
 }
 
 /// Returned by the service to make hyper drop the connection without answering.
@@ -253,8 +301,29 @@ async fn handle(
         headers,
         body,
     };
-    if inc.path.starts_with("/_sim/") || inc.path == "/_sim" {
-        return Ok(into_response(admin::handle(&shared, &inc).await, false));
+    let is_page = inc.method == Method::GET && (inc.path == "/" || inc.path == "/index.html");
+    let is_admin = inc.path.starts_with("/_sim/") || inc.path == "/_sim";
+    if (is_page || is_admin) && !page::allowed(&shared, &inc) {
+        return Ok(into_response(
+            Reply::admin_json(
+                401,
+                &serde_json::json!({"error": "refused: the emulator's page and admin API need its access token (?token=… or X-Sim-Token) off loopback, and answer only requests for an IP or localhost from their own origin"}),
+            ),
+            false,
+        ));
+    }
+    if is_page {
+        return Ok(into_response(page::index(), false));
+    }
+    if inc.method == Method::GET && inc.path == "/_sim/events" {
+        return Ok(event_stream(&shared));
+    }
+    if is_admin {
+        let reply = admin::handle(&shared, &inc).await;
+        if inc.method != Method::GET {
+            shared.touch();
+        }
+        return Ok(into_response(reply, false));
     }
     let endpoint = Endpoint::from_path(&inc.path);
     let problems = endpoint
@@ -279,9 +348,7 @@ async fn handle(
             problems,
             at_ms: now,
         };
-        shared
-            .lock()
-            .log_request(record, shared.config.max_logged_requests)
+        shared.lock().log_request(record)
     };
     let Some(endpoint) = endpoint else {
         return Ok(into_response(Reply::text(404, "not found"), false));
@@ -326,9 +393,14 @@ async fn handle(
             if endpoint == Endpoint::SendMessage {
                 let answered = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
                 let raw = inc.json();
-                shared.lock().record_unprocessed_send(
+                let token = inc
+                    .header("authorization")
+                    .and_then(|a| a.strip_prefix("Bearer "));
+                let mut st = shared.lock();
+                let bot = st.bot_of_token(token);
+                st.record_unprocessed_send(
                     DropReason::InjectedFault,
-                    None,
+                    bot.as_deref(),
                     &raw,
                     answered,
                     now,
@@ -343,6 +415,7 @@ async fn handle(
     let mut extra_problems = Vec::new();
     let mut reply = api::dispatch(&shared, endpoint, &inc, &mut extra_problems).await;
     shared.activity.notify_waiters();
+    shared.touch();
     // The path only: queries carry CDN parameters and bodies carry tokens.
     tracing::debug!(
         method = %inc.method,

@@ -11,8 +11,10 @@ use ilink_crypto::MediaKey;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use crate::bounded::Retention;
+use crate::bounded::{Bounded, ListStats, json_size, str_size, sum_stats};
 use crate::clock::Clock;
-use crate::config::{FullUrlMode, SimConfig};
+use crate::config::{BurstScope, FullUrlMode, SimConfig};
 use crate::fault::FaultQueue;
 use crate::model::{
     BotAccount, Delivered, DropReason, Dropped, Inbound, RequestRecord, TypingEvent, TypingState,
@@ -32,6 +34,10 @@ pub(crate) struct Shared {
     pub(crate) inbox_changed: Notify,
     /// Woken after every request and every delivery or drop.
     pub(crate) activity: Notify,
+    /// Bumped after every change a watcher (the web page's event stream) may want to see.
+    pub(crate) changes: tokio::sync::watch::Sender<u64>,
+    /// The token the page and admin API require (set when not on loopback).
+    pub(crate) access_token: Option<crate::config::AccessToken>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -78,13 +84,19 @@ impl Shared {
     pub(crate) fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
+
+    /// Tells watchers (the web page's event stream) that something changed.
+    pub(crate) fn touch(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 pub(crate) struct Bot {
     pub(crate) account: BotAccount,
     pub(crate) created_ms: u64,
     pub(crate) stale: bool,
-    pub(crate) inbox: Vec<Value>,
+    /// The update stream; positions are absolute (`inbox.evicted()` + index).
+    pub(crate) inbox: Bounded<Value>,
     /// The furthest position a client confirmed by sending its cursor back.
     pub(crate) acked: u64,
     pub(crate) notify_started: u32,
@@ -92,9 +104,9 @@ pub(crate) struct Bot {
 }
 
 #[derive(Default)]
-struct Conv {
-    last_inbound_ms: u64,
-    replies: u32,
+pub(crate) struct Conv {
+    pub(crate) last_inbound_ms: u64,
+    pub(crate) replies: u32,
 }
 
 pub(crate) struct PendingUpload {
@@ -150,26 +162,32 @@ pub(crate) enum AuthError {
 pub(crate) struct State {
     pub(crate) rng: Rng,
     next_id: u64,
+    retention: Retention,
     pub(crate) bots: BTreeMap<String, Bot>,
     tokens: HashMap<String, String>,
-    convs: HashMap<(String, String), Conv>,
+    pub(crate) convs: HashMap<(String, String), Conv>,
     /// context_token -> (bot, user, issued at ms)
     ctx_tokens: HashMap<String, (String, String, u64)>,
+    ctx_token_order: Bounded<String>,
     typing_tickets: HashMap<String, (String, String)>,
     pub(crate) typing: HashMap<String, TypingState>,
-    pub(crate) typing_events: Vec<TypingEvent>,
-    pub(crate) inbound: Vec<Inbound>,
-    pub(crate) delivered: Vec<Delivered>,
-    pub(crate) dropped: Vec<Dropped>,
+    pub(crate) typing_events: Bounded<TypingEvent>,
+    pub(crate) inbound: Bounded<Inbound>,
+    pub(crate) delivered: Bounded<Delivered>,
+    pub(crate) dropped: Bounded<Dropped>,
     client_ids: HashSet<(String, String)>,
+    client_id_order: Bounded<(String, String)>,
     sends: HashMap<String, VecDeque<u64>>,
-    pub(crate) uploads: Vec<UploadRecord>,
+    pub(crate) uploads: Bounded<UploadRecord>,
     pub(crate) pending_uploads: HashMap<String, PendingUpload>,
+    upload_grant_order: Bounded<String>,
     pub(crate) cdn: HashMap<String, CdnObject>,
-    pub(crate) requests: VecDeque<RequestRecord>,
+    cdn_order: Bounded<String>,
+    pub(crate) requests: Bounded<RequestRecord>,
     next_request_id: u64,
     pub(crate) faults: FaultQueue,
     pub(crate) qr_sessions: Vec<QrSession>,
+    pub(crate) qr_evicted: u64,
     pub(crate) qr_scripts: VecDeque<Vec<QrStep>>,
     pub(crate) upload_url_calls: u64,
     inbound_media: u64,
@@ -190,55 +208,147 @@ pub(crate) fn stale_token_body() -> Value {
     json!({"errcode": -14, "errmsg": "session timeout"})
 }
 
+impl Bot {
+    /// Messages ever queued in the stream (the position after the newest).
+    pub(crate) fn stream_len(&self) -> u64 {
+        self.inbox.evicted() + self.inbox.len() as u64
+    }
+}
+
 impl State {
     pub(crate) fn new(config: &SimConfig) -> Self {
         let mut rng = Rng::new(config.seed);
         let next_id = 7_448_678_501_208_393_123 + rng.below(1_000_000_000_000);
+        let r = config.retention;
+        let requests = crate::bounded::Cap::new(
+            config.max_logged_requests.max(1),
+            config.max_logged_request_bytes,
+        );
         Self {
             rng,
             next_id,
+            retention: r,
             bots: BTreeMap::new(),
             tokens: HashMap::new(),
             convs: HashMap::new(),
             ctx_tokens: HashMap::new(),
+            ctx_token_order: Bounded::new(r.context_tokens),
             typing_tickets: HashMap::new(),
             typing: HashMap::new(),
-            typing_events: Vec::new(),
-            inbound: Vec::new(),
-            delivered: Vec::new(),
-            dropped: Vec::new(),
+            typing_events: Bounded::new(r.typing_events),
+            inbound: Bounded::new(r.inbound),
+            delivered: Bounded::new(r.delivered),
+            dropped: Bounded::new(r.dropped),
             client_ids: HashSet::new(),
+            client_id_order: Bounded::new(r.client_ids),
             sends: HashMap::new(),
-            uploads: Vec::new(),
+            uploads: Bounded::new(r.uploads),
             pending_uploads: HashMap::new(),
+            upload_grant_order: Bounded::new(r.upload_grants),
             cdn: HashMap::new(),
-            requests: VecDeque::new(),
+            cdn_order: Bounded::new(r.cdn),
+            requests: Bounded::new(requests),
             next_request_id: 0,
             faults: FaultQueue::default(),
             qr_sessions: Vec::new(),
+            qr_evicted: 0,
             qr_scripts: VecDeque::new(),
             upload_url_calls: 0,
             inbound_media: 0,
         }
     }
 
-    /// Logs a request (dropping the oldest past `max`) and returns its id.
-    pub(crate) fn log_request(&mut self, mut record: RequestRecord, max: usize) -> u64 {
+    /// Logs a request (dropping the oldest past the caps) and returns its id.
+    pub(crate) fn log_request(&mut self, mut record: RequestRecord) -> u64 {
         let id = self.next_request_id;
         self.next_request_id += 1;
         record.id = id;
-        while self.requests.len() >= max.max(1) {
-            self.requests.pop_front();
-        }
-        self.requests.push_back(record);
+        let size = record.weight();
+        self.requests.push(record, size);
         id
     }
 
     /// Adds problems found while handling request `id`.
     pub(crate) fn add_problems(&mut self, id: u64, problems: Vec<String>) {
-        if let Some(r) = self.requests.iter_mut().rev().find(|r| r.id == id) {
-            r.problems.extend(problems);
+        let grew: usize = problems.iter().map(|p| str_size(p)).sum();
+        let is_last = self.requests.iter().next_back().is_some_and(|r| r.id == id);
+        let found = match self.requests.iter_mut().rev().find(|r| r.id == id) {
+            Some(r) => {
+                r.problems.extend(problems);
+                true
+            }
+            None => false,
+        };
+        if found && is_last {
+            self.requests.grow_last(grew);
         }
+    }
+
+    pub(crate) fn push_typing_event(&mut self, event: TypingEvent) {
+        let size = str_size(&event.bot_id) + str_size(&event.user_id) + 32;
+        self.typing_events.push(event, size);
+    }
+
+    pub(crate) fn push_upload(&mut self, record: UploadRecord) {
+        let size = str_size(&record.filekey)
+            + str_size(&record.to_user_id)
+            + record.download_param.as_deref().map_or(0, str_size)
+            + record.error.as_deref().map_or(0, str_size)
+            + 64;
+        self.uploads.push(record, size);
+    }
+
+    /// Stores an upload grant (`getuploadurl`), dropping the oldest past the cap.
+    pub(crate) fn insert_upload_grant(&mut self, param: String, grant: PendingUpload) {
+        let size = str_size(&param) * 2
+            + str_size(&grant.filekey)
+            + str_size(&grant.to_user_id)
+            + str_size(&grant.rawfilemd5)
+            + 64;
+        for old in self.upload_grant_order.push(param.clone(), size) {
+            self.pending_uploads.remove(&old);
+        }
+        self.pending_uploads.insert(param, grant);
+    }
+
+    /// Stores an object on the emulated CDN, dropping the oldest past the cap.
+    pub(crate) fn insert_cdn_object(&mut self, param: String, ciphertext: Bytes) {
+        let size = ciphertext.len() + str_size(&param) * 2;
+        for old in self.cdn_order.push(param.clone(), size) {
+            self.cdn.remove(&old);
+        }
+        self.cdn.insert(param, CdnObject { ciphertext });
+    }
+
+    /// What every bounded list holds and has dropped.
+    pub(crate) fn retention_stats(&self) -> Vec<ListStats> {
+        let inbox: Vec<ListStats> = self.bots.values().map(|b| b.inbox.stats("inbox")).collect();
+        let mut inbox_total = sum_stats("inbox", inbox.iter());
+        inbox_total.cap_count = self.retention.inbox.count as u64;
+        inbox_total.cap_bytes = self.retention.inbox.bytes as u64;
+        let qr_cap = self.retention.qr_sessions;
+        vec![
+            self.inbound.stats("inbound"),
+            self.delivered.stats("delivered"),
+            self.dropped.stats("dropped"),
+            self.typing_events.stats("typing_events"),
+            self.uploads.stats("uploads"),
+            self.requests.stats("requests"),
+            inbox_total,
+            self.cdn_order.stats("cdn"),
+            self.upload_grant_order.stats("upload_grants"),
+            self.ctx_token_order.stats("context_tokens"),
+            self.client_id_order.stats("client_ids"),
+            ListStats {
+                name: "qr_sessions".to_owned(),
+                len: self.qr_sessions.len() as u64,
+                bytes: (self.qr_sessions.len() * 256) as u64,
+                cap_count: qr_cap.count as u64,
+                cap_bytes: qr_cap.bytes as u64,
+                evicted: self.qr_evicted,
+                evicted_bytes: self.qr_evicted * 256,
+            },
+        ]
     }
 
     /// A fresh server message id above 2^53.
@@ -282,7 +392,7 @@ impl State {
                 account: account.clone(),
                 created_ms: now,
                 stale: false,
-                inbox: Vec::new(),
+                inbox: Bounded::new(self.retention.inbox),
                 acked: 0,
                 notify_started: 0,
                 notify_stopped: 0,
@@ -312,6 +422,11 @@ impl State {
             return Err(AuthError::Stale);
         }
         Ok(bot_id.clone())
+    }
+
+    /// The bot a token was issued to, live or stale (for records of refused requests).
+    pub(crate) fn bot_of_token(&self, token: Option<&str>) -> Option<String> {
+        self.tokens.get(token?.trim()).cloned()
     }
 
     pub(crate) fn expire_token(&mut self, bot_id: &str) -> bool {
@@ -368,7 +483,7 @@ impl State {
             })
             .collect();
         let bot = self.bots.get_mut(bot_id)?;
-        let seq = bot.inbox.len() as u64 + 1;
+        let seq = bot.stream_len() + 1;
         let message = json!({
             "seq": seq,
             "message_id": message_id,
@@ -387,13 +502,17 @@ impl State {
             "root_id": 0,
             "parent_id": 0,
         });
-        bot.inbox.push(message.clone());
+        bot.inbox.push(message.clone(), json_size(&message));
         let conv = self
             .convs
             .entry((bot_id.to_owned(), user_id.to_owned()))
             .or_default();
         conv.last_inbound_ms = now;
         conv.replies = 0;
+        let size = str_size(&context_token) * 2 + str_size(bot_id) + str_size(user_id) + 32;
+        for old in self.ctx_token_order.push(context_token.clone(), size) {
+            self.ctx_tokens.remove(&old);
+        }
         self.ctx_tokens.insert(
             context_token.clone(),
             (bot_id.to_owned(), user_id.to_owned(), now),
@@ -406,15 +525,17 @@ impl State {
             context_token,
             message,
         };
-        self.inbound.push(inbound.clone());
+        let size = json_size(&inbound.message) + str_size(&inbound.context_token) + 128;
+        self.inbound.push(inbound.clone(), size);
         Some(inbound)
     }
 
     /// Queues a message exactly as given (for payloads the emulator would not make).
     pub(crate) fn push_raw(&mut self, bot_id: &str, message: Value) -> Option<u64> {
         let bot = self.bots.get_mut(bot_id)?;
-        bot.inbox.push(message);
-        Some(bot.inbox.len() as u64)
+        let size = json_size(&message);
+        bot.inbox.push(message, size);
+        Some(bot.stream_len())
     }
 
     /// Encrypts `plain` with a fresh key, stores it on the CDN and builds the `CDNMedia`
@@ -429,12 +550,7 @@ impl State {
         let key = MediaKey::from_bytes(self.rng.key16());
         let ciphertext = ilink_crypto::encrypt(&key, plain);
         let param = self.rng.b64(48);
-        self.cdn.insert(
-            param.clone(),
-            CdnObject {
-                ciphertext: Bytes::from(ciphertext),
-            },
-        );
+        self.insert_cdn_object(param.clone(), Bytes::from(ciphertext));
         let aes_key = if aes_key_of_hex {
             key.to_base64_of_hex()
         } else {
@@ -472,7 +588,7 @@ impl State {
         let Some(bot) = self.bots.get_mut(bot_id) else {
             return 0;
         };
-        let len = bot.inbox.len() as u64;
+        let len = bot.stream_len();
         match wire::decode_cursor(cursor) {
             Some((pos, owner)) if owner.split(':').next() == Some(bot_id) => {
                 let pos = pos.min(len);
@@ -487,13 +603,11 @@ impl State {
     pub(crate) fn messages_from(&self, bot_id: &str, position: u64) -> (Vec<Value>, u64) {
         match self.bots.get(bot_id) {
             Some(bot) => {
-                let start = usize::try_from(position).unwrap_or(usize::MAX);
-                let msgs = bot
-                    .inbox
-                    .get(start..)
-                    .map(<[Value]>::to_vec)
-                    .unwrap_or_default();
-                (msgs, bot.inbox.len() as u64)
+                // Messages dropped by the cap are gone: resume at the oldest kept.
+                let start = position.saturating_sub(bot.inbox.evicted());
+                let start = usize::try_from(start).unwrap_or(usize::MAX);
+                let msgs = bot.inbox.iter_from(start).cloned().collect();
+                (msgs, bot.stream_len())
             }
             None => (Vec::new(), position),
         }
@@ -523,7 +637,7 @@ impl State {
             .and_then(|m| m.get("to_user_id"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        self.dropped.push(Dropped {
+        let dropped = Dropped {
             reason: reason.clone(),
             bot_id: bot_id.map(str::to_owned),
             to_user_id,
@@ -532,7 +646,9 @@ impl State {
             at_ms: now,
             original_len: None,
             delivered_len: None,
-        });
+        };
+        let size = json_size(&dropped.raw) + json_size(&dropped.answered) + 96;
+        self.dropped.push(dropped, size);
         (answered, Err(reason))
     }
 
@@ -668,7 +784,9 @@ impl State {
         if config.reply_limit.is_some_and(|limit| replies >= limit) {
             return self.drop_msg(DropReason::ReplyLimitReached, bot, raw, ret2(None), now);
         }
-        if let Some(burst) = config.burst {
+        let burst_counts = config.burst.is_some()
+            && (config.burst_scope == BurstScope::AllMessages || media_of(&item).is_some());
+        if let Some(burst) = config.burst.filter(|_| burst_counts) {
             let window_ms = u64::try_from(burst.window.as_millis()).unwrap_or(u64::MAX);
             let sends = self.sends.entry(bot_id.to_owned()).or_default();
             while sends
@@ -690,7 +808,7 @@ impl State {
             && let Some((original, delivered)) = truncate_text_item(&mut item, cap)
         {
             let to_user_id = Some(to_user.clone());
-            self.dropped.push(Dropped {
+            let dropped = Dropped {
                 reason: DropReason::Truncated,
                 bot_id: Some(bot_id.to_owned()),
                 to_user_id,
@@ -699,16 +817,24 @@ impl State {
                 at_ms: now,
                 original_len: Some(original),
                 delivered_len: Some(delivered),
-            });
+            };
+            let size = json_size(&dropped.raw) + json_size(&dropped.answered) + 96;
+            self.dropped.push(dropped, size);
         }
         // Delivered.
         let message_id = self.next_message_id();
-        self.client_ids
-            .insert((bot_id.to_owned(), client_id.clone()));
-        self.sends
-            .entry(bot_id.to_owned())
-            .or_default()
-            .push_back(now);
+        let key = (bot_id.to_owned(), client_id.clone());
+        let size = str_size(&key.0) + str_size(&key.1) + 32;
+        for old in self.client_id_order.push(key.clone(), size) {
+            self.client_ids.remove(&old);
+        }
+        self.client_ids.insert(key);
+        if burst_counts {
+            self.sends
+                .entry(bot_id.to_owned())
+                .or_default()
+                .push_back(now);
+        }
         self.convs.entry(conv_key).or_default().replies += 1;
         let delivered = Delivered {
             message_id,
@@ -721,7 +847,12 @@ impl State {
             raw: raw.clone(),
             at_ms: now,
         };
-        self.delivered.push(delivered.clone());
+        let size = json_size(&delivered.raw)
+            + json_size(&delivered.item)
+            + str_size(&delivered.client_id)
+            + delivered.context_token.as_deref().map_or(0, str_size)
+            + 96;
+        self.delivered.push(delivered.clone(), size);
         (json!({"ret": 0, "message_id": message_id}), Ok(delivered))
     }
 

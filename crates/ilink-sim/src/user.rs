@@ -49,6 +49,7 @@ impl ScriptedUser {
             .push_inbound(bot, &self.id, items, now)
             .ok_or_else(|| SimError::UnknownBot(bot.to_owned()))?;
         self.shared.inbox_changed.notify_waiters();
+        self.shared.touch();
         Ok(inbound)
     }
 

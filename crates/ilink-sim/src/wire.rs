@@ -153,6 +153,15 @@ pub(crate) fn valid_uin(v: &str) -> bool {
         && text.parse::<u32>().is_ok()
 }
 
+/// Whether `id` looks like a WeChat user id: `<local>@im.wechat`, with a non-empty local part
+/// of printable ASCII without spaces, at most 256 bytes (live ids are about 40).
+pub(crate) fn is_wechat_user_id(id: &str) -> bool {
+    id.len() <= 256
+        && id.strip_suffix("@im.wechat").is_some_and(|local| {
+            !local.is_empty() && local.bytes().all(|c| c.is_ascii_graphic() && c != b'@')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
 use ilink_crypto::MediaKey;
-use ilink_sim::{DropReason, Sim, SimConfig, UploadUrlMode};
+use ilink_sim::{BurstPolicy, Cap, DropReason, Retention, Sim, SimConfig, UploadUrlMode};
 use serde_json::{Value, json};
 
 const FILEKEY: &str = "b8cde5c4e26d499b948bbf5979b2451c";
@@ -697,4 +697,142 @@ async fn the_upload_grant_needs_the_chats_context_token() {
         a.get("upload_param").is_some() || a.get("upload_full_url").is_some(),
         "{a}"
     );
+}
+
+#[tokio::test]
+async fn getuploadurl_for_a_malformed_recipient_answers_ret_minus_1() {
+    // The fixture getuploadurl-ret-minus1 (Tencent/openclaw-weixin#213): a bare {"ret":-1},
+    // attributed to a to_user_id that is not a WeChat user id.
+    let sim = Sim::start(config()).await.unwrap();
+    let bot = sim.create_bot();
+    let key = MediaKey::from_bytes([1; 16]);
+    for bad in [
+        "alice",
+        "alice@im.bot",
+        "@im.wechat",
+        "al ice@im.wechat",
+        "a@b@im.wechat",
+        "u@im.wechat.evil",
+        &format!("{}@im.wechat", "x".repeat(300)),
+    ] {
+        let mut b = upload_req(b"hello", &key, 1);
+        b["to_user_id"] = json!(bad);
+        assert_eq!(
+            get_upload_url(&sim, &bot.token, &b).await,
+            json!({"ret": -1}),
+            "to_user_id {bad:?}"
+        );
+    }
+    assert!(sim.requests().iter().all(|r| {
+        r.problems
+            .iter()
+            .any(|p| p.contains("not a WeChat user id"))
+    }));
+    // A well-formed id gets a grant; the rule can be switched off.
+    let ok = get_upload_url(&sim, &bot.token, &upload_req(b"hello", &key, 1)).await;
+    assert!(ok.get("upload_param").is_some() || ok.get("upload_full_url").is_some());
+    let lax = Sim::start(SimConfig {
+        check_upload_recipient: false,
+        ..config()
+    })
+    .await
+    .unwrap();
+    let bot = lax.create_bot();
+    let mut b = upload_req(b"hello", &key, 1);
+    b["to_user_id"] = json!("alice");
+    let ans = get_upload_url(&lax, &bot.token, &b).await;
+    assert!(ans.get("ret").is_none(), "{ans}");
+}
+
+#[tokio::test]
+async fn media_bursts_are_throttled_and_text_is_not() {
+    let sim = Sim::start(SimConfig {
+        burst: Some(BurstPolicy {
+            max_sends: 1,
+            window: std::time::Duration::from_secs(10),
+        }),
+        ..config()
+    })
+    .await
+    .unwrap();
+    let bot = sim.create_bot();
+    let ctx = sim
+        .user("u@im.wechat")
+        .send_text(&bot, "pictures please")
+        .unwrap()
+        .context_token;
+    let key = MediaKey::from_bytes([9; 16]);
+    let plain = b"\x89PNG fake".to_vec();
+    let param = upload_ok(&sim, &bot.token, &plain, &key).await;
+    let mid = ilink_crypto::ciphertext_len(plain.len() as u64) as usize;
+    let aes = key.to_base64_of_hex();
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &image_msg(&ctx, "i1", &param, &aes, mid),
+    )
+    .await;
+    assert!(r["message_id"].is_u64(), "{r}");
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &text_reply("u@im.wechat", Some(&ctx), "t1", "x"),
+    )
+    .await;
+    assert!(r["message_id"].is_u64(), "text is not throttled: {r}");
+    let r = send(
+        sim.addr(),
+        &bot.token,
+        &image_msg(&ctx, "i2", &param, &aes, mid),
+    )
+    .await;
+    assert_eq!(r, json!({"ret": -2}));
+    assert_eq!(sim.dropped()[0].reason, DropReason::Throttled);
+}
+
+#[tokio::test]
+async fn upload_checks_can_be_switched_off() {
+    let sim = Sim::start(SimConfig {
+        upload_checks: false,
+        ..config()
+    })
+    .await
+    .unwrap();
+    let bot = sim.create_bot();
+    let key = MediaKey::from_bytes([3; 16]);
+    let ans = get_upload_url(&sim, &bot.token, &upload_req(b"hello", &key, 1)).await;
+    // Garbage of the wrong size: accepted when checks are off.
+    let r = upload(&sim, &upload_target(&ans, FILEKEY), b"not the ciphertext").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("x-encrypted-param").is_some());
+}
+
+#[tokio::test]
+async fn the_cdn_keeps_at_most_its_cap_and_drops_the_oldest_object() {
+    let sim = Sim::start(SimConfig {
+        retention: Retention {
+            cdn: Cap::new(2, usize::MAX),
+            ..Retention::default()
+        },
+        ..config()
+    })
+    .await
+    .unwrap();
+    let bot = sim.create_bot();
+    let u = sim.user("u@im.wechat");
+    let first = u.send_image(&bot, b"one").unwrap();
+    u.send_image(&bot, b"two").unwrap();
+    let third = u.send_image(&bot, b"three").unwrap();
+    let item = |i: &ilink_sim::Inbound| i.message["item_list"][0].clone();
+    assert_eq!(sim.download(&item(&third)).unwrap(), b"three");
+    assert!(matches!(
+        sim.download(&item(&first)),
+        Err(ilink_sim::SimError::MediaNotFound)
+    ));
+    let cdn = sim
+        .retention_stats()
+        .into_iter()
+        .find(|s| s.name == "cdn")
+        .unwrap();
+    assert_eq!((cdn.len, cdn.evicted), (2, 1));
 }

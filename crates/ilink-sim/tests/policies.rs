@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ilink_sim::{BurstPolicy, DropReason, Sim, SimConfig};
+use ilink_sim::{BurstPolicy, BurstScope, DropReason, Sim, SimConfig};
 use serde_json::json;
 
 #[tokio::test]
@@ -102,12 +102,43 @@ async fn replies_expire_24_hours_after_the_users_last_message() {
 }
 
 #[tokio::test]
+async fn bursts_of_text_are_not_throttled_by_default() {
+    // PROTOCOL.md §16 reports throttling of media bursts only.
+    let cfg = SimConfig {
+        burst: Some(BurstPolicy {
+            max_sends: 2,
+            window: Duration::from_secs(10),
+        }),
+        ..config()
+    };
+    assert_eq!(cfg.burst_scope, BurstScope::MediaOnly);
+    let sim = Sim::start(cfg).await.unwrap();
+    let bot = sim.create_bot();
+    let ctx = sim
+        .user("u@im.wechat")
+        .send_text(&bot, "go")
+        .unwrap()
+        .context_token;
+    for i in 0..5 {
+        let r = send(
+            sim.addr(),
+            &bot.token,
+            &text_reply("u@im.wechat", Some(&ctx), &format!("c{i}"), "x"),
+        )
+        .await;
+        assert!(r["message_id"].is_u64(), "text {i} delivered: {r}");
+    }
+    assert!(sim.dropped().is_empty());
+}
+
+#[tokio::test]
 async fn bursts_are_throttled() {
     let cfg = SimConfig {
         burst: Some(BurstPolicy {
             max_sends: 3,
             window: Duration::from_secs(10),
         }),
+        burst_scope: BurstScope::AllMessages,
         ..config()
     };
     let sim = Sim::start(cfg).await.unwrap();
