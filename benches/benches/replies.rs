@@ -6,7 +6,7 @@
 //!    split by ilink's chunker (1800 UTF-16 units, packed, nothing lost at cuts) next to
 //!    naive splitting every 4000 and every 2000 characters (Unicode scalar values, as a
 //!    Python `s[i:i+n]` does). For each: messages, how many exceed the server's cap of 2000
-//!    UTF-16 units (cut by the live server, PROTOCOL.md §16) and the characters lost so, and
+//!    UTF-16 units (cut by the live server, docs/protocol.md §16) and the characters lost so, and
 //!    how many reply windows of 10 messages the reply needs.
 //!    The time of the chunker itself is measured too.
 //! 2. **Flush of 100**: 100 queued messages sent by `Account::flush_queue` against ilink-sim on

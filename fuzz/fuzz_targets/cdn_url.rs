@@ -1,4 +1,4 @@
-//! CDN URL rules (PROTOCOL.md §12.2, §12.3) fed with server-supplied strings: the
+//! CDN URL rules (docs/protocol.md §12.2, §12.3) fed with server-supplied strings: the
 //! `upload_param` / `encrypt_query_param` / `upload_full_url` of getuploadurl and messages,
 //! the full-URL host allowlist, and media sniffing of downloaded bytes.
 //!

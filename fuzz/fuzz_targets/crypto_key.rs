@@ -1,4 +1,4 @@
-//! Media key decoding (PROTOCOL.md §12.4): every text form a key arrives in from the
+//! Media key decoding (docs/protocol.md §12.4): every text form a key arrives in from the
 //! server (`image_item.aeskey` hex, `CDNMedia.aes_key` base64 of raw bytes or of hex).
 //!
 //! Properties: no panic on any input; whatever decodes re-encodes to a form that decodes

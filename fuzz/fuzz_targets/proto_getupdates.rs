@@ -1,4 +1,4 @@
-//! getupdates response decoding (PROTOCOL.md §7, §19, design rule 5): the body the bot
+//! getupdates response decoding (docs/protocol.md §7, §19, design rule 5): the body the bot
 //! receives most, straight from the network.
 //!
 //! Properties: `decode_updates` (the client's tolerant decoder) and `decode` never panic; every

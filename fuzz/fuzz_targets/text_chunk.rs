@@ -1,4 +1,4 @@
-//! The outbound text chunker and Markdown filter of ilink-client (PROTOCOL.md §9), fed with
+//! The outbound text chunker and Markdown filter of ilink-client (docs/protocol.md §9), fed with
 //! arbitrary text (a bot echoes what users send it).
 //!
 //! Input: two bytes choosing the limit (1..=4200 UTF-16 units), then the text.

@@ -57,7 +57,7 @@ pub struct CdnConfig {
     /// Attempts per upload (at least 1). Default 3.
     pub upload_attempts: u32,
     /// The delay between upload attempts: exponential with jitter. Default 250 ms doubling
-    /// to 8 s ([`Backoff::default`]). The official client retries at once (PROTOCOL.md
+    /// to 8 s ([`Backoff::default`]). The official client retries at once (docs/protocol.md
     /// §12.2); waiting lets a CDN that failed recover, and spreads out the retries of many
     /// clients that failed together.
     pub upload_backoff: Backoff,

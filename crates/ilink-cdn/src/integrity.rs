@@ -1,5 +1,5 @@
 //! What a message declares about its media, checked against what a download produced
-//! (PROTOCOL.md §8.3: `file_item.len` and `file_item.md5`, `video_item.video_md5`).
+//! (docs/protocol.md §8.3: `file_item.len` and `file_item.md5`, `video_item.video_md5`).
 //!
 //! AES-128-ECB with PKCS#7 has no authentication: with a wrong key, about one download in 256
 //! still ends in valid padding and "decrypts" to garbage. The declared plaintext size and MD5

@@ -5,7 +5,7 @@
 //! must be told apart by looking inside (ZIP-based Office documents, MP4 vs M4A vs HEIC by
 //! `ftyp` brand); the table is small.
 
-/// The broad kind of a media file, which decides how it is sent (PROTOCOL.md §9).
+/// The broad kind of a media file, which decides how it is sent (docs/protocol.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum MediaKind {

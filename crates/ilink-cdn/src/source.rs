@@ -221,7 +221,7 @@ fn digest_file(path: &Path) -> Result<Digest, CdnError> {
 }
 
 /// A source that has been read once for its size and MD5, with a fresh key and filekey:
-/// everything needed for the getuploadurl request (PROTOCOL.md §12.1) and then the upload.
+/// everything needed for the getuploadurl request (docs/protocol.md §12.1) and then the upload.
 ///
 /// ```
 /// use ilink_cdn::{MediaSource, PreparedUpload};

@@ -1,4 +1,4 @@
-//! CDN URL rules (PROTOCOL.md §12.2, §12.3) and the download host allowlist.
+//! CDN URL rules (docs/protocol.md §12.2, §12.3) and the download host allowlist.
 
 use std::fmt;
 

@@ -122,7 +122,7 @@ pub enum BurstScopeArg {
 /// Arguments of `ilink sim`.
 ///
 /// Provenance of each policy: [wire] seen in the official client's traffic, [obs] reported by
-/// users (PROTOCOL.md §16, §19), or a guess of this emulator. Every one can be changed or
+/// users (docs/protocol.md §16, §19), or a guess of this emulator. Every one can be changed or
 /// switched off.
 #[derive(Debug, Args)]
 pub struct SimArgs {

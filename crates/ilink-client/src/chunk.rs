@@ -1,7 +1,7 @@
 //! Splitting long text into messages the server keeps whole.
 //!
 //! The live server cuts a text item after about 2000 characters and still answers success
-//! (PROTOCOL.md §16, \[obs\]); the official client's `textChunkLimit: 4000` (§9) is above that.
+//! (docs/protocol.md §16, \[obs\]); the official client's `textChunkLimit: 4000` (§9) is above that.
 //! Texts are measured in UTF-16 code units, the stricter of the two readings of "characters"
 //! in the reports (an emoji outside the BMP counts 2), which is also what ilink-sim counts.
 //! Written by hand because the boundary order (paragraph, line, sentence, word, grapheme), the
@@ -11,7 +11,7 @@ use unicode_segmentation::UnicodeSegmentation as _;
 
 /// The default chunk limit: 1800 UTF-16 code units.
 ///
-/// The server keeps about 2000 (\[obs\], PROTOCOL.md §16: `NousResearch/hermes-agent` #16411,
+/// The server keeps about 2000 (\[obs\], docs/protocol.md §16: `NousResearch/hermes-agent` #16411,
 /// `microclaw/microclaw` PR #399, `xmanrui/dsh-im` PR #48 and others); the exact cut is not
 /// published, and the projects that fixed the loss split at 1800 to 2000. 1800 keeps a 10 %
 /// margin for that uncertainty while costing about 10 % more messages than splitting at 2000.

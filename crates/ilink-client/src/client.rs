@@ -183,7 +183,7 @@ impl Client {
         &self.shared.cdn
     }
 
-    /// Log a bot in with a QR code (PROTOCOL.md §6): shows up to 3 QR codes through
+    /// Log a bot in with a QR code (docs/protocol.md §6): shows up to 3 QR codes through
     /// `presenter`, asks it for verify codes, follows redirects, and on confirmation saves the
     /// credentials (atomically, mode 0600 with the file store), forgets other local accounts
     /// bound to the same WeChat user, and returns the ready [`Account`].
@@ -303,7 +303,7 @@ impl Client {
     }
 
     /// Send text to a user from whichever open or stored account can reach them
-    /// (PROTOCOL.md §14.5): the only account, or the one account holding a context token for
+    /// (docs/protocol.md §14.5): the only account, or the one account holding a context token for
     /// the user. Fails with [`SendErrorKind::NoContextToken`] when no account or several do.
     pub async fn send_text(&self, to: &str, text: &str) -> Result<Vec<SendOutcome>, SendError> {
         let accounts = self.accounts().map_err(SendError::from_error)?;

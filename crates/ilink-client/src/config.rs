@@ -7,7 +7,7 @@ use ilink_proto::{CompatVersion, consts};
 
 use crate::media::MediaLimits;
 
-/// Client-side timeouts per call (PROTOCOL.md §4).
+/// Client-side timeouts per call (docs/protocol.md §4).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Timeouts {
@@ -176,7 +176,7 @@ pub struct ClientConfig {
     /// Loop delays and backoff.
     pub delays: Delays,
     /// The text chunk limit in UTF-16 code units. Default 1800 (below the server's cap of
-    /// about 2000, PROTOCOL.md §16; see [`DEFAULT_CHUNK_LIMIT`](crate::DEFAULT_CHUNK_LIMIT)).
+    /// about 2000, docs/protocol.md §16; see [`DEFAULT_CHUNK_LIMIT`](crate::DEFAULT_CHUNK_LIMIT)).
     pub chunk_limit: usize,
     /// Apply the official client's Markdown filter to outgoing text. Default true.
     pub markdown_filter: bool,
@@ -207,7 +207,7 @@ pub struct ClientConfig {
     pub send_retries: u32,
     /// Send the chat's `context_token` in every getuploadurl (default true). Since about July
     /// 2026 the live server refuses an upload grant without it (`ret:-2`, or `errcode:-14`
-    /// although the session is valid; PROTOCOL.md §12.1 \[obs\]). Tencent's client 2.4.9 does
+    /// although the session is valid; docs/protocol.md §12.1 \[obs\]). Tencent's client 2.4.9 does
     /// not send the field: switch this off for a server that rejects unknown fields.
     pub upload_context_token: bool,
     /// The largest media accepted per kind, checked before anything is uploaded.

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use ilink_proto::{CdnMedia, ItemType, MessageItem, RefMessage, WireId};
 
-/// What one item of a message carries (PROTOCOL.md §8.3). Every variant keeps the wire
+/// What one item of a message carries (docs/protocol.md §8.3). Every variant keeps the wire
 /// item in `item`, for anything not lifted here (and for
 /// [`Account::download`](crate::Account::download)).
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +60,7 @@ pub enum Content<'a> {
     Voice {
         /// The encrypted SILK media on the CDN, if the item carries one.
         media: Option<&'a CdnMedia>,
-        /// The duration, from `playtime` (milliseconds on the wire, PROTOCOL.md §8.3), when
+        /// The duration, from `playtime` (milliseconds on the wire, docs/protocol.md §8.3), when
         /// given. The official client never reads it (§13), and a live capture came without
         /// it (§19): `None` means unknown, not zero (read it from the SILK then, with
         /// `ilink_silk::playtime_ms`).
@@ -211,7 +211,7 @@ impl<'a> Content<'a> {
     }
 }
 
-/// A quoted message (`ref_msg`, PROTOCOL.md §8.3). Its content may be missing or of a type
+/// A quoted message (`ref_msg`, docs/protocol.md §8.3). Its content may be missing or of a type
 /// no enum names (captures in §19), hence the `Option`s.
 #[derive(Debug, Clone, Copy)]
 pub struct Reference<'a> {

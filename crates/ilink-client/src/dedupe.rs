@@ -1,4 +1,4 @@
-//! Inbound dedupe: a bounded set of the keys of messages already handled (PROTOCOL.md §16,
+//! Inbound dedupe: a bounded set of the keys of messages already handled (docs/protocol.md §16,
 //! redelivery).
 //!
 //! A message is a copy of one already handled when **any** of its strong keys was seen: the

@@ -1,5 +1,5 @@
 //! Inbound media, in one place: which item of a message holds the media, which key decrypts it,
-//! and what it declares about its plaintext (PROTOCOL.md §8.4, §12.3, §12.4). The runtime
+//! and what it declares about its plaintext (docs/protocol.md §8.4, §12.3, §12.4). The runtime
 //! ([`Account::download`](crate::Account::download)), the handler context and the `ilink` CLI
 //! all use these, so they choose the same item and key and check the same declarations.
 

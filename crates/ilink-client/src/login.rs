@@ -1,4 +1,4 @@
-//! QR login (PROTOCOL.md §6).
+//! QR login (docs/protocol.md §6).
 
 use std::fmt;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! The official client's outbound Markdown filter (PROTOCOL.md §9, client 2.1.3+).
+//! The official client's outbound Markdown filter (docs/protocol.md §9, client 2.1.3+).
 //!
 //! Written by hand: it reproduces one client's specific, partial rules, which no Markdown crate
 //! implements.
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn wire_example() {
-        // PROTOCOL.md §9 [wire].
+        // docs/protocol.md §9 [wire].
         assert_eq!(
             filter_markdown("**Echo**: x ![img](http://x/y.png) *斜体*"),
             "**Echo**: x  斜体"

@@ -1,4 +1,4 @@
-//! Media: send images, video, files and voice; download inbound media (PROTOCOL.md §9, §12,
+//! Media: send images, video, files and voice; download inbound media (docs/protocol.md §9, §12,
 //! §13), on top of `ilink-cdn`.
 
 use std::path::Path;
@@ -53,7 +53,7 @@ const DEFAULT_MEDIA_LIMIT: u64 = 100 * 1024 * 1024;
 ///
 /// No per-kind limit of the live server is documented or reported. The default, 100 MiB
 /// for every kind, is the one size the official client names (`WEIXIN_MEDIA_MAX_BYTES`,
-/// its cap on media it stores, PROTOCOL.md §12.3), and stays below what ilink-sim's CDN
+/// its cap on media it stores, docs/protocol.md §12.3), and stays below what ilink-sim's CDN
 /// accepts (110 MiB of ciphertext). A stated guess: lower it if the server refuses less.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -239,7 +239,7 @@ fn item_media_and_key(item: &MessageItem) -> Result<(&CdnMedia, Option<MediaKey>
 }
 
 impl InboundMessage {
-    /// The media item the official client would download (PROTOCOL.md §8.4): the first
+    /// The media item the official client would download (docs/protocol.md §8.4): the first
     /// downloadable item by priority IMAGE > VIDEO > FILE > VOICE (a voice item with a
     /// transcript is skipped), else the media of a quoted message. See
     /// [`download::media_item`](crate::download::media_item).
@@ -311,7 +311,7 @@ impl Account {
     /// getuploadurl (with the chat's `context_token` unless
     /// [`ClientConfig::upload_context_token`](crate::ClientConfig::upload_context_token) is
     /// off), then the CDN upload. A grant refused with a code is judged like a refused
-    /// sendmessage (PROTOCOL.md §12.1 \[obs\]).
+    /// sendmessage (docs/protocol.md §12.1 \[obs\]).
     async fn upload_prepared(
         &self,
         user: &str,
@@ -589,7 +589,7 @@ impl Account {
     }
 
     /// Download and decrypt the media of an inbound item into memory (up to the media cap,
-    /// 100 MiB by default), choosing the key by PROTOCOL.md §12.4 and checking the size and
+    /// 100 MiB by default), choosing the key by docs/protocol.md §12.4 and checking the size and
     /// MD5 the item declares ([`download::expected`](crate::download::expected)).
     ///
     /// # Errors

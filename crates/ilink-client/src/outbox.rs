@@ -2,7 +2,7 @@
 //!
 //! The live server delivers a bot's messages to a user only inside a **window**: about 10
 //! messages per message the user sends, until 24 h after the user's last message; beyond that
-//! `sendmessage` answers `ret:-2` or the message is never shown (PROTOCOL.md §14.4, §16,
+//! `sendmessage` answers `ret:-2` or the message is never shown (docs/protocol.md §14.4, §16,
 //! \[obs\]). ilink-client keeps, per (account, user), a **budget**: the messages left in the
 //! current window and when the window closes ([`Account::budget`](crate::Account::budget)).
 //!

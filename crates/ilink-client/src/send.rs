@@ -17,7 +17,7 @@ pub enum SendOutcome {
         client_id: String,
     },
     /// Success without a `message_id`. Live reports say such messages were sometimes never
-    /// delivered (PROTOCOL.md §19), so this is reported apart. (The server also answers so
+    /// delivered (docs/protocol.md §19), so this is reported apart. (The server also answers so
     /// when a `client_id` is sent again: a queued message retried after a crash.)
     Accepted {
         /// The `client_id` we generated for the request.

@@ -1,5 +1,5 @@
 //! The wire layer: URLs, headers and bodies exactly as the official client sends them
-//! (PROTOCOL.md §1-§3), per-call timeouts (§4) and response judging (§5), on one typed
+//! (docs/protocol.md §1-§3), per-call timeouts (§4) and response judging (§5), on one typed
 //! request path: an [`ApiCall`] names its endpoint, its timeout class and its response type,
 //! and [`Transport::call`] sends any of them and judges the envelope once (teloxide's
 //! `Payload`, twilight-http's `Route`). Callers never look at `ret` / `errcode`.

@@ -1,4 +1,4 @@
-//! Receiving: the per-account stream of updates (PROTOCOL.md §7, §14).
+//! Receiving: the per-account stream of updates (docs/protocol.md §7, §14).
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -46,7 +46,7 @@ impl InboundMessage {
     }
 
     /// The body text as the official client reads it: the first text item, or a voice
-    /// transcript (PROTOCOL.md §8.4).
+    /// transcript (docs/protocol.md §8.4).
     pub fn text(&self) -> Option<&str> {
         self.msg.body_text()
     }

@@ -46,7 +46,7 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A new `client_id`: `<prefix>:<epoch-ms>-<8 lowercase hex>` (PROTOCOL.md §9).
+/// A new `client_id`: `<prefix>:<epoch-ms>-<8 lowercase hex>` (docs/protocol.md §9).
 pub(crate) fn new_client_id(prefix: &str) -> String {
     format!("{prefix}:{}-{}", now_ms(), random_hex(4))
 }

@@ -13,7 +13,7 @@ use crate::key::MediaKey;
 pub const BLOCK_LEN: usize = 16;
 
 /// Size of the AES-128-ECB/PKCS#7 ciphertext of `plaintext_len` bytes:
-/// `16 * (plaintext_len / 16 + 1)` (PROTOCOL.md §12.4, the `filesize` of getuploadurl).
+/// `16 * (plaintext_len / 16 + 1)` (docs/protocol.md §12.4, the `filesize` of getuploadurl).
 ///
 /// Padding is always added, so a whole number of blocks grows by one block:
 /// 0 → 16, 15 → 16, 16 → 32, 100 → 112. Saturates at `u64::MAX` for lengths within 16 of

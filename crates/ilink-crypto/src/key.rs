@@ -1,4 +1,4 @@
-//! The 16-byte media key and its wire encodings (PROTOCOL.md §12.4).
+//! The 16-byte media key and its wire encodings (docs/protocol.md §12.4).
 
 use std::fmt;
 use std::str::FromStr;
@@ -142,7 +142,7 @@ impl MediaKey {
         Ok(Self(bytes))
     }
 
-    /// Decodes an inbound `CDNMedia.aes_key` by the rule of PROTOCOL.md §12.4: base64-decode
+    /// Decodes an inbound `CDNMedia.aes_key` by the rule of docs/protocol.md §12.4: base64-decode
     /// (standard or URL-safe alphabet, padded or not); 16 bytes are the key; 32 ASCII hex
     /// characters are hex-decoded to the key; anything else is an error.
     ///

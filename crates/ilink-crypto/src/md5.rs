@@ -1,4 +1,4 @@
-//! MD5 helpers for `rawfilemd5` and the random `filekey` (PROTOCOL.md §12.1).
+//! MD5 helpers for `rawfilemd5` and the random `filekey` (docs/protocol.md §12.1).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Media key decoding: every inbound form, the image rule, and typed errors (PROTOCOL.md §12.4).
+//! Media key decoding: every inbound form, the image rule, and typed errors (docs/protocol.md §12.4).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ilink_crypto::{KeyError, MediaKey};

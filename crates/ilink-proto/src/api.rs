@@ -357,7 +357,7 @@ pub struct GetUploadUrlRequest {
     pub thumb_filesize: Option<u64>,
     /// The chat's `context_token` (the one sendmessage carries). Not in Tencent's client
     /// 2.4.9; since about July 2026 the live server refuses a grant without it (`ret:-2`, or
-    /// `errcode:-14` "session timeout" although the session is valid). PROTOCOL.md §12.1
+    /// `errcode:-14` "session timeout" although the session is valid). docs/protocol.md §12.1
     /// \[obs\]. Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_token: Option<Secret>,

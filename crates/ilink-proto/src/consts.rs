@@ -1,6 +1,6 @@
 //! Protocol constants: endpoint paths, hosts, header names, timeouts and limits.
 //!
-//! Values come from PROTOCOL.md (§1-§4, §6, §12, §14) and match what Tencent's client
+//! Values come from docs/protocol.md (§1-§4, §6, §12, §14) and match what Tencent's client
 //! `@tencent-weixin/openclaw-weixin` 2.4.9 uses. Endpoint paths have **no** leading slash:
 //! they are resolved against a base URL that ends in `/` (§1), so a base with a path
 //! prefix keeps its prefix.

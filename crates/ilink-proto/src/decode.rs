@@ -96,7 +96,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// Decodes a getupdates body tolerantly: what one message or one envelope field holds never
-/// fails the batch (design rule 5; PROTOCOL.md §7, §19).
+/// fails the batch (design rule 5; docs/protocol.md §7, §19).
 ///
 /// * The body may nest up to [`MAX_BATCH_DEPTH`] levels; each message is held to
 ///   [`MAX_DEPTH`] when [`GetUpdatesResponse::messages`] decodes it.

@@ -1,4 +1,4 @@
-//! Tolerant decoding of a getupdates body (PROTOCOL.md §7, §19; design rule 5).
+//! Tolerant decoding of a getupdates body (docs/protocol.md §7, §19; design rule 5).
 //!
 //! A getupdates body is split into its top-level fields and its messages by a small structural
 //! scanner that only needs the brackets, quotes and commas to be in place. Each envelope field is

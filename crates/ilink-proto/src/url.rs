@@ -2,7 +2,7 @@
 //! emulator: one percent-encoder for the whole workspace.
 
 /// Percent-encodes `s` exactly as JavaScript's `encodeURIComponent` does (the official
-/// client builds its query strings with it, PROTOCOL.md §6.1, §12.2): everything but
+/// client builds its query strings with it, docs/protocol.md §6.1, §12.2): everything but
 /// `A-Z a-z 0-9 - _ . ! ~ * ' ( )` becomes `%XX` (upper-case hex) of its UTF-8 bytes.
 ///
 /// ```

@@ -1,5 +1,5 @@
 //! Every JSON payload users captured from the live server (or documented) decodes without
-//! loss and re-encodes to an equal JSON value (PROTOCOL.md §19).
+//! loss and re-encodes to an equal JSON value (docs/protocol.md §19).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;

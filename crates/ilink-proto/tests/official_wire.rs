@@ -387,7 +387,7 @@ fn cdn_traffic_matches_constants() {
     assert_eq!(n, 5);
 }
 
-/// PROTOCOL.md §12.1 [obs]: the live server wants the chat's `context_token` in the upload
+/// docs/protocol.md §12.1 [obs]: the live server wants the chat's `context_token` in the upload
 /// grant. Adding it to the captured request changes nothing else: the official client's
 /// fields keep their order and values, and the token goes just before `base_info`.
 #[test]

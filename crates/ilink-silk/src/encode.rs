@@ -11,7 +11,7 @@ use crate::ffi::{self, API_RATE, FRAME_SAMPLES};
 use crate::format::{FRAME_MS, SilkFormat, push_packet};
 use crate::resample::{check_rate, f32_to_i16, resample};
 
-/// `voice_item.encode_type` for SILK (PROTOCOL.md §8.3).
+/// `voice_item.encode_type` for SILK (docs/protocol.md §8.3).
 pub const ENCODE_TYPE_SILK: u32 = 6;
 
 /// The lowest encoder bit rate SILK supports, in bit/s.
@@ -116,7 +116,7 @@ impl EncodeOptions {
     }
 }
 
-/// What a `voice_item` says about its audio (PROTOCOL.md §8.3).
+/// What a `voice_item` says about its audio (docs/protocol.md §8.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VoiceMeta {
     /// `playtime`: play time in milliseconds (whole 20 ms frames).

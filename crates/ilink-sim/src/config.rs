@@ -58,7 +58,7 @@ pub enum UploadGrantRefusal {
 /// makes further sends fail with `ret:-2` (which messages count: [`SimConfig::burst_scope`]).
 ///
 /// **\[obs\], numbers guessed.** Users report `ret:-2` "during rapid bursts of media sends"
-/// (PROTOCOL.md §16; `Tencent/openclaw-weixin` issues #81, #204, #216, #225, #286). No report
+/// (docs/protocol.md §16; `Tencent/openclaw-weixin` issues #81, #204, #216, #225, #286). No report
 /// gives a number or says that text is throttled; the default of 30 per 10 s is this
 /// emulator's guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,14 +69,14 @@ pub struct BurstPolicy {
     pub window: Duration,
 }
 
-/// The default [`SimConfig::text_cap`], in UTF-16 code units (\[obs\], PROTOCOL.md §16).
+/// The default [`SimConfig::text_cap`], in UTF-16 code units (\[obs\], docs/protocol.md §16).
 pub const DEFAULT_TEXT_CAP: usize = 2000;
 
 /// Which messages the burst throttle ([`SimConfig::burst`]) counts and refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BurstScope {
-    /// Only image, voice, file and video items: what users reported (PROTOCOL.md §16).
+    /// Only image, voice, file and video items: what users reported (docs/protocol.md §16).
     #[default]
     MediaOnly,
     /// Every message, text included (a stricter guess than any report).
@@ -109,11 +109,11 @@ impl std::fmt::Debug for AccessToken {
 /// Configuration of a [`Sim`](crate::Sim).
 ///
 /// Provenance of each policy: **\[wire\]** seen in the official client's traffic, **\[obs\]**
-/// reported by users (PROTOCOL.md §16, §19, with sources), or **guess** (this emulator's
+/// reported by users (docs/protocol.md §16, §19, with sources), or **guess** (this emulator's
 /// choice, nowhere documented). `ilink sim --help` lists the same switches.
 ///
 /// Every policy is an `Option` or a flag so that tests can switch it off; the defaults
-/// are what the live server is reported to do (PROTOCOL.md §14.4, §16, §19).
+/// are what the live server is reported to do (docs/protocol.md §14.4, §16, §19).
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Path prefix the server is advertised under, e.g. `"/prefix"`; `base_url()` includes it.
@@ -139,11 +139,11 @@ pub struct SimConfig {
     /// Seed for every random value (ids, keys, tokens). `None` draws one from the OS.
     pub seed: Option<u64>,
     /// Replies allowed per inbound message before `ret:-2`. **\[obs\]** about 10
-    /// (PROTOCOL.md §16: `Tencent/openclaw-weixin` #81, the fixture `sendmessage-ret-2-reply-limit`;
+    /// (docs/protocol.md §16: `Tencent/openclaw-weixin` #81, the fixture `sendmessage-ret-2-reply-limit`;
     /// `NousResearch/hermes-agent` #7565, #7836). Default `Some(10)`.
     pub reply_limit: Option<u32>,
     /// How long after the user's last message the bot may still reply. **\[obs\]** 24 h
-    /// (PROTOCOL.md §16: `Tencent/openclaw-weixin` #204, with a maintainer's reply).
+    /// (docs/protocol.md §16: `Tencent/openclaw-weixin` #204, with a maintainer's reply).
     pub reply_window: Option<Duration>,
     /// Burst throttling; `None` disables it. **\[obs\] that media bursts are throttled; the
     /// numbers are a guess** ([`BurstPolicy`]). Default 30 per 10 s, media only
@@ -154,7 +154,7 @@ pub struct SimConfig {
     /// [`Sim::dropped`](crate::Sim::dropped) with [`DropReason::Truncated`](crate::DropReason::Truncated)
     /// and both lengths. `None` delivers texts whole. Default 2000.
     ///
-    /// Provenance \[obs\] (PROTOCOL.md §16): independent reports from April to August 2026
+    /// Provenance \[obs\] (docs/protocol.md §16): independent reports from April to August 2026
     /// (`NousResearch/hermes-agent` #16411 and PR #16985, `microclaw/microclaw` PR #399,
     /// `lsdefine/GenericAgent` PR #308, `zai-org/feedback` #385, `xmanrui/dsh-im` PR #48) say
     /// the live server cuts a text after about 2000 characters and still answers success. The
@@ -168,18 +168,18 @@ pub struct SimConfig {
     /// kind users reported throttled.
     pub burst_scope: BurstScope,
     /// Age after which a bot token goes stale (`-14`). **Guess**: 30 days; no report gives a
-    /// lifetime (tokens are known to go stale: PROTOCOL.md §14.2).
+    /// lifetime (tokens are known to go stale: docs/protocol.md §14.2).
     pub token_lifetime: Option<Duration>,
     /// "One WeChat user is bound to one bot": a new login of the same user makes the
     /// older bot's token stale. **Guess** modelled on the `binded_redirect` status (§6).
     pub one_bot_per_user: bool,
     /// Whether sendmessage needs a `context_token`. **\[obs\]** the live server answers
-    /// `ret:-2` without one (PROTOCOL.md §16).
+    /// `ret:-2` without one (docs/protocol.md §16).
     pub require_context_token: bool,
     /// \[obs\] getuploadurl needs the chat's `context_token`: a request without a token that
     /// was issued to this bot for `to_user_id` (the rule sendmessage applies) is refused
     /// this way, and no upload target is given. Reported of the live server since about
-    /// July 2026 (PROTOCOL.md §12.1: `NousResearch/hermes-agent` #64704, #70776, PRs
+    /// July 2026 (docs/protocol.md §12.1: `NousResearch/hermes-agent` #64704, #70776, PRs
     /// #64740, #80166, #83761; `Eynzof/Hermes-CN-Core` #130); Tencent's client 2.4.9 does
     /// not send the field. Default `Some(UploadGrantRefusal::Ret2)`; `None` switches the
     /// rule off.

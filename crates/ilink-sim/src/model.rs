@@ -190,7 +190,7 @@ pub enum DropReason {
     StaleToken,
     /// A text item longer than [`SimConfig::text_cap`](crate::SimConfig::text_cap): the
     /// message **was delivered, cut**, and `ret:0` answered, as the live server is reported to
-    /// do (PROTOCOL.md §16). [`Dropped::original_len`] and [`Dropped::delivered_len`] give the
+    /// do (docs/protocol.md §16). [`Dropped::original_len`] and [`Dropped::delivered_len`] give the
     /// lengths in UTF-16 code units.
     Truncated,
     /// An injected fault answered before the message was processed.

@@ -802,7 +802,7 @@ impl State {
         if let Err(reason) = self.check_media(&item, problems) {
             return self.drop_msg(reason, bot, raw, ok_no_id, now);
         }
-        // The text cap: delivered cut, success answered, recorded (PROTOCOL.md §16).
+        // The text cap: delivered cut, success answered, recorded (docs/protocol.md §16).
         let mut item = item;
         if let Some(cap) = config.text_cap
             && let Some((original, delivered)) = truncate_text_item(&mut item, cap)

@@ -624,7 +624,7 @@ async fn cdn_uploads_have_their_own_size_cap() {
     assert_eq!(sim.uploads().iter().filter(|u| u.accepted()).count(), 1);
 }
 
-/// PROTOCOL.md §12.1 [obs]: since about July 2026 the live getuploadurl refuses a grant
+/// docs/protocol.md §12.1 [obs]: since about July 2026 the live getuploadurl refuses a grant
 /// without the chat's context_token; the emulator does so by default.
 #[tokio::test]
 async fn the_upload_grant_needs_the_chats_context_token() {

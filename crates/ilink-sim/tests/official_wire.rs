@@ -35,7 +35,7 @@ fn substitute(s: &str, map: &BTreeMap<String, String>) -> String {
 #[tokio::test]
 async fn official_client_requests_are_accepted() {
     // Tencent's client 2.4.9 sends no context_token in getuploadurl: it predates the rule
-    // the live server applies since about July 2026 (PROTOCOL.md §12.1 [obs]), so the
+    // the live server applies since about July 2026 (docs/protocol.md §12.1 [obs]), so the
     // replay runs with that rule off.
     let cfg = ilink_sim::SimConfig {
         upload_requires_context_token: None,

@@ -103,7 +103,7 @@ async fn replies_expire_24_hours_after_the_users_last_message() {
 
 #[tokio::test]
 async fn bursts_of_text_are_not_throttled_by_default() {
-    // PROTOCOL.md §16 reports throttling of media bursts only.
+    // docs/protocol.md §16 reports throttling of media bursts only.
     let cfg = SimConfig {
         burst: Some(BurstPolicy {
             max_sends: 2,

@@ -1,5 +1,5 @@
 //! What the emulator sends looks like what users captured from the live server
-//! (`data/observed-payloads.json`, PROTOCOL.md §19), and every public type is usable
+//! (`data/observed-payloads.json`, docs/protocol.md §19), and every public type is usable
 //! across threads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

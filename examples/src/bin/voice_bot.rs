@@ -43,7 +43,7 @@ async fn voice(ctx: MessageContext) -> Result<(), BoxError> {
     let wav = ctx.account().download_voice_wav(item).await?;
     println!("downloaded {} bytes of WAV", wav.len());
     // How long it is: as the message says (`playtime`), or, when a message comes without it
-    // (live captures did, PROTOCOL.md §19), as the SILK stream itself says.
+    // (live captures did, docs/protocol.md §19), as the SILK stream itself says.
     let ms = match duration {
         Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
         None => ilink_silk::playtime_ms(&ctx.account().download(item).await?)?,
