@@ -56,6 +56,8 @@ impl Rig {
             .env("RELIABILITY_STATE_DIR", &self.state)
             .env("RELIABILITY_JOURNAL", self.journal_path(journal))
             .env("RELIABILITY_TYPING", "0")
+            // Each answer takes a while, so a SIGTERM can come mid-conversation.
+            .env("RELIABILITY_HANDLER_DELAY_MS", "60")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -147,10 +147,26 @@ pub fn users(net: &NetArgs, json_lines: bool) -> CliResult {
         );
     }
     for u in users {
+        let b = account.budget(&u);
         if json_lines {
-            println!("{}", json!({"account": account.id(), "user": u}));
+            println!(
+                "{}",
+                json!({
+                    "account": account.id(),
+                    "user": u,
+                    "left": b.left,
+                    "queued": b.queued,
+                    "window_closes_at_ms": b.window_closes_at_ms,
+                })
+            );
         } else {
-            println!("{u}");
+            let closes = b
+                .window_closes_at_ms
+                .map_or_else(|| "unknown".to_owned(), crate::replies::window_closes);
+            println!(
+                "{u}  {} message(s) left, {} queued, window closes {closes}",
+                b.left, b.queued
+            );
         }
     }
     Ok(())

@@ -102,6 +102,12 @@ pub fn report_parts(outcomes: &[SendOutcome], what: &str, json_lines: bool) -> C
             } => {
                 queued += 1;
                 let because = match reason {
+                    QueueReason::Failed(
+                        kind @ (SendErrorKind::StaleToken | SendErrorKind::SessionExpired),
+                    ) => {
+                        failure.get_or_insert(*kind);
+                        "session expired"
+                    }
                     QueueReason::Failed(kind) => {
                         failure.get_or_insert(*kind);
                         "sending failed"
@@ -173,7 +179,10 @@ pub fn report_parts(outcomes: &[SendOutcome], what: &str, json_lines: bool) -> C
     if queued > 0 {
         return Err(CliError::new(
             Exit::Queued,
-            format!("{queued} of {n} part(s) are queued: the reply window allows no more now"),
+            format!(
+                "{queued} of {n} part(s) are queued: the reply window allows no more now (or \
+                 the server refused this chat's context_token: both answer ret -2)"
+            ),
         )
         .hint(
             "they are kept in the state directory and go out, in order, when the user writes \
@@ -224,11 +233,24 @@ impl QueueCommand {
     }
 }
 
+/// When a window closes, for people: "in 23 h 59 min (epoch ms 1796136590824)", or "already
+/// closed".
+pub fn window_closes(at_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if at_ms <= now {
+        return format!("already (epoch ms {at_ms})");
+    }
+    let mins = (at_ms - now) / 60_000;
+    format!("in {} h {} min (epoch ms {at_ms})", mins / 60, mins % 60)
+}
+
 fn show_user(account: &Account, user: &str) {
     let b = account.budget(user);
     let closes = b
         .window_closes_at_ms
-        .map_or_else(|| "unknown".to_owned(), |ms| format!("at {ms} (epoch ms)"));
+        .map_or_else(|| "unknown".to_owned(), window_closes);
     println!(
         "{user}: {} queued, {} message(s) left in the window, window closes {closes}{}",
         b.queued,

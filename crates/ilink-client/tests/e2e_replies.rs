@@ -264,6 +264,9 @@ async fn a_burst_throttle_waits_in_the_queue_and_is_retried_with_backoff() {
             max_sends: 2,
             window: Duration::from_millis(300),
         }),
+        // The default throttles media bursts only (what users reported); this test throttles
+        // text too.
+        burst_scope: ilink_sim::BurstScope::AllMessages,
         ..limited_sim_config()
     })
     .await

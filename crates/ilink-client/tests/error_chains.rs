@@ -183,8 +183,12 @@ async fn client_errors_read_once_on_every_failure_path() {
     while account.context_token(user).is_none() {
         updates.next().await;
     }
+    // A text that meets ret -2 is queued and retried; one item sent on its own reports it.
     sim.inject_fault(Endpoint::SendMessage, Fault::Overloaded(None), 1);
-    let e = account.send_text(user, "x").await.unwrap_err();
+    let e = account
+        .send_item(user, ilink_client::proto::MessageItem::text("x"))
+        .await
+        .unwrap_err();
     assert!(e.is_throttled());
     assert_reads_once("SendError (refused)", &e);
     // A text that meets a 5xx stays queued (`SendOutcome::Queued` with the failure as its

@@ -52,6 +52,14 @@ async fn main() -> Result<(), String> {
         .open(&journal_path)
         .map_err(|e| format!("{journal_path}: {e}"))?;
     let journal = Arc::new(Mutex::new(journal));
+    // How long each handler works before it replies (an AI agent's answer takes a while), so
+    // a stop can come while messages are still being answered.
+    let delay = std::time::Duration::from_millis(
+        std::env::var("RELIABILITY_HANDLER_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     account
         .run(move |ctx: MessageContext| {
             let journal = journal.clone();
@@ -62,6 +70,7 @@ async fn main() -> Result<(), String> {
                     .map(|i| i.as_str().to_owned())
                     .unwrap_or_default();
                 append(&journal, &format!("H {id}\n"))?;
+                tokio::time::sleep(delay).await;
                 let text = format!("re:{}", ctx.text().unwrap_or(""));
                 let outcome = match ctx.reply(&text).await {
                     Ok(_) => "ok".to_owned(),
