@@ -976,29 +976,7 @@ impl Account {
                 return self.replay_turn(user, &ids, context_token, run_id).await;
             }
         }
-        // A session known to be expired does not lose the text under the queue policy: it is
-        // queued (the outcomes say why) and retried once the session is back.
-        let (token, expired) = match self.precheck(user, context_token.clone()) {
-            Ok(t) => (t, None),
-            Err(e)
-                if e.kind() == SendErrorKind::SessionExpired
-                    && matches!(policy.overflow, Overflow::Queue) =>
-            {
-                let token = context_token
-                    .filter(|t| !t.is_empty())
-                    .or_else(|| self.context_token(user))
-                    .ok_or_else(|| {
-                        SendError::new(
-                            SendErrorKind::NoContextToken,
-                            format!(
-                                "no context_token for {user}: the user must write to this bot first"
-                            ),
-                        )
-                    })?;
-                (token, Some(e))
-            }
-            Err(e) => return Err(e),
-        };
+        let token = self.precheck(user, context_token)?;
         let limit = cfg.chunk_limit.max(1);
         let budget = self.budget(user);
         let mut parts = crate::chunk::chunk_text(text, limit);
@@ -1059,13 +1037,7 @@ impl Account {
             expires_at_ms: expires,
         })
         .map_err(SendError::from_error)?;
-        let (report, err) = match expired {
-            Some(e) => {
-                self.schedule_retry(user, 0);
-                (FlushReport::default(), Some(e))
-            }
-            None => self.flush_locked(user, Some(token), run_id).await,
-        };
+        let (report, err) = self.flush_locked(user, Some(token), run_id).await;
         drop(guard);
         self.outcomes(user, &ids, &report, err)
     }
