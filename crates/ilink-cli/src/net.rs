@@ -158,47 +158,7 @@ pub fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Accoun
     }
 }
 
-/// SIGINT and (on Unix) SIGTERM, listened to from creation on (none is missed between two
-/// waits).
-pub struct StopSignals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    /// Starts listening; `None` if the signals cannot be listened to.
-    pub fn new() -> Option<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Some(Self {
-                term: signal(SignalKind::terminate()).ok()?,
-                int: signal(SignalKind::interrupt()).ok()?,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            Some(Self {})
-        }
-    }
-
-    /// The next signal's number (2 or 15).
-    pub async fn next(&mut self) -> Option<i32> {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                s = self.term.recv() => s.map(|()| 15),
-                s = self.int.recv() => s.map(|()| 2),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            tokio::signal::ctrl_c().await.ok().map(|()| 2)
-        }
-    }
-}
+pub use ilink_client::StopSignals;
 
 /// Waits for the first SIGINT or SIGTERM of `signals` (forever if signals cannot be
 /// listened to). Create `signals` before announcing that the process runs.

@@ -44,6 +44,7 @@ pub use store::{
     ConsumerLock, Credentials, FileStore, MemoryStore, StateStore, normalize_account_id,
 };
 pub use updates::{InboundMessage, PollError, PollErrorKind, UndecodableMessage, Update, Updates};
+pub use util::StopSignals;
 
 /// The HTTP layer (`ilink-http`), re-exported: [`ClientConfig::proxy`] takes its
 /// [`Proxy`](http::Proxy), [`Client::http`] returns its [`HttpClient`](http::HttpClient), and

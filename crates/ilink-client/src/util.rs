@@ -67,17 +67,25 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 /// SIGINT and (on Unix) SIGTERM, listened to from creation on (none is missed between two
-/// waits).
-pub(crate) struct StopSignals {
+/// waits). [`ShutdownHandle::on_signals`](crate::ShutdownHandle::on_signals) uses it; a program
+/// that stops in its own way can too.
+pub struct StopSignals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
 }
 
+impl std::fmt::Debug for StopSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopSignals").finish_non_exhaustive()
+    }
+}
+
 impl StopSignals {
-    /// Starts listening; `None` if the signals cannot be listened to.
-    pub(crate) fn new() -> Option<Self> {
+    /// Starts listening; `None` if the signals cannot be listened to. Must be called inside a
+    /// Tokio runtime.
+    pub fn new() -> Option<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -93,7 +101,7 @@ impl StopSignals {
     }
 
     /// The next signal's number (2 or 15).
-    pub(crate) async fn next(&mut self) -> Option<i32> {
+    pub async fn next(&mut self) -> Option<i32> {
         #[cfg(unix)]
         {
             tokio::select! {
