@@ -125,7 +125,11 @@ impl Default for Delays {
 }
 
 impl Delays {
-    /// Short delays for tests against the emulator (milliseconds instead of seconds).
+    /// Short delays for tests and demos against the emulator (milliseconds instead of
+    /// seconds). Behind the `test-util` feature: against the live server they would poll and
+    /// retry far faster than the official client does.
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn fast() -> Self {
         Self {
             retry: Duration::from_millis(20),

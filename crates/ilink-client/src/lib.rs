@@ -6,45 +6,75 @@
 mod account;
 pub mod chunk;
 mod client;
-mod config;
+pub mod config;
 pub mod content;
 mod dedupe;
 pub mod download;
 mod error;
 mod handler;
 mod journal;
-mod login;
-mod markdown;
-mod media;
+pub mod login;
+pub mod markdown;
+pub mod media;
 pub mod outbox;
-mod send;
-mod store;
+pub mod send;
+pub mod store;
 mod transport;
-mod updates;
+pub mod updates;
 mod util;
 
-pub use account::{Account, TypingGuard};
-pub use chunk::{DEFAULT_CHUNK_LIMIT, chunk_text};
+// The crate root holds what every bot uses; the rest lives in its module (`ilink_client::send`,
+// `::login`, `::store`, `::updates`, `::media`, `::config`, `::outbox`, `::chunk`,
+// `::markdown`, `::download`, `::content`).
+pub use account::Account;
 pub use client::{Client, ClientBuilder, ShutdownHandle};
-pub use config::{ClientConfig, Delays, Timeouts};
+pub use config::ClientConfig;
 pub use content::Content;
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use handler::{Handler, HandlerOutput, MessageContext};
+pub use handler::{Handler, MessageContext};
 /// Media sources and CDN types, re-exported from `ilink-cdn`.
 pub use ilink_cdn::{self as cdn, MediaSource};
+pub use login::{BoxFuture, LoginOutcome, TerminalPresenter};
+pub use media::MediaType;
+pub use send::{SendError, SendErrorKind, SendOutcome};
+pub use store::{Credentials, FileStore, MemoryStore, StateStore};
+pub use updates::{InboundMessage, Update, Updates};
+
+// The names the crate root had before the modules above were public; kept so that code
+// written against them still builds, hidden from the documentation.
+#[doc(hidden)]
+pub use account::TypingGuard;
+#[doc(hidden)]
+pub use chunk::{DEFAULT_CHUNK_LIMIT, chunk_text};
+#[doc(hidden)]
+pub use config::{Delays, Timeouts};
+#[doc(hidden)]
+pub use handler::HandlerOutput;
+#[doc(hidden)]
 pub use login::{
-    BoxFuture, LoginEvent, LoginOutcome, LoginPresenter, MAX_STATUS_FAILURES, QrCode,
-    STATUS_FAILURE_WINDOW, TerminalPresenter, normalize_verify_code, render_qr_unicode,
+    LoginEvent, LoginPresenter, MAX_STATUS_FAILURES, QrCode, STATUS_FAILURE_WINDOW,
+    normalize_verify_code, render_qr_unicode,
 };
+#[doc(hidden)]
 pub use markdown::filter_markdown;
-pub use media::{CheckedMedia, MediaLimits, MediaSend, MediaType};
+#[doc(hidden)]
+pub use media::{CheckedMedia, MediaLimits, MediaSend};
+#[doc(hidden)]
 pub use outbox::{Budget, Overflow, ReplyPolicy};
-pub use send::{MediaProblem, QueueReason, SendError, SendErrorKind, SendOutcome};
-pub use store::{
-    ConsumerLock, Credentials, FileStore, MemoryStore, StateStore, normalize_account_id,
-};
-pub use updates::{InboundMessage, PollError, PollErrorKind, UndecodableMessage, Update, Updates};
+#[doc(hidden)]
+pub use send::{MediaProblem, QueueReason};
+#[doc(hidden)]
+pub use store::{ConsumerLock, normalize_account_id};
+#[doc(hidden)]
+pub use updates::{PollError, PollErrorKind, UndecodableMessage};
+#[doc(hidden)]
 pub use util::StopSignals;
+/// Stop signals (SIGINT and SIGTERM) and the account's typing indicator guard.
+pub mod run {
+    pub use crate::account::TypingGuard;
+    pub use crate::handler::HandlerOutput;
+    pub use crate::util::StopSignals;
+}
 
 /// The HTTP layer (`ilink-http`), re-exported: [`ClientConfig::proxy`] takes its
 /// [`Proxy`](http::Proxy), [`Client::http`] returns its [`HttpClient`](http::HttpClient), and
