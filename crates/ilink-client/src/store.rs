@@ -668,21 +668,22 @@ pub(crate) fn write_rescue(path: &Path, creds: &Credentials) -> std::io::Result<
     f.sync_all()
 }
 
-/// Creates `path` with `bytes` only if it does not exist (never replacing a file another
-/// process may have opened): a temporary file hard-linked into place.
-fn create_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
+/// A fresh temporary path beside `path`: `.<name>.<random>.tmp` in the same directory (what
+/// [`remove_stale_temps`] cleans up after a crash).
+fn temp_beside(path: &Path) -> std::path::PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(
+    dir.join(format!(
         ".{name}.{}.tmp",
         crate::util::random_hex(TEMP_RANDOM_HEX / 2)
-    ));
+    ))
+}
+
+/// Creates the new file `tmp` with mode 0600 and writes and syncs `bytes` into it.
+fn write_new_private(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -690,16 +691,23 @@ fn create_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let result = (|| {
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-    })();
+    let mut f = opts.open(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Creates `path` with `bytes` only if it does not exist (never replacing a file another
+/// process may have opened): a temporary file hard-linked into place.
+fn create_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = temp_beside(path);
+    let result = write_new_private(&tmp, bytes).and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    });
     let _ = fs::remove_file(&tmp);
     result
 }
@@ -781,30 +789,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_atomic_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.tmp",
-        crate::util::random_hex(TEMP_RANDOM_HEX / 2)
-    ));
+    let tmp = temp_beside(path);
     let result = (|| -> std::io::Result<()> {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
+        write_new_private(&tmp, bytes)?;
         fs::rename(&tmp, path)?;
         #[cfg(unix)]
-        if let Ok(d) = fs::File::open(dir) {
+        if let Ok(d) = fs::File::open(path.parent().unwrap_or(Path::new("."))) {
             let _ = d.sync_all();
         }
         Ok(())
