@@ -121,6 +121,7 @@ impl Account {
             .filter(|b| !b.trim().is_empty())
             .unwrap_or_else(|| shared.config.default_base_url.clone());
         let poll_timeout = shared.config.timeouts.long_poll;
+        crate::metrics::outbox_depth(&creds.account_id, outbox.depth());
         Ok(Self {
             inner: Arc::new(AccountInner {
                 id: creds.account_id.clone(),
@@ -354,7 +355,10 @@ impl Account {
             .shared
             .transport
             .call_with_timeout(to, &body, timeout);
-        let resp: GetUpdatesResponse = match call.await {
+        let started = std::time::Instant::now();
+        let answer = call.await;
+        crate::metrics::poll_latency(started.elapsed());
+        let resp: GetUpdatesResponse = match answer {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
                 tracing::debug!(account = %self.inner.id, "long-poll timed out: empty batch");
@@ -391,7 +395,7 @@ impl Account {
     /// [`Overflow::AllOrNothing`](crate::outbox::Overflow::AllOrNothing) and
     /// [`SendErrorKind::QueueFull`] when the queue cannot take the text.
     pub async fn send_text(&self, user: &str, text: &str) -> Result<Vec<SendOutcome>, SendError> {
-        self.send_text_queued(user, text, None, None, None).await
+        crate::metrics::replied(self.send_text_queued(user, text, None, None, None).await)
     }
 
     /// Text sent in a turn outside the turn journal (a media caption): budget and queue apply.
@@ -444,7 +448,7 @@ impl Account {
     /// with the hidden fields the server needs (`from_user_id` `""`, a fresh `client_id`,
     /// `message_type` 2, `message_state` 2, the user's `context_token`).
     pub async fn send_item(&self, user: &str, item: MessageItem) -> Result<SendOutcome, SendError> {
-        self.send_item_in_turn(user, item, None, None).await
+        crate::metrics::replied(self.send_item_in_turn(user, item, None, None).await)
     }
 
     pub(crate) async fn send_item_in_turn(
@@ -498,6 +502,7 @@ impl Account {
                 Err(e) => return Err(SendError::from_error(e)),
             }
         };
+        crate::metrics::delivered();
         Ok(match resp.message_id {
             Some(id) if !id.as_str().is_empty() => SendOutcome::Delivered {
                 message_id: id,

@@ -92,7 +92,8 @@ impl MessageContext {
         let k = self
             .replies
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.account
+        let r = self
+            .account
             .send_text_queued(
                 self.from(),
                 text,
@@ -100,14 +101,17 @@ impl MessageContext {
                 Some(&self.run_id),
                 Some((self.message.dedupe_key(), k)),
             )
-            .await
+            .await;
+        crate::metrics::replied(r)
     }
 
     /// Reply with one prepared item (for example media uploaded with `ilink-cdn`).
     pub async fn reply_item(&self, item: MessageItem) -> Result<SendOutcome, SendError> {
-        self.account
+        let r = self
+            .account
             .send_item_in_turn(self.from(), item, self.token(), Some(&self.run_id))
-            .await
+            .await;
+        crate::metrics::replied(r)
     }
 }
 
@@ -360,8 +364,11 @@ async fn handle_one<H: Handler>(
     } else {
         None
     };
+    let started = std::time::Instant::now();
     let task = AbortOnDrop(tokio::spawn(async move { handler.on_message(ctx).await }));
-    if let Err(e) = task.join().await {
+    let joined = task.join().await;
+    crate::metrics::handler_duration(started.elapsed());
+    if let Err(e) = joined {
         tracing::error!(account = %account.id(), error = %e,
             "a message handler panicked; the message counts as handled");
     }

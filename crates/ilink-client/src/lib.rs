@@ -16,6 +16,7 @@ mod journal;
 pub mod login;
 pub mod markdown;
 pub mod media;
+pub mod metrics;
 pub mod outbox;
 pub mod send;
 pub mod store;

@@ -468,15 +468,18 @@ impl Account {
     where
         R: tokio::io::AsyncRead + Unpin + Send,
     {
-        let token = self.precheck(user, None)?;
-        let source = self.media_from_reader(reader).await?;
-        let opts = MediaOpts {
-            media_type: Some(media_type),
-            file_name: Some(file_name.unwrap_or("file").to_owned()),
-            token: Some(token),
-            ..MediaOpts::default()
+        let send = async {
+            let token = self.precheck(user, None)?;
+            let source = self.media_from_reader(reader).await?;
+            let opts = MediaOpts {
+                media_type: Some(media_type),
+                file_name: Some(file_name.unwrap_or("file").to_owned()),
+                token: Some(token),
+                ..MediaOpts::default()
+            };
+            self.send_media_inner(user, source, &opts).await
         };
-        self.send_media_inner(user, source, &opts).await
+        crate::metrics::replied(send.await)
     }
 
     /// Send media with an optional caption, as the official client does: the caption first as
@@ -736,16 +739,20 @@ impl MediaSend<'_> {
     /// As [`Account::send_media`]; [`SendErrorKind::Upload`] when the upload failed (nothing
     /// of the media was sent; a caption already sent is in [`SendError::sent`]).
     pub async fn send(self) -> Result<Vec<SendOutcome>, SendError> {
-        self.account
+        let r = self
+            .account
             .send_media_in_turn(&self.user, self.source, &self.opts)
-            .await
+            .await;
+        crate::metrics::replied(r)
     }
 
     /// Like [`MediaSend::send`] for a send without caption: the one outcome.
     async fn send_one(self) -> Result<SendOutcome, SendError> {
-        self.account
+        let r = self
+            .account
             .send_media_inner(&self.user, self.source, &self.opts)
-            .await
+            .await;
+        crate::metrics::replied(r)
     }
 }
 

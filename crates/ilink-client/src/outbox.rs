@@ -767,6 +767,7 @@ impl Account {
             self.shared().store.append_outbox(self.id(), &line)?;
         }
         st.apply(&r);
+        crate::metrics::outbox_depth(self.id(), st.depth());
         if st.durable && st.wants_compaction() {
             let lines: Vec<String> = st
                 .snapshot()
@@ -1306,6 +1307,13 @@ impl Account {
         token: Option<Secret>,
     ) -> (FlushReport, Option<SendError>) {
         Box::pin(self.flush_locked_with(user, token, None, false)).await
+    }
+}
+
+impl OutboxState {
+    /// Messages queued for every user (the `ilink_outbox_depth` gauge).
+    pub(crate) fn depth(&self) -> usize {
+        self.users.values().map(|u| u.queue.len()).sum()
     }
 }
 

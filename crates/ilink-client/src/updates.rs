@@ -838,6 +838,7 @@ impl Poller {
                 if let Ok(mut l) = self.ledger.lock() {
                     l.in_flight.extend(flight_keys(&k).cloned());
                 }
+                crate::metrics::received(self.account.id());
                 return Some((
                     update,
                     Some(Receipt {
@@ -899,6 +900,7 @@ impl Poller {
                 }
                 Err(e) => {
                     let error = PollError::new(e);
+                    crate::metrics::poll_error(error.kind());
                     self.failures += 1;
                     let consecutive = self.failures;
                     let delays = &self.account.shared().config.delays;
@@ -961,6 +963,7 @@ impl Poller {
         self.relogin_due = true;
         if !self.announced {
             self.announced = true;
+            crate::metrics::session_expired(self.account.id());
             return Some(Update::SessionExpired);
         }
         None
