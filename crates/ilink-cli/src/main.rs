@@ -4,6 +4,7 @@
 mod commands;
 mod demo;
 mod error;
+mod exporter;
 mod inbound;
 mod net;
 mod offline;
@@ -132,6 +133,8 @@ enum Command {
         net: NetArgs,
         #[command(flatten)]
         policy: replies::PolicyArgs,
+        #[command(flatten)]
+        metrics: exporter::MetricsArgs,
     },
     /// Print incoming messages as they arrive (from every account when there are several and
     /// no --account). Consumes the account's messages (they count as handled once printed):
@@ -145,6 +148,8 @@ enum Command {
         max: Option<u64>,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        metrics: exporter::MetricsArgs,
     },
     /// Send a message to a user who has written to the bot.
     Send {
@@ -258,8 +263,20 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             prefix,
             net,
             policy,
-        } => commands::echo(&m(&net), max, &prefix, &policy).await,
-        Command::Tail { json, max, net } => inbound::tail(&m(&net), json, max).await,
+            metrics,
+        } => {
+            let _serving = metrics.serve().await?;
+            commands::echo(&m(&net), max, &prefix, &policy).await
+        }
+        Command::Tail {
+            json,
+            max,
+            net,
+            metrics,
+        } => {
+            let _serving = metrics.serve().await?;
+            inbound::tail(&m(&net), json, max).await
+        }
         Command::Send { args, net } => commands::send(&m(&net), args).await,
         Command::Queue(cmd) => {
             let net = m(cmd.net());
