@@ -173,13 +173,21 @@ async fn echo_serves_its_counters_to_prometheus() {
         Some(0.0),
         "{page}"
     );
+    // Series of fixed labels exist from the start, at 0.
     assert_eq!(
         sample(&page, r#"ilink_replies_total{outcome="queued"}"#),
-        None
+        Some(0.0),
+        "{page}"
     );
     assert_eq!(
         sample(&page, r#"ilink_replies_total{outcome="failed"}"#),
-        None
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, r#"ilink_poll_errors_total{kind="transport"}"#),
+        Some(0.0),
+        "{page}"
     );
     // Histograms with the buckets ilink_client::metrics suggests, described.
     assert!(

@@ -99,6 +99,16 @@ pub const OUTCOME_QUEUED: &str = "queued";
 /// [`REPLIES`]: the send failed.
 pub const OUTCOME_FAILED: &str = "failed";
 
+/// The values of [`LABEL_KIND`] on [`POLL_ERRORS`], by
+/// [`PollErrorKind`]: `Transport`, `HttpStatus`, `Server`, `UnreadableBody`, `Other`.
+pub const POLL_ERROR_KINDS: &[&str] = &[
+    "transport",
+    "http_status",
+    "server",
+    "unreadable_body",
+    "other",
+];
+
 /// [`LEASE_CHANGES`]: a lease was taken.
 pub const CHANGE_ACQUIRED: &str = "acquired";
 /// [`LEASE_CHANGES`]: a held lease was extended.
@@ -133,8 +143,10 @@ pub fn account_labels() -> bool {
 }
 
 /// Give every metric of this module its unit and help text in the installed recorder (an
-/// exporter prints them, e.g. Prometheus's `# HELP`). Call it after installing the recorder;
-/// without one it does nothing.
+/// exporter prints them, e.g. Prometheus's `# HELP`), and make the series of [`REPLIES`] and
+/// [`POLL_ERRORS`] exist at 0 for every label value, so that a rate or an alert sees them
+/// before the first event. Call it after installing the recorder; without one it does
+/// nothing. Calling it again changes no value.
 pub fn describe() {
     describe_counter!(
         MESSAGES_RECEIVED,
@@ -182,6 +194,12 @@ pub fn describe() {
         Unit::Count,
         "Accounts this process serves (holds the lease of)."
     );
+    for outcome in [OUTCOME_DELIVERED, OUTCOME_QUEUED, OUTCOME_FAILED] {
+        counter!(REPLIES, LABEL_OUTCOME => outcome).increment(0);
+    }
+    for kind in POLL_ERROR_KINDS {
+        counter!(POLL_ERRORS, LABEL_KIND => *kind).increment(0);
+    }
 }
 
 // ---------------------------------------------------------------------- recording (crate)
@@ -266,16 +284,20 @@ pub(crate) fn poll_latency(d: Duration) {
     ::metrics::histogram!(POLL_LATENCY).record(d.as_secs_f64());
 }
 
-/// A poll failed.
-pub(crate) fn poll_error(kind: PollErrorKind) {
-    let kind = match kind {
+/// The [`LABEL_KIND`] value of a poll error (one of [`POLL_ERROR_KINDS`]).
+fn poll_error_label(kind: PollErrorKind) -> &'static str {
+    match kind {
         PollErrorKind::Transport => "transport",
         PollErrorKind::HttpStatus => "http_status",
         PollErrorKind::Server => "server",
         PollErrorKind::UnreadableBody => "unreadable_body",
         PollErrorKind::Other => "other",
-    };
-    counter!(POLL_ERRORS, LABEL_KIND => kind).increment(1);
+    }
+}
+
+/// A poll failed.
+pub(crate) fn poll_error(kind: PollErrorKind) {
+    counter!(POLL_ERRORS, LABEL_KIND => poll_error_label(kind)).increment(1);
 }
 
 /// A handler ran for `d`.
@@ -332,6 +354,15 @@ mod tests {
             );
             assert!(seen.insert(*name), "{name} twice");
         }
+        let kinds = [
+            PollErrorKind::Transport,
+            PollErrorKind::HttpStatus,
+            PollErrorKind::Server,
+            PollErrorKind::UnreadableBody,
+            PollErrorKind::Other,
+        ]
+        .map(poll_error_label);
+        assert_eq!(&kinds[..], POLL_ERROR_KINDS);
         for b in [POLL_LATENCY_BUCKETS, HANDLER_DURATION_BUCKETS] {
             assert!(b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
         }
