@@ -28,7 +28,7 @@ pub async fn login(net: &NetArgs) -> CliResult {
     let client = net::client(net)?;
     let dir = net::state_dir(net);
     // Before a QR code is shown: a confirmed login must have somewhere to go.
-    client.store().check_writable().map_err(|e| {
+    client.store().check_writable().await.map_err(|e| {
         CliError::failure(format!(
             "cannot log in: the state directory {} cannot be written",
             dir.display()
@@ -93,11 +93,11 @@ pub async fn login(net: &NetArgs) -> CliResult {
 }
 
 /// `ilink accounts`.
-pub fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
+pub async fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
     let client = net::client(net)?;
     let dir = net::state_dir(net);
     let store = ilink_client::FileStore::new(&dir);
-    let accounts = client.accounts()?;
+    let accounts = client.accounts().await?;
     if accounts.is_empty() && !json_lines {
         eprintln!(
             "No bot account is logged in (state directory {}).",
@@ -136,9 +136,9 @@ pub fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
 }
 
 /// `ilink users`.
-pub fn users(net: &NetArgs, json_lines: bool) -> CliResult {
+pub async fn users(net: &NetArgs, json_lines: bool) -> CliResult {
     let client = net::client(net)?;
-    let account = net::account(&client, net)?;
+    let account = net::account(&client, net).await?;
     let users = account.known_users();
     if users.is_empty() && !json_lines {
         eprintln!(
@@ -172,15 +172,49 @@ pub fn users(net: &NetArgs, json_lines: bool) -> CliResult {
     Ok(())
 }
 
+/// Takes the account's lease (holder and ttl of the client's configuration), or fails with
+/// [`ErrorKind::AccountBusy`](ilink_client::ErrorKind::AccountBusy) naming the holder when
+/// another holder's lease is live.
+async fn take_lease(
+    client: &ilink_client::Client,
+    id: &str,
+) -> CliResult<ilink_client::store::Lease> {
+    let cfg = client.config();
+    let store = client.store();
+    if let Some(lease) = store
+        .acquire_lease(id, &cfg.holder_id, cfg.lease_ttl)
+        .await?
+    {
+        return Ok(lease);
+    }
+    let holder = store
+        .leases()
+        .await
+        .ok()
+        .and_then(|all| all.into_iter().find(|l| l.account == id))
+        .map_or_else(
+            || "another process".to_owned(),
+            |l| format!("holder {}", l.holder),
+        );
+    Err(ilink_client::Error::new(
+        ilink_client::ErrorKind::AccountBusy,
+        format!("account {id} is already being consumed by {holder}"),
+    )
+    .into())
+}
+
 /// `ilink logout`.
-pub fn logout(net: &NetArgs) -> CliResult {
+pub async fn logout(net: &NetArgs) -> CliResult {
     let client = net::client(net)?;
-    let account = net::account(&client, net)?;
+    let account = net::account(&client, net).await?;
     let id = account.id().to_owned();
-    // Not while a consumer runs: it would write the state back.
-    let lock = client.store().lock_consumer(&id)?;
-    drop(lock);
-    client.store().remove_account(&id)?;
+    // Not while a consumer runs: it would write the state back. Holding the account's lease
+    // also keeps one from starting meanwhile.
+    let store = client.store();
+    let lease = take_lease(&client, &id).await?;
+    let removed = store.remove_account(&id).await;
+    store.release_lease(&lease).await?;
+    removed?;
     println!(
         "Logged out {id}: its credentials and state were deleted from {}.",
         net::state_dir(net).display()
@@ -284,10 +318,11 @@ pub async fn echo(
     policy: &crate::replies::PolicyArgs,
 ) -> CliResult {
     let client = crate::replies::client(net, policy)?;
-    let account = net::account(&client, net)?;
+    let account = net::account(&client, net).await?;
     net::stop_on_signals(std::slice::from_ref(&account));
-    // Fail fast, before saying it runs, if another process consumes the account.
-    drop(client.store().lock_consumer(account.id())?);
+    // Take the account's lease before saying it runs: fail fast (exit 5) if another process
+    // consumes the account.
+    let lease = take_lease(&client, account.id()).await?;
     eprintln!(
         "Echo bot {} is running; it consumes the account's messages (no other `ilink echo`, \
          `ilink tail` or bot receives them meanwhile). Ctrl-C or SIGTERM stops it.",
@@ -301,7 +336,13 @@ pub async fn echo(
         handled: AtomicU64::new(0),
         expired: expired.clone(),
     };
-    account.run(bot).await?;
+    let ran = account
+        .run_with_lease(lease.clone(), bot, std::future::pending())
+        .await;
+    if let Err(e) = client.store().release_lease(&lease).await {
+        tracing::warn!(error = %e, "could not release the account's lease");
+    }
+    ran?;
     if expired.load(Ordering::SeqCst) {
         return Err(
             CliError::new(Exit::Auth, "the session expired (-14)").hint("run `ilink login` again")
@@ -381,7 +422,7 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
     crate::replies::apply_policy(&mut config, &args.policy);
     let client = net::client_with(net, config)?;
     let to = args.to.trim();
-    let account = net::account_for(&client, net, to)?;
+    let account = net::account_for(&client, net, to).await?;
     let json_lines = args.json;
     if let Some(text) = crate::replies::read_text(args.text.as_deref(), args.text_file.as_deref())?
     {
@@ -515,7 +556,7 @@ pub async fn doctor(net: &NetArgs, json_out: bool) -> CliResult {
         json: json_out,
         results: Vec::new(),
     };
-    let account = match net::account(&client, net) {
+    let account = match net::account(&client, net).await {
         Ok(a) => a,
         Err(e) => {
             c.fail("account", &e.message);

@@ -696,34 +696,6 @@ pub(crate) fn file_append(dir: &std::path::Path, record: &str) -> Result<()> {
         .map_err(|e| Error::store(format!("appending to {}", path.display()), e))
 }
 
-/// The outbox journal of [`MemoryStore`](crate::MemoryStore).
-#[derive(Debug, Default)]
-pub(crate) struct MemoryJournal {
-    inner: std::sync::Mutex<HashMap<String, Vec<String>>>,
-}
-
-impl MemoryJournal {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Vec<String>>>> {
-        self.inner
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Store, "memory store lock poisoned"))
-    }
-    pub(crate) fn load(&self, account: &str) -> Result<Vec<String>> {
-        Ok(self.lock()?.get(account).cloned().unwrap_or_default())
-    }
-    pub(crate) fn append(&self, account: &str, record: &str) -> Result<()> {
-        self.lock()?
-            .entry(account.to_owned())
-            .or_default()
-            .push(record.to_owned());
-        Ok(())
-    }
-    pub(crate) fn replace(&self, account: &str, records: &[String]) -> Result<()> {
-        self.lock()?.insert(account.to_owned(), records.to_vec());
-        Ok(())
-    }
-}
-
 pub(crate) fn encode(r: &Record) -> Result<String> {
     serde_json::to_string(r)
         .map_err(|e| Error::new(ErrorKind::Store, "encoding an outbox record").with_source(e))
@@ -760,23 +732,41 @@ impl Account {
     }
 
     /// Persist `r` (when the store keeps a journal), then apply it; compact now and then.
-    fn journal(&self, r: Record) -> Result<()> {
+    /// Journal writes are serialized per account (records keep their order) and carry the
+    /// account's lease fence while a leased run serves it.
+    async fn journal(&self, r: Record) -> Result<()> {
         let line = encode(&r)?;
-        let mut st = self.outbox()?;
-        if st.durable {
-            self.shared().store.append_outbox(self.id(), &line)?;
+        let _serial = self.inner.journal_lock.lock().await;
+        let durable = self.outbox()?.durable;
+        let fence = self.fence();
+        let store = &self.shared().store;
+        if durable {
+            store
+                .append_outbox(self.id(), &line, fence.as_ref())
+                .await
+                .inspect_err(|e| self.note_store_error(e))?;
         }
-        st.apply(&r);
-        crate::metrics::outbox_depth(self.id(), st.depth());
-        if st.durable && st.wants_compaction() {
-            let lines: Vec<String> = st
-                .snapshot()
-                .iter()
-                .filter_map(|r| encode(r).ok())
-                .collect();
-            match self.shared().store.replace_outbox(self.id(), &lines) {
-                Ok(()) => st.reset_records(lines.len()),
-                Err(e) => tracing::warn!(error = %e, "could not compact the outbox journal"),
+        let compact = {
+            let mut st = self.outbox()?;
+            st.apply(&r);
+            crate::metrics::outbox_depth(self.id(), st.depth());
+            (st.durable && st.wants_compaction()).then(|| {
+                st.snapshot()
+                    .iter()
+                    .filter_map(|r| encode(r).ok())
+                    .collect::<Vec<String>>()
+            })
+        };
+        if let Some(lines) = compact {
+            match store
+                .replace_outbox(self.id(), &lines, fence.as_ref())
+                .await
+            {
+                Ok(()) => self.outbox()?.reset_records(lines.len()),
+                Err(e) => {
+                    self.note_store_error(&e);
+                    tracing::warn!(error = %e, "could not compact the outbox journal");
+                }
             }
         }
         Ok(())
@@ -791,7 +781,7 @@ impl Account {
 
     /// Record that `user` wrote (the inbound message with dedupe key `key`): a new window
     /// opens with a full budget. A message seen before (a redelivery) changes nothing.
-    pub(crate) fn note_inbound(&self, user: &str, key: &str) {
+    pub(crate) async fn note_inbound(&self, user: &str, key: &str) {
         let known = self
             .outbox()
             .map(|st| {
@@ -808,20 +798,20 @@ impl Account {
             key: Some(key.to_owned()),
             at_ms: self.now_ms(),
         };
-        if let Err(e) = self.journal(r) {
+        if let Err(e) = self.journal(r).await {
             tracing::warn!(error = %e, "could not journal an inbound message");
         }
     }
 
     /// Count a message sent outside the queue (media) against the budget.
-    pub(crate) fn note_sent(&self, user: &str, outcome: &SendOutcome) {
+    pub(crate) async fn note_sent(&self, user: &str, outcome: &SendOutcome) {
         let r = Record::Sent {
             user: user.to_owned(),
             client_id: outcome.client_id().to_owned(),
             message_id: outcome.message_id().map(|m| m.as_str().to_owned()),
             at_ms: self.now_ms(),
         };
-        if let Err(e) = self.journal(r) {
+        if let Err(e) = self.journal(r).await {
             tracing::warn!(error = %e, "could not journal a sent message");
         }
     }
@@ -878,7 +868,8 @@ impl Account {
             self.journal(Record::Removed {
                 client_id: id.clone(),
                 reason: "cleared".to_owned(),
-            })?;
+            })
+            .await?;
         }
         Ok(ids.len())
     }
@@ -900,7 +891,7 @@ impl Account {
     /// [`Account::updates`] call it themselves to get the same order.
     pub async fn begin_turn(&self, ctx: &MessageContext) -> FlushReport {
         let msg = ctx.message();
-        self.note_inbound(msg.from(), msg.dedupe_key());
+        self.note_inbound(msg.from(), msg.dedupe_key()).await;
         if !self.policy().flush_on_inbound
             || self
                 .outbox()
@@ -1037,6 +1028,7 @@ impl Account {
             at_ms: now,
             expires_at_ms: expires,
         })
+        .await
         .map_err(SendError::from_error)?;
         let (report, err) = self.flush_locked(user, Some(token), run_id).await;
         drop(guard);
@@ -1074,6 +1066,11 @@ impl Account {
             }
         }
         drop(st);
+        let err = match err {
+            // This process no longer serves the account: not a queued reply it will send.
+            Some(e) if e.kind() == SendErrorKind::LeaseLost => return Err(e.with_sent(out)),
+            other => other,
+        };
         if refused {
             let e = err.unwrap_or_else(|| {
                 SendError::new(
@@ -1165,10 +1162,13 @@ impl Account {
             if p.expires_at_ms.is_some_and(|e| now >= e) {
                 tracing::warn!(account = %self.id(), user, client_id = %p.client_id,
                     "a queued message expired unsent (queue_ttl)");
-                if let Err(e) = self.journal(Record::Removed {
-                    client_id: p.client_id.clone(),
-                    reason: "expired".to_owned(),
-                }) {
+                if let Err(e) = self
+                    .journal(Record::Removed {
+                        client_id: p.client_id.clone(),
+                        reason: "expired".to_owned(),
+                    })
+                    .await
+                {
                     error = Some(SendError::from_error(e));
                     break;
                 }
@@ -1220,7 +1220,7 @@ impl Account {
                         message_id: o.message_id().map(|m| m.as_str().to_owned()),
                         at_ms: self.now_ms(),
                     };
-                    if let Err(e) = self.journal(r) {
+                    if let Err(e) = self.journal(r).await {
                         error = Some(SendError::from_error(e));
                         report.sent.push(o);
                         break;
@@ -1231,20 +1231,24 @@ impl Account {
                     // Retries did not help: the window's real limit was reached.
                     tracing::info!(account = %self.id(), user,
                         "ret -2 persists; no more messages until the user writes");
-                    let _ = self.journal(Record::Exhausted {
-                        user: user.to_owned(),
-                        at_ms: self.now_ms(),
-                    });
+                    let _ = self
+                        .journal(Record::Exhausted {
+                            user: user.to_owned(),
+                            at_ms: self.now_ms(),
+                        })
+                        .await;
                     break;
                 }
                 Err(e) => match e.kind() {
                     SendErrorKind::BadTarget | SendErrorKind::Rejected | SendErrorKind::Invalid => {
                         tracing::warn!(account = %self.id(), user, error = %e,
                             "the server refused a queued message; removing it");
-                        let _ = self.journal(Record::Removed {
-                            client_id: p.client_id.clone(),
-                            reason: "refused".to_owned(),
-                        });
+                        let _ = self
+                            .journal(Record::Removed {
+                                client_id: p.client_id.clone(),
+                                reason: "refused".to_owned(),
+                            })
+                            .await;
                         report.refused.push(p.client_id);
                         error = Some(e);
                     }
@@ -1463,25 +1467,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_file_journal_appends_privately_and_cuts_a_torn_record() {
+    #[tokio::test]
+    async fn the_file_journal_appends_privately_and_cuts_a_torn_record() {
         use crate::{FileStore, StateStore};
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
-        assert!(store.load_outbox("a@im.bot").unwrap().is_empty());
+        assert!(store.load_outbox("a@im.bot").await.unwrap().is_empty());
         store
             .append_outbox(
                 "a@im.bot",
                 "{\"t\":\"exhausted\",\"user\":\"u\",\"at_ms\":1}",
+                None,
             )
+            .await
             .unwrap();
         store
             .append_outbox(
                 "a@im.bot",
                 "{\"t\":\"exhausted\",\"user\":\"v\",\"at_ms\":2}",
+                None,
             )
+            .await
             .unwrap();
-        assert!(store.append_outbox("a@im.bot", "two\nlines").is_err());
+        assert!(
+            store
+                .append_outbox("a@im.bot", "two\nlines", None)
+                .await
+                .is_err()
+        );
         let path = store.account_dir("a@im.bot").join(JOURNAL_FILE);
         #[cfg(unix)]
         {
@@ -1493,33 +1506,41 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.extend_from_slice(b"{\"t\":\"exhau");
         std::fs::write(&path, &bytes).unwrap();
-        let lines = store.load_outbox("a@im.bot").unwrap();
+        let lines = store.load_outbox("a@im.bot").await.unwrap();
         assert_eq!(lines.len(), 2);
         // It was cut off: the next append starts on its own line.
         store
             .append_outbox(
                 "a@im.bot",
                 "{\"t\":\"exhausted\",\"user\":\"w\",\"at_ms\":3}",
+                None,
             )
+            .await
             .unwrap();
-        let lines = store.load_outbox("a@im.bot").unwrap();
+        let lines = store.load_outbox("a@im.bot").await.unwrap();
         assert_eq!(lines.len(), 3);
         let st = OutboxState::from_lines(&lines);
         assert!(st.budget("w", &policy(), 4).exhausted);
         // Compaction replaces it whole.
-        store.replace_outbox("a@im.bot", &lines[..1]).unwrap();
-        assert_eq!(store.load_outbox("a@im.bot").unwrap().len(), 1);
+        store
+            .replace_outbox("a@im.bot", &lines[..1], None)
+            .await
+            .unwrap();
+        assert_eq!(store.load_outbox("a@im.bot").await.unwrap().len(), 1);
     }
 
-    #[test]
-    fn the_memory_journal_keeps_order() {
+    #[tokio::test]
+    async fn the_memory_journal_keeps_order() {
         use crate::{MemoryStore, StateStore};
         let store = MemoryStore::new();
-        store.append_outbox("a", "1").unwrap();
-        store.append_outbox("a", "2").unwrap();
-        assert_eq!(store.load_outbox("a").unwrap(), vec!["1", "2"]);
-        store.replace_outbox("a", &["3".to_owned()]).unwrap();
-        assert_eq!(store.load_outbox("a").unwrap(), vec!["3"]);
+        store.append_outbox("a", "1", None).await.unwrap();
+        store.append_outbox("a", "2", None).await.unwrap();
+        assert_eq!(store.load_outbox("a").await.unwrap(), vec!["1", "2"]);
+        store
+            .replace_outbox("a", &["3".to_owned()], None)
+            .await
+            .unwrap();
+        assert_eq!(store.load_outbox("a").await.unwrap(), vec!["3"]);
     }
 
     #[test]

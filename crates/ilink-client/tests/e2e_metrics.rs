@@ -163,7 +163,7 @@ async fn counters_follow_an_exchange_with_the_emulator() {
         .unwrap();
     let bot_acct = sim.create_bot();
     let client = Client::new(config(&sim), MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot_acct)).unwrap();
+    let account = client.add_account(creds(&sim, &bot_acct)).await.unwrap();
     let id = account.id().to_owned();
     let received = format!("{}{{account={id:?}}}", m::MESSAGES_RECEIVED);
     let depth = format!("{}{{account={id:?}}}", m::OUTBOX_DEPTH);
