@@ -113,7 +113,10 @@ impl PgStore {
                 round_trips: AtomicU64::new(0),
             }),
         };
-        let what = format!("connecting to PostgreSQL at {}", store.inner.config.describe());
+        let what = format!(
+            "connecting to PostgreSQL at {}",
+            store.inner.config.describe()
+        );
         let mut client = store
             .inner
             .pool
@@ -316,8 +319,7 @@ macro_rules! fenced_sql {
     };
 }
 
-const SQL_ACCOUNTS: &str =
-    "SELECT account FROM ilink_credentials ORDER BY saved_at_ms, login_seq";
+const SQL_ACCOUNTS: &str = "SELECT account FROM ilink_credentials ORDER BY saved_at_ms, login_seq";
 const SQL_LOAD_CREDENTIALS: &str = "SELECT bot_token, base_url, user_id, saved_at_ms \
      FROM ilink_credentials WHERE account = $1";
 const SQL_SAVE_CREDENTIALS: &str = "INSERT INTO ilink_credentials \

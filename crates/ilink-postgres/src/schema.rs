@@ -125,9 +125,9 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(usiz
     check_not_newer(current)?;
     let mut applied = 0;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        tx.batch_execute(m.sql)
-            .await
-            .map_err(|e| migration_error(&format!("applying ilink schema migration {}", m.version), e))?;
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            migration_error(&format!("applying ilink schema migration {}", m.version), e)
+        })?;
         tx.execute(
             "INSERT INTO ilink_schema_version (version, description) VALUES ($1, $2)",
             &[&m.version, &m.description],
@@ -136,7 +136,11 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(usiz
         .map_err(|e| from_pg(what, e))?;
         trips += 2;
         applied += 1;
-        tracing::info!(version = m.version, "applied ilink schema migration: {}", m.description);
+        tracing::info!(
+            version = m.version,
+            "applied ilink schema migration: {}",
+            m.description
+        );
     }
     tx.commit()
         .await

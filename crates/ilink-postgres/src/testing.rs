@@ -192,8 +192,12 @@ impl TestCluster {
                 "cannot start the server at ILINK_TEST_PG",
             ));
         };
-        owned.spawn_keeper().map_err(|e| Error::new(ErrorKind::Store, e))?;
-        owned.wait_ready().map_err(|e| Error::new(ErrorKind::Store, e))
+        owned
+            .spawn_keeper()
+            .map_err(|e| Error::new(ErrorKind::Store, e))?;
+        owned
+            .wait_ready()
+            .map_err(|e| Error::new(ErrorKind::Store, e))
     }
 
     /// Stops and starts the server.
@@ -228,11 +232,8 @@ impl TestCluster {
         as_postgres: bool,
         private: bool,
     ) -> std::result::Result<TestCluster, String> {
-        let dir = std::env::temp_dir().join(format!(
-            "ilink-pg-{}-{}",
-            std::process::id(),
-            random_hex(6)
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("ilink-pg-{}-{}", std::process::id(), random_hex(6)));
         std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let result = (|| {
             let password = random_hex(16);
@@ -554,7 +555,10 @@ mod tests {
             "postgres://u:p@h:5/x?sslmode=disable"
         );
         assert_eq!(with_dbname("postgres://u@h:5", "x"), "postgres://u@h:5/x");
-        assert_eq!(with_dbname("postgres://u@h?a=b", "x"), "postgres://u@h/x?a=b");
+        assert_eq!(
+            with_dbname("postgres://u@h?a=b", "x"),
+            "postgres://u@h/x?a=b"
+        );
         assert_eq!(with_dbname("host=h user=u", "x"), "host=h user=u dbname=x");
     }
 }

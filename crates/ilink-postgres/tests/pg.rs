@@ -68,21 +68,48 @@ async fn every_operation_is_one_round_trip() {
     measure!("save_credentials", store.save_credentials(&creds(A)));
     measure!("load_credentials", store.load_credentials(A));
     measure!("accounts", store.accounts());
-    measure!("save_cursor (fenced)", store.save_cursor(A, &Secret::from("C".to_owned()), f));
+    measure!(
+        "save_cursor (fenced)",
+        store.save_cursor(A, &Secret::from("C".to_owned()), f)
+    );
     measure!("load_cursor", store.load_cursor(A));
-    measure!("save_context_tokens (20, fenced)", store.save_context_tokens(A, &tokens, f));
+    measure!(
+        "save_context_tokens (20, fenced)",
+        store.save_context_tokens(A, &tokens, f)
+    );
     measure!("load_context_tokens", store.load_context_tokens(A));
-    measure!("append_tombstones (1, fenced)", store.append_tombstones(A, &keys[..1], f));
-    measure!("append_tombstones (50, fenced)", store.append_tombstones(A, &keys, f));
-    measure!("save_tombstones (50, fenced)", store.save_tombstones(A, &keys, f));
+    measure!(
+        "append_tombstones (1, fenced)",
+        store.append_tombstones(A, &keys[..1], f)
+    );
+    measure!(
+        "append_tombstones (50, fenced)",
+        store.append_tombstones(A, &keys, f)
+    );
+    measure!(
+        "save_tombstones (50, fenced)",
+        store.save_tombstones(A, &keys, f)
+    );
     measure!("load_tombstones", store.load_tombstones(A));
-    measure!("append_outbox (fenced)", store.append_outbox(A, "{\"r\":1}", f));
+    measure!(
+        "append_outbox (fenced)",
+        store.append_outbox(A, "{\"r\":1}", f)
+    );
     measure!("replace_outbox (fenced)", store.replace_outbox(A, &keys, f));
     measure!("load_outbox", store.load_outbox(A));
-    measure!("acquire_lease (renew)", store.acquire_lease(A, "h1", Duration::from_secs(30)));
-    measure!("renew_lease", store.renew_lease(&lease, Duration::from_secs(30)));
+    measure!(
+        "acquire_lease (renew)",
+        store.acquire_lease(A, "h1", Duration::from_secs(30))
+    );
+    measure!(
+        "renew_lease",
+        store.renew_lease(&lease, Duration::from_secs(30))
+    );
     measure!("leases", store.leases());
-    measure!("join_fleet", store.join_fleet("m1", Duration::from_secs(30)));
+    measure!(
+        "join_fleet",
+        store.join_fleet("m1", Duration::from_secs(30))
+    );
     measure!("leave_fleet", store.leave_fleet("m1"));
     measure!("check_writable", store.check_writable());
     measure!("release_lease", store.release_lease(&lease));
@@ -130,7 +157,10 @@ async fn migrations_run_once_when_three_processes_start_at_once() {
     }
     let client = raw(&url).await;
     let rows = client
-        .query("SELECT version FROM ilink_schema_version ORDER BY version", &[])
+        .query(
+            "SELECT version FROM ilink_schema_version ORDER BY version",
+            &[],
+        )
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
@@ -271,14 +301,35 @@ async fn two_holders_race_and_the_old_one_never_overwrites_the_new() {
             .await
             .unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(writer.await.unwrap().is_some(), "the old holder was never refused");
+        assert!(
+            writer.await.unwrap().is_some(),
+            "the old holder was never refused"
+        );
         let records = second.load_outbox(&account).await.unwrap();
-        assert_eq!(records.last().map(String::as_str), Some("new-0"), "{records:?}");
-        assert!(records[..records.len() - 1].iter().all(|r| r.starts_with("old-")));
+        assert_eq!(
+            records.last().map(String::as_str),
+            Some("new-0"),
+            "{records:?}"
+        );
+        assert!(
+            records[..records.len() - 1]
+                .iter()
+                .all(|r| r.starts_with("old-"))
+        );
         // The old holder can neither renew nor release the new holder's lease.
-        assert!(!first.renew_lease(&old, Duration::from_secs(1)).await.unwrap());
+        assert!(
+            !first
+                .renew_lease(&old, Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
         first.release_lease(&old).await.unwrap();
-        assert!(second.renew_lease(&new, Duration::from_secs(30)).await.unwrap());
+        assert!(
+            second
+                .renew_lease(&new, Duration::from_secs(30))
+                .await
+                .unwrap()
+        );
     }
 }
 
@@ -320,7 +371,10 @@ async fn values_are_stored_exactly() {
         .save_cursor(A, &Secret::from(odd.clone()), None)
         .await
         .unwrap();
-    assert_eq!(store.load_cursor(A).await.unwrap(), Some(Secret::from(odd.clone())));
+    assert_eq!(
+        store.load_cursor(A).await.unwrap(),
+        Some(Secret::from(odd.clone()))
+    );
     let tokens: HashMap<String, Secret> = [
         (odd.clone(), Secret::from(big.clone())),
         (String::new(), Secret::from(String::new())),
@@ -339,7 +393,10 @@ async fn values_are_stored_exactly() {
     store.save_credentials(&c).await.unwrap();
     assert_eq!(store.load_credentials(A).await.unwrap(), Some(c));
     // A record with a newline is refused; a NUL in an account id too (text column).
-    let e = store.append_outbox(A, "two\nlines", None).await.unwrap_err();
+    let e = store
+        .append_outbox(A, "two\nlines", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     let e = store
         .save_cursor("a\0b", &Secret::from("c".to_owned()), None)
@@ -442,7 +499,9 @@ async fn a_role_without_create_uses_a_set_up_database_and_one_without_rights_is_
     let bot = PgStore::connect(&as_role(db.url())).await.unwrap();
     bot.check_writable().await.unwrap();
     bot.save_credentials(&creds(A)).await.unwrap();
-    bot.save_cursor(A, &Secret::from("c".to_owned()), None).await.unwrap();
+    bot.save_cursor(A, &Secret::from("c".to_owned()), None)
+        .await
+        .unwrap();
     assert_eq!(bot.accounts().await.unwrap(), vec![A.to_owned()]);
     // On a fresh database the same role cannot create the tables: a Permission error.
     let Some(cluster) = TestCluster::shared() else {
