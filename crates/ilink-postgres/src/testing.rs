@@ -78,6 +78,8 @@ struct Owned {
     /// A private cluster: dropping this value removes `dir`. The process-wide cluster is never
     /// dropped; its keeper removes `dir` when the process exits.
     private: bool,
+    /// The server's `-c` settings.
+    settings: Vec<String>,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -116,7 +118,7 @@ impl TestCluster {
                     owned: None,
                 });
             }
-            Self::start_local(false)
+            Self::start_local(false, None)
         });
         match found {
             Ok(c) => Some(c),
@@ -131,7 +133,20 @@ impl TestCluster {
     /// (for tests that stop or restart the server); stopped and removed when dropped. `None`
     /// as for [`shared`](Self::shared).
     pub fn start_private() -> Option<TestCluster> {
-        match Self::start_local(true) {
+        match Self::start_local(true, None) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                unavailable(&why);
+                None
+            }
+        }
+    }
+
+    /// Like [`start_private`](Self::start_private), with TLS on (`ssl=on`) using the PEM
+    /// certificate chain `cert_pem` and private key `key_pem`. The base URL keeps
+    /// `sslmode=disable`; change it to test TLS.
+    pub fn start_private_tls(cert_pem: &[u8], key_pem: &[u8]) -> Option<TestCluster> {
+        match Self::start_local(true, Some((cert_pem, key_pem))) {
             Ok(c) => Some(c),
             Err(why) => {
                 unavailable(&why);
@@ -206,7 +221,10 @@ impl TestCluster {
         self.start()
     }
 
-    fn start_local(private: bool) -> std::result::Result<TestCluster, String> {
+    fn start_local(
+        private: bool,
+        tls: Option<(&[u8], &[u8])>,
+    ) -> std::result::Result<TestCluster, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "no ILINK_TEST_PG, and no initdb under /usr/lib/postgresql/*/bin or ILINK_PG_BIN"
                 .to_owned()
@@ -219,7 +237,7 @@ impl TestCluster {
         // The port is free when chosen; another process may take it before the server binds
         // it: a few tries, each with a fresh cluster.
         for _ in 0..3 {
-            match Self::start_once(&bin, as_postgres, private) {
+            match Self::start_once(&bin, as_postgres, private, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = e,
             }
@@ -231,6 +249,7 @@ impl TestCluster {
         bin: &Path,
         as_postgres: bool,
         private: bool,
+        tls: Option<(&[u8], &[u8])>,
     ) -> std::result::Result<TestCluster, String> {
         let dir =
             std::env::temp_dir().join(format!("ilink-pg-{}-{}", std::process::id(), random_hex(6)));
@@ -241,6 +260,16 @@ impl TestCluster {
             std::fs::write(&pwfile, format!("{password}\n"))
                 .map_err(|e| format!("writing {}: {e}", pwfile.display()))?;
             std::fs::create_dir(dir.join("sock")).map_err(|e| format!("creating sock: {e}"))?;
+            let mut settings: Vec<String> =
+                SERVER_SETTINGS.iter().map(|s| (*s).to_owned()).collect();
+            if let Some((cert, key)) = tls {
+                let (cert_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
+                write_private(&cert_path, cert)?;
+                write_private(&key_path, key)?;
+                settings.push("ssl=on".into());
+                settings.push(format!("ssl_cert_file={}", cert_path.display()));
+                settings.push(format!("ssl_key_file={}", key_path.display()));
+            }
             if as_postgres {
                 let ok = command_ok(Command::new("chown").arg("-R").arg("postgres:").arg(&dir));
                 if !ok {
@@ -273,6 +302,7 @@ impl TestCluster {
                 as_postgres,
                 keeper: Mutex::new(None),
                 private,
+                settings,
             };
             owned.spawn_keeper()?;
             owned.wait_ready()?;
@@ -305,7 +335,7 @@ impl Owned {
         } else {
             cmd.arg(&self.dir);
         }
-        for s in SERVER_SETTINGS {
+        for s in &self.settings {
             cmd.arg("-c").arg(s);
         }
         let child = cmd
@@ -524,6 +554,20 @@ fn command_ok(cmd: &mut Command) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Writes `bytes` to a new file `path` with mode 0600 (a TLS key must not be readable by others).
+fn write_private(path: &Path, bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 fn free_port() -> std::io::Result<u16> {
