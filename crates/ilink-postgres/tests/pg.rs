@@ -132,7 +132,19 @@ async fn every_operation_is_one_round_trip() {
     assert_eq!(store.round_trips() - before, 1);
     // Connecting to a database whose schema is current: 2 statements.
     let again = PgStore::connect(_db.url()).await.unwrap();
+    eprintln!(
+        "round trips: connect (schema current): {}",
+        again.round_trips()
+    );
     assert_eq!(again.round_trips(), 2);
+    // To a new database: 6 + 2 per migration.
+    let empty = TestCluster::shared().unwrap().database().await.unwrap();
+    let created = PgStore::connect(empty.url()).await.unwrap();
+    eprintln!(
+        "round trips: connect (new database): {}",
+        created.round_trips()
+    );
+    assert_eq!(created.round_trips(), 6 + 2 * SCHEMA_VERSION as u64);
 }
 
 #[tokio::test]
