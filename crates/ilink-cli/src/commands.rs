@@ -28,7 +28,7 @@ pub async fn login(net: &NetArgs) -> CliResult {
     let client = net::client(net)?;
     let dir = net::state_dir(net);
     // Before a QR code is shown: a confirmed login must have somewhere to go.
-    client.store().check_writable().map_err(|e| {
+    client.store().check_writable().await.map_err(|e| {
         CliError::failure(format!(
             "cannot log in: the state directory {} cannot be written",
             dir.display()
@@ -93,11 +93,11 @@ pub async fn login(net: &NetArgs) -> CliResult {
 }
 
 /// `ilink accounts`.
-pub fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
+pub async fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
     let client = net::client(net)?;
     let dir = net::state_dir(net);
     let store = ilink_client::FileStore::new(&dir);
-    let accounts = client.accounts()?;
+    let accounts = client.accounts().await?;
     if accounts.is_empty() && !json_lines {
         eprintln!(
             "No bot account is logged in (state directory {}).",
@@ -136,9 +136,9 @@ pub fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
 }
 
 /// `ilink users`.
-pub fn users(net: &NetArgs, json_lines: bool) -> CliResult {
+pub async fn users(net: &NetArgs, json_lines: bool) -> CliResult {
     let client = net::client(net)?;
-    let account = net::account(&client, net)?;
+    let account = net::account(&client, net).await?;
     let users = account.known_users();
     if users.is_empty() && !json_lines {
         eprintln!(
@@ -172,15 +172,48 @@ pub fn users(net: &NetArgs, json_lines: bool) -> CliResult {
     Ok(())
 }
 
+/// The error of an account that another holder serves (exit 5).
+fn busy(id: &str) -> ilink_client::Error {
+    ilink_client::Error::new(
+        ilink_client::ErrorKind::AccountBusy,
+        format!("account {id} is already being consumed by another process"),
+    )
+}
+
+/// Fails with [`ErrorKind::AccountBusy`](ilink_client::ErrorKind::AccountBusy) when another
+/// holder's lease on `id` is live (read only: takes nothing).
+async fn ensure_not_served(client: &ilink_client::Client, id: &str) -> CliResult {
+    let now = std::time::SystemTime::now();
+    let leases = client.store().leases().await?;
+    if let Some(l) = leases.iter().find(|l| l.account == id && l.expires > now) {
+        return Err(ilink_client::Error::new(
+            ilink_client::ErrorKind::AccountBusy,
+            format!(
+                "account {id} is already being consumed by holder {}",
+                l.holder
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `ilink logout`.
-pub fn logout(net: &NetArgs) -> CliResult {
+pub async fn logout(net: &NetArgs) -> CliResult {
     let client = net::client(net)?;
-    let account = net::account(&client, net)?;
+    let account = net::account(&client, net).await?;
     let id = account.id().to_owned();
-    // Not while a consumer runs: it would write the state back.
-    let lock = client.store().lock_consumer(&id)?;
-    drop(lock);
-    client.store().remove_account(&id)?;
+    // Not while a consumer runs: it would write the state back. Holding the account's lease
+    // also keeps one from starting meanwhile.
+    let store = client.store();
+    let cfg = client.config();
+    let lease = store
+        .acquire_lease(&id, &cfg.holder_id, cfg.lease_ttl)
+        .await?
+        .ok_or_else(|| busy(&id))?;
+    let removed = store.remove_account(&id).await;
+    store.release_lease(&lease).await?;
+    removed?;
     println!(
         "Logged out {id}: its credentials and state were deleted from {}.",
         net::state_dir(net).display()
@@ -284,10 +317,10 @@ pub async fn echo(
     policy: &crate::replies::PolicyArgs,
 ) -> CliResult {
     let client = crate::replies::client(net, policy)?;
-    let account = net::account(&client, net)?;
+    let account = net::account(&client, net).await?;
     net::stop_on_signals(std::slice::from_ref(&account));
     // Fail fast, before saying it runs, if another process consumes the account.
-    drop(client.store().lock_consumer(account.id())?);
+    ensure_not_served(&client, account.id()).await?;
     eprintln!(
         "Echo bot {} is running; it consumes the account's messages (no other `ilink echo`, \
          `ilink tail` or bot receives them meanwhile). Ctrl-C or SIGTERM stops it.",
@@ -381,7 +414,7 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
     crate::replies::apply_policy(&mut config, &args.policy);
     let client = net::client_with(net, config)?;
     let to = args.to.trim();
-    let account = net::account_for(&client, net, to)?;
+    let account = net::account_for(&client, net, to).await?;
     let json_lines = args.json;
     if let Some(text) = crate::replies::read_text(args.text.as_deref(), args.text_file.as_deref())?
     {
@@ -515,7 +548,7 @@ pub async fn doctor(net: &NetArgs, json_out: bool) -> CliResult {
         json: json_out,
         results: Vec::new(),
     };
-    let account = match net::account(&client, net) {
+    let account = match net::account(&client, net).await {
         Ok(a) => a,
         Err(e) => {
             c.fail("account", &e.message);

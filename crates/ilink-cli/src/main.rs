@@ -250,9 +250,9 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
     match cli.command {
         Command::Demo => demo::run().await,
         Command::Login { net } => commands::login(&m(&net)).await,
-        Command::Accounts { json, net } => commands::accounts(&m(&net), json),
-        Command::Users { json, net } => commands::users(&m(&net), json),
-        Command::Logout { net } => commands::logout(&m(&net)),
+        Command::Accounts { json, net } => commands::accounts(&m(&net), json).await,
+        Command::Users { json, net } => commands::users(&m(&net), json).await,
+        Command::Logout { net } => commands::logout(&m(&net)).await,
         Command::Echo {
             max,
             prefix,

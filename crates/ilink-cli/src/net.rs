@@ -83,7 +83,7 @@ fn no_account(net: &NetArgs) -> CliError {
 
 /// Applies `--base-url` / `ILINK_BASE_URL` to a saved account: if it differs from the saved
 /// URL, the account uses it from now on and it is saved, with a notice.
-fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
+async fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
     let Some(flag) = net.base_url.as_deref().filter(|_| net.base_url_given) else {
         return Ok(account.clone());
     };
@@ -93,7 +93,7 @@ fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
     }
     let mut creds = account.credentials()?;
     creds.base_url = Some(flag.trim().to_owned());
-    account.replace_credentials(creds)?;
+    account.replace_credentials(creds).await?;
     eprintln!(
         "ilink: note: account {} now uses the base URL {flag} (was {saved}); saved",
         account.id()
@@ -102,14 +102,14 @@ fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
 }
 
 /// The account to use: `--account`, else the only stored one.
-pub fn account(client: &Client, net: &NetArgs) -> CliResult<Account> {
+pub async fn account(client: &Client, net: &NetArgs) -> CliResult<Account> {
     if let Some(id) = net.account.as_deref() {
-        return apply_base_url(&client.account(id)?, net);
+        return apply_base_url(&client.account(id).await?, net).await;
     }
-    let mut accounts = client.accounts()?;
+    let mut accounts = client.accounts().await?;
     match accounts.len() {
         0 => Err(no_account(net)),
-        1 => apply_base_url(&accounts.remove(0), net),
+        1 => apply_base_url(&accounts.remove(0), net).await,
         _ => {
             let ids: Vec<&str> = accounts.iter().map(Account::id).collect();
             Err(CliError::usage(format!(
@@ -123,20 +123,20 @@ pub fn account(client: &Client, net: &NetArgs) -> CliResult<Account> {
 
 /// The account to send to `to` from, as the library routes: `--account`, else the only
 /// stored one, else the one account holding a context token for `to`.
-pub fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Account> {
+pub async fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Account> {
     if net.account.is_some() {
-        return account(client, net);
+        return account(client, net).await;
     }
-    let accounts = client.accounts()?;
+    let accounts = client.accounts().await?;
     if accounts.len() <= 1 {
-        return account(client, net);
+        return account(client, net).await;
     }
     let holders: Vec<Account> = accounts
         .into_iter()
         .filter(|a| a.context_token(to).is_some())
         .collect();
     match holders.as_slice() {
-        [one] => apply_base_url(one, net),
+        [one] => apply_base_url(one, net).await,
         [] => Err(CliError::new(
             Exit::NotDelivered,
             format!(

@@ -275,7 +275,7 @@ fn show_user(account: &Account, user: &str) {
 /// `ilink queue`.
 pub async fn queue(net: &NetArgs, cmd: QueueCommand) -> CliResult {
     let client = net::client(net)?;
-    let account = net::account(&client, net)?;
+    let account = net::account(&client, net).await?;
     match cmd {
         QueueCommand::Show(a) => {
             let users = match a.to {
