@@ -11,7 +11,8 @@
 //! a pipe from this process, closes).
 //!
 //! [`TestCluster::database`] creates a fresh database per test, so tests are isolated and run
-//! in parallel; it is dropped again when the [`TestDatabase`] is.
+//! in parallel; on a server of `$ILINK_TEST_PG` it is dropped again when the
+//! [`TestDatabase`] is.
 //!
 //! Without PostgreSQL (no `$ILINK_TEST_PG`, no binaries): with `$CI` set the helpers panic
 //! (a CI run must not pass by skipping); otherwise they print
@@ -165,8 +166,8 @@ impl TestCluster {
         self.owned.as_ref().map(|o| o.port)
     }
 
-    /// Creates a fresh, empty database and returns it (dropped again when the
-    /// [`TestDatabase`] is).
+    /// Creates a fresh, empty database and returns it (see [`TestDatabase`] for when it is
+    /// dropped).
     pub async fn database(&self) -> Result<TestDatabase> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = format!(
@@ -182,7 +183,9 @@ impl TestCluster {
             .map_err(|e| crate::error::from_pg("creating a test database", e))?;
         Ok(TestDatabase {
             url: with_dbname(&self.base_url, &name),
-            admin_url: self.base_url.clone(),
+            // A cluster started here is removed whole; only a server of $ILINK_TEST_PG, which
+            // may outlive this process, needs its test databases dropped one by one.
+            admin_url: self.owned.is_none().then(|| self.base_url.clone()),
             name,
         })
     }
@@ -409,12 +412,14 @@ impl Drop for Owned {
     }
 }
 
-/// A database of its own for one test, on a [`TestCluster`]; dropped (with `FORCE`, ending
-/// its connections) when this value is.
+/// A database of its own for one test, on a [`TestCluster`]. On the server of
+/// `$ILINK_TEST_PG` it is dropped (with `FORCE`, ending its connections) when this value is;
+/// on a cluster started here it goes with the cluster.
 #[derive(Debug)]
 pub struct TestDatabase {
     url: String,
-    admin_url: String,
+    /// Where to drop it from when this value is dropped (`None`: with its cluster).
+    admin_url: Option<String>,
     name: String,
 }
 
@@ -443,9 +448,12 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let admin = self.admin_url.clone();
+        let Some(admin) = self.admin_url.take() else {
+            return;
+        };
         let name = self.name.clone();
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+        // Drop runs inside the test's runtime: use a thread with a runtime of its own, and
+        // on a multi-threaded runtime let its other tasks move on while this one waits.
         let handle = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -461,7 +469,13 @@ impl Drop for TestDatabase {
                 }
             });
         });
-        let _ = handle.join();
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| handle.join().ok());
+        } else {
+            let _ = handle.join();
+        }
     }
 }
 
