@@ -248,8 +248,30 @@ async fn a_write_racing_a_takeover_waits_for_it_and_writes_nothing() {
                 .await
         })
     };
-    // Give the write time to reach the lock (if it does not wait, it finishes now).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the write is blocked on the lease row's lock (seen from a third connection).
+    let watcher = raw(db.url()).await;
+    let mut waited = 0;
+    loop {
+        let blocked: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        assert!(
+            !writer.is_finished(),
+            "the write did not wait for the takeover"
+        );
+        waited += 1;
+        assert!(waited < 1000, "the write never reached the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tx.commit().await.unwrap();
     let e = writer.await.unwrap().unwrap_err();
     assert!(e.is_lease_lost(), "{e}");
