@@ -360,6 +360,7 @@ impl Encoder {
 
     /// Encodes exactly one 20 ms frame; returns the packet payload (possibly empty if the SDK
     /// produced none for this frame).
+    #[allow(dead_code)] // Unused since the encoder is Rust (src/codec/enc).
     pub(crate) fn encode_frame(
         &mut self,
         frame: &[i16; FRAME_SAMPLES],
