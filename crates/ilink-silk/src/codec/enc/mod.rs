@@ -56,6 +56,9 @@ const DEAD_ZONE: f32 = 0.45;
 /// Spectral tilt of the quantisation noise: `1 - NOISE_TILT z^-1` moves it from low to high
 /// frequencies, where speech masks it better.
 const NOISE_TILT: f32 = 0.8;
+/// How much coarser (log2) unvoiced frames are quantised than voiced ones (bits go to the
+/// voiced frames, whose noise is heard more).
+const UNVOICED_STEP: f32 = 0.5;
 /// The largest packet the encoder lets itself write (the decoder accepts 1024 bytes).
 const MAX_PACKET: usize = 1000;
 
@@ -340,6 +343,11 @@ impl Encoder {
             sigtype
         };
 
+        let step = if voiced.is_some() {
+            step
+        } else {
+            step * tune("SU", UNVOICED_STEP).exp2()
+        };
         let mut gain_idx = [0i32; NB_SUBFR];
         for k in 0..NB_SUBFR {
             let rms = (nrg[k] / sl as f32).sqrt();
@@ -361,7 +369,7 @@ impl Encoder {
             }
         }
         let harm = if voiced.is_some() {
-            HARMONIC_SHAPING
+            tune("SH", HARMONIC_SHAPING)
         } else {
             0.0
         };
