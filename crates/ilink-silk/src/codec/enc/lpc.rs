@@ -93,7 +93,7 @@ fn eval_poly(c: &[f64], odd: bool, omega: f64) -> f64 {
 /// all be found.
 pub(crate) fn a_to_nlsf(a: &[f64], out: &mut [i32; MAX_LPC_ORDER]) -> bool {
     let p = a.len();
-    if p == 0 || p > MAX_LPC_ORDER || p % 2 != 0 {
+    if p == 0 || p > MAX_LPC_ORDER || !p.is_multiple_of(2) {
         return false;
     }
     let mut c = [0f64; MAX_LPC_ORDER + 2];
