@@ -1,7 +1,8 @@
 //! A probe for tuning, not a check: encodes the WAV files in `$SILK_PROBE_DIR` with the Rust
 //! encoder and the C reference at `$SILK_PROBE_RATE` Hz (24 000 unless set) and writes the
 //! originals and both decodings at 16 kHz next to them for a PESQ script, printing sizes and
-//! encode times. Run with
+//! encode times (`$SILK_PROBE_BITRATE` and `$SILK_PROBE_COMPLEXITY` set the encoders'
+//! bit rate and complexity; 24 000 and 2 unless set). Run with
 //! `SILK_PROBE_DIR=/tmp/x cargo test -p ilink-silk --test quality_probe -- --ignored --nocapture`.
 #![cfg(feature = "c-reference")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -38,6 +39,10 @@ fn probe() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24_000);
+    let complexity: u8 = std::env::var("SILK_PROBE_COMPLEXITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let dir = std::path::PathBuf::from(dir);
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -56,14 +61,17 @@ fn probe() {
             DecodeOptions::default().sample_rate(16_000),
         )
         .unwrap();
-        let opts = EncodeOptions::default().bitrate(bitrate);
+        let opts = EncodeOptions::default()
+            .bitrate(bitrate)
+            .complexity(complexity);
         let t0 = Instant::now();
         let rust = encode_pcm(&pcm.samples, rate, opts).unwrap();
         let t1 = Instant::now();
         let settings = ilink_silk::reference::EncoderSettings::default()
             .api_rate(rate)
             .max_internal_rate(rate)
-            .bitrate(bitrate);
+            .bitrate(bitrate)
+            .complexity(complexity);
         let c = ilink_silk::reference::encode(&pcm.samples, settings).unwrap();
         let t2 = Instant::now();
         t_rust += (t1 - t0).as_secs_f64();

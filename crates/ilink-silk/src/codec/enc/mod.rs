@@ -11,12 +11,15 @@
 //!   frames, 5-tap LTP filters from the decoder's codebooks ([`pitch`]);
 //! * subframe gains from the prediction residual and a rate controller that steers the
 //!   quantiser step towards the requested bit rate, quantised on the decoder's log scale;
-//! * the noise-shaping quantiser, which runs the decoder's synthesis exactly ([`nsq`]);
+//! * the noise-shaping quantiser, which runs the decoder's synthesis exactly ([`nsq`]), at
+//!   complexity 2 with a delayed decision over four paths per subframe;
 //! * range coding of every parameter and the pulses ([`range`], [`pulses`]).
 //!
-//! Simpler than the reference: no NLSF interpolation (every frame codes factor 4), no
-//! delayed-decision quantiser, no low-frequency or tilt shaping, one LTP scaling, and a plain
-//! energy VAD.
+//! Simpler than the reference: NLSF interpolation chosen by NLSF distance rather than by
+//! residual energy, a delayed decision that commits at subframe ends, a first-order noise tilt
+//! instead of the reference's low-frequency and tilt shaping (harmonic shaping is implemented
+//! but off: it measured no gain), one LTP scaling (no packet-loss adaptation), a plain energy
+//! VAD, and a rate controller that steers the quantiser step from the bits of past frames.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::needless_range_loop)]
@@ -53,6 +56,10 @@ const SHAPE_CHIRP: f64 = 0.97;
 const HARMONIC_SHAPING: f32 = 0.0;
 /// Rounding dead zone of the pulse quantiser (a cheap rate-distortion trade-off).
 const DEAD_ZONE: f32 = 0.45;
+/// Paths of the delayed-decision quantiser at complexity 2 (measured: +0.04 PESQ over 1).
+const DELAYED_PATHS: usize = 4;
+/// Its rate weight per unit of pulse magnitude (in squared pulse units).
+const DELAYED_LAMBDA: f32 = 0.6;
 /// Spectral tilt of the quantisation noise: `1 - NOISE_TILT z^-1` moves it from low to high
 /// frequencies, where speech masks it better.
 const NOISE_TILT: f32 = 0.8;
@@ -421,6 +428,12 @@ impl Encoder {
                 dead_zone: DEAD_ZONE,
                 silent,
                 tilt: NOISE_TILT,
+                paths: if self.complexity >= 2 {
+                    DELAYED_PATHS
+                } else {
+                    1
+                },
+                lambda: DELAYED_LAMBDA,
             };
             self.nsq = saved.clone();
             self.nsq.quantize(&frame_params, frame, &mut q, &mut xq);

@@ -60,6 +60,10 @@ pub(crate) struct NsqFrame<'a> {
     pub(crate) tilt: f32,
     /// Dead zone: how far below one half a value must round up to a larger magnitude.
     pub(crate) dead_zone: f32,
+    /// Paths kept by the delayed-decision search (1: decide each sample at once).
+    pub(crate) paths: usize,
+    /// Rate weight of the delayed-decision search per unit of pulse magnitude.
+    pub(crate) lambda: f32,
     /// Forces every pulse to zero (the bounded fallback for frames that will not fit).
     pub(crate) silent: bool,
 }
@@ -177,79 +181,95 @@ impl NsqState {
             let shape = &f.shape[k];
             let harm_gain = f.harm_gain[k];
             let lag_u = usize::try_from(lag).unwrap_or(0).clamp(1, HARM_LEN - 2);
-            for i in 0..sl {
-                let n = k * sl + i;
-                let ltp_q10 = if voiced {
-                    let center =
-                        (ltp_idx as i64 - i64::from(lag) + (LTP_ORDER / 2) as i64).max(0) as usize;
-                    rshift_round(ltp_pred(&self.s_ltp_q16[..], center, &b_q14), 4)
-                } else {
-                    0
+            if f.paths > 1 && harm_gain == 0.0 && !f.silent {
+                let sub = Subframe {
+                    k,
+                    sl,
+                    order,
+                    voiced,
+                    lag,
+                    b_q14,
+                    a_q12,
+                    offset_q10,
+                    to_q10,
                 };
-                // LPC prediction exactly as the decoder's synthesis makes it.
-                let pos = MAX_LPC_ORDER + i;
-                let lpc_q10 = lpc_pred(&self.s_lpc_q14, pos, &a_q12[..order]);
-                let pred = ltp_q10.wrapping_add(lpc_q10);
-                // Noise feedback: the short-term shaping filter on the shaped error, in cascade
-                // with the harmonic one on its whitened part.
-                let mut st = 0f32;
-                for (e, c) in self.err.iter().zip(shape.iter()).take(order) {
-                    st += e * c;
-                }
-                // The tilt: noise moved from low to high frequencies by (1 - tilt z^-1).
-                let prev_w = self.harm.get(self.harm_pos).copied().unwrap_or(0.0) * to_q10;
-                let mut fb = st - f.tilt * prev_w;
-                if harm_gain > 0.0 {
-                    let h = |d: usize| {
-                        let at = (self.harm_pos + HARM_LEN - d) % HARM_LEN;
-                        self.harm.get(at).copied().unwrap_or(0.0)
-                    };
-                    let hv = 0.25 * h(lag_u + 1) + 0.5 * h(lag_u) + 0.25 * h(lag_u - 1);
-                    fb += harm_gain * hv * to_q10;
-                }
-                let xin = x.get(n).copied().unwrap_or(0.0) * to_q10;
-                let target = xin - pred as f32 + fb;
-                seed = rand(seed);
-                let negate = seed < 0;
-                let mut pulse = 0i32;
-                if !f.silent {
-                    let u = (if negate { -target } else { target } - offset_q10 as f32) / 1024.0;
-                    let mag = u.abs() + 0.5 - f.dead_zone;
-                    let m = if mag.is_finite() {
-                        mag.floor().clamp(0.0, MAX_PULSE as f32)
+                self.subframe_delayed(f, &sub, x, &mut seed, &mut ltp_idx, q, &mut vec_q10);
+            } else {
+                for i in 0..sl {
+                    let n = k * sl + i;
+                    let ltp_q10 = if voiced {
+                        let center = (ltp_idx as i64 - i64::from(lag) + (LTP_ORDER / 2) as i64)
+                            .max(0) as usize;
+                        rshift_round(ltp_pred(&self.s_ltp_q16[..], center, &b_q14), 4)
                     } else {
-                        0.0
+                        0
                     };
-                    pulse = if u < 0.0 { -(m as i32) } else { m as i32 };
-                }
-                let e = pulse.wrapping_shl(10).wrapping_add(offset_q10);
-                let exc = if negate { e.wrapping_neg() } else { e };
-                seed = seed.wrapping_add(pulse);
-                if let Some(o) = q.get_mut(n) {
-                    *o = pulse;
-                }
-                let r = exc.wrapping_add(ltp_q10);
-                if voiced {
-                    if let Some(d) = self.s_ltp_q16.get_mut(ltp_idx) {
-                        *d = r.wrapping_shl(6);
+                    // LPC prediction exactly as the decoder's synthesis makes it.
+                    let pos = MAX_LPC_ORDER + i;
+                    let lpc_q10 = lpc_pred(&self.s_lpc_q14, pos, &a_q12[..order]);
+                    let pred = ltp_q10.wrapping_add(lpc_q10);
+                    // Noise feedback: the short-term shaping filter on the shaped error, in cascade
+                    // with the harmonic one on its whitened part.
+                    let mut st = 0f32;
+                    for (e, c) in self.err.iter().zip(shape.iter()).take(order) {
+                        st += e * c;
                     }
-                    ltp_idx += 1;
-                }
-                let y_q10 = r.wrapping_add(lpc_q10);
-                if let Some(s) = self.s_lpc_q14.get_mut(pos) {
-                    *s = y_q10.wrapping_shl(4);
-                }
-                // Shaped error (reconstruction minus input) in Q10 units.
-                let err = y_q10 as f32 - xin;
-                self.err.copy_within(0..MAX_LPC_ORDER - 1, 1);
-                self.err[0] = err;
-                self.harm_pos = (self.harm_pos + 1) % HARM_LEN;
-                if let Some(h) = self.harm.get_mut(self.harm_pos) {
-                    // The error before the tilt and short-term shaping, in sample units.
-                    *h = (err - st + f.tilt * prev_w) / to_q10;
-                }
-                if let Some(o) = vec_q10.get_mut(i) {
-                    *o = y_q10;
+                    // The tilt: noise moved from low to high frequencies by (1 - tilt z^-1).
+                    let prev_w = self.harm.get(self.harm_pos).copied().unwrap_or(0.0) * to_q10;
+                    let mut fb = st - f.tilt * prev_w;
+                    if harm_gain > 0.0 {
+                        let h = |d: usize| {
+                            let at = (self.harm_pos + HARM_LEN - d) % HARM_LEN;
+                            self.harm.get(at).copied().unwrap_or(0.0)
+                        };
+                        let hv = 0.25 * h(lag_u + 1) + 0.5 * h(lag_u) + 0.25 * h(lag_u - 1);
+                        fb += harm_gain * hv * to_q10;
+                    }
+                    let xin = x.get(n).copied().unwrap_or(0.0) * to_q10;
+                    let target = xin - pred as f32 + fb;
+                    seed = rand(seed);
+                    let negate = seed < 0;
+                    let mut pulse = 0i32;
+                    if !f.silent {
+                        let u =
+                            (if negate { -target } else { target } - offset_q10 as f32) / 1024.0;
+                        let mag = u.abs() + 0.5 - f.dead_zone;
+                        let m = if mag.is_finite() {
+                            mag.floor().clamp(0.0, MAX_PULSE as f32)
+                        } else {
+                            0.0
+                        };
+                        pulse = if u < 0.0 { -(m as i32) } else { m as i32 };
+                    }
+                    let e = pulse.wrapping_shl(10).wrapping_add(offset_q10);
+                    let exc = if negate { e.wrapping_neg() } else { e };
+                    seed = seed.wrapping_add(pulse);
+                    if let Some(o) = q.get_mut(n) {
+                        *o = pulse;
+                    }
+                    let r = exc.wrapping_add(ltp_q10);
+                    if voiced {
+                        if let Some(d) = self.s_ltp_q16.get_mut(ltp_idx) {
+                            *d = r.wrapping_shl(6);
+                        }
+                        ltp_idx += 1;
+                    }
+                    let y_q10 = r.wrapping_add(lpc_q10);
+                    if let Some(s) = self.s_lpc_q14.get_mut(pos) {
+                        *s = y_q10.wrapping_shl(4);
+                    }
+                    // Shaped error (reconstruction minus input) in Q10 units.
+                    let err = y_q10 as f32 - xin;
+                    self.err.copy_within(0..MAX_LPC_ORDER - 1, 1);
+                    self.err[0] = err;
+                    self.harm_pos = (self.harm_pos + 1) % HARM_LEN;
+                    if let Some(h) = self.harm.get_mut(self.harm_pos) {
+                        // The error before the tilt and short-term shaping, in sample units.
+                        *h = (err - st + f.tilt * prev_w) / to_q10;
+                    }
+                    if let Some(o) = vec_q10.get_mut(i) {
+                        *o = y_q10;
+                    }
                 }
             }
             let out = &mut self.out_buf[fl + k * sl..fl + (k + 1) * sl];
@@ -261,5 +281,235 @@ impl NsqState {
         }
         xq[..fl].copy_from_slice(&self.out_buf[fl..2 * fl]);
         self.out_buf.copy_within(fl..2 * fl, 0);
+    }
+}
+
+const MAX_SUB: usize = MAX_FRAME_LENGTH / NB_SUBFR;
+const MAX_PATHS: usize = 8;
+
+/// The per-subframe constants of the delayed-decision search.
+struct Subframe {
+    k: usize,
+    sl: usize,
+    order: usize,
+    voiced: bool,
+    lag: i32,
+    b_q14: [i16; LTP_ORDER],
+    a_q12: [i16; MAX_LPC_ORDER],
+    offset_q10: i32,
+    to_q10: f32,
+}
+
+/// One path of the delayed-decision search over a subframe: its own copy of everything the
+/// subframe's decisions change.
+#[derive(Clone)]
+struct Path {
+    cost: f32,
+    seed: i32,
+    lpc: [i32; MAX_LPC_ORDER + MAX_SUB],
+    ltp: [i32; MAX_SUB],
+    q: [i32; MAX_SUB],
+    y: [i32; MAX_SUB],
+    w: [f32; MAX_SUB],
+    err: [f32; MAX_LPC_ORDER],
+    prev_w: f32,
+}
+
+/// What one path would do with one sample.
+#[derive(Clone, Copy, Default)]
+struct Step {
+    ltp_q10: i32,
+    lpc_q10: i32,
+    st: f32,
+    xin: f32,
+    seed: i32,
+    pulse: [i32; 2],
+    exc: [i32; 2],
+    cost: [f32; 2],
+}
+
+impl NsqState {
+    /// Quantises one subframe keeping several paths (each sample rounded both ways, the best
+    /// paths by distortion plus rate surviving), then commits the best path.
+    #[allow(clippy::too_many_arguments)]
+    fn subframe_delayed(
+        &mut self,
+        f: &NsqFrame<'_>,
+        sub: &Subframe,
+        x: &[f32],
+        seed: &mut i32,
+        ltp_idx: &mut usize,
+        q: &mut [i32; MAX_FRAME_LENGTH],
+        vec_q10: &mut [i32; MAX_FRAME_LENGTH / NB_SUBFR],
+    ) {
+        let sl = sub.sl.min(MAX_SUB);
+        let order = sub.order;
+        let n_paths = f.paths.clamp(1, MAX_PATHS);
+        let base = *ltp_idx;
+        let prev_w = self.harm.get(self.harm_pos).copied().unwrap_or(0.0) * sub.to_q10;
+        let mut start = Path {
+            cost: 0.0,
+            seed: *seed,
+            lpc: [0; MAX_LPC_ORDER + MAX_SUB],
+            ltp: [0; MAX_SUB],
+            q: [0; MAX_SUB],
+            y: [0; MAX_SUB],
+            w: [0.0; MAX_SUB],
+            err: self.err,
+            prev_w,
+        };
+        start.lpc[..MAX_LPC_ORDER].copy_from_slice(&self.s_lpc_q14[..MAX_LPC_ORDER]);
+        // Paths start equal; a small cost difference keeps them from all picking the same.
+        let mut paths: Vec<Path> = vec![start; n_paths];
+        for (j, p) in paths.iter_mut().enumerate() {
+            p.cost = j as f32 * 1e-3;
+        }
+        let shape = &f.shape[sub.k];
+        let mut steps = [Step::default(); MAX_PATHS];
+        for i in 0..sl {
+            let n = sub.k * sub.sl + i;
+            let xin = x.get(n).copied().unwrap_or(0.0) * sub.to_q10;
+            for (p, step) in paths.iter().zip(steps.iter_mut()) {
+                let ltp_q10 = if sub.voiced {
+                    let center = (base + i) as i64 - i64::from(sub.lag) + (LTP_ORDER / 2) as i64;
+                    let mut acc = 0i32;
+                    for (j, &b) in sub.b_q14.iter().enumerate() {
+                        let at = center - j as i64;
+                        let v = if at >= base as i64 {
+                            p.ltp.get((at - base as i64) as usize).copied().unwrap_or(0)
+                        } else {
+                            usize::try_from(at)
+                                .ok()
+                                .and_then(|a| self.s_ltp_q16.get(a))
+                                .copied()
+                                .unwrap_or(0)
+                        };
+                        acc = acc.wrapping_add(smulwb(v, i32::from(b)));
+                    }
+                    rshift_round(acc, 4)
+                } else {
+                    0
+                };
+                let lpc_q10 = lpc_pred(&p.lpc, MAX_LPC_ORDER + i, &sub.a_q12[..order]);
+                let mut st = 0f32;
+                for (e, c) in p.err.iter().zip(shape.iter()).take(order) {
+                    st += e * c;
+                }
+                let fb = st - f.tilt * p.prev_w;
+                let target = xin - ltp_q10.wrapping_add(lpc_q10) as f32 + fb;
+                let s1 = rand(p.seed);
+                let negate = s1 < 0;
+                let u = (if negate { -target } else { target } - sub.offset_q10 as f32) / 1024.0;
+                let m0 = if u.is_finite() {
+                    u.abs().floor().clamp(0.0, (MAX_PULSE - 1) as f32) as i32
+                } else {
+                    0
+                };
+                let mut out = Step {
+                    ltp_q10,
+                    lpc_q10,
+                    st,
+                    xin,
+                    seed: s1,
+                    ..Step::default()
+                };
+                for (c, m) in [m0, m0 + 1].into_iter().enumerate() {
+                    let pulse = if u < 0.0 { -m } else { m };
+                    let e = pulse.wrapping_shl(10).wrapping_add(sub.offset_q10);
+                    let exc = if negate { e.wrapping_neg() } else { e };
+                    let d = (exc as f32 - target) / 1024.0;
+                    out.pulse[c] = pulse;
+                    out.exc[c] = exc;
+                    out.cost[c] = p.cost + d * d + f.lambda * m as f32;
+                }
+                *step = out;
+            }
+            // Each path keeps its better choice; the best second choice replaces the worst
+            // path when it beats it.
+            let mut worst = (f32::MIN, 0usize);
+            let mut second = (f32::MAX, 0usize);
+            let mut pick = [0usize; MAX_PATHS];
+            for (j, st) in steps.iter().enumerate().take(n_paths) {
+                let b = usize::from(st.cost[1] < st.cost[0]);
+                pick[j] = b;
+                if st.cost[b] > worst.0 {
+                    worst = (st.cost[b], j);
+                }
+                if st.cost[1 - b] < second.0 {
+                    second = (st.cost[1 - b], j);
+                }
+            }
+            let mut replaced: Option<(usize, Path)> = None;
+            if second.0 < worst.0 && n_paths > 1 {
+                let (src, dst) = (second.1, worst.1);
+                if let (Some(p), Some(st)) = (paths.get(src), steps.get(src)) {
+                    let mut copy = p.clone();
+                    apply(&mut copy, st, 1 - pick[src], i, f.tilt, sub.voiced);
+                    replaced = Some((dst, copy));
+                }
+            }
+            for (j, p) in paths.iter_mut().enumerate() {
+                if let Some(st) = steps.get(j) {
+                    apply(p, st, pick[j], i, f.tilt, sub.voiced);
+                }
+            }
+            if let Some((slot, copy)) =
+                replaced.and_then(|(dst, copy)| paths.get_mut(dst).map(|slot| (slot, copy)))
+            {
+                *slot = copy;
+            }
+        }
+        let Some(best) = paths.iter().min_by(|a, b| a.cost.total_cmp(&b.cost)) else {
+            return;
+        };
+        for i in 0..sl {
+            if let Some(o) = q.get_mut(sub.k * sub.sl + i) {
+                *o = best.q[i];
+            }
+            if let Some(d) = self.s_ltp_q16.get_mut(base + i).filter(|_| sub.voiced) {
+                *d = best.ltp[i];
+            }
+            vec_q10[i] = best.y[i];
+            self.harm_pos = (self.harm_pos + 1) % HARM_LEN;
+            if let Some(h) = self.harm.get_mut(self.harm_pos) {
+                *h = best.w[i] / sub.to_q10;
+            }
+        }
+        if sub.voiced {
+            *ltp_idx += sl;
+        }
+        self.s_lpc_q14[MAX_LPC_ORDER..MAX_LPC_ORDER + sl]
+            .copy_from_slice(&best.lpc[MAX_LPC_ORDER..MAX_LPC_ORDER + sl]);
+        self.err = best.err;
+        *seed = best.seed;
+    }
+}
+
+/// Applies choice `c` of `st` to path `p` at sample `i` of the subframe.
+fn apply(p: &mut Path, st: &Step, c: usize, i: usize, tilt: f32, voiced: bool) {
+    let c = c.min(1);
+    p.cost = st.cost[c];
+    p.seed = st.seed.wrapping_add(st.pulse[c]);
+    let r = st.exc[c].wrapping_add(st.ltp_q10);
+    let y = r.wrapping_add(st.lpc_q10);
+    if let Some(v) = p.q.get_mut(i) {
+        *v = st.pulse[c];
+    }
+    if let Some(v) = p.ltp.get_mut(i).filter(|_| voiced) {
+        *v = r.wrapping_shl(6);
+    }
+    if let Some(v) = p.y.get_mut(i) {
+        *v = y;
+    }
+    if let Some(v) = p.lpc.get_mut(MAX_LPC_ORDER + i) {
+        *v = y.wrapping_shl(4);
+    }
+    let err = y as f32 - st.xin;
+    let w = err - st.st + tilt * p.prev_w;
+    p.err.copy_within(0..MAX_LPC_ORDER - 1, 1);
+    p.err[0] = err;
+    p.prev_w = w;
+    if let Some(v) = p.w.get_mut(i) {
+        *v = w;
     }
 }
