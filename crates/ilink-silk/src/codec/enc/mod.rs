@@ -282,31 +282,40 @@ impl Encoder {
             lpc::quantize_nlsf(&nlsf[..order], self.codebook(sigtype), survivors, NLSF_MU);
         let mut a_q12 = [0i16; MAX_LPC_ORDER];
         nlsf_to_lpc_stable(&mut a_q12[..order], &nlsf_q[..order]);
-        // The interpolation factor whose first-half NLSFs come closest to the first half's own.
+        // The interpolation factor whose filter leaves the least residual energy in the first
+        // half of the frame (4: no interpolation).
         let mut interp = 4usize;
         let mut a0_q12 = a_q12;
-        if let (Some((_, target)), true) = (&first_half, self.frame_count > 0) {
-            let mut w = [0f32; MAX_LPC_ORDER];
-            lpc::nlsf_weights(&target[..order], &mut w);
-            let dist = |cand: &[i32]| -> f32 {
-                (0..order)
-                    .map(|i| {
-                        let d = (cand[i] - target[i]) as f32 / 32768.0;
-                        w[i] * d * d
-                    })
-                    .sum()
+        if first_half.is_some() && self.frame_count > 0 {
+            let from = local.saturating_sub(order);
+            let half = x.get(from..local + fl / 2).unwrap_or(&[]);
+            let skip = local - from;
+            let energy = |a: &[i16]| -> f32 {
+                let mut e = 0f32;
+                for n in skip..half.len() {
+                    let mut acc = half[n];
+                    for (k, &c) in a.iter().enumerate() {
+                        if let Some(v) = n.checked_sub(k + 1).and_then(|j| half.get(j)) {
+                            acc -= f32::from(c) / 4096.0 * v;
+                        }
+                    }
+                    e += acc * acc;
+                }
+                e
             };
-            let mut best = dist(&nlsf_q[..order]);
+            let mut best = energy(&a_q12[..order]);
             for k in 0..4i32 {
                 let mut cand = [0i32; MAX_LPC_ORDER];
                 for i in 0..order {
                     cand[i] = self.prev_nlsf[i] + ((k * (nlsf_q[i] - self.prev_nlsf[i])) >> 2);
                 }
-                let d = dist(&cand[..order]);
-                if d < best {
-                    best = d;
+                let mut a_cand = [0i16; MAX_LPC_ORDER];
+                nlsf_to_lpc_stable(&mut a_cand[..order], &cand[..order]);
+                let e = energy(&a_cand[..order]);
+                if e < best {
+                    best = e;
                     interp = k as usize;
-                    nlsf_to_lpc_stable(&mut a0_q12[..order], &cand[..order]);
+                    a0_q12 = a_cand;
                 }
             }
         }
