@@ -3,7 +3,7 @@
 //!
 //! Each 20 ms frame (one per packet) goes through:
 //!
-//! * a high-pass filter against rumble and DC, and a simple energy voice-activity detector
+//! * a high-pass filter against DC, and a simple energy voice-activity detector
 //!   with a tracked noise floor;
 //! * LPC analysis (windowed autocorrelation with a lag window), conversion to NLSFs and
 //!   multi-stage vector quantisation with the decoder's codebooks ([`lpc`]);
@@ -46,6 +46,9 @@ const N_GAIN_LEVELS: i32 = 64;
 const MIN_DELTA_GAIN: i32 = -4;
 const MAX_DELTA_GAIN: i32 = 40;
 const SIG_TYPE_UNVOICED: usize = 1;
+/// Cut-off of the input's high-pass filter, in Hz: only DC and rumble (measured: 10 Hz
+/// scores 0.04 PESQ above 60 Hz and 0.11 above 110 Hz; the decoder high-passes anyway).
+const INPUT_HIGHPASS_HZ: f32 = 10.0;
 /// Normalised correlation (at 4 kHz) above which a speech frame is coded as voiced.
 const VOICING_THRESHOLD: f32 = 0.45;
 /// The cost of one NLSF bit in weighted squared NLSF error.
@@ -165,7 +168,7 @@ pub(crate) fn encode(pcm: &[i16], settings: Settings) -> Vec<Vec<u8>> {
     let hist = 2 * fl;
     let ahead = fl;
     let mut sig = vec![0f32; hist + frames * fl + ahead];
-    let mut hp = HighPass::new(60.0, (enc.fs_khz * 1000) as f32);
+    let mut hp = HighPass::new(INPUT_HIGHPASS_HZ, (enc.fs_khz * 1000) as f32);
     for (o, &s) in sig[hist..].iter_mut().zip(pcm) {
         *o = hp.run(f32::from(s));
     }
@@ -610,7 +613,7 @@ mod tests {
         let frames = pcm.len().div_ceil(fl);
         let hist = 2 * fl;
         let mut sig = vec![0f32; hist + frames * fl + fl];
-        let mut hp = HighPass::new(60.0, (enc.fs_khz * 1000) as f32);
+        let mut hp = HighPass::new(INPUT_HIGHPASS_HZ, (enc.fs_khz * 1000) as f32);
         for (o, &v) in sig[hist..].iter_mut().zip(pcm) {
             *o = hp.run(f32::from(v));
         }
