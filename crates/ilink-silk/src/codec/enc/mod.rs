@@ -49,6 +49,8 @@ const SIG_TYPE_UNVOICED: usize = 1;
 /// Cut-off of the input's high-pass filter, in Hz: only DC and rumble (measured: 10 Hz
 /// scores 0.04 PESQ above 60 Hz and 0.11 above 110 Hz; the decoder high-passes anyway).
 const INPUT_HIGHPASS_HZ: f32 = 10.0;
+/// How far (dB) above the tracked noise floor a frame must be to count as speech.
+const VAD_MARGIN_DB: f32 = 4.0;
 /// Normalised correlation (at 4 kHz) above which a speech frame is coded as voiced.
 const VOICING_THRESHOLD: f32 = 0.45;
 /// The cost of one NLSF bit in weighted squared NLSF error.
@@ -68,7 +70,7 @@ const DELAYED_LAMBDA: f32 = 0.6;
 const NOISE_TILT: f32 = 0.8;
 /// How much coarser (log2) unvoiced frames are quantised than voiced ones (bits go to the
 /// voiced frames, whose noise is heard more).
-const UNVOICED_STEP: f32 = 0.5;
+const UNVOICED_STEP: f32 = 0.75;
 /// The largest packet the encoder lets itself write (the decoder accepts 1024 bytes).
 const MAX_PACKET: usize = 1000;
 
@@ -236,7 +238,7 @@ impl Encoder {
             // Rise slowly (at most 5 dB a second) so speech is never taken for the floor.
             self.noise_db += (0.02 * (energy_db - self.noise_db)).min(0.1);
         }
-        let speech = energy_db > 30.0 && energy_db > self.noise_db + 9.0;
+        let speech = energy_db > 30.0 && energy_db > self.noise_db + VAD_MARGIN_DB;
 
         // LPC analysis over the frame and a quarter frame on each side, and (for the NLSF
         // interpolation and the shaping of the first half) over the first half alone.
