@@ -14,7 +14,9 @@ use ilink_silk::{
 };
 use libfuzzer_sys::fuzz_target;
 
-const INPUT_RATES: [u32; 8] = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 44_100, 48_000];
+const INPUT_RATES: [u32; 8] = [
+    8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 44_100, 48_000,
+];
 const OUTPUT_RATES: [u32; 7] = [8_000, 12_000, 16_000, 24_000, 32_000, 44_100, 48_000];
 
 fuzz_target!(|data: &[u8]| {

@@ -272,13 +272,17 @@ pub fn run(args: &[String]) -> Result<()> {
         ])
         .arg(&list_path)
         .arg(&out);
-    let manifest = stdout_of(&mut cmd)?;
+    let manifest = stdout_with_input(&mut cmd, "", None)?;
 
     // Score.
     let python = pesq_python(&root)?;
     let mut scorer = Command::new(&python);
     scorer.args(["-c", SCORER]);
-    let scored = stdout_with_input(&mut scorer, &manifest)?;
+    let scored = stdout_with_input(
+        &mut scorer,
+        &manifest,
+        Some(format!("{} -c <PESQ scorer> < manifest", python.display())),
+    )?;
     let scores = parse_scores(&scored);
     if scores.is_empty() {
         return Err(Error::new(format!(
@@ -298,7 +302,7 @@ pub fn run(args: &[String]) -> Result<()> {
          recordings ({}); {}.\n",
         pesq_version.trim(),
         voices.len(),
-        espeak.trim(),
+        espeak.split("Data at").next().unwrap_or_default().trim(),
         util::output_of(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
             .unwrap_or_default()
             .trim()
@@ -394,14 +398,11 @@ fn pesq_python(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// Runs a command with stderr shown; its stdout, or an error unless it exits with 0.
-fn stdout_of(cmd: &mut Command) -> Result<String> {
-    stdout_with_input(cmd, "")
-}
-
-fn stdout_with_input(cmd: &mut Command, input: &str) -> Result<String> {
+/// Runs a command with `input` on stdin and stderr shown; its stdout, or an error unless it
+/// exits with 0. `label` replaces the command line in messages.
+fn stdout_with_input(cmd: &mut Command, input: &str, label: Option<String>) -> Result<String> {
     use std::io::Write as _;
-    let shown = util::show(cmd);
+    let shown = label.unwrap_or_else(|| util::show(cmd));
     eprintln!("xtask: $ {shown}");
     let mut child = cmd
         .stdin(Stdio::piped())
