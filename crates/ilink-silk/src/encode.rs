@@ -6,10 +6,27 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use crate::SilkError;
+use crate::codec::enc;
 use crate::decode::{DEFAULT_MAX_DURATION, max_samples};
-use crate::ffi::{self, API_RATE, FRAME_SAMPLES};
 use crate::format::{FRAME_MS, SilkFormat, push_packet};
 use crate::resample::{check_rate, f32_to_i16, resample};
+
+/// The rate voice made here is decoded at by default and says it has (`VoiceMeta`), in Hz.
+const API_RATE: u32 = 24_000;
+
+/// The SILK internal rates, in Hz.
+const INTERNAL_RATES: [u32; 4] = [8_000, 12_000, 16_000, 24_000];
+
+/// The internal rate an input at `rate` Hz is encoded at: the input's own rate when SILK has
+/// it, else the lowest SILK rate above it (24 kHz for anything faster), so nothing is
+/// upsampled more than it must be and no band the input has is lost.
+fn internal_rate(rate: u32) -> u32 {
+    INTERNAL_RATES
+        .iter()
+        .copied()
+        .find(|&r| r >= rate)
+        .unwrap_or(API_RATE)
+}
 
 /// `voice_item.encode_type` for SILK (docs/protocol.md §8.3).
 pub const ENCODE_TYPE_SILK: u32 = 6;
@@ -121,7 +138,10 @@ impl EncodeOptions {
 pub struct VoiceMeta {
     /// `playtime`: play time in milliseconds (whole 20 ms frames).
     pub playtime_ms: u64,
-    /// `sample_rate`: always 24 000 for voice made here.
+    /// `sample_rate`: always 24 000 for voice made here. The SILK stream carries its own
+    /// internal rate (8, 12, 16 or 24 kHz, chosen from the input's rate) and decodes to any
+    /// output rate; 24 000 is the rate receivers decode voice at (Tencent's client always
+    /// does, docs/protocol.md §13) and what [`crate::decode_silk`] returns by default.
     pub sample_rate: u32,
     /// `encode_type`: always [`ENCODE_TYPE_SILK`] (6).
     pub encode_type: u32,
@@ -162,9 +182,10 @@ impl std::fmt::Debug for EncodedVoice {
 
 /// Encodes 16-bit mono PCM at `sample_rate` Hz to SILK.
 ///
-/// Input at another rate than 24 kHz is resampled first. The last partial 20 ms frame is
-/// padded with silence, never dropped, so `meta.playtime_ms` is the input's length rounded up
-/// to 20 ms.
+/// Input at 8, 12, 16 or 24 kHz is encoded at that rate (SILK's internal rate); input at any
+/// other rate is first resampled to the next SILK rate above it (24 kHz for rates above
+/// 24 kHz). The last partial 20 ms frame is padded with silence, never dropped, so
+/// `meta.playtime_ms` is the input's length rounded up to 20 ms.
 ///
 /// ```
 /// use ilink_silk::{encode_pcm, EncodeOptions};
@@ -184,12 +205,14 @@ pub fn encode_pcm(
     options.validate()?;
     check_rate(sample_rate)?;
     check_length(samples.len(), sample_rate, &options)?;
-    if sample_rate == API_RATE {
-        encode_native(samples, &options)
+    let internal = internal_rate(sample_rate);
+    if sample_rate == internal {
+        encode_native(samples, internal, &options)
     } else {
         let floats = crate::resample::i16_to_f32(samples);
         encode_native(
-            &f32_to_i16(&resample(&floats, sample_rate, API_RATE)?),
+            &f32_to_i16(&resample(&floats, sample_rate, internal)?),
+            internal,
             &options,
         )
     }
@@ -204,8 +227,9 @@ pub(crate) fn encode_f32(
     options.validate()?;
     check_rate(sample_rate)?;
     check_length(samples.len(), sample_rate, &options)?;
-    let native = resample(samples, sample_rate, API_RATE)?;
-    encode_native(&f32_to_i16(&native), &options)
+    let internal = internal_rate(sample_rate);
+    let native = resample(samples, sample_rate, internal)?;
+    encode_native(&f32_to_i16(&native), internal, &options)
 }
 
 fn check_length(len: usize, rate: u32, options: &EncodeOptions) -> Result<(), SilkError> {
@@ -220,24 +244,29 @@ fn check_length(len: usize, rate: u32, options: &EncodeOptions) -> Result<(), Si
     Ok(())
 }
 
-/// Encodes validated 24 kHz samples, one 20 ms frame per packet, padding the last frame.
-fn encode_native(samples: &[i16], options: &EncodeOptions) -> Result<EncodedVoice, SilkError> {
+/// Encodes validated samples at the internal rate `rate` (8, 12, 16 or 24 kHz), one 20 ms
+/// frame per packet, padding the last frame.
+fn encode_native(
+    samples: &[i16],
+    rate: u32,
+    options: &EncodeOptions,
+) -> Result<EncodedVoice, SilkError> {
     if samples.is_empty() {
         return Err(SilkError::Empty);
     }
-    let mut encoder = ffi::Encoder::new(options.bitrate, options.complexity)?;
-    let frames = samples.len().div_ceil(FRAME_SAMPLES);
-    // About bitrate / 8 / 50 bytes per frame plus the length field.
-    let per_frame = (options.bitrate as usize).div_ceil(400) + 2;
-    let mut silk = Vec::with_capacity(12 + frames * per_frame);
+    let packets = enc::encode(
+        samples,
+        enc::Settings {
+            fs_khz: (rate / 1000) as usize,
+            bitrate: options.bitrate,
+            complexity: options.complexity,
+        },
+    );
+    let frames = packets.len();
+    let bytes: usize = packets.iter().map(|p| p.len() + 2).sum();
+    let mut silk = Vec::with_capacity(12 + bytes);
     options.format.write_header(&mut silk);
-    let mut frame = [0i16; FRAME_SAMPLES];
-    for chunk in samples.chunks(FRAME_SAMPLES) {
-        frame.fill(0);
-        if let Some(head) = frame.get_mut(..chunk.len()) {
-            head.copy_from_slice(chunk);
-        }
-        let packet = encoder.encode_frame(&frame)?;
+    for packet in &packets {
         push_packet(&mut silk, packet);
     }
     if options.format == SilkFormat::Standard {
@@ -250,7 +279,8 @@ fn encode_native(samples: &[i16], options: &EncodeOptions) -> Result<EncodedVoic
 }
 
 /// Encodes a WAV file (any sample rate and channel count; 8/16/24/32-bit integer or 32-bit
-/// float samples) to SILK. Channels are mixed to mono and the audio resampled to 24 kHz.
+/// float samples) to SILK. Channels are mixed to mono; the rate is handled as by
+/// [`encode_pcm`].
 ///
 /// ```
 /// # use std::io::Cursor;

@@ -251,7 +251,7 @@ pub(crate) struct Encoder {
 impl Encoder {
     /// A fresh encoder. `bitrate` and `complexity` are validated by the caller
     /// (`encode::EncodeOptions`); the SDK re-checks them and its error is returned.
-    #[cfg_attr(not(feature = "c-encoder"), allow(dead_code))]
+    #[allow(dead_code)] // Unused since the encoder is Rust (src/codec/enc).
     pub(crate) fn new(bitrate: u32, complexity: u8) -> Result<Self, SilkError> {
         let mut size: c_int = 0;
         // SAFETY: writes one c_int through a valid pointer.
@@ -359,7 +359,7 @@ impl Encoder {
 
     /// Encodes exactly one 20 ms frame; returns the packet payload (possibly empty if the SDK
     /// produced none for this frame).
-    #[cfg_attr(not(feature = "c-encoder"), allow(dead_code))]
+    #[allow(dead_code)] // Unused since the encoder is Rust (src/codec/enc).
     pub(crate) fn encode_frame(
         &mut self,
         frame: &[i16; FRAME_SAMPLES],

@@ -27,6 +27,7 @@ pub const FRAME_MS: u64 = 20;
 pub(crate) const API_RATE: u32 = 24_000;
 
 /// Samples in one 20 ms frame at [`API_RATE`].
+#[cfg(any(test, feature = "c-reference"))]
 pub(crate) const FRAME_SAMPLES: usize = 480;
 
 /// The end marker of the standard layout: a packet length of -1.

@@ -10,7 +10,7 @@ mod container_guard;
 mod decode;
 mod encode;
 mod error;
-#[cfg(any(feature = "c-reference", feature = "c-encoder"))]
+#[cfg(feature = "c-reference")]
 mod ffi;
 mod format;
 #[cfg(feature = "c-reference")]

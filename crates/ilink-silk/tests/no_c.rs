@@ -48,10 +48,6 @@ fn finds_the_path_to_a_banned_crate() {
 }
 
 #[test]
-#[cfg_attr(
-    feature = "c-encoder",
-    ignore = "the public encoder is still the C one (temporary `c-encoder` default feature)"
-)]
 fn default_cli_build_has_no_bindgen_and_no_silk_c_crate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = Command::new(env!("CARGO"))

@@ -26,6 +26,7 @@
 // Signal-processing loops index several buffers by the same sample index.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod enc;
 mod fixed;
 mod lpc;
 mod params;
