@@ -323,6 +323,68 @@ fn write_fuzz_seeds() {
     }
 }
 
+/// ilink's own encoder (Rust): every stream it makes, at every internal rate it uses (it
+/// encodes 8, 12, 16 and 24 kHz input at that rate), bitrates from the lowest to the highest
+/// and every complexity, decodes without error with both decoders, to the same samples and to
+/// the length its metadata says.
+#[test]
+fn rust_encoder_streams_decode_identically_with_both_decoders() {
+    let source = source();
+    let mut seen = std::collections::BTreeSet::new();
+    for rate in [8_000u32, 12_000, 16_000, 24_000] {
+        let pcm = if rate == 24_000 {
+            source.clone()
+        } else {
+            let wav = ilink_silk::Pcm {
+                samples: source.clone(),
+                sample_rate: 24_000,
+            }
+            .to_wav()
+            .unwrap();
+            ilink_silk::decode_audio(&wav, DecodeOptions::default().sample_rate(rate))
+                .unwrap()
+                .samples
+        };
+        for bitrate in [
+            ilink_silk::MIN_BITRATE,
+            12_000,
+            24_000,
+            60_000,
+            ilink_silk::MAX_BITRATE,
+        ] {
+            for complexity in 0..=2 {
+                let options = ilink_silk::EncodeOptions::default()
+                    .bitrate(bitrate)
+                    .complexity(complexity);
+                let voice = ilink_silk::encode_pcm(&pcm, rate, options).unwrap();
+                seen.extend(packets(&voice.silk).iter().map(|p| internal_khz(p)));
+                let what = format!(
+                    "ilink encoder, {rate} Hz in, {bitrate} bit/s, complexity {complexity}"
+                );
+                for out in [24_000, rate] {
+                    let c = reference::decode(&voice.silk, out).unwrap();
+                    assert_eq!(
+                        c.len() as u64,
+                        voice.meta.playtime_ms * u64::from(out) / 1000,
+                        "{what}: length at {out} Hz"
+                    );
+                    assert_same(&voice.silk, out, &what);
+                }
+                assert_same(
+                    &with_losses(&voice.silk, 6),
+                    24_000,
+                    &format!("{what}, losses"),
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [8, 12, 16, 24],
+        "internal rates the Rust encoder used"
+    );
+}
+
 /// A stream of the golden corpus: its path under `tests/data`, its bytes, the output rates and
 /// loss patterns (0: none) it is decoded with.
 struct GoldenStream {
