@@ -47,28 +47,25 @@ fn finds_the_path_to_a_banned_crate() {
     assert!(banned_paths("0ilink-cli v0.1.0\n1ilink-silk v0.1.0\n1cc v1\n").is_empty());
 }
 
-#[test]
-fn default_cli_build_has_no_bindgen_and_no_silk_c_crate() {
+/// `cargo tree` in the workspace root with these selection arguments (offline, depth
+/// prefixes).
+fn tree(selection: &[&str]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = Command::new(env!("CARGO"))
         .current_dir(&root)
-        .args([
-            "tree",
-            "-p",
-            "ilink-cli",
-            "-e",
-            "normal,build",
-            "--prefix",
-            "depth",
-            "--charset",
-            "ascii",
-            "--offline",
-        ])
+        .arg("tree")
+        .args(selection)
+        .args(["--prefix", "depth", "--charset", "ascii", "--offline"])
         .output()
         .expect("run cargo tree");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "cargo tree failed: {stderr}");
-    let tree = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn default_cli_build_has_no_bindgen_and_no_silk_c_crate() {
+    let tree = tree(&["-p", "ilink-cli", "-e", "normal,build"]);
     assert!(
         tree.lines().any(|l| l.starts_with("0ilink-cli ")),
         "unexpected cargo tree output:\n{tree}"
@@ -81,6 +78,24 @@ fn default_cli_build_has_no_bindgen_and_no_silk_c_crate() {
     assert!(
         paths.is_empty(),
         "the default build of ilink-cli pulls C/bindgen for SILK:\n{}",
+        paths.join("\n")
+    );
+}
+
+/// `cargo test --workspace` (the README's test command) builds no SILK C either: no member
+/// enables `c-reference` by default, not even through a dev-dependency (feature unification
+/// would turn it on for everyone).
+#[test]
+fn workspace_tests_build_no_silk_c() {
+    let tree = tree(&["--workspace", "-e", "normal,build,dev"]);
+    assert!(
+        tree.contains("ilink-silk "),
+        "ilink-silk missing from the tree"
+    );
+    let paths = banned_paths(&tree);
+    assert!(
+        paths.is_empty(),
+        "`cargo test --workspace` would build C/bindgen for SILK:\n{}",
         paths.join("\n")
     );
 }
