@@ -48,10 +48,12 @@ pub(crate) fn levinson(r: &[f64; MAX_LPC_ORDER + 1], order: usize) -> ([f64; MAX
 }
 
 /// The LPC analysis of `x` (already windowed): predictor of `order` taps with a lag window
-/// of about 60 Hz at `fs_hz` and a small white-noise floor.
+/// of about 60 Hz at `fs_hz` and a white-noise floor 30 dB down (which keeps the predictor
+/// from amplifying the quantisation noise in bands the input leaves empty).
 pub(crate) fn analyse(x: &[f32], order: usize, fs_hz: f32) -> ([f64; MAX_LPC_ORDER], f64) {
     let mut r = autocorr(x, order);
-    r[0] = r[0] * 1.000_03 + 1e-3;
+    let floor = 1e-3;
+    r[0] = r[0] * (1.0 + floor) + 1e-3;
     let w = 2.0 * std::f64::consts::PI * 60.0 / f64::from(fs_hz);
     for (k, v) in r.iter_mut().enumerate().skip(1) {
         *v *= (-0.5 * (w * k as f64).powi(2)).exp();

@@ -31,7 +31,7 @@ pub(crate) struct NsqState {
     /// Shaped-error history for the short-term shaping filter, newest first, in Q10 units of
     /// the current gain.
     err: [f32; MAX_LPC_ORDER],
-    /// Past reconstruction minus input, in sample units, for the harmonic shaping.
+    /// The whitened shaped error (sample units), for the harmonic shaping.
     harm: Box<[f32; HARM_LEN]>,
     harm_pos: usize,
     /// The gain of the last subframe (sample units), 0 before the first.
@@ -56,6 +56,8 @@ pub(crate) struct NsqFrame<'a> {
     pub(crate) shape: &'a [[f32; MAX_LPC_ORDER]; NB_SUBFR],
     /// Harmonic shaping gain per subframe (0: none).
     pub(crate) harm_gain: [f32; NB_SUBFR],
+    /// Spectral tilt of the noise (0: none; 0.3: less noise at low frequencies).
+    pub(crate) tilt: f32,
     /// Dead zone: how far below one half a value must round up to a larger magnitude.
     pub(crate) dead_zone: f32,
     /// Forces every pulse to zero (the bounded fallback for frames that will not fit).
@@ -188,11 +190,15 @@ impl NsqState {
                 let pos = MAX_LPC_ORDER + i;
                 let lpc_q10 = lpc_pred(&self.s_lpc_q14, pos, &a_q12[..order]);
                 let pred = ltp_q10.wrapping_add(lpc_q10);
-                // Noise feedback.
-                let mut fb = 0f32;
+                // Noise feedback: the short-term shaping filter on the shaped error, in cascade
+                // with the harmonic one on its whitened part.
+                let mut st = 0f32;
                 for (e, c) in self.err.iter().zip(shape.iter()).take(order) {
-                    fb += e * c;
+                    st += e * c;
                 }
+                // The tilt: noise moved from low to high frequencies by (1 - tilt z^-1).
+                let prev_w = self.harm.get(self.harm_pos).copied().unwrap_or(0.0) * to_q10;
+                let mut fb = st - f.tilt * prev_w;
                 if harm_gain > 0.0 {
                     let h = |d: usize| {
                         let at = (self.harm_pos + HARM_LEN - d) % HARM_LEN;
@@ -237,10 +243,10 @@ impl NsqState {
                 let err = y_q10 as f32 - xin;
                 self.err.copy_within(0..MAX_LPC_ORDER - 1, 1);
                 self.err[0] = err;
-                let out = sat16(rshift_round(smulww(y_q10, gain_q16), 10));
                 self.harm_pos = (self.harm_pos + 1) % HARM_LEN;
                 if let Some(h) = self.harm.get_mut(self.harm_pos) {
-                    *h = f32::from(out) - x.get(n).copied().unwrap_or(0.0);
+                    // The error before the tilt and short-term shaping, in sample units.
+                    *h = (err - st + f.tilt * prev_w) / to_q10;
                 }
                 if let Some(o) = vec_q10.get_mut(i) {
                     *o = y_q10;
