@@ -17,15 +17,24 @@ const API_RATE: u32 = 24_000;
 /// The SILK internal rates, in Hz.
 const INTERNAL_RATES: [u32; 4] = [8_000, 12_000, 16_000, 24_000];
 
-/// The internal rate an input at `rate` Hz is encoded at: the input's own rate when SILK has
-/// it, else the lowest SILK rate above it (24 kHz for anything faster), so nothing is
-/// upsampled more than it must be and no band the input has is lost.
-fn internal_rate(rate: u32) -> u32 {
-    INTERNAL_RATES
+/// The internal rate an input at `rate` Hz is encoded at with `bitrate` bit/s: the input's own
+/// rate when SILK has it, else the lowest SILK rate above it (24 kHz for anything faster), so
+/// nothing is upsampled more than it must be; but no wider than the bit rate pays for (as the
+/// SILK SDK's encoder chooses: 24 kHz from 25 kbit/s, 16 kHz from 14 kbit/s, 12 kHz from
+/// 10 kbit/s, else 8 kHz).
+fn internal_rate(rate: u32, bitrate: u32) -> u32 {
+    let own = INTERNAL_RATES
         .iter()
         .copied()
         .find(|&r| r >= rate)
-        .unwrap_or(API_RATE)
+        .unwrap_or(API_RATE);
+    let affordable = match bitrate {
+        25_000.. => 24_000,
+        14_000.. => 16_000,
+        10_000.. => 12_000,
+        _ => 8_000,
+    };
+    own.min(affordable)
 }
 
 /// `voice_item.encode_type` for SILK (docs/protocol.md §8.3).
@@ -139,7 +148,8 @@ pub struct VoiceMeta {
     /// `playtime`: play time in milliseconds (whole 20 ms frames).
     pub playtime_ms: u64,
     /// `sample_rate`: always 24 000 for voice made here. The SILK stream carries its own
-    /// internal rate (8, 12, 16 or 24 kHz, chosen from the input's rate) and decodes to any
+    /// internal rate (8, 12, 16 or 24 kHz, chosen from the input's rate and the bit rate,
+    /// see [`encode_pcm`]) and decodes to any
     /// output rate; 24 000 is the rate receivers decode voice at (Tencent's client always
     /// does, docs/protocol.md §13) and what [`crate::decode_silk`] returns by default.
     pub sample_rate: u32,
@@ -182,9 +192,12 @@ impl std::fmt::Debug for EncodedVoice {
 
 /// Encodes 16-bit mono PCM at `sample_rate` Hz to SILK.
 ///
-/// Input at 8, 12, 16 or 24 kHz is encoded at that rate (SILK's internal rate); input at any
-/// other rate is first resampled to the next SILK rate above it (24 kHz for rates above
-/// 24 kHz). The last partial 20 ms frame is padded with silence, never dropped, so
+/// SILK codes at an internal rate of 8, 12, 16 or 24 kHz. Input at one of those rates is
+/// encoded at it and input at any other rate is first resampled to the next SILK rate above it
+/// (24 kHz for rates above 24 kHz), except that the bit rate caps the internal rate as the
+/// SILK SDK does (24 kHz needs 25 kbit/s, 16 kHz 14 kbit/s, 12 kHz 10 kbit/s; below that
+/// 8 kHz): at the default 24 kbit/s, 24 kHz input is coded at 16 kHz, which is what the
+/// reference encoder does too. The last partial 20 ms frame is padded with silence, never dropped, so
 /// `meta.playtime_ms` is the input's length rounded up to 20 ms.
 ///
 /// ```
@@ -205,7 +218,7 @@ pub fn encode_pcm(
     options.validate()?;
     check_rate(sample_rate)?;
     check_length(samples.len(), sample_rate, &options)?;
-    let internal = internal_rate(sample_rate);
+    let internal = internal_rate(sample_rate, options.bitrate);
     if sample_rate == internal {
         encode_native(samples, internal, &options)
     } else {
@@ -227,7 +240,7 @@ pub(crate) fn encode_f32(
     options.validate()?;
     check_rate(sample_rate)?;
     check_length(samples.len(), sample_rate, &options)?;
-    let internal = internal_rate(sample_rate);
+    let internal = internal_rate(sample_rate, options.bitrate);
     let native = resample(samples, sample_rate, internal)?;
     encode_native(&f32_to_i16(&native), internal, &options)
 }

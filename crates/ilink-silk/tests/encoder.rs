@@ -36,7 +36,7 @@ fn corpus(rate: u32, secs: f64) -> Vec<(&'static str, Vec<i16>)> {
     let noise: Vec<i16> = (0..n).map(|_| (lcg(&mut seed) * 8000.0) as i16).collect();
     let square: Vec<i16> = (0..n)
         .map(|i| {
-            if (i * 2 * 220 / rate as usize) % 2 == 0 {
+            if (i * 2 * 220 / rate as usize).is_multiple_of(2) {
                 i16::MAX
             } else {
                 i16::MIN
@@ -53,7 +53,7 @@ fn corpus(rate: u32, secs: f64) -> Vec<(&'static str, Vec<i16>)> {
         .collect();
     let bursts: Vec<i16> = (0..n)
         .map(|i| {
-            let loud = (i / (rate as usize / 10)) % 2 == 0;
+            let loud = (i / (rate as usize / 10)).is_multiple_of(2);
             (lcg(&mut seed) * if loud { 30_000.0 } else { 30.0 }) as i16
         })
         .collect();

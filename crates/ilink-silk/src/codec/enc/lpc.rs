@@ -52,7 +52,7 @@ pub(crate) fn levinson(r: &[f64; MAX_LPC_ORDER + 1], order: usize) -> ([f64; MAX
 /// from amplifying the quantisation noise in bands the input leaves empty).
 pub(crate) fn analyse(x: &[f32], order: usize, fs_hz: f32) -> ([f64; MAX_LPC_ORDER], f64) {
     let mut r = autocorr(x, order);
-    let floor = 1e-3;
+    let floor = f64::from(super::tune("SW", 1e-3));
     r[0] = r[0] * (1.0 + floor) + 1e-3;
     let w = 2.0 * std::f64::consts::PI * 60.0 / f64::from(fs_hz);
     for (k, v) in r.iter_mut().enumerate().skip(1) {
@@ -64,17 +64,27 @@ pub(crate) fn analyse(x: &[f32], order: usize, fs_hz: f32) -> ([f64; MAX_LPC_ORD
 /// Evaluates the symmetric (`odd == false`) or antisymmetric polynomial of `c` on the unit
 /// circle at `omega`, as a real function whose zeros are the line spectral frequencies.
 fn eval_poly(c: &[f64], odd: bool, omega: f64) -> f64 {
+    // Terms k = 0..=p/2 at multiples m = p + 1 - 2k of theta = omega / 2 (odd m, from the
+    // largest down); cos and sin of odd multiples follow from those of theta and 2 theta:
+    // f((m + 2) theta) = 2 cos(2 theta) f(m theta) - f((m - 2) theta).
     let theta = omega * 0.5;
     let p = c.len() - 2; // the order
+    let (s1, c1) = theta.sin_cos();
+    let c2 = 2.0 * c1 * c1 - 1.0;
+    let mut prev = if odd { -s1 } else { c1 }; // f(-theta)
+    let mut cur = if odd { s1 } else { c1 }; // f(theta)
+    let mut vals = [0f64; MAX_LPC_ORDER / 2 + 1];
+    let n = p / 2 + 1;
+    // vals[j] = f((2j + 1) theta)
+    for v in vals.iter_mut().take(n) {
+        *v = cur;
+        let next = 2.0 * c2 * cur - prev;
+        prev = cur;
+        cur = next;
+    }
     let mut acc = 0f64;
-    for k in 0..=p / 2 {
-        let m = (p + 1 - 2 * k) as f64;
-        acc += c[k]
-            * if odd {
-                (m * theta).sin()
-            } else {
-                (m * theta).cos()
-            };
+    for k in 0..n {
+        acc += c[k] * vals[n - 1 - k];
     }
     acc
 }
@@ -83,7 +93,7 @@ fn eval_poly(c: &[f64], odd: bool, omega: f64) -> f64 {
 /// all be found.
 pub(crate) fn a_to_nlsf(a: &[f64], out: &mut [i32; MAX_LPC_ORDER]) -> bool {
     let p = a.len();
-    if p == 0 || p > MAX_LPC_ORDER || p % 2 != 0 {
+    if p == 0 || p > MAX_LPC_ORDER || !p.is_multiple_of(2) {
         return false;
     }
     let mut c = [0f64; MAX_LPC_ORDER + 2];

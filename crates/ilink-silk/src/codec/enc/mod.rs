@@ -56,6 +56,9 @@ const DEAD_ZONE: f32 = 0.45;
 /// Spectral tilt of the quantisation noise: `1 - NOISE_TILT z^-1` moves it from low to high
 /// frequencies, where speech masks it better.
 const NOISE_TILT: f32 = 0.8;
+/// How much coarser (log2) unvoiced frames are quantised than voiced ones (bits go to the
+/// voiced frames, whose noise is heard more).
+const UNVOICED_STEP: f32 = 0.5;
 /// The largest packet the encoder lets itself write (the decoder accepts 1024 bytes).
 const MAX_PACKET: usize = 1000;
 
@@ -225,36 +228,24 @@ impl Encoder {
         }
         let speech = energy_db > 30.0 && energy_db > self.noise_db + 9.0;
 
-        // LPC analysis over the frame and a quarter frame on each side.
-        let w0 = pos.saturating_sub(fl / 4);
-        let w1 = (pos + fl + fl / 4).min(sig.len());
-        let span = &sig[w0..w1];
-        let n = span.len();
-        let windowed: Vec<f32> = span
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).sin())
-            .collect();
-        let (a, _) = lpc::analyse(&windowed, order, fs_hz);
-        let mut nlsf = [0i32; MAX_LPC_ORDER];
-        let mut a = a;
-        let mut ok = lpc::a_to_nlsf(&a[..order], &mut nlsf);
-        let mut chirp = 1.0;
-        while !ok && chirp > 0.5 {
-            chirp *= 0.97;
-            let mut g = 1.0;
-            for c in a.iter_mut().take(order) {
-                g *= chirp;
-                *c *= g;
-            }
-            ok = lpc::a_to_nlsf(&a[..order], &mut nlsf);
-        }
-        if !ok {
-            for i in 0..order {
-                nlsf[i] = ((i as i32 + 1) * 32768) / (order as i32 + 1);
-            }
-            a = [0.0; MAX_LPC_ORDER];
-        }
+        // LPC analysis over the frame and a quarter frame on each side, and (for the NLSF
+        // interpolation and the shaping of the first half) over the first half alone.
+        let (a, nlsf) = lpc_nlsf(
+            sig,
+            pos.saturating_sub(fl / 4),
+            pos + fl + fl / 4,
+            order,
+            fs_hz,
+        );
+        let first_half = (self.complexity > 0).then(|| {
+            lpc_nlsf(
+                sig,
+                pos.saturating_sub(fl / 4),
+                pos + fl / 2 + fl / 4,
+                order,
+                fs_hz,
+            )
+        });
 
         // Residual of the unquantised filter, for the pitch search.
         let hist = 18 * self.fs_khz + 2 * 6 + sl + 16;
@@ -268,14 +259,18 @@ impl Encoder {
         } else {
             None
         };
-        let threshold = VOICING_THRESHOLD;
+        let threshold = tune("ST", VOICING_THRESHOLD);
         let voiced = pitch.filter(|p| p.corr > threshold);
         let sigtype = if voiced.is_some() {
             SIG_TYPE_VOICED
         } else {
             SIG_TYPE_UNVOICED
         };
-        let qot = usize::from(sigtype != SIG_TYPE_VOICED && !speech);
+        let qot = if sigtype == SIG_TYPE_VOICED {
+            tune("QV", 0.0) as usize
+        } else {
+            usize::from(!speech || tune("QU", 0.0) > 0.5)
+        };
 
         // NLSF quantisation and the decoder's filter.
         let survivors = [2, 4, 8][usize::from(self.complexity)];
@@ -283,18 +278,49 @@ impl Encoder {
             lpc::quantize_nlsf(&nlsf[..order], self.codebook(sigtype), survivors, NLSF_MU);
         let mut a_q12 = [0i16; MAX_LPC_ORDER];
         nlsf_to_lpc_stable(&mut a_q12[..order], &nlsf_q[..order]);
+        // The interpolation factor whose first-half NLSFs come closest to the first half's own.
+        let mut interp = 4usize;
+        let mut a0_q12 = a_q12;
+        if let (Some((_, target)), true) = (&first_half, self.frame_count > 0) {
+            let mut w = [0f32; MAX_LPC_ORDER];
+            lpc::nlsf_weights(&target[..order], &mut w);
+            let dist = |cand: &[i32]| -> f32 {
+                (0..order)
+                    .map(|i| {
+                        let d = (cand[i] - target[i]) as f32 / 32768.0;
+                        w[i] * d * d
+                    })
+                    .sum()
+            };
+            let mut best = dist(&nlsf_q[..order]);
+            for k in 0..4i32 {
+                let mut cand = [0i32; MAX_LPC_ORDER];
+                for i in 0..order {
+                    cand[i] = self.prev_nlsf[i] + ((k * (nlsf_q[i] - self.prev_nlsf[i])) >> 2);
+                }
+                let d = dist(&cand[..order]);
+                if d < best {
+                    best = d;
+                    interp = k as usize;
+                    nlsf_to_lpc_stable(&mut a0_q12[..order], &cand[..order]);
+                }
+            }
+        }
         self.prev_nlsf = nlsf_q;
-        let aq: Vec<f64> = a_q12[..order]
-            .iter()
-            .map(|&v| f64::from(v) / 4096.0)
-            .collect();
-        let resq = residual(x, &aq);
+        let to_f64 = |a: &[i16]| -> Vec<f64> { a.iter().map(|&v| f64::from(v) / 4096.0).collect() };
+        let resq = residual(x, &to_f64(&a_q12[..order]));
+        let resq0 = if interp < 4 {
+            residual(x, &to_f64(&a0_q12[..order]))
+        } else {
+            Vec::new()
+        };
 
         // Residual energy per subframe, after LTP for voiced frames.
         let mut nrg = [0f32; NB_SUBFR];
         for k in 0..NB_SUBFR {
             let s = local + k * sl;
-            nrg[k] = resq
+            let r = if k < 2 && interp < 4 { &resq0 } else { &resq };
+            nrg[k] = r
                 .get(s..s + sl)
                 .map_or(0.0, |v| v.iter().map(|x| x * x).sum::<f32>());
         }
@@ -317,6 +343,11 @@ impl Encoder {
             sigtype
         };
 
+        let step = if voiced.is_some() {
+            step
+        } else {
+            step * tune("SU", UNVOICED_STEP).exp2()
+        };
         let mut gain_idx = [0i32; NB_SUBFR];
         for k in 0..NB_SUBFR {
             let rms = (nrg[k] / sl as f32).sqrt();
@@ -324,17 +355,21 @@ impl Encoder {
         }
 
         // Noise shaping: the input's envelope with a widened bandwidth.
-        let gamma = SHAPE_CHIRP;
+        let gamma = f64::from(tune("SG", SHAPE_CHIRP as f32));
         let mut shape = [[0f32; MAX_LPC_ORDER]; NB_SUBFR];
         let mut g = 1.0;
         for i in 0..order {
             g *= gamma;
-            for s in shape.iter_mut() {
-                s[i] = (a[i] * g) as f32;
+            for (k, s) in shape.iter_mut().enumerate() {
+                let c = match &first_half {
+                    Some((a1, _)) if k < 2 => a1[i],
+                    _ => a[i],
+                };
+                s[i] = (c * g) as f32;
             }
         }
         let harm = if voiced.is_some() {
-            HARMONIC_SHAPING
+            tune("SH", HARMONIC_SHAPING)
         } else {
             0.0
         };
@@ -369,7 +404,7 @@ impl Encoder {
                 gains[k] = gain_q16(idx[k]);
             }
             let mut pred = [[0i16; MAX_LPC_ORDER]; 2];
-            pred[0] = a_q12;
+            pred[0] = a0_q12;
             pred[1] = a_q12;
             let frame_params = NsqFrame {
                 frame_length: fl,
@@ -379,16 +414,16 @@ impl Encoder {
                 quant_offset_type: qot,
                 gains_q16: gains,
                 pred_coef_q12: pred,
-                interpolated: false,
+                interpolated: interp < 4,
                 ltp_coef_q14: ltp_coef,
                 pitch_l,
                 ltp_scale_q14: i32::from(t::LTP_SCALES_Q14[0]),
                 seed,
                 shape: &shape,
                 harm_gain: [harm; NB_SUBFR],
-                dead_zone: DEAD_ZONE,
+                dead_zone: tune("SZ", DEAD_ZONE),
                 silent,
-                tilt: NOISE_TILT,
+                tilt: tune("SL", NOISE_TILT),
             };
             self.nsq = saved.clone();
             self.nsq.quantize(&frame_params, frame, &mut q, &mut xq);
@@ -418,7 +453,7 @@ impl Encoder {
                     .unwrap_or(&[]);
                 rc.encode(cdf, ix);
             }
-            rc.encode(&t::NLSF_INTERPOLATION_FACTOR_CDF, 4);
+            rc.encode(&t::NLSF_INTERPOLATION_FACTOR_CDF, interp);
             if let (Some(p), Some(l)) = (&voiced, &ltp) {
                 let lag_cdf: &[u16] = match self.fs_khz {
                     8 => &t::PITCH_LAG_NB_CDF,
@@ -465,6 +500,49 @@ impl Encoder {
         }
         packet
     }
+}
+
+/// Windowed LPC analysis of `sig[from..to]` and its NLSFs; a filter whose NLSFs cannot be
+/// found is widened until they can, or replaced by a flat one.
+fn lpc_nlsf(
+    sig: &[f32],
+    from: usize,
+    to: usize,
+    order: usize,
+    fs_hz: f32,
+) -> ([f64; MAX_LPC_ORDER], [i32; MAX_LPC_ORDER]) {
+    let span = sig.get(from..to.min(sig.len())).unwrap_or(&[]);
+    let n = span.len().max(1);
+    let windowed: Vec<f32> = span
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).sin())
+        .collect();
+    let (mut a, _) = lpc::analyse(&windowed, order, fs_hz);
+    let mut nlsf = [0i32; MAX_LPC_ORDER];
+    let mut ok = lpc::a_to_nlsf(&a[..order], &mut nlsf);
+    let mut chirp = 1.0;
+    while !ok && chirp > 0.5 {
+        chirp *= 0.97;
+        let mut g = 1.0;
+        for c in a.iter_mut().take(order) {
+            g *= chirp;
+            *c *= g;
+        }
+        ok = lpc::a_to_nlsf(&a[..order], &mut nlsf);
+    }
+    if !ok {
+        for i in 0..order {
+            nlsf[i] = ((i as i32 + 1) * 32768) / (order as i32 + 1);
+        }
+        a = [0.0; MAX_LPC_ORDER];
+    }
+    (a, nlsf)
+}
+
+/// A tuning constant (a hook kept for measuring variants; returns the default).
+pub(crate) fn tune(_name: &str, default: f32) -> f32 {
+    default
 }
 
 /// The prediction residual of `x` with predictor `a` (zero history before `x`).

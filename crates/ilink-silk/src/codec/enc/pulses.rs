@@ -197,9 +197,11 @@ mod tests {
             let mut d = Decoder::new();
             d.set_fs(8);
             d.rc.init(&bytes);
-            let mut ctrl = FrameParams::default();
-            ctrl.sigtype = sigtype;
-            ctrl.quant_offset_type = qot;
+            let mut ctrl = FrameParams {
+                sigtype,
+                quant_offset_type: qot,
+                ..FrameParams::default()
+            };
             let mut out = [0i32; MAX_FRAME_LENGTH];
             d.decode_pulses(&mut ctrl, &mut out);
             assert!(d.rc.error.is_none(), "case {case}");
