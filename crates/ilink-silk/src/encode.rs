@@ -392,6 +392,30 @@ mod tests {
     }
 
     #[test]
+    fn the_internal_rate_follows_the_input_and_the_bitrate() {
+        for (rate, bitrate, internal) in [
+            (8_000, 24_000, 8_000),
+            (12_000, 24_000, 12_000),
+            (16_000, 24_000, 16_000),
+            (24_000, 24_000, 16_000),
+            (24_000, 25_000, 24_000),
+            (48_000, 60_000, 24_000),
+            (44_100, 24_000, 16_000),
+            (11_025, 60_000, 12_000),
+            (22_050, 30_000, 24_000),
+            (16_000, 12_000, 12_000),
+            (16_000, 5_000, 8_000),
+            (4_000, 100_000, 8_000),
+        ] {
+            assert_eq!(
+                internal_rate(rate, bitrate),
+                internal,
+                "{rate} Hz, {bitrate} bit/s"
+            );
+        }
+    }
+
+    #[test]
     fn debug_shows_length_not_bytes() {
         let voice = EncodedVoice {
             silk: vec![0; 3000],

@@ -52,7 +52,7 @@ pub(crate) fn levinson(r: &[f64; MAX_LPC_ORDER + 1], order: usize) -> ([f64; MAX
 /// from amplifying the quantisation noise in bands the input leaves empty).
 pub(crate) fn analyse(x: &[f32], order: usize, fs_hz: f32) -> ([f64; MAX_LPC_ORDER], f64) {
     let mut r = autocorr(x, order);
-    let floor = f64::from(super::tune("SW", 1e-3));
+    let floor = 1e-3;
     r[0] = r[0] * (1.0 + floor) + 1e-3;
     let w = 2.0 * std::f64::consts::PI * 60.0 / f64::from(fs_hz);
     for (k, v) in r.iter_mut().enumerate().skip(1) {

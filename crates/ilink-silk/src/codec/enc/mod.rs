@@ -259,18 +259,15 @@ impl Encoder {
         } else {
             None
         };
-        let threshold = tune("ST", VOICING_THRESHOLD);
-        let voiced = pitch.filter(|p| p.corr > threshold);
+        let voiced = pitch.filter(|p| p.corr > VOICING_THRESHOLD);
         let sigtype = if voiced.is_some() {
             SIG_TYPE_VOICED
         } else {
             SIG_TYPE_UNVOICED
         };
-        let qot = if sigtype == SIG_TYPE_VOICED {
-            tune("QV", 0.0) as usize
-        } else {
-            usize::from(!speech || tune("QU", 0.0) > 0.5)
-        };
+        // Quantisation offset: the low one, but the high one (more "noise fill" around zero
+        // pulses) for frames without speech.
+        let qot = usize::from(sigtype != SIG_TYPE_VOICED && !speech);
 
         // NLSF quantisation and the decoder's filter.
         let survivors = [2, 4, 8][usize::from(self.complexity)];
@@ -346,7 +343,7 @@ impl Encoder {
         let step = if voiced.is_some() {
             step
         } else {
-            step * tune("SU", UNVOICED_STEP).exp2()
+            step * UNVOICED_STEP.exp2()
         };
         let mut gain_idx = [0i32; NB_SUBFR];
         for k in 0..NB_SUBFR {
@@ -355,7 +352,7 @@ impl Encoder {
         }
 
         // Noise shaping: the input's envelope with a widened bandwidth.
-        let gamma = f64::from(tune("SG", SHAPE_CHIRP as f32));
+        let gamma = SHAPE_CHIRP;
         let mut shape = [[0f32; MAX_LPC_ORDER]; NB_SUBFR];
         let mut g = 1.0;
         for i in 0..order {
@@ -369,7 +366,7 @@ impl Encoder {
             }
         }
         let harm = if voiced.is_some() {
-            tune("SH", HARMONIC_SHAPING)
+            HARMONIC_SHAPING
         } else {
             0.0
         };
@@ -421,9 +418,9 @@ impl Encoder {
                 seed,
                 shape: &shape,
                 harm_gain: [harm; NB_SUBFR],
-                dead_zone: tune("SZ", DEAD_ZONE),
+                dead_zone: DEAD_ZONE,
                 silent,
-                tilt: tune("SL", NOISE_TILT),
+                tilt: NOISE_TILT,
             };
             self.nsq = saved.clone();
             self.nsq.quantize(&frame_params, frame, &mut q, &mut xq);
@@ -540,11 +537,6 @@ fn lpc_nlsf(
     (a, nlsf)
 }
 
-/// A tuning constant (a hook kept for measuring variants; returns the default).
-pub(crate) fn tune(_name: &str, default: f32) -> f32 {
-    default
-}
-
 /// The prediction residual of `x` with predictor `a` (zero history before `x`).
 fn residual(x: &[f32], a: &[f64]) -> Vec<f32> {
     let p = a.len();
@@ -634,53 +626,6 @@ mod tests {
                     },
                 );
             }
-        }
-    }
-}
-#[cfg(test)]
-mod debug_tests {
-    use super::*;
-
-    #[test]
-    fn debug_frames() {
-        let Ok(path) = std::env::var("SILK_DEBUG_WAV") else {
-            return;
-        };
-        let r = hound::WavReader::open(path).unwrap();
-        let pcm: Vec<i16> = r.into_samples::<i16>().map(|v| v.unwrap()).collect();
-        let fs = std::env::var("SF")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(16);
-        let settings = Settings {
-            fs_khz: fs,
-            bitrate: 24_000,
-            complexity: 2,
-        };
-        let mut enc = Encoder::new(settings);
-        let fl = enc.frame_length;
-        let hist = 2 * fl;
-        let frames = pcm.len() / fl;
-        let mut sig = vec![0f32; hist + frames * fl + fl];
-        for (o, &v) in sig[hist..].iter_mut().zip(&pcm) {
-            *o = f32::from(v);
-        }
-        for f in 0..frames.min(120) {
-            let off = enc.rate_offset;
-            let p = enc.encode_frame(&sig, hist + f * fl);
-            let x = &sig[hist + f * fl..hist + (f + 1) * fl];
-            let (mut s, mut e) = (0f64, 0f64);
-            for i in 0..fl {
-                s += f64::from(x[i]).powi(2);
-                e += (f64::from(x[i]) - f64::from(enc.last_xq[i])).powi(2);
-            }
-            let nz = enc.last_q[..fl].iter().filter(|&&v| v != 0).count();
-            eprintln!(
-                "f{f} off {off:.2} bytes {} snr {:.1} rms {:.0} nz {nz}",
-                p.len(),
-                10.0 * (s / e.max(1.0)).log10(),
-                (s / fl as f64).sqrt()
-            );
         }
     }
 }
