@@ -4,6 +4,10 @@
 //! The speech is the crate's committed test recording (`speech24k.flac`, 1.37 s) repeated to
 //! 60 s. Real-time factor = 60 s / measured time. To compare with `silk-python`, write the same
 //! PCM out (`ILINK_SILK_BENCH_PCM=/tmp/speech60s.pcm`) and time `pysilk.encode`/`decode` on it.
+//!
+//! `encode_24k_24kbps` is the public encoder (`encode_pcm`: what `send_voice` runs). With the
+//! `c-reference` feature (`cargo xtask bench` passes it), `c_reference_encode_24k_24kbps` is the
+//! SILK SDK's C encoder on the same PCM and settings, for context.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -70,6 +74,11 @@ fn bench_silk(c: &mut Criterion) {
     group.throughput(Throughput::Elements(SECONDS as u64));
     group.bench_function("encode_24k_24kbps", |b| {
         b.iter(|| encode_pcm(black_box(&speech), 24_000, EncodeOptions::default()).unwrap())
+    });
+    #[cfg(feature = "c-reference")]
+    group.bench_function("c_reference_encode_24k_24kbps", |b| {
+        let settings = ilink_silk::reference::EncoderSettings::default();
+        b.iter(|| ilink_silk::reference::encode(black_box(&speech), settings).unwrap())
     });
     group.bench_function("decode_24k", |b| {
         b.iter(|| decode_silk(black_box(&voice.silk), DecodeOptions::default()).unwrap())

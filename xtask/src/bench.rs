@@ -8,6 +8,11 @@
 //!   `area \t measurement \t ilink \t reference` into `$ILINK_BENCH_REPORT_DIR/*.tsv`;
 //! - references: `openssl speed -evp aes-128-ecb` for AES, and silk-python (`pysilk`, installed
 //!   into a throwaway virtualenv under `target/xtask/`) for SILK real-time factors.
+//!
+//! The benches run with ilink-benches' `c-reference` feature (the SILK SDK's C code, needs
+//! libclang): `silk_60s_speech/encode_24k_24kbps` is ilink's public encoder, and
+//! `silk_60s_speech/c_reference_encode_24k_24kbps` the C encoder on the same PCM, for context;
+//! both get their ratio to silk-python's encode.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -137,7 +142,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let started = SystemTime::now();
     let wall = Instant::now();
     let mut cmd = Command::new(util::cargo());
-    cmd.args(["bench", "-p", "ilink-benches"]);
+    // c-reference: the C decoder/encoder comparison lines (silk_decoder, the silk bench's C
+    // encoder); the README's `cargo test --workspace` never enables it.
+    cmd.args(["bench", "-p", "ilink-benches", "--features", "c-reference"]);
     for name in &opts.benches {
         cmd.args(["--bench", name]);
     }
@@ -407,10 +414,17 @@ fn criterion_rows(results: &[Criterion], refs: &References, rows: &mut Vec<Row>)
                             None
                         }
                     };
+                    // The C encoder's line is context: name it so its ratio is not read as
+                    // ilink's.
+                    let who = if lower.contains("c_reference") {
+                        "C SDK encoder"
+                    } else {
+                        "ilink"
+                    };
                     reference = match &refs.pysilk {
                         Ok(pair) => pick(*pair).map_or_else(String::new, |r| {
                             format!(
-                                "silk-python, same PCM and settings: {r:.0}x real time (ilink = {:.2}x)",
+                                "silk-python, same PCM and settings: {r:.0}x real time ({who} = {:.2}x)",
                                 rtf / r
                             )
                         }),

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask fuzz [TARGET] [--seconds N] [--runs N] [--seed S] [--smoke] [--replay] [--list]
 //! cargo xtask bench [BENCH...] [--quick] [--all] [--no-reference] [--markdown FILE]
+//! cargo xtask pesq [--markdown FILE] [--no-alsa]
 //! cargo xtask public-api [-p PACKAGE]...
 //! cargo xtask ci
 //! cargo xtask man [--out DIR]
@@ -16,6 +17,7 @@
 mod bench;
 mod fuzz;
 mod man;
+mod pesq;
 mod public_api;
 mod util;
 
@@ -37,6 +39,14 @@ commands:
         e2e...) and the reference tools (openssl, silk-python), then print one table.
         --quick shortens every measurement; --all keeps every AES size in the table;
         --markdown also writes the table, with the machine, to FILE.
+  pesq [--markdown FILE] [--no-alsa]
+        Wideband PESQ (P.862.2) of ilink's SILK encoder against the SILK SDK's C
+        encoder on a speech corpus made with espeak-ng (needs `espeak-ng`) plus
+        alsa-utils' voice clips (apt-get download; --no-alsa skips them): 24 kHz at
+        24 kbit/s, and 16 kHz recordings against the C encoder at its own rate.
+        Scores with the `pesq` PyPI package in a virtualenv under target/xtask.
+        Fails unless ilink's 24 kHz mean is within 0.1 of C's, no file is 0.3
+        worse, and its 16 kHz mean is no worse. --markdown writes the table.
   public-api [-p PACKAGE]...
         Check that a crate's public API (default: ilink-client) names only types it
         defines or re-exports (from its rustdoc JSON, built with RUSTC_BOOTSTRAP=1).
@@ -58,6 +68,7 @@ fn main() -> ExitCode {
     let result = match command {
         "fuzz" => fuzz::run(rest),
         "bench" => bench::run(rest),
+        "pesq" => pesq::run(rest),
         "public-api" => public_api::run(rest),
         "ci" => util::ci(rest),
         "man" => man::run(rest),

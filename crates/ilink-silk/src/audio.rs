@@ -172,11 +172,13 @@ fn read_mono(
     Ok((mono, rate))
 }
 
-/// Turns an audio file held in memory into a WeChat voice message: Tencent SILK at 24 kHz
-/// plus its `voice_item` metadata.
+/// Turns an audio file held in memory into a WeChat voice message: Tencent SILK (decoded at
+/// 24 kHz by receivers) plus its `voice_item` metadata.
 ///
 /// Accepts WAV (any rate, channel count and sample format), MP3, Ogg Vorbis, FLAC and AAC
-/// (MP4/M4A or ADTS), decoded in process, mixed to mono and resampled to 24 kHz. SILK input
+/// (MP4/M4A or ADTS), decoded in process and mixed to mono; 8, 12, 16 and 24 kHz audio is
+/// encoded at its own rate, other rates are resampled to the next SILK rate above (at most
+/// 24 kHz) as [`crate::encode_pcm`] does. SILK input
 /// (either layout) is validated and re-framed in the requested layout (Tencent by default)
 /// without re-encoding; its play time counts one 20 ms frame per packet.
 ///

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::SilkError;
 use crate::codec::{self, REFERENCE_RATES};
-use crate::ffi::API_RATE;
+use crate::format::API_RATE;
 use crate::format::{self, FRAME_MS, SilkFormat};
 use crate::resample::{check_rate, resample_i16};
 
@@ -224,7 +224,7 @@ pub fn probe(silk: &[u8]) -> Result<SilkFormat, SilkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ffi::FRAME_SAMPLES;
+    use crate::format::FRAME_SAMPLES;
 
     #[test]
     fn debug_shows_length_not_samples() {

@@ -6,10 +6,36 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use crate::SilkError;
+use crate::codec::enc;
 use crate::decode::{DEFAULT_MAX_DURATION, max_samples};
-use crate::ffi::{self, API_RATE, FRAME_SAMPLES};
 use crate::format::{FRAME_MS, SilkFormat, push_packet};
 use crate::resample::{check_rate, f32_to_i16, resample};
+
+/// The rate voice made here is decoded at by default and says it has (`VoiceMeta`), in Hz.
+const API_RATE: u32 = 24_000;
+
+/// The SILK internal rates, in Hz.
+const INTERNAL_RATES: [u32; 4] = [8_000, 12_000, 16_000, 24_000];
+
+/// The internal rate an input at `rate` Hz is encoded at with `bitrate` bit/s: the input's own
+/// rate when SILK has it, else the lowest SILK rate above it (24 kHz for anything faster), so
+/// nothing is upsampled more than it must be; but no wider than the bit rate pays for (as the
+/// SILK SDK's encoder chooses: 24 kHz from 25 kbit/s, 16 kHz from 14 kbit/s, 12 kHz from
+/// 10 kbit/s, else 8 kHz).
+fn internal_rate(rate: u32, bitrate: u32) -> u32 {
+    let own = INTERNAL_RATES
+        .iter()
+        .copied()
+        .find(|&r| r >= rate)
+        .unwrap_or(API_RATE);
+    let affordable = match bitrate {
+        25_000.. => 24_000,
+        14_000.. => 16_000,
+        10_000.. => 12_000,
+        _ => 8_000,
+    };
+    own.min(affordable)
+}
 
 /// `voice_item.encode_type` for SILK (docs/protocol.md §8.3).
 pub const ENCODE_TYPE_SILK: u32 = 6;
@@ -121,7 +147,11 @@ impl EncodeOptions {
 pub struct VoiceMeta {
     /// `playtime`: play time in milliseconds (whole 20 ms frames).
     pub playtime_ms: u64,
-    /// `sample_rate`: always 24 000 for voice made here.
+    /// `sample_rate`: always 24 000 for voice made here. The SILK stream carries its own
+    /// internal rate (8, 12, 16 or 24 kHz, chosen from the input's rate and the bit rate,
+    /// see [`encode_pcm`]) and decodes to any
+    /// output rate; 24 000 is the rate receivers decode voice at (Tencent's client always
+    /// does, docs/protocol.md §13) and what [`crate::decode_silk`] returns by default.
     pub sample_rate: u32,
     /// `encode_type`: always [`ENCODE_TYPE_SILK`] (6).
     pub encode_type: u32,
@@ -162,9 +192,13 @@ impl std::fmt::Debug for EncodedVoice {
 
 /// Encodes 16-bit mono PCM at `sample_rate` Hz to SILK.
 ///
-/// Input at another rate than 24 kHz is resampled first. The last partial 20 ms frame is
-/// padded with silence, never dropped, so `meta.playtime_ms` is the input's length rounded up
-/// to 20 ms.
+/// SILK codes at an internal rate of 8, 12, 16 or 24 kHz. Input at one of those rates is
+/// encoded at it and input at any other rate is first resampled to the next SILK rate above it
+/// (24 kHz for rates above 24 kHz), except that the bit rate caps the internal rate as the
+/// SILK SDK does (24 kHz needs 25 kbit/s, 16 kHz 14 kbit/s, 12 kHz 10 kbit/s; below that
+/// 8 kHz): at the default 24 kbit/s, 24 kHz input is coded at 16 kHz, which is what the
+/// reference encoder does too. The last partial 20 ms frame is padded with silence, never dropped, so
+/// `meta.playtime_ms` is the input's length rounded up to 20 ms.
 ///
 /// ```
 /// use ilink_silk::{encode_pcm, EncodeOptions};
@@ -184,12 +218,14 @@ pub fn encode_pcm(
     options.validate()?;
     check_rate(sample_rate)?;
     check_length(samples.len(), sample_rate, &options)?;
-    if sample_rate == API_RATE {
-        encode_native(samples, &options)
+    let internal = internal_rate(sample_rate, options.bitrate);
+    if sample_rate == internal {
+        encode_native(samples, internal, &options)
     } else {
         let floats = crate::resample::i16_to_f32(samples);
         encode_native(
-            &f32_to_i16(&resample(&floats, sample_rate, API_RATE)?),
+            &f32_to_i16(&resample(&floats, sample_rate, internal)?),
+            internal,
             &options,
         )
     }
@@ -204,8 +240,9 @@ pub(crate) fn encode_f32(
     options.validate()?;
     check_rate(sample_rate)?;
     check_length(samples.len(), sample_rate, &options)?;
-    let native = resample(samples, sample_rate, API_RATE)?;
-    encode_native(&f32_to_i16(&native), &options)
+    let internal = internal_rate(sample_rate, options.bitrate);
+    let native = resample(samples, sample_rate, internal)?;
+    encode_native(&f32_to_i16(&native), internal, &options)
 }
 
 fn check_length(len: usize, rate: u32, options: &EncodeOptions) -> Result<(), SilkError> {
@@ -220,24 +257,29 @@ fn check_length(len: usize, rate: u32, options: &EncodeOptions) -> Result<(), Si
     Ok(())
 }
 
-/// Encodes validated 24 kHz samples, one 20 ms frame per packet, padding the last frame.
-fn encode_native(samples: &[i16], options: &EncodeOptions) -> Result<EncodedVoice, SilkError> {
+/// Encodes validated samples at the internal rate `rate` (8, 12, 16 or 24 kHz), one 20 ms
+/// frame per packet, padding the last frame.
+fn encode_native(
+    samples: &[i16],
+    rate: u32,
+    options: &EncodeOptions,
+) -> Result<EncodedVoice, SilkError> {
     if samples.is_empty() {
         return Err(SilkError::Empty);
     }
-    let mut encoder = ffi::Encoder::new(options.bitrate, options.complexity)?;
-    let frames = samples.len().div_ceil(FRAME_SAMPLES);
-    // About bitrate / 8 / 50 bytes per frame plus the length field.
-    let per_frame = (options.bitrate as usize).div_ceil(400) + 2;
-    let mut silk = Vec::with_capacity(12 + frames * per_frame);
+    let packets = enc::encode(
+        samples,
+        enc::Settings {
+            fs_khz: (rate / 1000) as usize,
+            bitrate: options.bitrate,
+            complexity: options.complexity,
+        },
+    );
+    let frames = packets.len();
+    let bytes: usize = packets.iter().map(|p| p.len() + 2).sum();
+    let mut silk = Vec::with_capacity(12 + bytes);
     options.format.write_header(&mut silk);
-    let mut frame = [0i16; FRAME_SAMPLES];
-    for chunk in samples.chunks(FRAME_SAMPLES) {
-        frame.fill(0);
-        if let Some(head) = frame.get_mut(..chunk.len()) {
-            head.copy_from_slice(chunk);
-        }
-        let packet = encoder.encode_frame(&frame)?;
+    for packet in &packets {
         push_packet(&mut silk, packet);
     }
     if options.format == SilkFormat::Standard {
@@ -250,7 +292,8 @@ fn encode_native(samples: &[i16], options: &EncodeOptions) -> Result<EncodedVoic
 }
 
 /// Encodes a WAV file (any sample rate and channel count; 8/16/24/32-bit integer or 32-bit
-/// float samples) to SILK. Channels are mixed to mono and the audio resampled to 24 kHz.
+/// float samples) to SILK. Channels are mixed to mono; the rate is handled as by
+/// [`encode_pcm`].
 ///
 /// ```
 /// # use std::io::Cursor;
@@ -346,6 +389,30 @@ mod tests {
         assert_eq!(voice.meta, VoiceMeta::silk(200));
         assert_eq!(playtime_ms(&voice.silk).unwrap(), 200);
         assert!(!voice.silk.ends_with(&[0xff, 0xff]));
+    }
+
+    #[test]
+    fn the_internal_rate_follows_the_input_and_the_bitrate() {
+        for (rate, bitrate, internal) in [
+            (8_000, 24_000, 8_000),
+            (12_000, 24_000, 12_000),
+            (16_000, 24_000, 16_000),
+            (24_000, 24_000, 16_000),
+            (24_000, 25_000, 24_000),
+            (48_000, 60_000, 24_000),
+            (44_100, 24_000, 16_000),
+            (11_025, 60_000, 12_000),
+            (22_050, 30_000, 24_000),
+            (16_000, 12_000, 12_000),
+            (16_000, 5_000, 8_000),
+            (4_000, 100_000, 8_000),
+        ] {
+            assert_eq!(
+                internal_rate(rate, bitrate),
+                internal,
+                "{rate} Hz, {bitrate} bit/s"
+            );
+        }
     }
 
     #[test]

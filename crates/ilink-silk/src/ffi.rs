@@ -34,13 +34,11 @@ use std::ffi::{c_int, c_short, c_void};
 use silk_sys as sys;
 
 use crate::SilkError;
+// The constants live in `format` (the default build has no FFI module); re-exported here for
+// the code that still names them through `ffi`.
 use crate::format::MAX_PACKET_BYTES;
-
-/// The only sample rate the SDK is ever called with, in Hz.
-pub(crate) const API_RATE: u32 = 24_000;
-
-/// Samples in one 20 ms frame at [`API_RATE`].
-pub(crate) const FRAME_SAMPLES: usize = 480;
+#[allow(unused_imports)]
+pub(crate) use crate::format::{API_RATE, FRAME_SAMPLES};
 
 /// The SDK's maximum frames per packet (`SILK_MAX_FRAMES_PER_PACKET`).
 pub(crate) const MAX_FRAMES_PER_PACKET: usize = 5;
@@ -253,6 +251,7 @@ pub(crate) struct Encoder {
 impl Encoder {
     /// A fresh encoder. `bitrate` and `complexity` are validated by the caller
     /// (`encode::EncodeOptions`); the SDK re-checks them and its error is returned.
+    #[allow(dead_code)] // Unused since the encoder is Rust (src/codec/enc).
     pub(crate) fn new(bitrate: u32, complexity: u8) -> Result<Self, SilkError> {
         let mut size: c_int = 0;
         // SAFETY: writes one c_int through a valid pointer.
@@ -360,6 +359,7 @@ impl Encoder {
 
     /// Encodes exactly one 20 ms frame; returns the packet payload (possibly empty if the SDK
     /// produced none for this frame).
+    #[allow(dead_code)] // Unused since the encoder is Rust (src/codec/enc).
     pub(crate) fn encode_frame(
         &mut self,
         frame: &[i16; FRAME_SAMPLES],

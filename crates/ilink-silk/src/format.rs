@@ -21,6 +21,15 @@ pub const MAX_PACKET_BYTES: usize = 1024;
 /// Audio per SILK frame, in milliseconds.
 pub const FRAME_MS: u64 = 20;
 
+/// The rate ilink encodes at and decodes to before any conversion, in Hz (the SILK SDK's
+/// highest internal rate; also the only rate the C SDK is ever called with as API rate on the
+/// voice path).
+pub(crate) const API_RATE: u32 = 24_000;
+
+/// Samples in one 20 ms frame at [`API_RATE`].
+#[cfg(any(test, feature = "c-reference"))]
+pub(crate) const FRAME_SAMPLES: usize = 480;
+
 /// The end marker of the standard layout: a packet length of -1.
 const END_MARKER: i16 = -1;
 

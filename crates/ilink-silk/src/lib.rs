@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
-// `unsafe` is confined to the FFI module (`ffi`), which allows it explicitly; every other
-// module carries `#![forbid(unsafe_code)]`.
+// `unsafe` is confined to the FFI module (`ffi`), which allows it explicitly and is compiled
+// only with the C SDK (the non-default `c-reference` feature); every other module carries
+// `#![forbid(unsafe_code)]`.
 #![deny(unsafe_code)]
 
 mod audio;
@@ -9,6 +10,7 @@ mod container_guard;
 mod decode;
 mod encode;
 mod error;
+#[cfg(feature = "c-reference")]
 mod ffi;
 mod format;
 #[cfg(feature = "c-reference")]
@@ -30,7 +32,7 @@ pub use resample::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 
 /// The sample rate of every voice this crate makes, and of SILK decoding before any
 /// conversion, in Hz.
-pub const VOICE_SAMPLE_RATE: u32 = ffi::API_RATE;
+pub const VOICE_SAMPLE_RATE: u32 = format::API_RATE;
 
 #[cfg(test)]
 mod tests {

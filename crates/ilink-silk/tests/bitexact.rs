@@ -4,11 +4,15 @@
 //! DTX; on the committed streams of silk-python, silk-wasm and ilink; with packets marked lost
 //! (concealment and comfort noise); across internal rate switches; and at every output rate
 //! the reference accepts.
+//!
+//! Needs the C SDK: `cargo test -p ilink-silk --features c-reference`. Without it,
+//! `tests/golden.rs` checks the Rust decoder against digests of the C decoder's output.
+#![cfg(feature = "c-reference")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{flac24k, read, speech_like};
+use common::{Golden, flac24k, fnv1a, golden, packets, read, speech_like, stream, with_losses};
 use ilink_silk::reference::{self, EncoderSettings};
 use ilink_silk::{DecodeOptions, SilkError, decode_silk};
 use proptest::prelude::*;
@@ -46,43 +50,6 @@ fn assert_same(silk: &[u8], rate: u32, what: &str) {
             c.map(|p| p.len())
         ),
     }
-}
-
-/// Packet payloads of a Tencent stream.
-fn packets(silk: &[u8]) -> Vec<Vec<u8>> {
-    let mut at = if silk[0] == 2 { 10 } else { 9 };
-    let mut out = Vec::new();
-    while at + 2 <= silk.len() {
-        let len = i16::from_le_bytes([silk[at], silk[at + 1]]);
-        if len < 0 {
-            break;
-        }
-        let len = len as usize;
-        out.push(silk[at + 2..at + 2 + len].to_vec());
-        at += 2 + len;
-    }
-    out
-}
-
-fn stream(packets: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = b"\x02#!SILK_V3".to_vec();
-    for p in packets {
-        out.extend_from_slice(&(p.len() as u16).to_le_bytes());
-        out.extend_from_slice(p);
-    }
-    out
-}
-
-/// The stream with some packets marked lost: every `every`-th, and a burst of three.
-fn with_losses(silk: &[u8], every: usize) -> Vec<u8> {
-    let mut p = packets(silk);
-    let n = p.len();
-    for (i, packet) in p.iter_mut().enumerate() {
-        if i % every == every - 1 || (n > 12 && (n / 2..n / 2 + 3).contains(&i)) {
-            packet.clear();
-        }
-    }
-    stream(&p)
 }
 
 /// The internal rate (kHz) a packet is coded at: its first range-coded symbol, read directly
@@ -354,4 +321,237 @@ fn write_fuzz_seeds() {
     for (name, bytes) in seeds {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
+}
+
+/// ilink's own encoder (Rust): every stream it makes, at every internal rate it uses (it
+/// encodes 8, 12, 16 and 24 kHz input at that rate), bitrates from the lowest to the highest
+/// and every complexity, decodes without error with both decoders, to the same samples and to
+/// the length its metadata says.
+#[test]
+fn rust_encoder_streams_decode_identically_with_both_decoders() {
+    let source = source();
+    let mut seen = std::collections::BTreeSet::new();
+    for rate in [8_000u32, 12_000, 16_000, 24_000] {
+        let pcm = if rate == 24_000 {
+            source.clone()
+        } else {
+            let wav = ilink_silk::Pcm {
+                samples: source.clone(),
+                sample_rate: 24_000,
+            }
+            .to_wav()
+            .unwrap();
+            ilink_silk::decode_audio(&wav, DecodeOptions::default().sample_rate(rate))
+                .unwrap()
+                .samples
+        };
+        for bitrate in [
+            ilink_silk::MIN_BITRATE,
+            12_000,
+            24_000,
+            60_000,
+            ilink_silk::MAX_BITRATE,
+        ] {
+            for complexity in 0..=2 {
+                let options = ilink_silk::EncodeOptions::default()
+                    .bitrate(bitrate)
+                    .complexity(complexity);
+                let voice = ilink_silk::encode_pcm(&pcm, rate, options).unwrap();
+                seen.extend(packets(&voice.silk).iter().map(|p| internal_khz(p)));
+                let what = format!(
+                    "ilink encoder, {rate} Hz in, {bitrate} bit/s, complexity {complexity}"
+                );
+                for out in [24_000, rate] {
+                    let c = reference::decode(&voice.silk, out).unwrap();
+                    assert_eq!(
+                        c.len() as u64,
+                        voice.meta.playtime_ms * u64::from(out) / 1000,
+                        "{what}: length at {out} Hz"
+                    );
+                    assert_same(&voice.silk, out, &what);
+                }
+                assert_same(
+                    &with_losses(&voice.silk, 6),
+                    24_000,
+                    &format!("{what}, losses"),
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [8, 12, 16, 24],
+        "internal rates the Rust encoder used"
+    );
+}
+
+/// A stream of the golden corpus: its path under `tests/data`, its bytes, the output rates and
+/// loss patterns (0: none) it is decoded with.
+struct GoldenStream {
+    path: String,
+    silk: Vec<u8>,
+    rates: Vec<u32>,
+    losses: Vec<usize>,
+}
+
+/// The golden corpus, made with the C encoder (deterministic) and the committed streams.
+fn golden_streams() -> Vec<GoldenStream> {
+    let pcm = source();
+    let mut out = Vec::new();
+    let mut add = |path: String, silk: Vec<u8>, rates: &[u32], losses: &[usize]| {
+        out.push(GoldenStream {
+            path,
+            silk,
+            rates: rates.to_vec(),
+            losses: losses.to_vec(),
+        });
+    };
+    for (i, internal) in [8_000, 12_000, 16_000, 24_000].into_iter().enumerate() {
+        for (bitrate, complexity) in [(5_000, 0), (12_000, 1), (25_000, 2), (60_000, 1)] {
+            let settings = EncoderSettings::default()
+                .max_internal_rate(internal)
+                .bitrate(bitrate)
+                .complexity(complexity);
+            let silk = reference::encode(&pcm, settings).unwrap();
+            // Every output rate for complexity 2, 24 kHz and one other for the rest.
+            let rates: Vec<u32> = if complexity == 2 {
+                RATES.to_vec()
+            } else {
+                vec![
+                    24_000,
+                    RATES[(i * 3 + usize::from(complexity)) % RATES.len()],
+                ]
+            };
+            add(
+                format!(
+                    "golden/c_{}k_{bitrate}bps_c{complexity}.silk",
+                    internal / 1000
+                ),
+                silk,
+                &rates,
+                &[0, 7],
+            );
+        }
+    }
+    for internal in [8_000, 24_000] {
+        for packet_ms in [60, 100] {
+            let settings = EncoderSettings::default()
+                .max_internal_rate(internal)
+                .packet_ms(packet_ms)
+                .bitrate(20_000);
+            let silk = reference::encode(&pcm, settings).unwrap();
+            add(
+                format!("golden/c_{}k_{packet_ms}ms.silk", internal / 1000),
+                silk,
+                &[12_000, 24_000, 48_000],
+                &[0, 4],
+            );
+        }
+    }
+    for internal in [16_000, 24_000] {
+        let fec = EncoderSettings::default()
+            .max_internal_rate(internal)
+            .bitrate(30_000)
+            .fec(true, 20);
+        let silk = reference::encode(&pcm, fec).unwrap();
+        add(
+            format!("golden/c_{}k_fec.silk", internal / 1000),
+            silk,
+            &[16_000, 24_000],
+            &[0, 3],
+        );
+        let dtx = EncoderSettings::default()
+            .max_internal_rate(internal)
+            .dtx(true);
+        let silk = reference::encode(&pcm, dtx).unwrap();
+        add(
+            format!("golden/c_{}k_dtx.silk", internal / 1000),
+            silk,
+            &[8_000, 24_000, 44_100],
+            &[0],
+        );
+    }
+    let mut spliced = Vec::new();
+    for internal in [24_000, 8_000, 16_000, 12_000, 24_000] {
+        let silk = reference::encode(&pcm, EncoderSettings::default().max_internal_rate(internal))
+            .unwrap();
+        spliced.extend(packets(&silk).into_iter().take(25));
+    }
+    add(
+        "golden/c_rate_switches.silk".into(),
+        stream(&spliced),
+        &RATES,
+        &[0, 9],
+    );
+    add(
+        "golden/all_lost.silk".into(),
+        stream(&vec![Vec::new(); 30]),
+        &RATES,
+        &[0],
+    );
+    for name in [
+        "ilink_tencent_24k.silk",
+        "pysilk_tencent_24k.silk",
+        "silkwasm_tencent_24k.silk",
+        "pysilk_standard_16k.silk",
+    ] {
+        add(name.into(), read(name), &RATES, &[0, 5]);
+    }
+    out
+}
+
+/// Every committed golden digest is what the C decoder gives now.
+#[test]
+fn golden_digests_are_the_c_decoders() {
+    let lines = golden();
+    assert!(!lines.is_empty());
+    for g in lines {
+        let pcm = reference::decode(&g.bytes(), g.rate).unwrap();
+        assert_eq!(
+            (pcm.len(), fnv1a(&pcm)),
+            (g.samples, g.fnv),
+            "{} at {} Hz, losses {}",
+            g.stream,
+            g.rate,
+            g.losses
+        );
+    }
+}
+
+/// Writes `tests/data/golden/` (run by hand after changing the corpus:
+/// `cargo test -p ilink-silk --features c-reference --test bitexact write_golden -- --ignored`).
+#[test]
+#[ignore = "writes tests/data/golden"]
+fn write_golden() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    std::fs::create_dir_all(data.join("golden")).unwrap();
+    let mut text = String::from(
+        "# The C reference decoder's output on the golden corpus (tests/golden.rs):\n\
+         # stream (under tests/data)\toutput rate\tlosses (0 or every n-th packet)\tsamples\tFNV-1a-64\n",
+    );
+    for g in golden_streams() {
+        if g.path.starts_with("golden/") {
+            std::fs::write(data.join(&g.path), &g.silk).unwrap();
+        }
+        for &losses in &g.losses {
+            let silk = if losses == 0 {
+                g.silk.clone()
+            } else {
+                with_losses(&g.silk, losses)
+            };
+            for &rate in &g.rates {
+                let pcm = reference::decode(&silk, rate).unwrap();
+                let line = Golden {
+                    stream: g.path.clone(),
+                    rate,
+                    losses,
+                    samples: pcm.len(),
+                    fnv: fnv1a(&pcm),
+                };
+                text.push_str(&line.line());
+                text.push('\n');
+            }
+        }
+    }
+    std::fs::write(data.join(common::GOLDEN_DIGESTS), text).unwrap();
 }

@@ -65,20 +65,40 @@ fn other_decoders_decode_ilink_output() {
     assert_eq!(&silk[..10], b"\x02#!SILK_V3");
 }
 
+/// The C reference encoder (ilink's encoder until the Rust one replaced it) writes the same
+/// bytes as silk-python for the same input, plus the padded last frame.
+#[cfg(feature = "c-reference")]
 #[test]
-fn encoder_writes_silk_python_bytes_plus_the_padded_last_frame() {
+fn the_c_reference_encoder_writes_silk_python_bytes_plus_the_padded_last_frame() {
     let source = flac24k("speech24k.flac");
     assert_eq!(source.len(), 32_959); // 68.66 frames of 20 ms
-    let voice = encode_pcm(&source, 24_000, EncodeOptions::default()).unwrap();
-    assert_eq!(voice.meta.playtime_ms, 69 * 20);
+    let c = ilink_silk::reference::encode(&source, Default::default()).unwrap();
+    assert_eq!(ilink_silk::playtime_ms(&c).unwrap(), 69 * 20);
     assert!(
-        voice.silk == read("ilink_tencent_24k.silk"),
-        "encoder output changed"
+        c == read("ilink_tencent_24k.silk"),
+        "reference output changed"
     );
     // silk-python drops the partial last frame; everything before it is byte-identical.
     let pysilk = read("pysilk_tencent_24k.silk");
-    assert!(voice.silk.starts_with(&pysilk));
+    assert!(c.starts_with(&pysilk));
     assert_eq!(ilink_silk::playtime_ms(&pysilk).unwrap(), 68 * 20);
+}
+
+/// The Rust encoder's stream for the same input: same framing and play time.
+#[test]
+fn the_rust_encoder_pads_the_last_frame_like_the_reference() {
+    let source = flac24k("speech24k.flac");
+    let voice = encode_pcm(&source, 24_000, EncodeOptions::default()).unwrap();
+    assert_eq!(voice.meta.playtime_ms, 69 * 20);
+    assert_eq!(ilink_silk::playtime_ms(&voice.silk).unwrap(), 69 * 20);
+    assert_eq!(&voice.silk[..10], b"\x02#!SILK_V3");
+    assert_eq!(
+        decode_silk(&voice.silk, DecodeOptions::default())
+            .unwrap()
+            .samples
+            .len(),
+        69 * 480
+    );
 }
 
 #[test]

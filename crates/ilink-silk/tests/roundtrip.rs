@@ -9,10 +9,14 @@ use ilink_silk::{
 };
 use proptest::prelude::*;
 
-/// RMS per 10 ms block, aligned by `lag` (`x[i] ~ reference[i + lag]`, lag <= 0).
+/// RMS per 10 ms block, aligned by `lag` (`x[i] ~ reference[i + lag]`).
 fn envelopes(reference: &[i16], x: &[i16], lag: isize, rate: u32) -> (Vec<f64>, Vec<f64>) {
     let block = rate as usize / 100;
-    let x = &x[lag.unsigned_abs()..];
+    let (reference, x) = if lag >= 0 {
+        (&reference[lag.unsigned_abs()..], x)
+    } else {
+        (reference, &x[lag.unsigned_abs()..])
+    };
     let rms =
         |s: &[i16]| (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
     reference
@@ -34,13 +38,14 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn speech_like_signal_survives_the_codec() {
     // SILK models speech (LPC and pitch), so the waveform of a synthetic harmonic signal comes
-    // back with a correlation of only about 0.77, but its loudness contour (RMS per 10 ms) with
-    // about 0.99. Measured (waveform, envelope) values are in the comments.
+    // back with a correlation of only about 0.73 (the C encoder: 0.77), but its loudness
+    // contour (RMS per 10 ms) with about 0.99. Measured (waveform, envelope) values of the
+    // Rust encoder are in the comments.
     for (rate, bitrate, min_corr, min_env) in [
-        (24_000, 24_000, 0.7, 0.98), // 0.7706, 0.9923
-        (24_000, 48_000, 0.7, 0.98), // 0.7857, 0.9927
-        (16_000, 16_000, 0.7, 0.98), // 0.7666, 0.9913
-        (8_000, 12_000, 0.7, 0.98),  // 0.7593, 0.9904
+        (24_000, 24_000, 0.65, 0.98), // 0.7297, 0.9912
+        (24_000, 48_000, 0.65, 0.98), // 0.7431, 0.9912
+        (16_000, 16_000, 0.65, 0.98), // 0.7291, 0.9895
+        (8_000, 12_000, 0.65, 0.98),  // 0.7412, 0.9897
     ] {
         let source = speech_like(rate, 1.0);
         let options = EncodeOptions::default().bitrate(bitrate);
@@ -48,7 +53,7 @@ fn speech_like_signal_survives_the_codec() {
         assert_eq!(voice.meta.playtime_ms, 1000);
         let pcm = decode_silk(&voice.silk, DecodeOptions::default().sample_rate(rate)).unwrap();
         assert_eq!(pcm.samples.len(), rate as usize);
-        let (lag, corr, snr) = best_alignment(&source, &pcm.samples, -400..=0);
+        let (lag, corr, snr) = best_alignment(&source, &pcm.samples, -400..=40);
         let (a, b) = envelopes(&source, &pcm.samples, lag, rate);
         let envelope = correlation(&a, &b);
         println!(

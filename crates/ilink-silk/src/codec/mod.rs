@@ -21,11 +21,15 @@
 //! Module map: [`range`] (arithmetic decoding), [`params`] (parameters and pulses), [`lpc`]
 //! (NLSF to LPC), [`synth`] (excitation and prediction), [`plc`] (loss concealment and
 //! comfort noise), [`resampler`] (output rate conversion), [`tables`] (the reference data).
+//!
+//! [`enc`] is the encoder: it writes this bitstream from PCM, running the decoder's synthesis
+//! (the fixed-point helpers of [`synth`] and [`lpc`]) inside its quantiser.
 
 #![forbid(unsafe_code)]
 // Signal-processing loops index several buffers by the same sample index.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod enc;
 mod fixed;
 mod lpc;
 mod params;

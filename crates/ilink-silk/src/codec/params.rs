@@ -225,7 +225,11 @@ impl Decoder {
         }
     }
 
-    fn decode_pulses(&mut self, ctrl: &mut FrameParams, q: &mut [i32; MAX_FRAME_LENGTH]) {
+    pub(crate) fn decode_pulses(
+        &mut self,
+        ctrl: &mut FrameParams,
+        q: &mut [i32; MAX_FRAME_LENGTH],
+    ) {
         let rc = &mut self.rc;
         ctrl.rate_level = rc.decode(
             sub(&t::RATE_LEVELS_CDF, ctrl.sigtype * 10),

@@ -225,7 +225,7 @@ impl Decoder {
 }
 
 /// MA prediction-error filter of `len` samples of `input[from..]` into `out[at..]`.
-fn ma_prediction(
+pub(crate) fn ma_prediction(
     input: &[i16],
     from: usize,
     b: &[i16],

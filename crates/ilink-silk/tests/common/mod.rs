@@ -110,3 +110,95 @@ pub fn speech_like(rate: u32, secs: f64) -> Vec<i16> {
         })
         .collect()
 }
+
+/// Packet payloads of a Tencent stream.
+pub fn packets(silk: &[u8]) -> Vec<Vec<u8>> {
+    let mut at = if silk[0] == 2 { 10 } else { 9 };
+    let mut out = Vec::new();
+    while at + 2 <= silk.len() {
+        let len = i16::from_le_bytes([silk[at], silk[at + 1]]);
+        if len < 0 {
+            break;
+        }
+        let len = len as usize;
+        out.push(silk[at + 2..at + 2 + len].to_vec());
+        at += 2 + len;
+    }
+    out
+}
+
+/// A Tencent stream of these packet payloads.
+pub fn stream(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"\x02#!SILK_V3".to_vec();
+    for p in packets {
+        out.extend_from_slice(&(p.len() as u16).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The stream with some packets marked lost: every `every`-th, and a burst of three.
+pub fn with_losses(silk: &[u8], every: usize) -> Vec<u8> {
+    let mut p = packets(silk);
+    let n = p.len();
+    for (i, packet) in p.iter_mut().enumerate() {
+        if i % every == every - 1 || (n > 12 && (n / 2..n / 2 + 3).contains(&i)) {
+            packet.clear();
+        }
+    }
+    stream(&p)
+}
+
+/// The golden digests of the C reference decoder (`tests/data/golden/digests.tsv`): one line
+/// per decoding, `stream \t output rate \t loss pattern \t samples \t FNV-1a-64`, the stream a
+/// path under `tests/data`, the loss pattern 0 (none) or the `every` of [`with_losses`].
+pub const GOLDEN_DIGESTS: &str = "golden/digests.tsv";
+
+/// One line of [`GOLDEN_DIGESTS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Golden {
+    pub stream: String,
+    pub rate: u32,
+    pub losses: usize,
+    pub samples: usize,
+    pub fnv: u64,
+}
+
+impl Golden {
+    /// The stream bytes this line decodes (losses applied).
+    pub fn bytes(&self) -> Vec<u8> {
+        let silk = read(&self.stream);
+        if self.losses == 0 {
+            silk
+        } else {
+            with_losses(&silk, self.losses)
+        }
+    }
+
+    /// The line as written in the file.
+    pub fn line(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}\t{:016x}",
+            self.stream, self.rate, self.losses, self.samples, self.fnv
+        )
+    }
+}
+
+/// The committed golden digests.
+pub fn golden() -> Vec<Golden> {
+    let text = String::from_utf8(read(GOLDEN_DIGESTS)).unwrap();
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 5, "bad golden line {l:?}");
+            Golden {
+                stream: f[0].to_owned(),
+                rate: f[1].parse().unwrap(),
+                losses: f[2].parse().unwrap(),
+                samples: f[3].parse().unwrap(),
+                fnv: u64::from_str_radix(f[4], 16).unwrap(),
+            }
+        })
+        .collect()
+}
