@@ -49,6 +49,13 @@ pub(crate) struct AccountInner {
     pub(crate) outbox: Mutex<crate::outbox::OutboxState>,
     /// One lock per user, held while that user's queue is flushed.
     pub(crate) flush_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held while an outbox record is journaled and applied (records keep their order).
+    pub(crate) journal_lock: tokio::sync::Mutex<()>,
+    /// The lease a leased run holds for this account: its fence goes with every write of
+    /// progress, and no sendmessage goes out once it may have expired. `None` when unleased.
+    lease: Mutex<Option<Arc<crate::lease::LeaseKeeper>>>,
+    /// Set when a fenced write was refused ([`ErrorKind::LeaseLost`]): the run stops.
+    lease_lost: watch::Sender<bool>,
 }
 
 /// One logged-in bot account: receive with [`Account::updates`] or [`Account::run`], send with
@@ -97,16 +104,16 @@ pub(crate) fn new_run_id() -> String {
 }
 
 impl Account {
-    pub(crate) fn open(shared: Arc<ClientShared>, creds: Credentials) -> Result<Self> {
+    pub(crate) async fn open(shared: Arc<ClientShared>, creds: Credentials) -> Result<Self> {
         let store = &shared.store;
         // Best effort: tidying up after a crash must not keep a bot from starting.
-        if let Err(e) = store.open_account(&creds.account_id) {
+        if let Err(e) = store.open_account(&creds.account_id).await {
             tracing::warn!(account = %creds.account_id, error = %e, "could not tidy the account's state");
         }
-        let tokens = store.load_context_tokens(&creds.account_id)?;
-        let tombstones = store.load_tombstones(&creds.account_id)?;
+        let tokens = store.load_context_tokens(&creds.account_id).await?;
+        let tombstones = store.load_tombstones(&creds.account_id).await?;
         let dedupe = Dedupe::new(shared.config.dedupe_capacity, tombstones);
-        let outbox = match store.load_outbox(&creds.account_id) {
+        let outbox = match store.load_outbox(&creds.account_id).await {
             Ok(lines) => crate::outbox::OutboxState::from_lines(&lines),
             Err(e) if e.kind() == ErrorKind::Store && e.to_string().contains("keeps no outbox") => {
                 tracing::warn!(account = %creds.account_id,
@@ -138,6 +145,9 @@ impl Account {
                 polling: AtomicBool::new(false),
                 outbox: Mutex::new(outbox),
                 flush_locks: Mutex::new(HashMap::new()),
+                journal_lock: tokio::sync::Mutex::new(()),
+                lease: Mutex::new(None),
+                lease_lost: watch::channel(false).0,
                 shared,
             }),
         })
@@ -170,6 +180,53 @@ impl Account {
         &self.inner.shared
     }
 
+    /// The lease a leased run holds for this account, if any.
+    pub(crate) fn lease_keeper(&self) -> Option<Arc<crate::lease::LeaseKeeper>> {
+        self.inner.lease.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// The fence of the lease a leased run holds for this account (`None`: unleased).
+    pub(crate) fn fence(&self) -> Option<crate::store::Fence> {
+        self.lease_keeper().map(|k| k.fence())
+    }
+
+    /// Start serving under `keeper` (fences every write of progress from now on).
+    pub(crate) fn set_lease(&self, keeper: Option<Arc<crate::lease::LeaseKeeper>>) {
+        if let Ok(mut l) = self.inner.lease.lock() {
+            *l = keeper;
+        }
+        self.inner.lease_lost.send_replace(false);
+    }
+
+    /// Stop fencing with `keeper` (if it is still the account's lease).
+    pub(crate) fn clear_lease(&self, keeper: &Arc<crate::lease::LeaseKeeper>) {
+        if let Ok(mut l) = self.inner.lease.lock()
+            && l.as_ref().is_some_and(|k| Arc::ptr_eq(k, keeper))
+        {
+            *l = None;
+        }
+    }
+
+    /// The lease is lost: the run stops serving the account.
+    pub(crate) fn signal_lease_lost(&self) {
+        if let Some(k) = self.lease_keeper() {
+            k.mark_lost();
+        }
+        self.inner.lease_lost.send_replace(true);
+    }
+
+    /// Note a failed write of progress: a refused fence means the lease is lost.
+    pub(crate) fn note_store_error(&self, e: &Error) {
+        if e.is_lease_lost() {
+            self.signal_lease_lost();
+        }
+    }
+
+    /// Tells when a fenced write was refused (the lease is lost).
+    pub(crate) fn lease_lost_watch(&self) -> watch::Receiver<bool> {
+        self.inner.lease_lost.subscribe()
+    }
+
     /// True while the session is known to be expired (`-14` on getupdates, not yet recovered).
     /// Sends fail fast with [`SendErrorKind::SessionExpired`] meanwhile.
     pub fn is_session_expired(&self) -> bool {
@@ -190,7 +247,7 @@ impl Account {
 
     /// Use new credentials (for example after a fresh QR login for this bot): saves them,
     /// clears the expired state and wakes the update loop.
-    pub fn replace_credentials(&self, creds: Credentials) -> Result<()> {
+    pub async fn replace_credentials(&self, creds: Credentials) -> Result<()> {
         if creds.account_id != self.inner.id {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -200,7 +257,7 @@ impl Account {
                 ),
             ));
         }
-        self.inner.shared.store.save_credentials(&creds)?;
+        self.inner.shared.store.save_credentials(&creds).await?;
         let base_url = creds
             .base_url
             .clone()
@@ -221,8 +278,8 @@ impl Account {
     /// Reloads the account's credentials from the store and uses them if they hold another
     /// token than the one in use (a newer login saved by another process). Returns true when
     /// the token changed. Called when the session expires (`-14`), before reporting it.
-    pub fn reload_credentials(&self) -> bool {
-        let stored = match self.inner.shared.store.load_credentials(&self.inner.id) {
+    pub async fn reload_credentials(&self) -> bool {
+        let stored = match self.inner.shared.store.load_credentials(&self.inner.id).await {
             Ok(Some(c)) => c,
             Ok(None) => return false,
             Err(e) => {
@@ -290,7 +347,7 @@ impl Account {
 
     /// Record the latest context token of `user` and persist the map (done automatically for
     /// every inbound message).
-    pub fn set_context_token(&self, user: &str, token: Secret) -> Result<()> {
+    pub async fn set_context_token(&self, user: &str, token: Secret) -> Result<()> {
         let snapshot = {
             let mut t = self.inner.tokens.lock().map_err(|_| lock_err())?;
             if t.get(user) == Some(&token) {
@@ -299,10 +356,13 @@ impl Account {
             t.insert(user.to_owned(), token);
             t.clone()
         };
+        let fence = self.fence();
         self.inner
             .shared
             .store
-            .save_context_tokens(&self.inner.id, &snapshot)
+            .save_context_tokens(&self.inner.id, &snapshot, fence.as_ref())
+            .await
+            .inspect_err(|e| self.note_store_error(e))
     }
 
     // ------------------------------------------------------------------ raw API calls
@@ -459,7 +519,7 @@ impl Account {
             .send_item_with_id(user, item, context_token, run_id, client_id)
             .await?;
         // Count it against the user's reply budget.
-        self.note_sent(user, &outcome);
+        self.note_sent(user, &outcome).await;
         Ok(outcome)
     }
 
@@ -483,6 +543,14 @@ impl Account {
         let body = SendMessageRequest::new(msg, self.inner.shared.transport.base_info());
         let mut attempt = 0;
         let resp: SendMessageResponse = loop {
+            // A leased run never sends once its lease may have expired (another process may
+            // serve the account by now): renew first, and send nothing if that fails.
+            if let Some(k) = self.lease_keeper() {
+                k.ensure_live().await.map_err(|e| {
+                    self.note_store_error(&e);
+                    SendError::from_error(e)
+                })?;
+            }
             match self.call(&body).await {
                 Ok(r) => break r,
                 Err(e) if attempt < cfg.send_retries && e.is_request_not_sent() => {

@@ -194,11 +194,11 @@ impl Client {
     /// credentials, a copy written to the system's temporary directory (mode 0600), and the
     /// store's error: a confirmed login is never lost.
     pub async fn login(&self, presenter: &dyn LoginPresenter) -> Result<LoginOutcome> {
-        self.shared.store.check_writable()?;
-        let tokens = self.local_tokens();
+        self.shared.store.check_writable().await?;
+        let tokens = self.local_tokens().await;
         match run_login(&self.shared.transport, presenter, &tokens).await? {
             LoginResult::AlreadyBound => Ok(LoginOutcome::AlreadyBound),
-            LoginResult::Confirmed(creds) => match self.add_account(creds.clone()) {
+            LoginResult::Confirmed(creds) => match self.add_account(creds.clone()).await {
                 Ok(account) => Ok(LoginOutcome::Confirmed(account)),
                 Err(error) => {
                     let rescued_to = rescue_credentials(&creds);
@@ -213,31 +213,35 @@ impl Client {
     }
 
     /// The stored bot tokens, newest account first, at most 10 (`local_token_list`).
-    fn local_tokens(&self) -> Vec<Secret> {
-        let ids = self.shared.store.accounts().unwrap_or_default();
-        ids.iter()
-            .rev()
-            .filter_map(|id| self.shared.store.load_credentials(id).ok().flatten())
-            .map(|c| c.token)
-            .take(ilink_proto::consts::MAX_LOCAL_TOKENS)
-            .collect()
+    async fn local_tokens(&self) -> Vec<Secret> {
+        let ids = self.shared.store.accounts().await.unwrap_or_default();
+        let mut tokens = Vec::new();
+        for id in ids.iter().rev() {
+            if tokens.len() >= ilink_proto::consts::MAX_LOCAL_TOKENS {
+                break;
+            }
+            if let Ok(Some(c)) = self.shared.store.load_credentials(id).await {
+                tokens.push(c.token);
+            }
+        }
+        tokens
     }
 
     /// Save credentials (from a login or elsewhere) and open the account. Other stored accounts
     /// bound to the same WeChat user are removed, as the official client does. An account that
     /// is already open gets the new credentials (and leaves a stale session).
-    pub fn add_account(&self, creds: Credentials) -> Result<Account> {
+    pub async fn add_account(&self, creds: Credentials) -> Result<Account> {
         let store = &self.shared.store;
         if let Some(user) = &creds.user_id {
-            for other in store.accounts()? {
+            for other in store.accounts().await? {
                 if other == creds.account_id {
                     continue;
                 }
-                if let Some(c) = store.load_credentials(&other)?
+                if let Some(c) = store.load_credentials(&other).await?
                     && c.user_id.as_deref() == Some(user)
                 {
                     tracing::info!(account = %other, "removing an account bound to the same user");
-                    store.remove_account(&other)?;
+                    store.remove_account(&other).await?;
                     let removed = self
                         .shared
                         .accounts
@@ -251,62 +255,66 @@ impl Client {
                 }
             }
         }
-        store.save_credentials(&creds)?;
+        store.save_credentials(&creds).await?;
         if let Some(acct) = self.shared.open_account(&creds.account_id) {
-            acct.replace_credentials(creds)?;
+            acct.replace_credentials(creds).await?;
             return Ok(acct);
         }
-        self.open(creds)
+        self.open(creds).await
     }
 
-    fn open(&self, creds: Credentials) -> Result<Account> {
+    async fn open(&self, creds: Credentials) -> Result<Account> {
+        if let Some(a) = self.shared.open_account(&creds.account_id) {
+            return Ok(a);
+        }
+        let acct = Account::open(self.shared.clone(), creds).await?;
         let mut open = self
             .shared
             .accounts
             .lock()
             .map_err(|_| Error::new(ErrorKind::Store, "account table lock poisoned"))?;
-        if let Some(inner) = open.get(&creds.account_id).and_then(Weak::upgrade) {
+        // Opened by another task meanwhile: that one wins (one Account per id).
+        if let Some(inner) = open.get(acct.id()).and_then(Weak::upgrade) {
             return Ok(Account { inner });
         }
-        let acct = Account::open(self.shared.clone(), creds)?;
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(acct.id().to_owned(), Arc::downgrade(&acct.inner));
         Ok(acct)
     }
 
     /// Open a stored account by its id (`…@im.bot`).
-    pub fn account(&self, account_id: &str) -> Result<Account> {
+    pub async fn account(&self, account_id: &str) -> Result<Account> {
         if let Some(a) = self.shared.open_account(account_id) {
             return Ok(a);
         }
         let creds = self
             .shared
             .store
-            .load_credentials(account_id)?
+            .load_credentials(account_id)
+            .await?
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::NotLoggedIn,
                     format!("no stored credentials for account {account_id}"),
                 )
             })?;
-        self.open(creds)
+        self.open(creds).await
     }
 
     /// Open every stored account, oldest login first.
-    pub fn accounts(&self) -> Result<Vec<Account>> {
-        self.shared
-            .store
-            .accounts()?
-            .iter()
-            .map(|id| self.account(id))
-            .collect()
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        let mut out = Vec::new();
+        for id in self.shared.store.accounts().await? {
+            out.push(self.account(&id).await?);
+        }
+        Ok(out)
     }
 
     /// Send text to a user from whichever open or stored account can reach them
     /// (docs/protocol.md §14.5): the only account, or the one account holding a context token for
     /// the user. Fails with [`SendErrorKind::NoContextToken`] when no account or several do.
     pub async fn send_text(&self, to: &str, text: &str) -> Result<Vec<SendOutcome>, SendError> {
-        let accounts = self.accounts().map_err(SendError::from_error)?;
+        let accounts = self.accounts().await.map_err(SendError::from_error)?;
         let chosen = if accounts.len() == 1 {
             accounts.into_iter().next()
         } else {

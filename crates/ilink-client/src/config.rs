@@ -216,6 +216,47 @@ pub struct ClientConfig {
     pub upload_context_token: bool,
     /// The largest media accepted per kind, checked before anything is uploaded.
     pub media_limits: MediaLimits,
+    /// Who this process is when it takes an account's lease
+    /// ([`StateStore::acquire_lease`](crate::StateStore::acquire_lease)): shown by
+    /// `ilink fleet status`. Default `<hostname>:<pid>:<8 random hex digits>`, unique per
+    /// client.
+    pub holder_id: String,
+    /// How long an account's lease lasts without renewal. A running account renews it every
+    /// third of this, and sends nothing once it may have expired without a renewal. Another
+    /// process can take the account over this long after this one died (the file store's
+    /// lease is an OS lock instead, freed at once when the process dies). Default 30 s.
+    pub lease_ttl: Duration,
+}
+
+/// The default [`ClientConfig::holder_id`]: `<hostname>:<pid>:<8 random hex digits>`.
+pub fn default_holder_id() -> String {
+    format!(
+        "{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        crate::util::random_hex(4)
+    )
+}
+
+/// The machine's host name (Linux: the kernel's; elsewhere `$HOSTNAME` / `$COMPUTERNAME`),
+/// else `localhost`; only printable ASCII is kept, at most 64 characters.
+fn hostname() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ':')
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
 }
 
 impl Default for ClientConfig {
@@ -244,6 +285,8 @@ impl Default for ClientConfig {
             cdn_allowed_hosts: Vec::new(),
             upload_context_token: true,
             media_limits: MediaLimits::default(),
+            holder_id: default_holder_id(),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -289,6 +332,18 @@ impl ClientConfig {
     /// Handle up to `n` users' messages at once in [`Account::run`](crate::Account::run).
     pub fn with_handler_concurrency(mut self, n: usize) -> Self {
         self.handler_concurrency = n;
+        self
+    }
+
+    /// Set the lease holder id ([`ClientConfig::holder_id`]).
+    pub fn with_holder_id(mut self, id: impl Into<String>) -> Self {
+        self.holder_id = id.into();
+        self
+    }
+
+    /// Set the lease ttl ([`ClientConfig::lease_ttl`]).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
         self
     }
 

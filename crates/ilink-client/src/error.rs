@@ -33,9 +33,14 @@ pub enum ErrorKind {
     Media,
     /// A task of the runtime failed (a message handler panicked).
     Internal,
-    /// Another consumer (usually another process) already receives this account's messages
-    /// (see [`StateStore::lock_consumer`](crate::StateStore::lock_consumer)).
+    /// Another consumer (usually another process) already receives this account's messages:
+    /// its lease is held by another holder (see
+    /// [`StateStore::acquire_lease`](crate::StateStore::acquire_lease)).
     AccountBusy,
+    /// This process no longer holds the account's lease (another holder took it over, or it
+    /// could not be renewed in time): a fenced write was refused and nothing was written, or
+    /// a run stopped serving the account. See [`Error::is_lease_lost`].
+    LeaseLost,
 }
 
 /// An error of the bot runtime.
@@ -137,6 +142,12 @@ impl Error {
         self.kind == ErrorKind::Api && self.code == Some(ilink_proto::consts::THROTTLED_ERRCODE)
     }
 
+    /// True when this process lost the account's lease ([`ErrorKind::LeaseLost`]): another
+    /// holder serves the account now; stop writing its state and serving it.
+    pub fn is_lease_lost(&self) -> bool {
+        self.kind == ErrorKind::LeaseLost
+    }
+
     /// True when the bot token is stale or the session expired (`-14`): log in again.
     pub fn is_stale_token(&self) -> bool {
         self.kind == ErrorKind::SessionExpired
@@ -158,6 +169,9 @@ impl Error {
             ErrorKind::Internal => "see the panic message in the logs",
             ErrorKind::AccountBusy => {
                 "stop the other consumer first: one process at a time receives an account's messages"
+            }
+            ErrorKind::LeaseLost => {
+                "another process serves this account now; this one stopped serving it"
             }
         }
     }

@@ -198,9 +198,14 @@ impl crate::Client {
     pub async fn run<H: Handler>(&self, handler: H) -> Result<()> {
         let handler = Arc::new(handler);
         let mut tasks = Vec::new();
-        for account in self.accounts()? {
+        for account in self.accounts().await? {
             let h = handler.clone();
-            tasks.push(tokio::spawn(async move { account.run_shared(h).await }));
+            tasks.push(tokio::spawn(async move {
+                let updates = account.updates().await?;
+                account
+                    .run_shared(updates, h, std::future::pending())
+                    .await
+            }));
         }
         let mut first_err = None;
         for t in tasks {
@@ -291,12 +296,52 @@ impl Account {
     /// On shutdown no further message is started; the handlers running finish, their progress
     /// is committed and notifystop is sent; then `run` returns. Messages received but not
     /// started come again on the next start.
+    ///
+    /// The run serves the account under its lease
+    /// ([`StateStore::acquire_lease`](crate::StateStore::acquire_lease), holder
+    /// [`ClientConfig::holder_id`](crate::ClientConfig::holder_id), ttl
+    /// [`ClientConfig::lease_ttl`](crate::ClientConfig::lease_ttl)), renewed every third of
+    /// the ttl and released at the end; every write of progress carries its fence. It fails
+    /// with [`ErrorKind::AccountBusy`](crate::ErrorKind::AccountBusy) when another holder's
+    /// lease is live, and returns an [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost)
+    /// error when the lease is lost while it runs (another holder took it over, or it could
+    /// not be renewed in time): it then stops at once and sends nothing more.
     pub async fn run<H: Handler>(&self, handler: H) -> Result<()> {
-        self.run_shared(Arc::new(handler)).await
+        let updates = self.updates().await?;
+        self.run_shared(updates, Arc::new(handler), std::future::pending())
+            .await
     }
 
-    async fn run_shared<H: Handler>(&self, handler: Arc<H>) -> Result<()> {
-        let mut updates = self.updates()?;
+    /// Serve this account with a lease the caller already holds (a fleet runtime): like
+    /// [`Account::run`], but under `lease` (from
+    /// [`StateStore::acquire_lease`](crate::StateStore::acquire_lease) for this account,
+    /// else [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)), until `stop`
+    /// completes or the account shuts down. When `stop` completes, no further message is
+    /// started, the handlers running finish, progress is committed and notifystop is sent.
+    ///
+    /// The run renews the lease every third of
+    /// [`ClientConfig::lease_ttl`](crate::ClientConfig::lease_ttl) (pass the ttl you acquired
+    /// it with there) and fences every write with it, but does **not** release it: the
+    /// caller decides (release it, or hand it to the next run). Returns an
+    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) error when the lease is lost.
+    pub async fn run_with_lease<H: Handler>(
+        &self,
+        lease: crate::store::Lease,
+        handler: H,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let updates = self.updates_with_lease(lease).await?;
+        self.run_shared(updates, Arc::new(handler), stop).await
+    }
+
+    async fn run_shared<H: Handler>(
+        &self,
+        mut updates: crate::Updates,
+        handler: Arc<H>,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<()> {
+        tokio::pin!(stop);
+        let mut stop_seen = false;
         let acker = updates.acker();
         let cfg = &self.shared().config;
         let limit = cfg.handler_concurrency.max(1);
@@ -328,6 +373,9 @@ impl Account {
             if stopping && running.is_empty() {
                 // Let the stream commit what was handled and send notifystop.
                 while updates.next_deferred().await.is_some() {}
+                if updates.lease_lost() {
+                    return Err(crate::store::lease_lost(self.id(), "serving the account"));
+                }
                 return Ok(());
             }
             tokio::select! {
@@ -338,6 +386,11 @@ impl Account {
                     Err(e) => tracing::error!(account = %self.id(), error = %e, "a handler task failed"),
                 },
                 _ = shutdown.wait_for(|s| *s), if !stopping => stopping = true,
+                () = &mut stop, if !stop_seen => {
+                    stop_seen = true;
+                    stopping = true;
+                    updates.stop();
+                }
                 next = updates.next_deferred(), if !stopping && lanes.queued < MAX_QUEUED => {
                     match next {
                         None => stopping = true,

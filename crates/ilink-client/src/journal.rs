@@ -83,61 +83,50 @@ fn ends_with_newline(path: &Path, len: u64) -> bool {
     f.seek(SeekFrom::Start(len - 1)).is_ok() && f.read_exact(&mut last).is_ok() && last == [b'\n']
 }
 
-/// A command for the tombstone writer.
+/// A command for the progress writer.
 enum Command {
     /// Append these keys.
     Append(Vec<String>),
     /// Replace the stored keys with these (compaction).
     Compact(Vec<String>),
+    /// Save this cursor (after every key queued before it).
+    Cursor(ilink_proto::Secret),
     /// Answer once everything before is written.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Writes an account's tombstones on a thread of its own, off the async executor, in the order
-/// given. Appends that queue up while a write is in progress are written together, with one
-/// sync (group commit). Falls back to writing in place if the thread cannot be started.
+/// Writes an account's progress (dedupe tombstones and cursor) in a tokio task of its own, in
+/// the order given, through the async [`StateStore`](crate::StateStore) (the file store does
+/// its I/O on the blocking pool). Appends that queue up while a write is in progress are
+/// written together, with one sync (group commit); a cursor is saved only after the
+/// tombstones queued before it. Every write carries the account's lease fence while a leased
+/// run serves it; a refused fence marks the lease lost. The task ends when the writer is
+/// dropped, after writing what was queued.
 pub(crate) struct TombstoneWriter {
-    tx: Option<std::sync::mpsc::Sender<Command>>,
-    store: std::sync::Arc<dyn crate::StateStore>,
-    account: String,
+    tx: tokio::sync::mpsc::UnboundedSender<Command>,
 }
 
 impl TombstoneWriter {
-    pub(crate) fn start(store: std::sync::Arc<dyn crate::StateStore>, account: &str) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<Command>();
-        let (st, acct) = (store.clone(), account.to_owned());
-        let spawned = std::thread::Builder::new()
-            .name("ilink-tombstones".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(rx.try_iter());
-                    run_batch(st.as_ref(), &acct, batch);
+    /// Starts the writer task (needs a tokio runtime).
+    pub(crate) fn start(account: crate::Account) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Command>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
                 }
-            });
-        let tx = match spawned {
-            Ok(_) => Some(tx),
-            Err(e) => {
-                tracing::warn!(error = %e, "no tombstone writer thread; writing in place");
-                None
+                run_batch(&account, batch).await;
             }
-        };
-        Self {
-            tx,
-            store,
-            account: account.to_owned(),
-        }
+        });
+        Self { tx }
     }
 
     fn send(&self, cmd: Command) {
-        let cmd = match &self.tx {
-            Some(tx) => match tx.send(cmd) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(cmd)) => cmd,
-            },
-            None => cmd,
-        };
-        run_batch(self.store.as_ref(), &self.account, vec![cmd]);
+        // The task only ends when this sender is dropped.
+        if self.tx.send(cmd).is_err() {
+            tracing::warn!("the progress writer stopped; a write was dropped");
+        }
     }
 
     /// Queue an append.
@@ -152,6 +141,11 @@ impl TombstoneWriter {
         self.send(Command::Compact(keys));
     }
 
+    /// Queue saving the cursor (after everything queued before).
+    pub(crate) fn cursor(&self, cursor: ilink_proto::Secret) {
+        self.send(Command::Cursor(cursor));
+    }
+
     /// Wait until everything queued so far is written.
     pub(crate) async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
@@ -160,35 +154,56 @@ impl TombstoneWriter {
     }
 }
 
-fn run_batch(store: &dyn crate::StateStore, account: &str, batch: Vec<Command>) {
+async fn run_batch(account: &crate::Account, batch: Vec<Command>) {
+    let store = account.shared().store.clone();
+    let id = account.id();
     let mut pending: Vec<String> = Vec::new();
     let mut waiters = Vec::new();
-    let write = |keys: &mut Vec<String>| {
+    async fn write(account: &crate::Account, keys: &mut Vec<String>) {
         if keys.is_empty() {
             return;
         }
-        if let Err(e) = store.append_tombstones(account, keys) {
+        let fence = account.fence();
+        if let Err(e) = account
+            .shared()
+            .store
+            .append_tombstones(account.id(), keys, fence.as_ref())
+            .await
+        {
+            account.note_store_error(&e);
             tracing::warn!(error = %e, "could not persist dedupe tombstones");
         }
         keys.clear();
-    };
+    }
     for cmd in batch {
         match cmd {
             Command::Append(keys) => pending.extend(keys),
             Command::Compact(keys) => {
                 // The snapshot holds every key appended before it.
                 pending.clear();
-                if let Err(e) = store.save_tombstones(account, &keys) {
+                let fence = account.fence();
+                if let Err(e) = store.save_tombstones(id, &keys, fence.as_ref()).await {
+                    account.note_store_error(&e);
                     tracing::warn!(error = %e, "could not compact dedupe tombstones");
                 }
             }
+            Command::Cursor(cursor) => {
+                write(account, &mut pending).await;
+                let fence = account.fence();
+                if let Err(e) = store.save_cursor(id, &cursor, fence.as_ref()).await {
+                    account.note_store_error(&e);
+                    // Keep polling with the new cursor in memory; the batch may come again
+                    // after a restart, and dedupe hides it.
+                    tracing::warn!(error = %e, "could not persist the cursor");
+                }
+            }
             Command::Flush(done) => {
-                write(&mut pending);
+                write(account, &mut pending).await;
                 waiters.push(done);
             }
         }
     }
-    write(&mut pending);
+    write(account, &mut pending).await;
     for w in waiters {
         let _ = w.send(());
     }

@@ -13,6 +13,7 @@ pub mod download;
 mod error;
 mod handler;
 mod journal;
+mod lease;
 pub mod login;
 pub mod markdown;
 pub mod media;
@@ -64,7 +65,7 @@ pub use outbox::{Budget, Overflow, ReplyPolicy};
 #[doc(hidden)]
 pub use send::{MediaProblem, QueueReason};
 #[doc(hidden)]
-pub use store::{ConsumerLock, normalize_account_id};
+pub use store::normalize_account_id;
 #[doc(hidden)]
 pub use updates::{PollError, PollErrorKind, UndecodableMessage};
 #[doc(hidden)]
@@ -106,7 +107,9 @@ mod send_sync {
         assert_send_sync::<MemoryStore>();
         assert_send_sync::<TerminalPresenter>();
         assert_send_sync::<ShutdownHandle>();
-        assert_send_sync::<ConsumerLock>();
+        assert_send_sync::<store::Lease>();
+        assert_send_sync::<store::Fence>();
+        assert_send_sync::<std::sync::Arc<dyn StateStore>>();
     }
     fn assert_send<T: Send>() {}
     #[test]

@@ -696,34 +696,6 @@ pub(crate) fn file_append(dir: &std::path::Path, record: &str) -> Result<()> {
         .map_err(|e| Error::store(format!("appending to {}", path.display()), e))
 }
 
-/// The outbox journal of [`MemoryStore`](crate::MemoryStore).
-#[derive(Debug, Default)]
-pub(crate) struct MemoryJournal {
-    inner: std::sync::Mutex<HashMap<String, Vec<String>>>,
-}
-
-impl MemoryJournal {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Vec<String>>>> {
-        self.inner
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Store, "memory store lock poisoned"))
-    }
-    pub(crate) fn load(&self, account: &str) -> Result<Vec<String>> {
-        Ok(self.lock()?.get(account).cloned().unwrap_or_default())
-    }
-    pub(crate) fn append(&self, account: &str, record: &str) -> Result<()> {
-        self.lock()?
-            .entry(account.to_owned())
-            .or_default()
-            .push(record.to_owned());
-        Ok(())
-    }
-    pub(crate) fn replace(&self, account: &str, records: &[String]) -> Result<()> {
-        self.lock()?.insert(account.to_owned(), records.to_vec());
-        Ok(())
-    }
-}
-
 pub(crate) fn encode(r: &Record) -> Result<String> {
     serde_json::to_string(r)
         .map_err(|e| Error::new(ErrorKind::Store, "encoding an outbox record").with_source(e))
@@ -760,22 +732,37 @@ impl Account {
     }
 
     /// Persist `r` (when the store keeps a journal), then apply it; compact now and then.
-    fn journal(&self, r: Record) -> Result<()> {
+    /// Journal writes are serialized per account (records keep their order) and carry the
+    /// account's lease fence while a leased run serves it.
+    async fn journal(&self, r: Record) -> Result<()> {
         let line = encode(&r)?;
-        let mut st = self.outbox()?;
-        if st.durable {
-            self.shared().store.append_outbox(self.id(), &line)?;
+        let _serial = self.inner.journal_lock.lock().await;
+        let durable = self.outbox()?.durable;
+        let fence = self.fence();
+        let store = &self.shared().store;
+        if durable {
+            store
+                .append_outbox(self.id(), &line, fence.as_ref())
+                .await
+                .inspect_err(|e| self.note_store_error(e))?;
         }
-        st.apply(&r);
-        if st.durable && st.wants_compaction() {
-            let lines: Vec<String> = st
-                .snapshot()
-                .iter()
-                .filter_map(|r| encode(r).ok())
-                .collect();
-            match self.shared().store.replace_outbox(self.id(), &lines) {
-                Ok(()) => st.reset_records(lines.len()),
-                Err(e) => tracing::warn!(error = %e, "could not compact the outbox journal"),
+        let compact = {
+            let mut st = self.outbox()?;
+            st.apply(&r);
+            (st.durable && st.wants_compaction()).then(|| {
+                st.snapshot()
+                    .iter()
+                    .filter_map(|r| encode(r).ok())
+                    .collect::<Vec<String>>()
+            })
+        };
+        if let Some(lines) = compact {
+            match store.replace_outbox(self.id(), &lines, fence.as_ref()).await {
+                Ok(()) => self.outbox()?.reset_records(lines.len()),
+                Err(e) => {
+                    self.note_store_error(&e);
+                    tracing::warn!(error = %e, "could not compact the outbox journal");
+                }
             }
         }
         Ok(())
@@ -790,7 +777,7 @@ impl Account {
 
     /// Record that `user` wrote (the inbound message with dedupe key `key`): a new window
     /// opens with a full budget. A message seen before (a redelivery) changes nothing.
-    pub(crate) fn note_inbound(&self, user: &str, key: &str) {
+    pub(crate) async fn note_inbound(&self, user: &str, key: &str) {
         let known = self
             .outbox()
             .map(|st| {
@@ -807,20 +794,20 @@ impl Account {
             key: Some(key.to_owned()),
             at_ms: self.now_ms(),
         };
-        if let Err(e) = self.journal(r) {
+        if let Err(e) = self.journal(r).await {
             tracing::warn!(error = %e, "could not journal an inbound message");
         }
     }
 
     /// Count a message sent outside the queue (media) against the budget.
-    pub(crate) fn note_sent(&self, user: &str, outcome: &SendOutcome) {
+    pub(crate) async fn note_sent(&self, user: &str, outcome: &SendOutcome) {
         let r = Record::Sent {
             user: user.to_owned(),
             client_id: outcome.client_id().to_owned(),
             message_id: outcome.message_id().map(|m| m.as_str().to_owned()),
             at_ms: self.now_ms(),
         };
-        if let Err(e) = self.journal(r) {
+        if let Err(e) = self.journal(r).await {
             tracing::warn!(error = %e, "could not journal a sent message");
         }
     }
@@ -877,7 +864,7 @@ impl Account {
             self.journal(Record::Removed {
                 client_id: id.clone(),
                 reason: "cleared".to_owned(),
-            })?;
+            }).await?;
         }
         Ok(ids.len())
     }
@@ -899,7 +886,7 @@ impl Account {
     /// [`Account::updates`] call it themselves to get the same order.
     pub async fn begin_turn(&self, ctx: &MessageContext) -> FlushReport {
         let msg = ctx.message();
-        self.note_inbound(msg.from(), msg.dedupe_key());
+        self.note_inbound(msg.from(), msg.dedupe_key()).await;
         if !self.policy().flush_on_inbound
             || self
                 .outbox()
@@ -1048,7 +1035,7 @@ impl Account {
             parts,
             at_ms: now,
             expires_at_ms: expires,
-        })
+        }).await
         .map_err(SendError::from_error)?;
         let (report, err) = self.flush_locked(user, Some(token), run_id).await;
         drop(guard);
@@ -1180,7 +1167,7 @@ impl Account {
                 if let Err(e) = self.journal(Record::Removed {
                     client_id: p.client_id.clone(),
                     reason: "expired".to_owned(),
-                }) {
+                }).await {
                     error = Some(SendError::from_error(e));
                     break;
                 }
@@ -1232,7 +1219,7 @@ impl Account {
                         message_id: o.message_id().map(|m| m.as_str().to_owned()),
                         at_ms: self.now_ms(),
                     };
-                    if let Err(e) = self.journal(r) {
+                    if let Err(e) = self.journal(r).await {
                         error = Some(SendError::from_error(e));
                         report.sent.push(o);
                         break;
@@ -1246,7 +1233,7 @@ impl Account {
                     let _ = self.journal(Record::Exhausted {
                         user: user.to_owned(),
                         at_ms: self.now_ms(),
-                    });
+                    }).await;
                     break;
                 }
                 Err(e) => match e.kind() {
@@ -1256,7 +1243,7 @@ impl Account {
                         let _ = self.journal(Record::Removed {
                             client_id: p.client_id.clone(),
                             reason: "refused".to_owned(),
-                        });
+                        }).await;
                         report.refused.push(p.client_id);
                         error = Some(e);
                     }

@@ -114,6 +114,9 @@ pub enum SendErrorKind {
     QueueFull,
     /// The media was refused before anything was uploaded or sent; see [`MediaProblem`].
     BadMedia(MediaProblem),
+    /// This process no longer holds the account's lease (another process serves it now, or
+    /// the lease could not be renewed in time): nothing was sent.
+    LeaseLost,
 }
 
 /// Why media was refused before upload (checked by every media send, and by
@@ -212,6 +215,7 @@ impl SendError {
         let kind = match e.kind() {
             crate::ErrorKind::SessionExpired => SendErrorKind::SessionExpired,
             crate::ErrorKind::InvalidInput => SendErrorKind::Invalid,
+            crate::ErrorKind::LeaseLost => SendErrorKind::LeaseLost,
             _ => SendErrorKind::Transport,
         };
         Self::from_inner(Inner {

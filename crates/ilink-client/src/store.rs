@@ -1,15 +1,26 @@
-//! Persistent state: credentials, the update cursor, context tokens and dedupe tombstones.
+//! Persistent state: credentials, the update cursor, context tokens, dedupe tombstones, the
+//! outbox journal, account leases and fleet membership.
+//!
+//! [`StateStore`] is the async trait every backend implements ([`MemoryStore`], [`FileStore`],
+//! `ilink_postgres::PgStore`, or your own); the `conformance` module (feature `conformance`)
+//! is the test suite that proves a backend meets the contract below.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use ilink_proto::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 
 /// The credentials of one logged-in bot account (what a confirmed QR login returns).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,80 +40,242 @@ pub struct Credentials {
     pub saved_at_ms: u64,
 }
 
-/// Where a bot keeps its state. All methods are keyed by the account id (`…@im.bot`).
+/// Proof of holding an account's lease, carried by every write of progress (cursor,
+/// tombstones, context tokens, outbox). Get one from [`Lease::fence`].
 ///
-/// Implementations must make every `save_*` atomic: after a crash, a reader sees either the old
-/// or the new value, never a mix. Calls are small and infrequent (the cursor once per batch), so
-/// they are synchronous.
+/// A store accepts a write with `Some(fence)` only while `fence.token` is the account's
+/// current lease token (the last one granted); see [`StateStore`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Fence {
+    /// The account the lease is for (`…@im.bot`).
+    pub account: String,
+    /// The lease's fencing token.
+    pub token: u64,
+}
+
+/// A held account lease, from [`StateStore::acquire_lease`]: one holder per account at a
+/// time. Renew it with [`StateStore::renew_lease`] well within its ttl, give it up with
+/// [`StateStore::release_lease`]; [`Lease::fence`] is the proof to pass to progress writes.
+///
+/// Cheap to clone; clones share the store's guard (the [`FileStore`] keeps its OS file lock in
+/// it, released when the last clone drops or on [`StateStore::release_lease`]).
+#[derive(Clone)]
+pub struct Lease {
+    account: String,
+    holder: String,
+    token: u64,
+    ttl: Duration,
+    acquired: Instant,
+    guard: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Lease {
+    /// A lease of `account` held by `holder` with fencing `token` for `ttl`, granted now (for
+    /// third-party stores implementing [`StateStore::acquire_lease`]).
+    pub fn new(
+        account: impl Into<String>,
+        holder: impl Into<String>,
+        token: u64,
+        ttl: Duration,
+    ) -> Lease {
+        Lease {
+            account: account.into(),
+            holder: holder.into(),
+            token,
+            ttl,
+            acquired: Instant::now(),
+            guard: None,
+        }
+    }
+
+    /// The same lease holding `guard` (for example an OS lock or a dedicated database
+    /// connection) until the last clone of the lease is dropped. The store can reach it again
+    /// with [`Lease::guard`].
+    #[must_use]
+    pub fn with_guard(mut self, guard: impl Any + Send + Sync) -> Lease {
+        self.guard = Some(Arc::new(guard));
+        self
+    }
+
+    /// The account (`…@im.bot`).
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// Who holds it (for example `host:pid:random`, see `ClientConfig::holder_id`).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The fencing token: strictly larger than that of any earlier acquisition of the account.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The ttl it was granted for.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// When it was granted, on this process's monotonic clock.
+    pub fn acquired(&self) -> Instant {
+        self.acquired
+    }
+
+    /// The proof to pass to progress writes.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            account: self.account.clone(),
+            token: self.token,
+        }
+    }
+
+    /// The guard given to [`Lease::with_guard`], if any (downcast it to your type).
+    pub fn guard(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.guard.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("account", &self.account)
+            .field("holder", &self.holder)
+            .field("token", &self.token)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One lease as [`StateStore::leases`] lists it (for `ilink fleet status`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LeaseInfo {
+    /// The account (`…@im.bot`).
+    pub account: String,
+    /// Who holds (or last held) it.
+    pub holder: String,
+    /// Its fencing token.
+    pub token: u64,
+    /// When it was granted, on the store's clock.
+    pub since: SystemTime,
+    /// When it expires unless renewed, on the store's clock (in the past: no longer live).
+    pub expires: SystemTime,
+}
+
+/// The error of a fenced write or a lease operation whose lease is no longer the account's
+/// current one ([`ErrorKind::LeaseLost`]).
+pub fn lease_lost(account: &str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::LeaseLost,
+        format!("{what} refused: this process no longer holds the lease of account {account}"),
+    )
+}
+
+/// Where a bot keeps its state: an async trait, so `Arc<dyn StateStore>` works and a backend
+/// may do network I/O. Every method is keyed by the account id (`…@im.bot`).
+///
+/// # What a store keeps, per account
+///
+/// - its [`Credentials`];
+/// - the `get_updates_buf` cursor (an opaque [`Secret`]);
+/// - the context tokens, one [`Secret`] per peer user id;
+/// - the dedupe tombstones: keys of handled inbound messages, an ordered list of strings;
+/// - the outbox journal (reply budget, outbound queue and turn journal, see
+///   [`crate::outbox`]): an ordered list of opaque one-line records (no `\n`);
+/// - its lease (holder, fencing token, expiry); and, store-wide, the fleet members.
+///
+/// # Rules every store must meet (the `conformance` suite checks them)
+///
+/// - **Atomic and durable writes**: when a `save_*`, `append_*` or `replace_*` returns `Ok`
+///   the data is durable (as far as the backend can tell) and a reader, even after a crash,
+///   sees either the old or the new value, never a mix. An interrupted append is wholly
+///   present or absent; appends keep their order, including appends from many tasks at once
+///   (all are kept).
+/// - **Isolation**: accounts never see each other's state. [`remove_account`] forgets
+///   everything of one account (credentials, cursor, tokens, tombstones, outbox) except its
+///   lease token counter.
+/// - **Values**: any string is stored as given (Unicode, megabytes); saving the same value
+///   twice is the same as once.
+/// - **Fencing**: every write of progress takes `fence: Option<&Fence>`. `None` is an
+///   unfenced writer (single-process tools, `ilink send`, login) and is always accepted.
+///   `Some(fence)` succeeds only if `fence.token` is the account's **current** lease token
+///   (the last one granted, even if it has since expired or been released, as long as no
+///   newer one was granted); otherwise the write fails with [`ErrorKind::LeaseLost`]
+///   ([`Error::is_lease_lost`]) and **nothing** is written. The check and the write must be
+///   one atomic step.
+/// - **Leases**: one live holder per account. Each new acquisition (another holder, or after
+///   the previous lease expired) gets a token strictly larger than every earlier one of that
+///   account, also across restarts (tokens are persisted). Expiry uses the store's clock (a
+///   database server's `now()`); [`FileStore`] has no expiry (its lease is an OS lock).
+/// - **Errors**: a failure of the backend is an [`Error`] of [`ErrorKind::Store`] saying
+///   what failed (`Error::new(ErrorKind::Store, "...").with_source(e)`); a stored value that
+///   cannot be read is either an error or, when the store recovers from it (moves it aside),
+///   read as missing with a warning. No method panics on bad stored data.
+///
+/// [`remove_account`]: StateStore::remove_account
+#[async_trait::async_trait]
 pub trait StateStore: Send + Sync + 'static {
-    /// The stored accounts, oldest login first.
-    fn accounts(&self) -> Result<Vec<String>>;
-    /// The credentials of an account, if stored.
-    fn load_credentials(&self, account: &str) -> Result<Option<Credentials>>;
-    /// Store credentials (replacing any for the same account).
-    fn save_credentials(&self, creds: &Credentials) -> Result<()>;
-    /// Forget an account and all its state.
-    fn remove_account(&self, account: &str) -> Result<()>;
-    /// The `get_updates_buf` cursor, if stored.
-    fn load_cursor(&self, account: &str) -> Result<Option<Secret>>;
-    /// Store the cursor.
-    fn save_cursor(&self, account: &str, cursor: &Secret) -> Result<()>;
-    /// The latest context token per peer user.
-    fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>>;
-    /// Store the whole map of context tokens.
-    fn save_context_tokens(&self, account: &str, tokens: &HashMap<String, Secret>) -> Result<()>;
+    /// The stored accounts (those with credentials), oldest login first.
+    async fn accounts(&self) -> Result<Vec<String>>;
+    /// The credentials of an account; `None` if none are stored.
+    async fn load_credentials(&self, account: &str) -> Result<Option<Credentials>>;
+    /// Store credentials, replacing any for the same account (`creds.account_id`). Unfenced:
+    /// a login may replace the credentials while another process serves the account.
+    async fn save_credentials(&self, creds: &Credentials) -> Result<()>;
+    /// Forget an account and all its state (not its lease token counter, so tokens keep
+    /// increasing). Removing an unknown account is `Ok`.
+    async fn remove_account(&self, account: &str) -> Result<()>;
+    /// The `get_updates_buf` cursor; `None` if none is stored.
+    async fn load_cursor(&self, account: &str) -> Result<Option<Secret>>;
+    /// Store the cursor (fenced, see the trait's rules).
+    async fn save_cursor(&self, account: &str, cursor: &Secret, fence: Option<&Fence>)
+    -> Result<()>;
+    /// The latest context token per peer user; empty if none are stored.
+    async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>>;
+    /// Replace the whole map of context tokens (fenced).
+    async fn save_context_tokens(
+        &self,
+        account: &str,
+        tokens: &HashMap<String, Secret>,
+        fence: Option<&Fence>,
+    ) -> Result<()>;
     /// The dedupe tombstones (keys of inbound messages already handled), oldest first.
-    fn load_tombstones(&self, account: &str) -> Result<Vec<String>>;
-    /// Replace the stored dedupe tombstones with `keys` (a compaction). Called now and then,
-    /// not per message.
-    fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()>;
-    /// Add `keys` after the stored tombstones; called for each handled message or batch, off
-    /// the async executor. It must be durable when it returns. The default loads, extends and
-    /// saves the whole set; [`FileStore`] appends to a journal instead.
-    fn append_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
-        let mut all = self.load_tombstones(account)?;
-        all.extend_from_slice(keys);
-        self.save_tombstones(account, &all)
-    }
-
-    /// The outbox journal of an account (reply budget, outbound queue and turn journal; see
-    /// [`crate::outbox`]): every record appended and not yet replaced, oldest first. Records
-    /// are opaque one-line strings. A record whose append was interrupted by a crash is absent.
-    ///
-    /// The default returns an [`ErrorKind::Store`] error: a store that keeps no outbox makes
-    /// the client keep the queue in memory only (with a warning in the log).
-    fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
-        let _ = account;
-        Err(Error::new(
-            ErrorKind::Store,
-            "this state store keeps no outbox",
-        ))
-    }
-
-    /// Append one record (a line without `\n`) to the outbox journal. When this returns `Ok`
-    /// the record is durable (the file store fsyncs); after a crash it is wholly present or
-    /// absent, and records keep their order.
-    fn append_outbox(&self, account: &str, record: &str) -> Result<()> {
-        let _ = (account, record);
-        Err(Error::new(
-            ErrorKind::Store,
-            "this state store keeps no outbox",
-        ))
-    }
-
-    /// Replace the whole outbox journal with `records`, atomically (compaction).
-    fn replace_outbox(&self, account: &str, records: &[String]) -> Result<()> {
-        let _ = (account, records);
-        Err(Error::new(
-            ErrorKind::Store,
-            "this state store keeps no outbox",
-        ))
-    }
+    async fn load_tombstones(&self, account: &str) -> Result<Vec<String>>;
+    /// Replace the stored tombstones with `keys`, in this order (a compaction; fenced).
+    async fn save_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()>;
+    /// Add `keys` after the stored tombstones, in order (fenced). Called for each handled
+    /// message or batch, so it should be cheap: [`FileStore`] appends to a journal.
+    async fn append_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()>;
+    /// The outbox journal: every record appended and not yet replaced, oldest first. A record
+    /// whose append was interrupted by a crash is absent.
+    async fn load_outbox(&self, account: &str) -> Result<Vec<String>>;
+    /// Append one record (a line without `\n`; a record with one is an
+    /// [`ErrorKind::Store`] or [`ErrorKind::InvalidInput`] error) to the outbox journal
+    /// (fenced). Durable when it returns; records keep their order.
+    async fn append_outbox(&self, account: &str, record: &str, fence: Option<&Fence>)
+    -> Result<()>;
+    /// Replace the whole outbox journal with `records`, atomically (compaction; fenced).
+    async fn replace_outbox(
+        &self,
+        account: &str,
+        records: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()>;
 
     /// Called once when a client opens an account, before its state is loaded: a place to
     /// tidy up after a crash. [`FileStore`] removes the temporary files of atomic writes that a
     /// crash interrupted. The default does nothing.
-    fn open_account(&self, account: &str) -> Result<()> {
+    async fn open_account(&self, account: &str) -> Result<()> {
         let _ = account;
         Ok(())
     }
@@ -111,50 +284,34 @@ pub trait StateStore: Send + Sync + 'static {
     /// [`FileStore`]: the directory can be created and written, and there is room for the
     /// files), so a confirmed login is never lost to a store that cannot take it. The default
     /// does nothing.
-    fn check_writable(&self) -> Result<()> {
+    async fn check_writable(&self) -> Result<()> {
         Ok(())
     }
 
-    /// Claims the right to consume the messages of `account` (one consumer per account: two
-    /// would both answer every message, or one would mark as handled what the other never
-    /// saw). The claim lasts until the returned [`ConsumerLock`] is dropped; an update stream
-    /// holds it while it runs. Fails with [`ErrorKind::AccountBusy`] when another consumer
-    /// holds it. [`FileStore`] uses an OS file lock (released by the OS if the process dies);
-    /// the default claims nothing (an account still has only one stream per process).
-    fn lock_consumer(&self, account: &str) -> Result<Option<ConsumerLock>> {
-        let _ = account;
-        Ok(None)
-    }
-}
+    /// Take the account's lease for `holder` for `ttl`, or renew it if `holder` already holds
+    /// it (then the token stays the same). `Ok(None)`: another holder's lease is live. Each
+    /// *new* acquisition (a different holder, or after expiry or release) gets a strictly
+    /// larger `token` than any earlier one for that account.
+    async fn acquire_lease(
+        &self,
+        account: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>>;
+    /// Extend a held lease to now + `ttl`. `Ok(false)`: lost (someone else took it: the
+    /// account's token changed, or it was released); the caller must stop writing and serving.
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool>;
+    /// Give the lease up, so another holder can take it at once (a no-op if already lost).
+    async fn release_lease(&self, lease: &Lease) -> Result<()>;
+    /// The leases the store knows of: at least every live one (a store may also list ended
+    /// ones, with `expires` not after now). For `ilink fleet status`.
+    async fn leases(&self) -> Result<Vec<LeaseInfo>>;
 
-/// A claim on consuming an account's messages, from [`StateStore::lock_consumer`]; released
-/// when dropped.
-pub struct ConsumerLock {
-    _guard: Box<dyn std::any::Any + Send + Sync>,
-    path: Option<PathBuf>,
-}
-
-impl ConsumerLock {
-    /// A lock held by `guard` (released when `guard` drops), for other [`StateStore`]s.
-    pub fn new(guard: impl std::any::Any + Send + Sync) -> Self {
-        Self {
-            _guard: Box::new(guard),
-            path: None,
-        }
-    }
-
-    /// The lock file, for [`FileStore`].
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-}
-
-impl std::fmt::Debug for ConsumerLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerLock")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
+    /// Heartbeat of fleet membership: record `member` as alive until now + `ttl`; returns the
+    /// live members (including `member`), sorted.
+    async fn join_fleet(&self, member: &str, ttl: Duration) -> Result<Vec<String>>;
+    /// Remove `member` from the fleet at once (a no-op if unknown).
+    async fn leave_fleet(&self, member: &str) -> Result<()>;
 }
 
 /// The directory-safe form of an account id: `b0f5860fdecb@im.bot` → `b0f5860fdecb-im-bot`.
@@ -170,12 +327,30 @@ pub fn normalize_account_id(id: &str) -> String {
         .collect()
 }
 
-/// State kept in memory only (for tests and short-lived tools).
+/// A write of progress must carry a fence of this account that is the current token.
+fn fence_ok(account: &str, fence: Option<&Fence>, current: Option<u64>) -> bool {
+    match fence {
+        None => true,
+        Some(f) => f.account == account && current == Some(f.token),
+    }
+}
+
+/// State kept in memory only (for tests and short-lived tools). Leases expire on this
+/// process's monotonic clock; fleet members likewise.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    inner: Mutex<BTreeMap<String, MemAccount>>,
-    order: Mutex<Vec<String>>,
-    outbox: crate::outbox::MemoryJournal,
+    inner: Mutex<MemState>,
+}
+
+#[derive(Debug, Default)]
+struct MemState {
+    accounts: BTreeMap<String, MemAccount>,
+    /// Accounts with credentials, oldest save first.
+    order: Vec<String>,
+    /// Leases by account; kept after `remove_account` so tokens keep increasing.
+    leases: HashMap<String, MemLease>,
+    /// Fleet members and when they expire.
+    members: HashMap<String, Instant>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -184,6 +359,22 @@ struct MemAccount {
     cursor: Option<Secret>,
     tokens: HashMap<String, Secret>,
     tombstones: Vec<String>,
+    outbox: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct MemLease {
+    holder: String,
+    token: u64,
+    since: SystemTime,
+    expires: Instant,
+    released: bool,
+}
+
+impl MemLease {
+    fn live(&self, now: Instant) -> bool {
+        !self.released && self.expires > now
+    }
 }
 
 impl MemoryStore {
@@ -192,82 +383,242 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<T>(&self, account: &str, f: impl FnOnce(&mut MemAccount) -> T) -> Result<T> {
-        let mut map = self
-            .inner
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, MemState>> {
+        self.inner
             .lock()
-            .map_err(|_| Error::new(ErrorKind::Store, "memory store lock poisoned"))?;
-        Ok(f(map.entry(account.to_owned()).or_default()))
+            .map_err(|_| Error::new(ErrorKind::Store, "memory store lock poisoned"))
+    }
+
+    /// Runs `f` on the account's state, if `fence` allows it (checked under the same lock).
+    fn write(
+        &self,
+        account: &str,
+        fence: Option<&Fence>,
+        what: &str,
+        f: impl FnOnce(&mut MemAccount),
+    ) -> Result<()> {
+        let mut st = self.state()?;
+        let current = st.leases.get(account).map(|l| l.token);
+        if !fence_ok(account, fence, current) {
+            return Err(lease_lost(account, what));
+        }
+        f(st.accounts.entry(account.to_owned()).or_default());
+        Ok(())
+    }
+
+    fn read<T>(&self, account: &str, f: impl FnOnce(&MemAccount) -> T) -> Result<T> {
+        let st = self.state()?;
+        Ok(match st.accounts.get(account) {
+            Some(a) => f(a),
+            None => f(&MemAccount::default()),
+        })
     }
 }
 
+fn system_after(d: Duration) -> SystemTime {
+    SystemTime::now()
+        .checked_add(d)
+        .unwrap_or_else(SystemTime::now)
+}
+
+fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 100))
+}
+
+#[async_trait::async_trait]
 impl StateStore for MemoryStore {
-    fn accounts(&self) -> Result<Vec<String>> {
-        let map = self
-            .inner
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Store, "memory store lock poisoned"))?;
-        let order = self
+    async fn accounts(&self) -> Result<Vec<String>> {
+        let st = self.state()?;
+        Ok(st
             .order
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Store, "memory store lock poisoned"))?;
-        Ok(order
             .iter()
-            .filter(|a| map.get(*a).is_some_and(|m| m.creds.is_some()))
+            .filter(|a| st.accounts.get(*a).is_some_and(|m| m.creds.is_some()))
             .cloned()
             .collect())
     }
-    fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
-        self.with(account, |a| a.creds.clone())
+    async fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
+        self.read(account, |a| a.creds.clone())
     }
-    fn save_credentials(&self, creds: &Credentials) -> Result<()> {
-        self.with(&creds.account_id, |a| a.creds = Some(creds.clone()))?;
-        let mut order = self
-            .order
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Store, "memory store lock poisoned"))?;
-        order.retain(|a| a != &creds.account_id);
-        order.push(creds.account_id.clone());
+    async fn save_credentials(&self, creds: &Credentials) -> Result<()> {
+        let mut st = self.state()?;
+        st.accounts
+            .entry(creds.account_id.clone())
+            .or_default()
+            .creds = Some(creds.clone());
+        st.order.retain(|a| a != &creds.account_id);
+        st.order.push(creds.account_id.clone());
         Ok(())
     }
-    fn remove_account(&self, account: &str) -> Result<()> {
-        if let Ok(mut map) = self.inner.lock() {
-            map.remove(account);
+    async fn remove_account(&self, account: &str) -> Result<()> {
+        let mut st = self.state()?;
+        st.accounts.remove(account);
+        st.order.retain(|a| a != account);
+        Ok(())
+    }
+    async fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
+        self.read(account, |a| a.cursor.clone())
+    }
+    async fn save_cursor(
+        &self,
+        account: &str,
+        cursor: &Secret,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.write(account, fence, "saving the cursor", |a| {
+            a.cursor = Some(cursor.clone());
+        })
+    }
+    async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
+        self.read(account, |a| a.tokens.clone())
+    }
+    async fn save_context_tokens(
+        &self,
+        account: &str,
+        tokens: &HashMap<String, Secret>,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.write(account, fence, "saving context tokens", |a| {
+            a.tokens = tokens.clone();
+        })
+    }
+    async fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
+        self.read(account, |a| a.tombstones.clone())
+    }
+    async fn save_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.write(account, fence, "saving tombstones", |a| {
+            a.tombstones = keys.to_vec();
+        })
+    }
+    async fn append_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.write(account, fence, "appending tombstones", |a| {
+            a.tombstones.extend_from_slice(keys);
+        })
+    }
+    async fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
+        self.read(account, |a| a.outbox.clone())
+    }
+    async fn append_outbox(
+        &self,
+        account: &str,
+        record: &str,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        if record.contains('\n') {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "an outbox record must be one line",
+            ));
         }
-        if let Ok(mut order) = self.order.lock() {
-            order.retain(|a| a != account);
+        self.write(account, fence, "appending to the outbox", |a| {
+            a.outbox.push(record.to_owned());
+        })
+    }
+    async fn replace_outbox(
+        &self,
+        account: &str,
+        records: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        if records.iter().any(|r| r.contains('\n')) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "an outbox record must be one line",
+            ));
+        }
+        self.write(account, fence, "replacing the outbox", |a| {
+            a.outbox = records.to_vec();
+        })
+    }
+    async fn acquire_lease(
+        &self,
+        account: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let mut st = self.state()?;
+        let now = Instant::now();
+        let token = match st.leases.get_mut(account) {
+            Some(l) if l.live(now) && l.holder == holder => {
+                l.expires = instant_after(ttl);
+                return Ok(Some(Lease::new(account, holder, l.token, ttl)));
+            }
+            Some(l) if l.live(now) => return Ok(None),
+            Some(l) => l.token.saturating_add(1),
+            None => 1,
+        };
+        st.leases.insert(
+            account.to_owned(),
+            MemLease {
+                holder: holder.to_owned(),
+                token,
+                since: SystemTime::now(),
+                expires: instant_after(ttl),
+                released: false,
+            },
+        );
+        Ok(Some(Lease::new(account, holder, token, ttl)))
+    }
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        let mut st = self.state()?;
+        match st.leases.get_mut(lease.account()) {
+            Some(l) if l.token == lease.token() && !l.released => {
+                l.expires = instant_after(ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let mut st = self.state()?;
+        if let Some(l) = st.leases.get_mut(lease.account())
+            && l.token == lease.token()
+        {
+            l.released = true;
         }
         Ok(())
     }
-    fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
-        self.with(account, |a| a.cursor.clone())
+    async fn leases(&self) -> Result<Vec<LeaseInfo>> {
+        let st = self.state()?;
+        let now = Instant::now();
+        let mut out: Vec<LeaseInfo> = st
+            .leases
+            .iter()
+            .filter(|(_, l)| l.live(now))
+            .map(|(a, l)| LeaseInfo {
+                account: a.clone(),
+                holder: l.holder.clone(),
+                token: l.token,
+                since: l.since,
+                expires: system_after(l.expires.saturating_duration_since(now)),
+            })
+            .collect();
+        out.sort_by(|a, b| a.account.cmp(&b.account));
+        Ok(out)
     }
-    fn save_cursor(&self, account: &str, cursor: &Secret) -> Result<()> {
-        self.with(account, |a| a.cursor = Some(cursor.clone()))
+    async fn join_fleet(&self, member: &str, ttl: Duration) -> Result<Vec<String>> {
+        let mut st = self.state()?;
+        let now = Instant::now();
+        st.members.retain(|_, e| *e > now);
+        st.members.insert(member.to_owned(), instant_after(ttl));
+        let mut live: Vec<String> = st.members.keys().cloned().collect();
+        live.sort();
+        Ok(live)
     }
-    fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
-        self.with(account, |a| a.tokens.clone())
-    }
-    fn save_context_tokens(&self, account: &str, tokens: &HashMap<String, Secret>) -> Result<()> {
-        self.with(account, |a| a.tokens = tokens.clone())
-    }
-    fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
-        self.with(account, |a| a.tombstones.clone())
-    }
-    fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
-        self.with(account, |a| a.tombstones = keys.to_vec())
-    }
-    fn append_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
-        self.with(account, |a| a.tombstones.extend_from_slice(keys))
-    }
-    fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
-        self.outbox.load(account)
-    }
-    fn append_outbox(&self, account: &str, record: &str) -> Result<()> {
-        self.outbox.append(account, record)
-    }
-    fn replace_outbox(&self, account: &str, records: &[String]) -> Result<()> {
-        self.outbox.replace(account, records)
+    async fn leave_fleet(&self, member: &str) -> Result<()> {
+        self.state()?.members.remove(member);
+        Ok(())
     }
 }
 
@@ -300,8 +651,28 @@ impl StateStore for MemoryStore {
 /// Neither is a file that cannot be opened (permissions, I/O errors): that is an
 /// [`ErrorKind::Store`] error naming it.
 ///
-/// `consumer.lock` (an OS file lock, see [`StateStore::lock_consumer`]) and `consumer.json`
-/// (the PID of the process holding it) sit beside them.
+/// # Leases and fleet membership
+///
+/// An account's lease ([`StateStore::acquire_lease`]) is an OS file lock on `consumer.lock`
+/// in its directory (released by the OS if the process dies) plus the persisted token counter
+/// `lease.json` (holder, token, PID, times); `consumer.json` has the PID of the holder, for
+/// [`FileStore::consumer_pid`]. Because the lock lives as long as the process, **the ttl does
+/// not apply**: a lease ends only when released or when its process ends, and
+/// [`StateStore::renew_lease`] returns true while the lock is held and the token is the
+/// current one. A fenced write checks the token in `lease.json` before it writes; the OS lock
+/// keeps any other process from granting a newer one meanwhile. [`StateStore::leases`] lists
+/// the accounts whose lock is held. A `lease.json` lost to corruption makes the next token
+/// restart from the clock in milliseconds, so tokens still increase.
+///
+/// Fleet members are kept in `<root>/fleet.json` (member → expiry in epoch milliseconds,
+/// the wall clock), read and written under the OS lock `<root>/fleet.lock`.
+///
+/// # Blocking I/O
+///
+/// Every method does its file I/O (and fsyncs) on tokio's blocking thread pool
+/// (`spawn_blocking`), not on the async executor: a sync can take from milliseconds to seconds
+/// on a busy disk, and would stall every other account of the process meanwhile. Outside a
+/// tokio runtime the I/O runs in place.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
@@ -355,6 +726,39 @@ const HOLDER_STATE: StateFile = StateFile {
     version: 1,
     loss: "only the PID of the last consumer is lost",
 };
+
+/// The lease's persisted token counter and holder.
+const LEASE_STATE: StateFile = StateFile {
+    name: "lease.json",
+    version: 1,
+    loss: "the lease's token counter is lost: the next token starts from the clock",
+};
+
+/// The fleet's members, in the root directory.
+const FLEET_STATE: StateFile = StateFile {
+    name: "fleet.json",
+    version: 1,
+    loss: "the list of fleet members is lost: live members join again at their next heartbeat",
+};
+
+/// The OS lock taken while `fleet.json` is read and written.
+const FLEET_LOCK_FILE: &str = "fleet.lock";
+
+#[derive(Serialize, Deserialize, Clone)]
+struct LeaseFile {
+    account: String,
+    holder: String,
+    token: u64,
+    pid: u32,
+    since_ms: u64,
+    ttl_ms: u64,
+    renewed_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct FleetFile {
+    members: BTreeMap<String, u64>,
+}
 
 /// Why a state file could not be used.
 enum Invalid {
@@ -488,26 +892,31 @@ impl FileStore {
         value: &T,
     ) -> Result<()> {
         let dir = self.account_dir(account);
-        create_private_dir(&dir)?;
+        self.write_state_at(&dir.join(file.name), file, value)
+    }
+
+    fn write_state_at<T: Serialize>(&self, path: &Path, file: &StateFile, value: &T) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)?;
+        }
         let bytes = serde_json::to_vec_pretty(&Versioned {
             version: file.version,
             data: value,
         })
         .map_err(|e| Error::new(ErrorKind::Store, "encoding state").with_source(e))?;
-        let path = dir.join(file.name);
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            let aside = move_aside(&path)?;
+        if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            let aside = move_aside(path)?;
             tracing::warn!(
                 "{} was a directory; moved it aside to {}",
                 path.display(),
                 aside.display()
             );
         }
-        write_atomic(&path, &bytes)
+        write_atomic(path, &bytes)
     }
 
-    /// The PID of the process consuming `account`'s messages (holding its
-    /// [`ConsumerLock`]), if one does; `None` when nobody does (or the PID is unknown).
+    /// The PID of the process consuming `account`'s messages (holding its lease), if one
+    /// does; `None` when nobody does (or the PID is unknown).
     /// Takes no lock and writes nothing.
     pub fn consumer_pid(&self, account: &str) -> Option<u32> {
         let path = self.account_dir(account).join(LOCK_FILE);
@@ -805,8 +1214,57 @@ fn write_atomic_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-impl StateStore for FileStore {
-    fn accounts(&self) -> Result<Vec<String>> {
+/// The lease of a [`FileStore`] account: the open `consumer.lock` holding the OS lock.
+struct FileLeaseGuard {
+    file: fs::File,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl FileStore {
+    /// Runs the blocking file work `f` on tokio's blocking pool (fsyncs can take milliseconds
+    /// to seconds; they must not stall the other tasks of the executor), or in place when no
+    /// tokio runtime is running.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&FileStore) -> Result<T> + Send + 'static,
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return f(self);
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, "a state store task failed").with_source(e)
+            })?
+    }
+
+    /// Fails with [`ErrorKind::LeaseLost`] unless `fence` is `None` or the account's current
+    /// lease token (the last one granted, from `lease.json`).
+    fn check_fence(&self, account: &str, fence: Option<&Fence>, what: &str) -> Result<()> {
+        let Some(f) = fence else {
+            return Ok(());
+        };
+        let current = if f.account == account {
+            self.read_lease(account)?.map(|l| l.token)
+        } else {
+            None
+        };
+        if fence_ok(account, fence, current) {
+            Ok(())
+        } else {
+            Err(lease_lost(account, what))
+        }
+    }
+
+    fn read_lease(&self, account: &str) -> Result<Option<LeaseFile>> {
+        self.read_state(account, &LEASE_STATE, |_, v| {
+            serde_json::from_value::<LeaseFile>(v).map_err(|e| e.to_string())
+        })
+    }
+
+    fn accounts_sync(&self) -> Result<Vec<String>> {
         let dir = self.root.join("accounts");
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -829,37 +1287,45 @@ impl StateStore for FileStore {
         found.sort();
         Ok(found.into_iter().map(|(_, a)| a).collect())
     }
-    fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
-        self.load_credentials_at(&self.account_dir(account).join(CREDENTIALS_FILE.name))
-    }
-    fn save_credentials(&self, creds: &Credentials) -> Result<()> {
-        self.write_state(&creds.account_id, &CREDENTIALS_FILE, creds)
-    }
-    fn remove_account(&self, account: &str) -> Result<()> {
+
+    fn remove_account_sync(&self, account: &str) -> Result<()> {
         let dir = self.account_dir(account);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::store(format!("removing {}", dir.display()), e)),
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+        };
+        // Everything but the lease: its lock file may be held by a running consumer, and its
+        // token counter must keep increasing.
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name == LOCK_FILE || name == LEASE_STATE.name {
+                continue;
+            }
+            let path = entry.path();
+            let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::store(format!("removing {}", path.display()), e)),
+            }
         }
+        Ok(())
     }
-    fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
+
+    fn load_cursor_sync(&self, account: &str) -> Result<Option<Secret>> {
         self.read_state(account, &CURSOR_FILE, |_, v| {
             serde_json::from_value::<CursorFile>(v)
                 .map(|c| c.get_updates_buf)
                 .map_err(|e| e.to_string())
         })
     }
-    fn save_cursor(&self, account: &str, cursor: &Secret) -> Result<()> {
-        self.write_state(
-            account,
-            &CURSOR_FILE,
-            &CursorFile {
-                get_updates_buf: cursor.clone(),
-            },
-        )
-    }
-    fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
+
+    fn load_context_tokens_sync(&self, account: &str) -> Result<HashMap<String, Secret>> {
         Ok(self
             .read_state(account, &CONTEXT_TOKENS_FILE, |version, v| {
                 let tokens = if version == 0 {
@@ -873,12 +1339,8 @@ impl StateStore for FileStore {
             })?
             .unwrap_or_default())
     }
-    fn save_context_tokens(&self, account: &str, tokens: &HashMap<String, Secret>) -> Result<()> {
-        let tokens: BTreeMap<String, Secret> =
-            tokens.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        self.write_state(account, &CONTEXT_TOKENS_FILE, &TokensFile { tokens })
-    }
-    fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
+
+    fn load_tombstones_sync(&self, account: &str) -> Result<Vec<String>> {
         let dir = self.account_dir(account);
         // A whole-set file of earlier versions (versioned, recovered like every state file),
         // then the journal.
@@ -915,7 +1377,8 @@ impl StateStore for FileStore {
         }
         Ok(keys)
     }
-    fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
+
+    fn save_tombstones_sync(&self, account: &str, keys: &[String]) -> Result<()> {
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         write_atomic(
@@ -928,22 +1391,22 @@ impl StateStore for FileStore {
             Err(e) => Err(Error::store("removing the old dedupe.json", e)),
         }
     }
-    fn append_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
+
+    fn append_tombstones_sync(&self, account: &str, keys: &[String]) -> Result<()> {
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let path = dir.join(crate::journal::JOURNAL_FILE);
         crate::journal::append(&path, keys)
             .map_err(|e| Error::store(format!("appending to {}", path.display()), e))
     }
-    fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
-        crate::outbox::file_load(&self.account_dir(account))
-    }
-    fn append_outbox(&self, account: &str, record: &str) -> Result<()> {
-        let dir = self.account_dir(account);
-        create_private_dir(&dir)?;
-        crate::outbox::file_append(&dir, record)
-    }
-    fn replace_outbox(&self, account: &str, records: &[String]) -> Result<()> {
+
+    fn replace_outbox_sync(&self, account: &str, records: &[String]) -> Result<()> {
+        if records.iter().any(|r| r.contains('\n')) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "an outbox record must be one line",
+            ));
+        }
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let mut bytes = Vec::new();
@@ -953,7 +1416,8 @@ impl StateStore for FileStore {
         }
         write_atomic(&dir.join(crate::outbox::JOURNAL_FILE), &bytes)
     }
-    fn open_account(&self, account: &str) -> Result<()> {
+
+    fn open_account_sync(&self, account: &str) -> Result<()> {
         let removed = remove_stale_temps(&self.account_dir(account))?;
         if removed > 0 {
             tracing::debug!(
@@ -964,7 +1428,8 @@ impl StateStore for FileStore {
         }
         Ok(())
     }
-    fn check_writable(&self) -> Result<()> {
+
+    fn check_writable_sync(&self) -> Result<()> {
         let dir = self.root.join("accounts");
         let result = create_private_dir(&dir).and_then(|()| {
             // Room for the credentials and the other state files of a new account, written
@@ -985,7 +1450,10 @@ impl StateStore for FileStore {
             .with_source(e)
         })
     }
-    fn lock_consumer(&self, account: &str) -> Result<Option<ConsumerLock>> {
+
+    /// Opens the account's `consumer.lock` (creating it, and moving a directory in its place
+    /// aside).
+    fn open_lock_file(&self, account: &str) -> Result<(fs::File, PathBuf)> {
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let path = dir.join(LOCK_FILE);
@@ -999,7 +1467,7 @@ impl StateStore for FileStore {
         }
         create_once(
             &path,
-            b"{\"version\": 1, \"note\": \"locked while a process consumes this account's messages; see consumer.json\"}\n",
+            b"{\"version\": 1, \"note\": \"locked while a process serves this account; see lease.json\"}\n",
         )
         .map_err(|e| Error::store(format!("creating {}", path.display()), e))?;
         let file = fs::OpenOptions::new()
@@ -1007,43 +1475,372 @@ impl StateStore for FileStore {
             .write(true)
             .open(&path)
             .map_err(|e| Error::store(format!("opening {}", path.display()), e))?;
+        Ok((file, path))
+    }
+
+    /// Whether another open file (any process, or another lease in this one) holds the
+    /// account's lock.
+    fn lock_is_held(&self, account: &str) -> Result<bool> {
+        let path = self.account_dir(account).join(LOCK_FILE);
+        let file = match fs::OpenOptions::new().read(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::store(format!("opening {}", path.display()), e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(false)
+            }
+            Err(fs::TryLockError::WouldBlock) => Ok(true),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(Error::store(format!("locking {}", path.display()), e))
+            }
+        }
+    }
+
+    fn acquire_lease_sync(&self, account: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+        let (file, path) = self.open_lock_file(account)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let holder = self
-                    .read_state(account, &HOLDER_STATE, |_, v| {
-                        serde_json::from_value::<HolderFile>(v).map_err(|e| e.to_string())
-                    })
-                    .ok()
-                    .flatten();
-                let who = match holder {
-                    Some(h) => format!("process {}", h.pid),
-                    None => "another process".to_owned(),
+                // Held: by this holder (a renewal), or by another.
+                return match self.read_lease(account)? {
+                    Some(mut l) if l.holder == holder => {
+                        l.ttl_ms = duration_ms(ttl);
+                        l.renewed_ms = crate::util::now_ms();
+                        self.write_state(account, &LEASE_STATE, &l)?;
+                        Ok(Some(Lease::new(account, holder, l.token, ttl)))
+                    }
+                    _ => Ok(None),
                 };
-                return Err(Error::new(
-                    ErrorKind::AccountBusy,
-                    format!(
-                        "account {account} is already being consumed by {who} (lock {})",
-                        path.display()
-                    ),
-                ));
             }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(Error::store(format!("locking {}", path.display()), e));
             }
         }
+        // Ours: the next token. A counter lost to corruption restarts from the clock (in
+        // milliseconds), above any count a lease could have reached, so tokens still increase.
+        let lease_path = self.account_dir(account).join(LEASE_STATE.name);
+        let existed = fs::symlink_metadata(&lease_path).is_ok();
+        let token = match self.read_lease(account)? {
+            Some(l) => l.token.saturating_add(1),
+            None if existed => crate::util::now_ms().max(1),
+            None => 1,
+        };
+        let now = crate::util::now_ms();
+        self.write_state(
+            account,
+            &LEASE_STATE,
+            &LeaseFile {
+                account: account.to_owned(),
+                holder: holder.to_owned(),
+                token,
+                pid: std::process::id(),
+                since_ms: now,
+                ttl_ms: duration_ms(ttl),
+                renewed_ms: now,
+            },
+        )?;
         self.write_state(
             account,
             &HOLDER_STATE,
             &HolderFile {
                 pid: std::process::id(),
-                since_ms: crate::util::now_ms(),
+                since_ms: now,
             },
         )?;
-        Ok(Some(ConsumerLock {
-            _guard: Box::new(file),
-            path: Some(path),
-        }))
+        Ok(Some(Lease::new(account, holder, token, ttl).with_guard(
+            FileLeaseGuard {
+                file,
+                released: std::sync::atomic::AtomicBool::new(false),
+            },
+        )))
+    }
+
+    fn renew_lease_sync(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        if let Some(g) = lease
+            .guard()
+            .and_then(|g| g.downcast_ref::<FileLeaseGuard>())
+            && g.released.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(false);
+        }
+        if !self.lock_is_held(lease.account())? {
+            return Ok(false);
+        }
+        match self.read_lease(lease.account())? {
+            Some(mut l) if l.token == lease.token() => {
+                l.ttl_ms = duration_ms(ttl);
+                l.renewed_ms = crate::util::now_ms();
+                self.write_state(lease.account(), &LEASE_STATE, &l)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn leases_sync(&self) -> Result<Vec<LeaseInfo>> {
+        let dir = self.root.join("accounts");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path().join(LEASE_STATE.name);
+            let lease = match self.read_state_at(&path, &LEASE_STATE, |_, v| {
+                serde_json::from_value::<LeaseFile>(v).map_err(|e| e.to_string())
+            }) {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!("skipping a lease: {e}");
+                    continue;
+                }
+            };
+            if !self.lock_is_held(&lease.account)? {
+                continue;
+            }
+            out.push(LeaseInfo {
+                since: SystemTime::UNIX_EPOCH + Duration::from_millis(lease.since_ms),
+                // The OS lock has no expiry: live until released or its process ends.
+                expires: system_after(Duration::from_millis(lease.ttl_ms.max(1))),
+                account: lease.account,
+                holder: lease.holder,
+                token: lease.token,
+            });
+        }
+        out.sort_by(|a, b| a.account.cmp(&b.account));
+        Ok(out)
+    }
+
+    /// Runs `f` on the fleet's members (name → expiry in epoch ms, expired ones dropped) under
+    /// the OS lock `fleet.lock`, and saves what it leaves.
+    fn with_fleet<T>(&self, f: impl FnOnce(&mut BTreeMap<String, u64>) -> T) -> Result<T> {
+        create_private_dir(&self.root)?;
+        let lock_path = self.root.join(FLEET_LOCK_FILE);
+        create_once(&lock_path, b"{\"version\": 1}\n")
+            .map_err(|e| Error::store(format!("creating {}", lock_path.display()), e))?;
+        let lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::store(format!("opening {}", lock_path.display()), e))?;
+        lock.lock()
+            .map_err(|e| Error::store(format!("locking {}", lock_path.display()), e))?;
+        let path = self.root.join(FLEET_STATE.name);
+        let mut members = self
+            .read_state_at(&path, &FLEET_STATE, |_, v| {
+                serde_json::from_value::<FleetFile>(v).map_err(|e| e.to_string())
+            })?
+            .unwrap_or_default()
+            .members;
+        let now = crate::util::now_ms();
+        members.retain(|_, expires| *expires > now);
+        let out = f(&mut members);
+        self.write_state_at(&path, &FLEET_STATE, &FleetFile { members })?;
+        let _ = lock.unlock();
+        Ok(out)
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait::async_trait]
+impl StateStore for FileStore {
+    async fn accounts(&self) -> Result<Vec<String>> {
+        self.blocking(|s| s.accounts_sync()).await
+    }
+    async fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
+        let account = account.to_owned();
+        self.blocking(move |s| {
+            s.load_credentials_at(&s.account_dir(&account).join(CREDENTIALS_FILE.name))
+        })
+        .await
+    }
+    async fn save_credentials(&self, creds: &Credentials) -> Result<()> {
+        let creds = creds.clone();
+        self.blocking(move |s| s.write_state(&creds.account_id, &CREDENTIALS_FILE, &creds))
+            .await
+    }
+    async fn remove_account(&self, account: &str) -> Result<()> {
+        let account = account.to_owned();
+        self.blocking(move |s| s.remove_account_sync(&account))
+            .await
+    }
+    async fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
+        let account = account.to_owned();
+        self.blocking(move |s| s.load_cursor_sync(&account)).await
+    }
+    async fn save_cursor(
+        &self,
+        account: &str,
+        cursor: &Secret,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        let (account, cursor, fence) = (account.to_owned(), cursor.clone(), fence.cloned());
+        self.blocking(move |s| {
+            s.check_fence(&account, fence.as_ref(), "saving the cursor")?;
+            s.write_state(
+                &account,
+                &CURSOR_FILE,
+                &CursorFile {
+                    get_updates_buf: cursor,
+                },
+            )
+        })
+        .await
+    }
+    async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
+        let account = account.to_owned();
+        self.blocking(move |s| s.load_context_tokens_sync(&account))
+            .await
+    }
+    async fn save_context_tokens(
+        &self,
+        account: &str,
+        tokens: &HashMap<String, Secret>,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        let tokens: BTreeMap<String, Secret> =
+            tokens.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (account, fence) = (account.to_owned(), fence.cloned());
+        self.blocking(move |s| {
+            s.check_fence(&account, fence.as_ref(), "saving context tokens")?;
+            s.write_state(&account, &CONTEXT_TOKENS_FILE, &TokensFile { tokens })
+        })
+        .await
+    }
+    async fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
+        let account = account.to_owned();
+        self.blocking(move |s| s.load_tombstones_sync(&account))
+            .await
+    }
+    async fn save_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        let (account, keys, fence) = (account.to_owned(), keys.to_vec(), fence.cloned());
+        self.blocking(move |s| {
+            s.check_fence(&account, fence.as_ref(), "saving tombstones")?;
+            s.save_tombstones_sync(&account, &keys)
+        })
+        .await
+    }
+    async fn append_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        let (account, keys, fence) = (account.to_owned(), keys.to_vec(), fence.cloned());
+        self.blocking(move |s| {
+            s.check_fence(&account, fence.as_ref(), "appending tombstones")?;
+            s.append_tombstones_sync(&account, &keys)
+        })
+        .await
+    }
+    async fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
+        let account = account.to_owned();
+        self.blocking(move |s| crate::outbox::file_load(&s.account_dir(&account)))
+            .await
+    }
+    async fn append_outbox(
+        &self,
+        account: &str,
+        record: &str,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        let (account, record, fence) = (account.to_owned(), record.to_owned(), fence.cloned());
+        self.blocking(move |s| {
+            s.check_fence(&account, fence.as_ref(), "appending to the outbox")?;
+            let dir = s.account_dir(&account);
+            create_private_dir(&dir)?;
+            crate::outbox::file_append(&dir, &record)
+        })
+        .await
+    }
+    async fn replace_outbox(
+        &self,
+        account: &str,
+        records: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        let (account, records, fence) = (account.to_owned(), records.to_vec(), fence.cloned());
+        self.blocking(move |s| {
+            s.check_fence(&account, fence.as_ref(), "replacing the outbox")?;
+            s.replace_outbox_sync(&account, &records)
+        })
+        .await
+    }
+    async fn open_account(&self, account: &str) -> Result<()> {
+        let account = account.to_owned();
+        self.blocking(move |s| s.open_account_sync(&account)).await
+    }
+    async fn check_writable(&self) -> Result<()> {
+        self.blocking(|s| s.check_writable_sync()).await
+    }
+    async fn acquire_lease(
+        &self,
+        account: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let (account, holder) = (account.to_owned(), holder.to_owned());
+        self.blocking(move |s| s.acquire_lease_sync(&account, &holder, ttl))
+            .await
+    }
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        let lease = lease.clone();
+        self.blocking(move |s| s.renew_lease_sync(&lease, ttl)).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        if let Some(g) = lease
+            .guard()
+            .and_then(|g| g.downcast_ref::<FileLeaseGuard>())
+            && !g.released.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Unlocking is a quick system call: no need for the blocking pool.
+            g.file.unlock().map_err(|e| {
+                Error::store(
+                    format!("unlocking the lease of account {}", lease.account()),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+    async fn leases(&self) -> Result<Vec<LeaseInfo>> {
+        self.blocking(|s| s.leases_sync()).await
+    }
+    async fn join_fleet(&self, member: &str, ttl: Duration) -> Result<Vec<String>> {
+        let member = member.to_owned();
+        self.blocking(move |s| {
+            s.with_fleet(|members| {
+                let expires = crate::util::now_ms().saturating_add(duration_ms(ttl));
+                members.insert(member, expires);
+                members.keys().cloned().collect::<Vec<_>>()
+            })
+        })
+        .await
+    }
+    async fn leave_fleet(&self, member: &str) -> Result<()> {
+        let member = member.to_owned();
+        self.blocking(move |s| {
+            s.with_fleet(|members| {
+                members.remove(&member);
+            })
+        })
+        .await
     }
 }
 

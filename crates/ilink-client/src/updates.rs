@@ -330,6 +330,8 @@ pub(crate) struct Acker {
     drained: Arc<tokio::sync::Notify>,
     /// The account's tombstone journal.
     tombstones: Arc<Tombstones>,
+    /// The stream ended because the account's lease was lost.
+    lease_lost: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Acker {
@@ -376,11 +378,13 @@ impl Acker {
                 }
             }
         }
-        // Written under the ledger's lock, so cursors are persisted in order.
+        // Queued under the ledger's lock, so cursors are persisted in order (and after the
+        // tombstones queued before them).
         if let Some(c) = commit
             && l.committed.as_ref() != Some(&c)
         {
-            commit_cursor(&self.account, &c);
+            self.tombstones.writer.cursor(c.clone());
+            self.tombstones.unflushed.store(true, Ordering::SeqCst);
             l.committed = Some(c);
         }
         if had_batches && l.batches.is_empty() {
@@ -456,14 +460,6 @@ impl Tombstones {
     }
 }
 
-fn commit_cursor(account: &Account, cursor: &Secret) {
-    if let Err(e) = account.shared().store.save_cursor(account.id(), cursor) {
-        // Keep polling with the new cursor in memory; the batch may come again after a
-        // restart, and dedupe hides it.
-        tracing::warn!(error = %e, "could not persist the cursor");
-    }
-}
-
 /// The update stream of one account, from [`Account::updates`]. A `Stream` of [`Update`]s.
 ///
 /// Delivery is at least once, with duplicates hidden: a message counts as handled when
@@ -480,6 +476,7 @@ pub struct Updates {
     state: Option<Poller>,
     fut: Option<PollFuture>,
     acker: Acker,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl fmt::Debug for Updates {
@@ -489,11 +486,12 @@ impl fmt::Debug for Updates {
 }
 
 impl Updates {
-    pub(crate) fn new(account: Account) -> Result<Self, Error> {
+    pub(crate) async fn new(account: Account, lease: LeaseMode) -> Result<Self, Error> {
         let cursor = account
             .shared()
             .store
-            .load_cursor(account.id())?
+            .load_cursor(account.id())
+            .await?
             .unwrap_or_default();
         if account.inner.polling.swap(true, Ordering::SeqCst) {
             return Err(Error::new(
@@ -504,23 +502,21 @@ impl Updates {
                 ),
             ));
         }
-        // One consumer per account across processes too (the store's lock).
-        let consumer_lock = match account.shared().store.lock_consumer(account.id()) {
-            Ok(l) => l,
+        // One consumer per account across processes too: the account's lease.
+        let hold = match take_lease(&account, lease).await {
+            Ok(h) => h,
             Err(e) => {
                 account.inner.polling.store(false, Ordering::SeqCst);
                 return Err(e);
             }
         };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let ledger = Arc::new(Mutex::new(Ledger {
             committed: Some(cursor.clone()),
             ..Ledger::default()
         }));
         let tombstones = Arc::new(Tombstones {
-            writer: crate::journal::TombstoneWriter::start(
-                account.shared().store.clone(),
-                account.id(),
-            ),
+            writer: crate::journal::TombstoneWriter::start(account.clone()),
             appended: AtomicUsize::new(0),
             unflushed: AtomicBool::new(false),
         });
@@ -529,11 +525,16 @@ impl Updates {
             ledger: ledger.clone(),
             drained: Arc::new(tokio::sync::Notify::new()),
             tombstones,
+            lease_lost: Arc::new(AtomicBool::new(false)),
         };
         Ok(Self {
+            stop: stop_tx,
             acker: acker.clone(),
             state: Some(Poller {
-                _consumer_lock: consumer_lock,
+                lease: hold,
+                lost: account.lease_lost_watch(),
+                stop: stop_rx,
+                lease_lost: false,
                 shutdown: account.shutdown_watch(),
                 account,
                 cursor,
@@ -571,10 +572,25 @@ impl Updates {
         }
     }
 
-    /// Waits until every tombstone queued by [`ack`](Self::ack) is durable. A crash after this
-    /// returns does not deliver the acknowledged messages again.
+    /// Waits until every tombstone queued by [`ack`](Self::ack) (and every cursor committed)
+    /// is durable. A crash after this returns does not deliver the acknowledged messages
+    /// again.
     pub async fn flush(&mut self) {
         self.acker.tombstones.flush().await;
+    }
+
+    /// Ends this stream like [`Account::shutdown`] does, without shutting the account down:
+    /// after the message being handled, what was handled is committed, notifystop is sent
+    /// and the lease (if the stream took it) is released.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// True when the stream ended because this process lost the account's lease (another
+    /// holder took the account over, or the lease could not be renewed in time): the stream
+    /// wrote nothing more and sent no notifystop after that.
+    pub fn lease_lost(&self) -> bool {
+        self.acker.lease_lost.load(Ordering::SeqCst)
     }
 
     /// The next update with its receipt, which the caller settles through
@@ -639,7 +655,14 @@ impl Stream for Updates {
 }
 
 struct Poller {
-    _consumer_lock: Option<crate::store::ConsumerLock>,
+    /// The account's lease while this stream serves it.
+    lease: Option<crate::lease::LeaseHold>,
+    /// Set when the lease is lost ([`Account::signal_lease_lost`]).
+    lost: tokio::sync::watch::Receiver<bool>,
+    /// Set by [`Updates::stop`]: this stream ends like on a shutdown of the account.
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// The stream ended because the lease was lost.
+    lease_lost: bool,
     account: Account,
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// The cursor of the next poll (the last batch received; committed separately).
@@ -702,22 +725,55 @@ impl Poller {
         {
             tracing::debug!(error = %e, "notifystop failed");
         }
+        if let Some(hold) = self.lease.as_mut() {
+            hold.end().await;
+        }
+    }
+
+    fn is_lease_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// The lease is lost: end at once, writing nothing more and sending no notifystop (the
+    /// new holder serves the account now).
+    async fn lose_lease(&mut self) {
+        self.finished = true;
+        self.lease_lost = true;
+        self.acker.lease_lost.store(true, Ordering::SeqCst);
+        tracing::warn!(account = %self.account.id(),
+            "this process lost the account's lease; it stops serving the account");
+        if let Some(hold) = self.lease.as_mut() {
+            hold.lost();
+        }
     }
 
     fn is_shutdown(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.shutdown.borrow() || *self.stop.borrow()
     }
 
     /// Sleep unless shut down first; returns false on shutdown.
     async fn sleep(&mut self, d: std::time::Duration) -> bool {
-        let mut rx = self.shutdown.clone();
+        let halt = self.halted();
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
-            _ = rx.wait_for(|s| *s) => false,
+            _ = halt => false,
         }
     }
 
-    fn take_batch(&mut self, resp: ilink_proto::GetUpdatesResponse) {
+    /// Completes when the stream must stop: a shutdown of the account, a stop of this stream
+    /// ([`Updates::stop`]), or the loss of the lease.
+    fn halted(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (mut a, mut b, mut c) = (self.shutdown.clone(), self.stop.clone(), self.lost.clone());
+        async move {
+            tokio::select! {
+                _ = a.wait_for(|s| *s) => {}
+                _ = b.wait_for(|s| *s) => {}
+                _ = c.wait_for(|s| *s) => {}
+            }
+        }
+    }
+
+    async fn take_batch(&mut self, resp: ilink_proto::GetUpdatesResponse) {
         let account_id = self.account.id().to_owned();
         let count = resp.message_count();
         let (batch, uncommitted) = match self.ledger.lock() {
@@ -748,14 +804,14 @@ impl Poller {
                         (msg.from_user_id.as_deref(), msg.context_token.as_ref())
                         && !from.is_empty()
                         && !tok.is_empty()
-                        && let Err(e) = self.account.set_context_token(from, tok.clone())
+                        && let Err(e) = self.account.set_context_token(from, tok.clone()).await
                     {
                         tracing::warn!(error = %e, "could not persist a context token");
                     }
                     let keys = message_keys(&msg);
                     if let Some(from) = msg.from_user_id.as_deref().filter(|f| !f.is_empty()) {
                         // The user wrote: a new reply window (crate::outbox).
-                        self.account.note_inbound(from, keys.primary());
+                        self.account.note_inbound(from, keys.primary()).await;
                     }
                     self.pending.push_back((
                         Update::Message(InboundMessage {
@@ -801,12 +857,12 @@ impl Poller {
     }
 
     async fn poll_once(&mut self) -> Option<Result<ilink_proto::GetUpdatesResponse, Error>> {
-        let mut rx = self.shutdown.clone();
+        let halt = self.halted();
         let account = self.account.clone();
         let cursor = self.cursor.clone();
         tokio::select! {
             r = account.get_updates(&cursor) => Some(r),
-            _ = rx.wait_for(|s| *s) => None,
+            _ = halt => None,
         }
     }
 
@@ -816,6 +872,10 @@ impl Poller {
             // The tombstones of what was handled are durable before anything new is yielded.
             self.acker.tombstones.flush().await;
             if self.finished {
+                return None;
+            }
+            if self.is_lease_lost() {
+                self.lose_lease().await;
                 return None;
             }
             if self.is_shutdown() {
@@ -870,10 +930,10 @@ impl Poller {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 if self.acker.must_not_poll_ahead() {
-                    let mut rx = self.shutdown.clone();
+                    let halt = self.halted();
                     tokio::select! {
                         _ = notified => {}
-                        _ = rx.wait_for(|s| *s) => {}
+                        _ = halt => {}
                     }
                 }
                 continue;
@@ -886,7 +946,7 @@ impl Poller {
                     self.failures = 0;
                     let restored = self.account.is_session_expired() || self.announced;
                     self.account.set_stale(false);
-                    self.take_batch(resp);
+                    self.take_batch(resp).await;
                     if restored && self.announced {
                         self.announced = false;
                         return Some((Update::SessionRestored, None));
@@ -937,7 +997,7 @@ impl Poller {
         let first = !self.account.is_session_expired();
         // A newer login of this account may have been saved meanwhile (by `ilink login` in
         // another process, say): use it before declaring the session expired.
-        if self.account.reload_credentials() {
+        if self.account.reload_credentials().await {
             return None;
         }
         self.account.set_stale(true);
@@ -951,7 +1011,7 @@ impl Poller {
                 Some(Ok(resp)) => {
                     tracing::info!(account = %self.account.id(), "session revived by notifystart");
                     self.account.set_stale(false);
-                    self.take_batch(resp);
+                    self.take_batch(resp).await;
                     return None;
                 }
                 Some(Err(e)) if e.kind() == ErrorKind::SessionExpired => {}
@@ -970,10 +1030,10 @@ impl Poller {
         let shared = self.account.shared().clone();
         if let Some(presenter) = shared.relogin.clone() {
             let client = crate::Client { shared };
-            let mut rx = self.shutdown.clone();
+            let halt = self.halted();
             let login = tokio::select! {
                 r = client.login(presenter.as_ref()) => r,
-                _ = rx.wait_for(|s| *s) => return None,
+                _ = halt => return None,
             };
             match login {
                 Ok(crate::LoginOutcome::Confirmed(acct)) if acct.id() == self.account.id() => {
@@ -993,11 +1053,11 @@ impl Poller {
         // Wait for new credentials, a shutdown, or the probe interval: no polling storm.
         let interval = self.account.shared().config.delays.stale_probe_interval;
         let mut stale = self.account.stale_watch();
-        let mut rx = self.shutdown.clone();
+        let halt = self.halted();
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stale.wait_for(|s| !*s) => {}
-            _ = rx.wait_for(|s| *s) => {}
+            _ = halt => {}
         }
         None
     }
@@ -1005,9 +1065,68 @@ impl Poller {
 
 impl Account {
     /// The stream of updates of this account. Only one stream per account can be active.
-    pub fn updates(&self) -> Result<Updates, Error> {
-        Updates::new(self.clone())
+    pub async fn updates(&self) -> Result<Updates, Error> {
+        Updates::new(self.clone(), LeaseMode::Acquire).await
     }
+
+    /// The update stream of this account served under `lease`, which the caller already holds
+    /// (from [`StateStore::acquire_lease`](crate::StateStore::acquire_lease) for this account):
+    /// see [`Account::run_with_lease`]. The stream renews the lease but does not release it.
+    pub async fn updates_with_lease(&self, lease: crate::store::Lease) -> Result<Updates, Error> {
+        Updates::new(self.clone(), LeaseMode::Held(lease)).await
+    }
+}
+
+/// How an update stream gets the account's lease.
+pub(crate) enum LeaseMode {
+    /// Take it (holder [`ClientConfig::holder_id`](crate::ClientConfig::holder_id), ttl
+    /// [`ClientConfig::lease_ttl`](crate::ClientConfig::lease_ttl)), and release it at the end.
+    Acquire,
+    /// Use this one, held by the caller (not released at the end).
+    Held(crate::store::Lease),
+}
+
+/// Takes (or adopts) the account's lease and starts renewing it.
+async fn take_lease(account: &Account, mode: LeaseMode) -> Result<Option<crate::lease::LeaseHold>, Error> {
+    let cfg = &account.shared().config;
+    let ttl = cfg.lease_ttl.max(std::time::Duration::from_millis(30));
+    let store = &account.shared().store;
+    let (lease, owned) = match mode {
+        LeaseMode::Held(lease) => {
+            if lease.account() != account.id() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "a lease of account {} cannot serve account {}",
+                        lease.account(),
+                        account.id()
+                    ),
+                ));
+            }
+            (lease, false)
+        }
+        LeaseMode::Acquire => match store.acquire_lease(account.id(), &cfg.holder_id, ttl).await? {
+            Some(l) => (l, true),
+            None => {
+                let holder = store
+                    .leases()
+                    .await
+                    .ok()
+                    .and_then(|all| all.into_iter().find(|l| l.account == account.id()))
+                    .map(|l| l.holder);
+                let who = match holder {
+                    Some(h) => format!("holder {h}"),
+                    None => "another holder".to_owned(),
+                };
+                return Err(Error::new(
+                    ErrorKind::AccountBusy,
+                    format!("account {} is already being consumed by {who}", account.id()),
+                ));
+            }
+        },
+    };
+    tracing::debug!(account = %account.id(), token = lease.token(), "serving the account under its lease");
+    Ok(Some(crate::lease::LeaseHold::start(account, lease, ttl, owned)))
 }
 
 /// Compact the journal when more than this many entries (and more than are held) were

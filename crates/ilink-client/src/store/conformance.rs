@@ -1,0 +1,1 @@
+//! The conformance suite of the [`StateStore`](super::StateStore) contract (work in progress).
