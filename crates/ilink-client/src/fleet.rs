@@ -386,7 +386,10 @@ impl<H: Handler> RunState<H> {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|s| *s) => break,
+                () = async {
+                    // The guard it returns is not Send: drop it at once.
+                    let _ = shutdown.wait_for(|s| *s).await;
+                } => break,
                 Some(end) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     self.on_end(end).await;
                 }
@@ -514,7 +517,7 @@ impl<H: Handler> RunState<H> {
         self.cancel_overdue().await;
         let now = Instant::now();
         self.retry.retain(|_, until| *until > now);
-        let inner = &self.fleet.inner;
+        let inner = self.fleet.inner.clone();
         let store = inner.client.store().clone();
         let member_ttl = inner.config.member_ttl(inner.lease_ttl);
         let members = match store.join_fleet(&inner.member, member_ttl).await {

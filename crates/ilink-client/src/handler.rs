@@ -136,7 +136,7 @@ impl MessageContext {
             .account
             .send_item_with_id(self.from(), item, self.token(), Some(&self.run_id), client_id)
             .await?;
-        self.account.note_sent(self.from(), &outcome);
+        self.account.note_sent(self.from(), &outcome).await;
         Ok(outcome)
     }
 }

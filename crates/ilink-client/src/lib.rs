@@ -10,6 +10,7 @@ pub mod config;
 pub mod content;
 mod dedupe;
 pub mod download;
+pub mod fleet;
 mod error;
 mod handler;
 mod journal;

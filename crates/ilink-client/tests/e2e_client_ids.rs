@@ -25,8 +25,8 @@ async fn a_turn_handled_again_without_its_journal_is_shown_once() {
     let mut ids = Vec::new();
     for _ in 0..2 {
         let client = Client::new(config(&sim), MemoryStore::new()).unwrap();
-        let account = client.add_account(creds(&sim, &bot)).unwrap();
-        let mut updates = account.updates().unwrap();
+        let account = client.add_account(creds(&sim, &bot)).await.unwrap();
+        let mut updates = account.updates().await.unwrap();
         let Some(Update::Message(m)) = updates.next().await else {
             panic!("expected the message")
         };

@@ -44,7 +44,7 @@ pub async fn setup() -> (Sim, Client, Account, BotAccount) {
     let sim = sim().await;
     let bot = sim.create_bot();
     let client = Client::new(config(&sim), MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     (sim, client, account, bot)
 }
 
