@@ -136,7 +136,7 @@ impl Scenario {
             user_id: None,
             saved_at_ms: 1,
         };
-        let account = match client.add_account(creds) {
+        let account = match client.add_account(creds).await {
             Ok(a) => a,
             Err(e) => return Report::failed(&self.name, format!("account: {e}")),
         };
@@ -231,7 +231,10 @@ impl Scenario {
         let stopped = tokio::time::timeout(Duration::from_secs(10), bot_run.task)
             .await
             .is_ok();
-        let tombstones = store.load_tombstones(account.id()).map_or(0, |t| t.len());
+        let tombstones = store
+            .load_tombstones(account.id())
+            .await
+            .map_or(0, |t| t.len());
         let mut report = Report::reconcile(
             &self.name,
             sim,

@@ -161,6 +161,35 @@ async fn open_postgres(raw: &str) -> CliResult<Arc<dyn StateStore>> {
     .hint("build it with the `postgres` feature (on by default)"))
 }
 
+/// Fails with exit 5 when another process consumes `account` (holds its lease): takes the
+/// lease and gives it back at once (the file store's lease is its OS lock).
+pub async fn ensure_not_consumed(client: &ilink_client::Client, account: &str) -> CliResult {
+    let store = client.store();
+    let holder = &client.config().holder_id;
+    match store
+        .acquire_lease(account, holder, Duration::from_secs(5))
+        .await?
+    {
+        Some(lease) => {
+            store.release_lease(&lease).await?;
+            Ok(())
+        }
+        None => {
+            let who = store
+                .leases()
+                .await
+                .ok()
+                .and_then(|all| all.into_iter().find(|l| l.account == account))
+                .map_or_else(|| "another process".to_owned(), |l| l.holder);
+            Err(CliError::new(
+                Exit::Busy,
+                format!("account {account} is being consumed by {who}"),
+            )
+            .hint("stop the other consumer first: one process at a time receives an account's messages"))
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // fleet mode
 // ---------------------------------------------------------------------------------------
@@ -256,6 +285,36 @@ pub async fn run_fleet<H: Handler>(fleet: Fleet, what: &str, handler: H) -> CliR
     );
     fleet.run(handler).await?;
     Ok(())
+}
+
+/// `ilink echo --fleet`: the echo bot on this process's share of the store's accounts.
+pub async fn echo_fleet(
+    net: &NetArgs,
+    max: Option<u64>,
+    prefix: &str,
+    policy: &crate::replies::PolicyArgs,
+    args: &FleetArgs,
+) -> CliResult {
+    if max.is_some() {
+        return Err(CliError::usage("--max cannot be used with --fleet"));
+    }
+    if net.account.is_some() {
+        return Err(CliError::usage(
+            "--account cannot be used with --fleet: a fleet serves every account of the store",
+        ));
+    }
+    let mut config = crate::net::config(net);
+    crate::replies::apply_policy(&mut config, policy);
+    let client = crate::net::client_with(net, args.apply(config)).await?;
+    let fleet = Fleet::new(client, args.config())?;
+    run_fleet(
+        fleet,
+        "The echo bot",
+        FleetEcho {
+            prefix: prefix.to_owned(),
+        },
+    )
+    .await
 }
 
 /// The echo bot of `ilink echo --fleet`: every account of the fleet's share.

@@ -167,14 +167,14 @@ pub fn message_line(msg: &InboundMessage) -> String {
 }
 
 /// The accounts `tail` reads: `--account` or the only one, else every stored account.
-fn tail_accounts(client: &ilink_client::Client, net: &NetArgs) -> CliResult<Vec<Account>> {
+async fn tail_accounts(client: &ilink_client::Client, net: &NetArgs) -> CliResult<Vec<Account>> {
     if net.account.is_none() {
-        let all = client.accounts()?;
+        let all = client.accounts().await?;
         if all.len() > 1 {
             return Ok(all);
         }
     }
-    Ok(vec![net::account(client, net)?])
+    Ok(vec![net::account(client, net).await?])
 }
 
 /// The JSON line of a message that did not decode: what is known of it, raw bytes included.
@@ -193,12 +193,12 @@ fn undecodable_json(account: &str, u: &UndecodableMessage) -> Value {
 
 /// `ilink tail`: one account, or with several and no `--account`, all of them.
 pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResult {
-    let client = net::client(net)?;
-    let accounts = tail_accounts(&client, net)?;
+    let client = net::client(net).await?;
+    let accounts = tail_accounts(&client, net).await?;
     // Claim every account first: fail fast (exit 5) if another process consumes one.
     let mut streams = Vec::with_capacity(accounts.len());
     for a in &accounts {
-        streams.push(a.updates()?);
+        streams.push(a.updates().await?);
     }
     net::stop_on_signals(&accounts);
     let several = accounts.len() > 1;
@@ -393,7 +393,7 @@ fn interrupted() -> CliError {
 
 /// `ilink download`.
 pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let cdn = client.cdn().clone();
     let (media_ref, mut key, item) = match &args.message {
         Some(text) => {

@@ -27,17 +27,15 @@ pub fn state_dir(net: &NetArgs) -> PathBuf {
         .unwrap_or_else(FileStore::default_dir)
 }
 
-/// A client with the configuration and the file store of `net`.
-pub fn client(net: &NetArgs) -> CliResult<Client> {
-    client_with(net, config(net))
+/// A client with the configuration and the store of `net`.
+pub async fn client(net: &NetArgs) -> CliResult<Client> {
+    client_with(net, config(net)).await
 }
 
-/// A client with `config` and the file store of `net`.
-pub fn client_with(net: &NetArgs, config: ClientConfig) -> CliResult<Client> {
-    Ok(Client::builder()
-        .config(config)
-        .state_dir(state_dir(net))
-        .build()?)
+/// A client with `config` and the store of `net` (`--store`, else the state directory).
+pub async fn client_with(net: &NetArgs, config: ClientConfig) -> CliResult<Client> {
+    let store = crate::fleetcmd::open_store(net).await?;
+    Ok(Client::builder().config(config).shared_store(store).build()?)
 }
 
 /// Validates a base URL option: `http://` or `https://`, a host, no spaces.
@@ -71,19 +69,20 @@ fn same_url(a: &str, b: &str) -> bool {
 }
 
 fn no_account(net: &NetArgs) -> CliError {
+    let place = match crate::fleetcmd::store_url(net) {
+        crate::fleetcmd::StoreUrl::File(dir) => format!("state directory {}", dir.display()),
+        other => format!("store {other}"),
+    };
     CliError::new(
         Exit::Auth,
-        format!(
-            "no bot account is logged in (state directory {})",
-            state_dir(net).display()
-        ),
+        format!("no bot account is logged in ({place})"),
     )
-    .hint("run `ilink login` first (with the same --state-dir and --base-url)")
+    .hint("run `ilink login` first (with the same --state-dir or --store, and --base-url)")
 }
 
 /// Applies `--base-url` / `ILINK_BASE_URL` to a saved account: if it differs from the saved
 /// URL, the account uses it from now on and it is saved, with a notice.
-fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
+async fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
     let Some(flag) = net.base_url.as_deref().filter(|_| net.base_url_given) else {
         return Ok(account.clone());
     };
@@ -93,7 +92,7 @@ fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
     }
     let mut creds = account.credentials()?;
     creds.base_url = Some(flag.trim().to_owned());
-    account.replace_credentials(creds)?;
+    account.replace_credentials(creds).await?;
     eprintln!(
         "ilink: note: account {} now uses the base URL {flag} (was {saved}); saved",
         account.id()
@@ -102,14 +101,14 @@ fn apply_base_url(account: &Account, net: &NetArgs) -> CliResult<Account> {
 }
 
 /// The account to use: `--account`, else the only stored one.
-pub fn account(client: &Client, net: &NetArgs) -> CliResult<Account> {
+pub async fn account(client: &Client, net: &NetArgs) -> CliResult<Account> {
     if let Some(id) = net.account.as_deref() {
-        return apply_base_url(&client.account(id)?, net);
+        return apply_base_url(&client.account(id).await?, net).await;
     }
-    let mut accounts = client.accounts()?;
+    let mut accounts = client.accounts().await?;
     match accounts.len() {
         0 => Err(no_account(net)),
-        1 => apply_base_url(&accounts.remove(0), net),
+        1 => apply_base_url(&accounts.remove(0), net).await,
         _ => {
             let ids: Vec<&str> = accounts.iter().map(Account::id).collect();
             Err(CliError::usage(format!(
@@ -123,20 +122,20 @@ pub fn account(client: &Client, net: &NetArgs) -> CliResult<Account> {
 
 /// The account to send to `to` from, as the library routes: `--account`, else the only
 /// stored one, else the one account holding a context token for `to`.
-pub fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Account> {
+pub async fn account_for(client: &Client, net: &NetArgs, to: &str) -> CliResult<Account> {
     if net.account.is_some() {
-        return account(client, net);
+        return account(client, net).await;
     }
-    let accounts = client.accounts()?;
+    let accounts = client.accounts().await?;
     if accounts.len() <= 1 {
-        return account(client, net);
+        return account(client, net).await;
     }
     let holders: Vec<Account> = accounts
         .into_iter()
         .filter(|a| a.context_token(to).is_some())
         .collect();
     match holders.as_slice() {
-        [one] => apply_base_url(one, net),
+        [one] => apply_base_url(one, net).await,
         [] => Err(CliError::new(
             Exit::NotDelivered,
             format!(
@@ -217,6 +216,7 @@ mod tests {
             base_url: base.map(str::to_owned),
             cdn_base_url: cdn.map(str::to_owned),
             state_dir: None,
+            store: None,
             account: None,
             base_url_given: base.is_some(),
         }

@@ -69,7 +69,7 @@ fn code(o: &Output) -> i32 {
 }
 
 /// Stores credentials for a bot provisioned directly in the emulator.
-fn seed(sim: &Sim, dir: &Path) -> BotAccount {
+async fn seed(sim: &Sim, dir: &Path) -> BotAccount {
     let bot = sim.create_bot();
     FileStore::new(dir)
         .save_credentials(&Credentials {
@@ -79,13 +79,14 @@ fn seed(sim: &Sim, dir: &Path) -> BotAccount {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     bot
 }
 
 /// A bot whose state holds a context token for USER (USER wrote, `ilink tail` saw it).
 async fn seeded_with_token(sim: &Sim, dir: &Path) -> BotAccount {
-    let bot = seed(sim, dir);
+    let bot = seed(sim, dir).await;
     sim.user(USER).send_text(&bot.bot_id, "hi").unwrap();
     let o = ilink(sim, dir, &["tail", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
@@ -148,9 +149,9 @@ async fn login_asks_for_the_verify_code_and_saves_private_credentials() {
     assert!(out.contains("Logged in as "), "{out}");
     assert!(out.contains("WeChat user pat@im.wechat"), "{out}");
     let store = FileStore::new(dir.path());
-    let accounts = store.accounts().unwrap();
+    let accounts = store.accounts().await.unwrap();
     assert_eq!(accounts.len(), 1);
-    let creds = store.load_credentials(&accounts[0]).unwrap().unwrap();
+    let creds = store.load_credentials(&accounts[0]).await.unwrap().unwrap();
     assert_eq!(creds.user_id.as_deref(), Some(USER));
     #[cfg(unix)]
     {
@@ -191,7 +192,7 @@ async fn a_cancelled_login_and_a_missing_account_exit_3() {
 async fn echo_answers_text_image_voice_and_file_then_stops() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let bot = seed(&sim, dir.path());
+    let bot = seed(&sim, dir.path()).await;
     let user = sim.user(USER);
     let image = [b"\x89PNG\r\n\x1a\n".as_slice(), &[7u8; 3000]].concat();
     let silk = ilink_silk::audio_to_voice(&wav(400), ilink_silk::EncodeOptions::default())
@@ -229,7 +230,7 @@ async fn echo_answers_text_image_voice_and_file_then_stops() {
 async fn echo_and_tail_stop_with_exit_3_when_the_session_expires() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let bot = seed(&sim, dir.path());
+    let bot = seed(&sim, dir.path()).await;
     assert!(sim.expire_token(&bot.bot_id));
     for cmd in ["echo", "tail"] {
         let o = ilink(&sim, dir.path(), &[cmd], None).await;
@@ -246,8 +247,8 @@ async fn echo_and_tail_stop_with_exit_3_when_the_session_expires() {
 async fn several_accounts_send_from_the_one_holding_the_token() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let first = seed(&sim, dir.path());
-    let second = seed(&sim, dir.path());
+    let first = seed(&sim, dir.path()).await;
+    let second = seed(&sim, dir.path()).await;
     // Nobody wrote to either bot: not deliverable, whatever the account.
     let o = ilink(
         &sim,
@@ -330,7 +331,7 @@ async fn several_accounts_send_from_the_one_holding_the_token() {
 async fn tail_json_feeds_download_and_decrypt() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let bot = seed(&sim, dir.path());
+    let bot = seed(&sim, dir.path()).await;
     let doc: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
     sim.user(USER)
         .send_file(&bot.bot_id, "data.bin", &doc)
@@ -430,7 +431,7 @@ async fn tail_json_feeds_download_and_decrypt() {
 async fn voice_downloads_as_wav() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let bot = seed(&sim, dir.path());
+    let bot = seed(&sim, dir.path()).await;
     let voice =
         ilink_silk::audio_to_voice(&wav(600), ilink_silk::EncodeOptions::default()).unwrap();
     sim.user(USER)
@@ -543,7 +544,7 @@ async fn send_text_and_every_media_kind() {
 async fn undelivered_sends_exit_4() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    seed(&sim, dir.path());
+    seed(&sim, dir.path()).await;
     // Nobody wrote: no context token.
     let o = ilink(
         &sim,
@@ -591,7 +592,7 @@ async fn undelivered_sends_exit_4() {
 async fn doctor_passes_then_reports_a_stale_token() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let bot = seed(&sim, dir.path());
+    let bot = seed(&sim, dir.path()).await;
     let o = ilink(&sim, dir.path(), &["doctor"], None).await;
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}\n{}", text(&o.stderr));

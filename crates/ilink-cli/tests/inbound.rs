@@ -90,7 +90,7 @@ fn first_error_line(o: &Output) -> String {
         .to_owned()
 }
 
-fn seed(server: &RawServer, dir: &Path) {
+async fn seed(server: &RawServer, dir: &Path) {
     FileStore::new(dir)
         .save_credentials(&Credentials {
             account_id: "bot@im.bot".into(),
@@ -99,6 +99,7 @@ fn seed(server: &RawServer, dir: &Path) {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
 }
 
@@ -222,7 +223,7 @@ async fn tail_survives_poisoned_batches() {
         )
         .await;
         let dir = tempfile::tempdir().unwrap();
-        seed(&s, dir.path());
+        seed(&s, dir.path()).await;
         let o = ilink(&s, dir.path(), &["tail", "--json", "--max", "1"], None).await;
         assert_eq!(code(&o), 0, "{name}: {}", text(&o.stderr));
         let out = text(&o.stdout);
@@ -279,7 +280,7 @@ async fn tail_survives_poisoned_batches() {
         )
         .await;
         let dir2 = tempfile::tempdir().unwrap();
-        seed(&s2, dir2.path());
+        seed(&s2, dir2.path()).await;
         let o = ilink(&s2, dir2.path(), &["tail", "--max", "1"], None).await;
         assert_eq!(code(&o), 0, "{name}: {}", text(&o.stderr));
         // The text view reports an undecodable message once too (the library's log line).
@@ -314,7 +315,7 @@ async fn tail_reports_an_unreadable_body() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    seed(&s, dir.path());
+    seed(&s, dir.path()).await;
     let o = ilink(&s, dir.path(), &["tail", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let err = text(&o.stderr);
@@ -359,7 +360,7 @@ async fn tail_prints_a_redelivered_copy_once() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    seed(&s, dir.path());
+    seed(&s, dir.path()).await;
     let o = ilink(&s, dir.path(), &["tail", "--json", "--max", "2"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let texts: Vec<String> = text(&o.stdout)
@@ -391,7 +392,7 @@ async fn tail_prints_every_field_and_ids_as_strings() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    seed(&s, dir.path());
+    seed(&s, dir.path()).await;
     let o = ilink(&s, dir.path(), &["tail", "--json", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let out = text(&o.stdout);
@@ -414,7 +415,7 @@ async fn tail_prints_every_field_and_ids_as_strings() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    seed(&s, dir.path());
+    seed(&s, dir.path()).await;
     let o = ilink(&s, dir.path(), &["tail", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let line = text(&o.stdout);

@@ -73,6 +73,7 @@ async fn seeded(sim: &Sim, dir: &Path) -> BotAccount {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     sim.user(USER).send_text(&bot.bot_id, "hi").unwrap();
     let o = ilink(sim, dir, &["tail", "--max", "1"], None).await;

@@ -81,7 +81,7 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-fn seed(sim: &Sim, dir: &Path) -> BotAccount {
+async fn seed(sim: &Sim, dir: &Path) -> BotAccount {
     let bot = sim.create_bot();
     FileStore::new(dir)
         .save_credentials(&Credentials {
@@ -91,13 +91,14 @@ fn seed(sim: &Sim, dir: &Path) -> BotAccount {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     bot
 }
 
 /// A bot whose state holds every file: credentials, a cursor, context tokens, dedupe.
 async fn seeded_with_token(sim: &Sim, dir: &Path) -> BotAccount {
-    let bot = seed(sim, dir);
+    let bot = seed(sim, dir).await;
     sim.user(USER).send_text(&bot.bot_id, "hi").unwrap();
     let o = ilink(sim, dir, &["tail", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
@@ -374,7 +375,7 @@ async fn corrupt_credentials_never_block_login() {
     let sim = sim().await;
     for (way, bytes) in corruptions() {
         let dir = tempfile::tempdir().unwrap();
-        let bot = seed(&sim, dir.path());
+        let bot = seed(&sim, dir.path()).await;
         let acct = FileStore::new(dir.path()).account_dir(&bot.bot_id);
         break_file(&acct.join("credentials.json"), bytes);
         // Other commands: the account is gone (moved aside, with a warning), log in again.
@@ -540,7 +541,7 @@ async fn a_second_consumer_is_refused_and_sigterm_stops_gracefully() {
 async fn a_second_signal_stops_at_once() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    seed(&sim, dir.path());
+    seed(&sim, dir.path()).await;
     let (child, mut lines) = spawn_echo(&sim, dir.path(), &[]).await;
     // notifystop hangs: the graceful stop cannot finish.
     sim.inject_fault(
@@ -578,7 +579,7 @@ async fn a_second_signal_stops_at_once() {
 async fn a_running_bot_uses_a_newer_login_saved_while_it_ran() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let bot = seed(&sim, dir.path());
+    let bot = seed(&sim, dir.path()).await;
     let (child, lines) = spawn_echo(&sim, dir.path(), &["--max", "1"]).await;
     // A newer login of the account is saved (the sim gives a new bot the new token), then
     // the old token goes stale.
@@ -591,6 +592,7 @@ async fn a_running_bot_uses_a_newer_login_saved_while_it_ran() {
             user_id: None,
             saved_at_ms: 2,
         })
+        .await
         .unwrap();
     assert!(sim.expire_token(&bot.bot_id));
     sim.user(USER).send_text(&newer.bot_id, "ping").unwrap();
@@ -637,6 +639,7 @@ async fn base_url_is_validated_and_used_and_saved_for_a_saved_account() {
     );
     let saved = FileStore::new(dir.path())
         .load_credentials(&bot.bot_id)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(saved.base_url.as_deref(), Some("http://127.0.0.1:1/"));
@@ -678,7 +681,7 @@ async fn accounts_users_and_logout() {
     let o = ilink(&sim, dir.path(), &["logout"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(&format!("Logged out {}", bot.bot_id)));
-    assert!(FileStore::new(dir.path()).accounts().unwrap().is_empty());
+    assert!(FileStore::new(dir.path()).accounts().await.unwrap().is_empty());
     let o = ilink(&sim, dir.path(), &["users"], None).await;
     assert_eq!(code(&o), 3, "{}", text(&o.stderr));
 }
@@ -753,7 +756,7 @@ async fn send_plain_markdown_and_json() {
 async fn doctor_json() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    seed(&sim, dir.path());
+    seed(&sim, dir.path()).await;
     let o = ilink(&sim, dir.path(), &["doctor", "--json"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let v: Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
@@ -902,7 +905,7 @@ fn help_lists_the_exit_codes_with_their_prefixes() {
 async fn download_and_sim_print_json() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let bot = seed(&sim, dir.path());
+    let bot = seed(&sim, dir.path()).await;
     let doc: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
     sim.user(USER)
         .send_file(&bot.bot_id, "data.bin", &doc)
@@ -974,7 +977,7 @@ async fn a_confirmed_login_that_cannot_be_saved_is_kept_and_says_where() {
     let probe = tempfile::tempdir().unwrap();
     let o = ilink(&first, probe.path(), &["login"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
-    let id = FileStore::new(probe.path()).accounts().unwrap().remove(0);
+    let id = FileStore::new(probe.path()).accounts().await.unwrap().remove(0);
 
     // The same login again, into a state directory where that account's directory cannot
     // be made (a file is in its place): the directory itself passes the check.
