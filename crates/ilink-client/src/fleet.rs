@@ -586,19 +586,25 @@ impl<H: Handler> RunState<H> {
         let candidates = plan::candidates(&accounts, &leases, &members, SystemTime::now(), &busy);
         let order = plan::acquire_order(&candidates, &me, &members);
         let mut have = active.len();
+        let (mut tried, before) = (0usize, have);
         for account in order {
             if have >= share || *self.inner().shutdown.borrow() {
                 break;
             }
+            tried += 1;
+            let t = Instant::now();
             match store.acquire_lease(&account, &me, inner.lease_ttl).await {
                 Ok(Some(lease)) => {
                     count(LeaseChange::Acquired);
-                    tracing::info!(account = %account, token = lease.token(), "took the account's lease");
-                    if self.start(lease).await {
-                        have += 1;
-                    }
+                    tracing::info!(account = %account, token = lease.token(),
+                        acquire_ms = t.elapsed().as_millis() as u64, "took the account's lease");
+                    self.start(lease);
+                    have += 1;
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    tracing::trace!(account = %account, acquire_ms = t.elapsed().as_millis() as u64,
+                        "the lease is held by another member");
+                }
                 Err(e) => {
                     tracing::warn!(account = %account, error = %e,
                         "could not take the account's lease; retrying next round");
@@ -606,33 +612,31 @@ impl<H: Handler> RunState<H> {
                 }
             }
         }
+        tracing::debug!(members = members.len(), accounts = accounts.len(), share,
+            candidates = candidates.len(), tried, taken = have - before,
+            elapsed_ms = now.elapsed().as_millis() as u64, "fleet round");
         self.gauge();
     }
 
-    /// Serve an account under `lease`. False (and the lease released) if it cannot be opened.
-    async fn start(&mut self, lease: Lease) -> bool {
+    /// Serve an account under `lease`: its run opens it (loads its state) and serves it in a
+    /// task of its own, so that a slow store does not hold up the round.
+    fn start(&mut self, lease: Lease) {
         let account_id = lease.account().to_owned();
-        let account: Account = match self.inner().client.account(&account_id).await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(account = %account_id, error = %e, "could not open the account");
-                self.backoff(&account_id);
-                self.release(&lease).await;
-                return false;
-            }
-        };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let handler = SharedHandler(self.handler.clone());
         let token = lease.token();
         let run_lease = lease.clone();
         let id = account_id.clone();
+        let client = self.inner().client.clone();
         let abort = self.tasks.spawn(async move {
             let stop = async move {
                 let _ = stop_rx.await;
             };
+            let open_id = id.clone();
             // A task of its own, so that a panic is contained and reported with the account;
             // cancelled with this one.
             let run = AbortOnDrop(tokio::spawn(async move {
+                let account: Account = client.account(&open_id).await?;
                 account.run_with_lease(run_lease, handler, stop).await
             }));
             let outcome = run.join().await.map_err(|e| e.to_string());
@@ -659,7 +663,6 @@ impl<H: Handler> RunState<H> {
             },
         );
         self.gauge();
-        true
     }
 
     /// Shutdown: hand every account over, wait for the runs (up to the hand-over timeout),
