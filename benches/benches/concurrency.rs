@@ -88,6 +88,7 @@ async fn start(limit: usize) -> (Sim, ilink_client::Account, ilink_sim::BotAccou
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     let acct = account.clone();
     tokio::spawn(async move {

@@ -5,7 +5,8 @@
 //!   1024 keys serialized, written to a temporary file, synced and renamed (now only the
 //!   occasional compaction does this).
 //! * `append_one_message/3_keys`: what a handled message costs now: its (up to 3) keys appended
-//!   to the journal and the data synced, on the tombstone writer thread.
+//!   to the journal and the data synced (as the account's progress writer does it: through the
+//!   async `StateStore`, whose file I/O runs on tokio's blocking pool).
 //! * `compaction/3072_keys`: the rewrite done about once per 1000 appended keys.
 //!
 //! Both paths sync to disk, so the figures depend on the file system; run them on the disk the
@@ -28,18 +29,27 @@ fn keys(n: usize) -> Vec<String> {
 fn tombstones(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("ilink-bench-dedupe-{}", std::process::id()));
     let store = FileStore::new(&dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("dedupe_tombstones");
     group.measurement_time(Duration::from_secs(3));
     group.sample_size(30);
 
     let old = keys(1024);
     group.bench_function("rewrite_whole_set/1024_keys", |b| {
-        b.iter(|| store.save_tombstones(ACCOUNT, &old).unwrap());
+        b.iter(|| {
+            rt.block_on(store.save_tombstones(ACCOUNT, &old, None))
+                .unwrap();
+        });
     });
 
     let big = keys(3072);
     group.bench_function("compaction/3072_keys", |b| {
-        b.iter(|| store.save_tombstones(ACCOUNT, &big).unwrap());
+        b.iter(|| {
+            rt.block_on(store.save_tombstones(ACCOUNT, &big, None))
+                .unwrap();
+        });
     });
 
     let mut n = 0u64;
@@ -51,7 +61,8 @@ fn tombstones(c: &mut Criterion) {
                 format!("c:srv-cid-{n}"),
                 format!("s:user@im.wechat:{n}"),
             ];
-            store.append_tombstones(ACCOUNT, &msg).unwrap();
+            rt.block_on(store.append_tombstones(ACCOUNT, &msg, None))
+                .unwrap();
         });
     });
     group.finish();

@@ -119,6 +119,7 @@ async fn echo(rows: &mut Rows) {
     .unwrap();
     let account = client
         .add_account(creds(&base, &bot.bot_id, &bot.token))
+        .await
         .unwrap();
 
     // The handler reports each message's number once its reply was accepted.
@@ -335,10 +336,10 @@ async fn accounts(n: usize, rows: &mut Rows) {
     let mut tasks = Vec::with_capacity(n);
     let t0 = Instant::now();
     for (id, token) in &bots {
-        let account = client.add_account(creds(&base, id, token)).unwrap();
+        let account = client.add_account(creds(&base, id, token)).await.unwrap();
         let (received, failed) = (received.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
-            let mut updates = account.updates().unwrap();
+            let mut updates = account.updates().await.unwrap();
             while let Some(update) = updates.next().await {
                 match update {
                     Update::Message(_) => {

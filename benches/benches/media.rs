@@ -84,8 +84,9 @@ impl Setup {
                 user_id: None,
                 saved_at_ms: 1,
             })
+            .await
             .unwrap();
-        let updates = account.updates().unwrap();
+        let updates = account.updates().await.unwrap();
         let mut setup = Self {
             sim,
             client,

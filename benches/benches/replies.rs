@@ -97,14 +97,14 @@ fn bench_flush(c: &mut Criterion) {
         .with_cdn_base_url(sim.cdn_base_url());
     config.replies.per_inbound = 100;
     let client = Client::new(config, FileStore::new(dir.path())).unwrap();
-    let account = client
-        .add_account(Credentials {
+    let account = rt
+        .block_on(client.add_account(Credentials {
             account_id: bot.bot_id.clone(),
             token: Secret::new(bot.token.clone()),
             base_url: Some(sim.base_url()),
             user_id: None,
             saved_at_ms: 1,
-        })
+        }))
         .unwrap();
     let user = sim.user("bench-reader@im.wechat");
     let uid = user.id().to_owned();
@@ -122,7 +122,7 @@ fn bench_flush(c: &mut Criterion) {
             }
         })
     };
-    let mut updates = rt.block_on(async { account.updates().unwrap() });
+    let mut updates = rt.block_on(async { account.updates().await.unwrap() });
     let open_window = |updates: &mut ilink_client::Updates| {
         user.send_text(&bot, "continue").unwrap();
         rt.block_on(async {

@@ -98,7 +98,7 @@ pub fn real_client() -> Result<Client, BoxError> {
 
 /// The first stored account of `client`, or a new one from a QR login in the terminal.
 pub async fn stored_or_login(client: &Client) -> Result<Account, BoxError> {
-    if let Some(account) = client.accounts()?.into_iter().next() {
+    if let Some(account) = client.accounts().await?.into_iter().next() {
         return Ok(account);
     }
     match client.login(&TerminalPresenter::new()).await? {

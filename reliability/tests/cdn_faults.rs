@@ -48,6 +48,7 @@ async fn media_under_cdn_faults_is_delivered_or_reported() {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let s = seen.clone();

@@ -36,6 +36,7 @@ impl Rig {
                 user_id: None,
                 saved_at_ms: 1,
             })
+            .await
             .unwrap();
         Self {
             sim,
@@ -107,14 +108,17 @@ impl Rig {
             .sum()
     }
 
-    fn assert_state_valid(&self, when: &str) {
+    async fn assert_state_valid(&self, when: &str) {
         let r = inspect_state_dir(&self.state).unwrap();
         assert!(r.is_clean(), "state after {when}: {r:#?}");
         let store = FileStore::new(&self.state);
-        assert_eq!(store.accounts().unwrap(), vec![self.bot.bot_id.clone()]);
-        store.load_cursor(&self.bot.bot_id).unwrap();
-        store.load_tombstones(&self.bot.bot_id).unwrap();
-        store.load_context_tokens(&self.bot.bot_id).unwrap();
+        assert_eq!(
+            store.accounts().await.unwrap(),
+            vec![self.bot.bot_id.clone()]
+        );
+        store.load_cursor(&self.bot.bot_id).await.unwrap();
+        store.load_tombstones(&self.bot.bot_id).await.unwrap();
+        store.load_context_tokens(&self.bot.bot_id).await.unwrap();
         assert_eq!(
             store.consumer_pid(&self.bot.bot_id),
             None,
@@ -195,7 +199,7 @@ async fn a_second_consumer_of_an_account_is_refused() {
         "every message handled once, by the first consumer"
     );
     assert_eq!(rig.delivered(), 10);
-    rig.assert_state_valid("the stop");
+    rig.assert_state_valid("the stop").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +230,7 @@ async fn sigterm_at_random_moments_loses_nothing() {
             Some(0),
             "round {round}: a graceful stop exits 0: {err}"
         );
-        rig.assert_state_valid(&format!("round {round}"));
+        rig.assert_state_valid(&format!("round {round}")).await;
     }
     // A last run answers whatever is left.
     let before = rig.notifystarts();
@@ -241,7 +245,7 @@ async fn sigterm_at_random_moments_loses_nothing() {
     sigterm(&child);
     let (code, err) = wait_exit(child).await;
     assert_eq!(code, Some(0), "{err}");
-    rig.assert_state_valid("the last stop");
+    rig.assert_state_valid("the last stop").await;
 
     let mut counts: HashMap<String, usize> = HashMap::new();
     for id in handled(&journal) {

@@ -37,6 +37,7 @@ impl Rig {
                 user_id: None,
                 saved_at_ms: 1,
             })
+            .await
             .unwrap();
         Self {
             sim,
@@ -104,16 +105,19 @@ impl Rig {
     }
 
     /// Every state file parses and is private; returns the temp files left behind.
-    fn assert_state_valid(&self, when: &str) -> usize {
+    async fn assert_state_valid(&self, when: &str) -> usize {
         let r = inspect_state_dir(&self.state).unwrap();
         assert!(r.is_clean(), "state after {when}: {r:#?}");
         // The stored account must still open (a reader that would choke on the state fails
         // here, not in production).
         let store = FileStore::new(&self.state);
-        assert_eq!(store.accounts().unwrap(), vec![self.bot.bot_id.clone()]);
-        store.load_cursor(&self.bot.bot_id).unwrap();
-        store.load_tombstones(&self.bot.bot_id).unwrap();
-        store.load_context_tokens(&self.bot.bot_id).unwrap();
+        assert_eq!(
+            store.accounts().await.unwrap(),
+            vec![self.bot.bot_id.clone()]
+        );
+        store.load_cursor(&self.bot.bot_id).await.unwrap();
+        store.load_tombstones(&self.bot.bot_id).await.unwrap();
+        store.load_context_tokens(&self.bot.bot_id).await.unwrap();
         r.temp_files.len()
     }
 }
@@ -234,6 +238,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
         // no other may.
         let tombstones: HashSet<String> = FileStore::new(&rig.state)
             .load_tombstones(&rig.bot.bot_id)
+            .await
             .unwrap_or_default()
             .into_iter()
             .collect();
@@ -246,7 +251,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
             }
         }
         segments.push(j.handled.len());
-        temp_files = rig.assert_state_valid(&format!("kill {k} (after {wait} ms)"));
+        temp_files = rig
+            .assert_state_valid(&format!("kill {k} (after {wait} ms)"))
+            .await;
         max_temp_files = max_temp_files.max(temp_files);
     }
     // The last run is not interrupted: everything must come through.
@@ -269,7 +276,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_state_valid() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     kill(&mut child);
-    rig.assert_state_valid("the final run");
+    rig.assert_state_valid("the final run").await;
     let names: Vec<String> = inspect_state_dir(&rig.state)
         .unwrap()
         .valid_json

@@ -276,6 +276,7 @@ async fn replayed_batch_larger_than_the_dedupe_window() {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     // A backlog of 20 messages is waiting when the bot starts; its batch is served twice.
     let user = sim.user("backlog@im.wechat");
@@ -283,7 +284,7 @@ async fn replayed_batch_larger_than_the_dedupe_window() {
         user.send_text(&bot, &format!("b{i}")).unwrap();
     }
     sim.inject_fault(Endpoint::GetUpdates, Fault::DuplicateBatch, 1);
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut seen: Vec<String> = Vec::new();
     let mut sent_end = false;
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -331,10 +332,11 @@ async fn next_cancelled_by_timeouts_loses_nothing() {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     sim.inject_fault(Endpoint::GetUpdates, Fault::DuplicateBatch, 2);
     sim.inject_fault(Endpoint::GetUpdates, Fault::Status(500), 2);
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let user = sim.user("select@im.wechat");
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut cancelled = 0;
@@ -423,7 +425,7 @@ async fn qr_login_survives_a_failing_network() {
     sim.user("qr@im.wechat")
         .send_text(account.id(), "hi")
         .unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), updates.next())
         .await
         .unwrap();

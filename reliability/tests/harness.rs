@@ -29,9 +29,13 @@ async fn reconciliation_reports_every_kind_of_broken_promise() {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     let token = Secret::new(sim.inbound()[0].context_token.clone());
-    account.set_context_token("judge@im.wechat", token).unwrap();
+    account
+        .set_context_token("judge@im.wechat", token)
+        .await
+        .unwrap();
     account
         .send_text("judge@im.wechat", "surprise")
         .await

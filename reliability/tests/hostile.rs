@@ -77,13 +77,14 @@ async fn account_for(server: &RawServer) -> (Client, Account) {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     (client, account)
 }
 
 /// The texts of the next `n` messages of the stream (bounded wait).
 async fn next_texts(account: &Account, n: usize) -> Vec<String> {
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut out = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(20), async {
         while out.len() < n {
@@ -208,7 +209,7 @@ async fn one_deep_message_does_not_block_the_batch() {
     .await
     .unwrap();
     let (_client, account) = account_for(&server).await;
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut seen = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(u) = updates.next().await {
@@ -267,6 +268,7 @@ async fn endless_long_poll_and_slow_drip_are_cut_by_the_deadline() {
     let fresh = {
         let (_c, a) = account_for(&server).await;
         a.set_context_token(USER, Secret::new("CTX".to_owned()))
+            .await
             .unwrap();
         a
     };
@@ -303,6 +305,7 @@ async fn redirects_to_other_hosts_are_not_followed() {
     assert_eq!(next_texts(&account, 1).await, vec!["after-redirects"]);
     let (_c, a) = account_for(&server).await;
     a.set_context_token(USER, Secret::new("CTX".to_owned()))
+        .await
         .unwrap();
     // The redirect is not followed: the send does not go through and stays queued.
     let out = a.send_text(USER, "hi").await.unwrap();
@@ -411,6 +414,7 @@ async fn upload_full_url_to_another_host_is_refused_before_connecting() {
     let (_client, account) = account_for(&server).await;
     account
         .set_context_token(USER, Secret::new("CTX".to_owned()))
+        .await
         .unwrap();
     let png = b"\x89PNG\r\n\x1a\n0000000000000000".to_vec();
     let err = tokio::time::timeout(Duration::from_secs(20), account.send_image(USER, png))
@@ -476,6 +480,7 @@ async fn huge_media_downloads_stop_at_the_media_cap() {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     let item: MessageItem = serde_json::from_value(json!({
         "type": 4,

@@ -81,6 +81,7 @@ async fn account_for(server: &RawServer) -> (Client, Account) {
             user_id: None,
             saved_at_ms: 1,
         })
+        .await
         .unwrap();
     (client, account)
 }
@@ -90,7 +91,7 @@ async fn collect(
     account: &Account,
     n: usize,
 ) -> (Vec<String>, Vec<MessageErrorKind>, Vec<PollErrorKind>) {
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let (mut texts, mut bad, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     let r = tokio::time::timeout(Duration::from_secs(20), async {
         while texts.len() < n {
@@ -152,7 +153,7 @@ async fn poisoned_batches_deliver_the_good_message_and_advance() {
     for (name, body, bad_kind) in cases {
         let s = script(move |n| if n == 0 { raw(body.clone()) } else { empty() }).await;
         let (_client, account) = account_for(&s.server).await;
-        let mut updates = account.updates().unwrap();
+        let mut updates = account.updates().await.unwrap();
         let seen: Arc<Mutex<(Vec<String>, Vec<MessageErrorKind>)>> = Arc::default();
         let sink = seen.clone();
         let reader = tokio::spawn(async move {
@@ -204,7 +205,7 @@ async fn an_unreadable_body_is_reported_and_retried() {
     })
     .await;
     let (_client, account) = account_for(&s.server).await;
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut failures = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(20), async {
         loop {

@@ -43,6 +43,7 @@ impl Rig {
                 user_id: None,
                 saved_at_ms: 1,
             })
+            .await
             .unwrap();
         Self {
             sim,
@@ -189,7 +190,7 @@ async fn long_replies_arrive_exactly_once_through_sigkills() {
     assert!(r.is_clean(), "{r:#?}");
     // The journal is private and still loads.
     let store = FileStore::new(&rig.state);
-    assert!(store.load_outbox(&rig.bot.bot_id).is_ok());
+    assert!(store.load_outbox(&rig.bot.bot_id).await.is_ok());
     let count = |r: DropReason| dropped.iter().filter(|d| d.reason == r).count();
     eprintln!(
         "{replies} replies of {CHARS} characters, {kills} SIGKILLs; {} messages delivered; \

@@ -117,7 +117,7 @@ async fn a_traced_session_leaks_no_secret() {
         format!("{:?}", client.config()),
         format!(
             "{:?}",
-            client.store().load_credentials(account.id()).unwrap()
+            client.store().load_credentials(account.id()).await.unwrap()
         ),
     ];
     let debug_out: Arc<Mutex<Vec<String>>> = Arc::default();

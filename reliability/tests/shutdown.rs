@@ -24,13 +24,13 @@ async fn shutdown_during_a_handler_loses_no_reply() {
         user_id: None,
         saved_at_ms: 1,
     };
-    let start = |handled: Arc<Mutex<Vec<String>>>| {
+    let start = async |handled: Arc<Mutex<Vec<String>>>| {
         let client = Client::builder()
             .config(ilink_reliability::fast_config(&sim))
             .shared_store(store.clone())
             .build()
             .unwrap();
-        let account = client.add_account(creds.clone()).unwrap();
+        let account = client.add_account(creds.clone()).await.unwrap();
         let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let acct = account.clone();
         let task = tokio::spawn(async move {
@@ -55,7 +55,7 @@ async fn shutdown_during_a_handler_loses_no_reply() {
     };
 
     let handled: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (_c, account, task, mut started) = start(handled.clone());
+    let (_c, account, task, mut started) = start(handled.clone()).await;
     sim.user("u@im.wechat").send_text(&bot, "question").unwrap();
     started.recv().await.unwrap();
     // Ctrl-C while the handler works.
@@ -67,7 +67,7 @@ async fn shutdown_during_a_handler_loses_no_reply() {
     let first_run = handled.lock().unwrap().clone();
 
     // Restart with the same state: if the reply did not go out, the message must come again.
-    let (_c2, account2, task2, _started2) = start(handled.clone());
+    let (_c2, account2, task2, _started2) = start(handled.clone()).await;
     let answered = sim
         .wait_for_delivered("u@im.wechat", 1, Duration::from_secs(3))
         .await

@@ -391,17 +391,19 @@ async fn run_phases(
         .with_cdn_base_url(cdn);
     config.max_media_bytes = size + (1 << 20);
     let client = Client::new(config, MemoryStore::new())?;
-    let account = client.add_account(Credentials {
-        account_id: bot_id.to_owned(),
-        token: Secret::new(token.to_owned()),
-        base_url: Some(base.to_owned()),
-        user_id: None,
-        saved_at_ms: 1,
-    })?;
+    let account = client
+        .add_account(Credentials {
+            account_id: bot_id.to_owned(),
+            token: Secret::new(token.to_owned()),
+            base_url: Some(base.to_owned()),
+            user_id: None,
+            saved_at_ms: 1,
+        })
+        .await?;
 
     // Inbound messages (their media items) come through a channel from the update stream.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<MessageItem>>();
-    let mut updates = account.updates()?;
+    let mut updates = account.updates().await?;
     let poller = tokio::spawn(async move {
         while let Some(update) = updates.next().await {
             if let Update::Message(m) = update

@@ -181,14 +181,48 @@ pub async fn users(net: &NetArgs, json_lines: bool) -> CliResult {
     Ok(())
 }
 
+/// The error of an account that another holder serves (exit 5).
+fn busy(id: &str) -> ilink_client::Error {
+    ilink_client::Error::new(
+        ilink_client::ErrorKind::AccountBusy,
+        format!("account {id} is already being consumed by another process"),
+    )
+}
+
+/// Fails with [`ErrorKind::AccountBusy`](ilink_client::ErrorKind::AccountBusy) when another
+/// holder's lease on `id` is live (read only: takes nothing).
+async fn ensure_not_served(client: &ilink_client::Client, id: &str) -> CliResult {
+    let now = std::time::SystemTime::now();
+    let leases = client.store().leases().await?;
+    if let Some(l) = leases.iter().find(|l| l.account == id && l.expires > now) {
+        return Err(ilink_client::Error::new(
+            ilink_client::ErrorKind::AccountBusy,
+            format!(
+                "account {id} is already being consumed by holder {}",
+                l.holder
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `ilink logout`.
 pub async fn logout(net: &NetArgs) -> CliResult {
     let client = net::client(net).await?;
     let account = net::account(&client, net).await?;
     let id = account.id().to_owned();
-    // Not while a consumer runs: it would write the state back.
-    crate::fleetcmd::ensure_not_consumed(&client, &id).await?;
-    client.store().remove_account(&id).await?;
+    // Not while a consumer runs: it would write the state back. Holding the account's lease
+    // also keeps one from starting meanwhile.
+    let store = client.store();
+    let cfg = client.config();
+    let lease = store
+        .acquire_lease(&id, &cfg.holder_id, cfg.lease_ttl)
+        .await?
+        .ok_or_else(|| busy(&id))?;
+    let removed = store.remove_account(&id).await;
+    store.release_lease(&lease).await?;
+    removed?;
     let place = match crate::fleetcmd::store_url(net) {
         crate::fleetcmd::StoreUrl::File(d) => d.display().to_string(),
         other => format!("the store {other}"),
@@ -296,7 +330,7 @@ pub async fn echo(
     let account = net::account(&client, net).await?;
     net::stop_on_signals(std::slice::from_ref(&account));
     // Fail fast, before saying it runs, if another process consumes the account.
-    crate::fleetcmd::ensure_not_consumed(&client, account.id()).await?;
+    ensure_not_served(&client, account.id()).await?;
     eprintln!(
         "Echo bot {} is running; it consumes the account's messages (no other `ilink echo`, \
          `ilink tail` or bot receives them meanwhile). Ctrl-C or SIGTERM stops it.",

@@ -13,7 +13,7 @@ use ilink_client::store::LeaseInfo;
 use ilink_client::{BoxFuture, FileStore, Handler, MemoryStore, MessageContext, StateStore};
 
 use crate::NetArgs;
-use crate::error::{CliError, CliResult, Exit};
+use crate::error::{CliError, CliResult};
 
 /// A parsed `--store` value. `Debug` and `Display` never show a password.
 #[derive(Clone, PartialEq, Eq)]
@@ -159,35 +159,6 @@ async fn open_postgres(raw: &str) -> CliResult<Arc<dyn StateStore>> {
         redact(raw)
     ))
     .hint("build it with the `postgres` feature (on by default)"))
-}
-
-/// Fails with exit 5 when another process consumes `account` (holds its lease): takes the
-/// lease and gives it back at once (the file store's lease is its OS lock).
-pub async fn ensure_not_consumed(client: &ilink_client::Client, account: &str) -> CliResult {
-    let store = client.store();
-    let holder = &client.config().holder_id;
-    match store
-        .acquire_lease(account, holder, Duration::from_secs(5))
-        .await?
-    {
-        Some(lease) => {
-            store.release_lease(&lease).await?;
-            Ok(())
-        }
-        None => {
-            let who = store
-                .leases()
-                .await
-                .ok()
-                .and_then(|all| all.into_iter().find(|l| l.account == account))
-                .map_or_else(|| "another process".to_owned(), |l| l.holder);
-            Err(CliError::new(
-                Exit::Busy,
-                format!("account {account} is being consumed by {who}"),
-            )
-            .hint("stop the other consumer first: one process at a time receives an account's messages"))
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -681,7 +681,13 @@ async fn accounts_users_and_logout() {
     let o = ilink(&sim, dir.path(), &["logout"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(&format!("Logged out {}", bot.bot_id)));
-    assert!(FileStore::new(dir.path()).accounts().await.unwrap().is_empty());
+    assert!(
+        FileStore::new(dir.path())
+            .accounts()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let o = ilink(&sim, dir.path(), &["users"], None).await;
     assert_eq!(code(&o), 3, "{}", text(&o.stderr));
 }
@@ -977,7 +983,11 @@ async fn a_confirmed_login_that_cannot_be_saved_is_kept_and_says_where() {
     let probe = tempfile::tempdir().unwrap();
     let o = ilink(&first, probe.path(), &["login"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
-    let id = FileStore::new(probe.path()).accounts().await.unwrap().remove(0);
+    let id = FileStore::new(probe.path())
+        .accounts()
+        .await
+        .unwrap()
+        .remove(0);
 
     // The same login again, into a state directory where that account's directory cannot
     // be made (a file is in its place): the directory itself passes the check.

@@ -279,7 +279,13 @@ impl Account {
     /// token than the one in use (a newer login saved by another process). Returns true when
     /// the token changed. Called when the session expires (`-14`), before reporting it.
     pub async fn reload_credentials(&self) -> bool {
-        let stored = match self.inner.shared.store.load_credentials(&self.inner.id).await {
+        let stored = match self
+            .inner
+            .shared
+            .store
+            .load_credentials(&self.inner.id)
+            .await
+        {
             Ok(Some(c)) => c,
             Ok(None) => return false,
             Err(e) => {

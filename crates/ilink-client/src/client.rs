@@ -446,11 +446,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_dropped_client_is_freed_with_its_accounts() {
+    #[tokio::test]
+    async fn a_dropped_client_is_freed_with_its_accounts() {
         let client = Client::new(ClientConfig::default(), MemoryStore::new()).unwrap();
-        let account = client.add_account(creds("a@im.bot")).unwrap();
-        let again = client.account("a@im.bot").unwrap();
+        let account = client.add_account(creds("a@im.bot")).await.unwrap();
+        let again = client.account("a@im.bot").await.unwrap();
         assert!(Arc::ptr_eq(&account.inner, &again.inner));
         let shared = Arc::downgrade(&client.shared);
         let inner = Arc::downgrade(&account.inner);
@@ -459,10 +459,10 @@ mod tests {
         assert!(inner.upgrade().is_none());
     }
 
-    #[test]
-    fn an_account_outlives_its_client_handle_and_reopens_after_drop() {
+    #[tokio::test]
+    async fn an_account_outlives_its_client_handle_and_reopens_after_drop() {
         let client = Client::new(ClientConfig::default(), MemoryStore::new()).unwrap();
-        let account = client.add_account(creds("b@im.bot")).unwrap();
+        let account = client.add_account(creds("b@im.bot")).await.unwrap();
         let shared = Arc::downgrade(&client.shared);
         drop(client);
         // The account keeps what it needs to send.
@@ -475,6 +475,6 @@ mod tests {
         drop(account);
         assert!(inner.upgrade().is_none());
         // Reopened from the store.
-        assert_eq!(client.account("b@im.bot").unwrap().id(), "b@im.bot");
+        assert_eq!(client.account("b@im.bot").await.unwrap().id(), "b@im.bot");
     }
 }

@@ -859,7 +859,7 @@ mod tests {
     fn members_following_the_plan_converge() {
         let accounts = names("bot", 100);
         let mut holder: HashMap<String, String> = HashMap::new();
-        let mut round = |members: &[String], holder: &mut HashMap<String, String>| {
+        let round = |members: &[String], holder: &mut HashMap<String, String>| {
             for _ in 0..4 {
                 for me in members {
                     let share = fair_share(accounts.len(), members.len());

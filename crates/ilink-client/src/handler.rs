@@ -202,9 +202,7 @@ impl crate::Client {
             let h = handler.clone();
             tasks.push(tokio::spawn(async move {
                 let updates = account.updates().await?;
-                account
-                    .run_shared(updates, h, std::future::pending())
-                    .await
+                account.run_shared(updates, h, std::future::pending()).await
             }));
         }
         let mut first_err = None;

@@ -167,12 +167,7 @@ impl LeaseHold {
         self.account.clear_lease(&self.keeper);
         if self.owned && !self.released && !self.keeper.is_lost() {
             self.released = true;
-            if let Err(e) = self
-                .keeper
-                .store
-                .release_lease(self.keeper.lease())
-                .await
-            {
+            if let Err(e) = self.keeper.store.release_lease(self.keeper.lease()).await {
                 tracing::warn!(account = %self.account.id(), error = %e, "could not release the lease");
             }
         }
@@ -187,9 +182,13 @@ impl Drop for LeaseHold {
         }
         self.account.clear_lease(&self.keeper);
         if self.owned && !self.released && !self.keeper.is_lost() {
-            // Dropped without `end` (a stream dropped mid-way): release in the background.
+            // Dropped without `end` (a stream dropped mid-way): release now if the store can
+            // without waiting (the file and memory stores can), else in the background.
             let (store, lease) = (self.keeper.store.clone(), self.keeper.lease().clone());
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let now = futures_util::FutureExt::now_or_never(store.release_lease(&lease));
+            if now.is_none()
+                && let Ok(rt) = tokio::runtime::Handle::try_current()
+            {
                 rt.spawn(async move {
                     let _ = store.release_lease(&lease).await;
                 });

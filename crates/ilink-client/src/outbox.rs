@@ -757,7 +757,10 @@ impl Account {
             })
         };
         if let Some(lines) = compact {
-            match store.replace_outbox(self.id(), &lines, fence.as_ref()).await {
+            match store
+                .replace_outbox(self.id(), &lines, fence.as_ref())
+                .await
+            {
                 Ok(()) => self.outbox()?.reset_records(lines.len()),
                 Err(e) => {
                     self.note_store_error(&e);
@@ -864,7 +867,8 @@ impl Account {
             self.journal(Record::Removed {
                 client_id: id.clone(),
                 reason: "cleared".to_owned(),
-            }).await?;
+            })
+            .await?;
         }
         Ok(ids.len())
     }
@@ -1035,7 +1039,8 @@ impl Account {
             parts,
             at_ms: now,
             expires_at_ms: expires,
-        }).await
+        })
+        .await
         .map_err(SendError::from_error)?;
         let (report, err) = self.flush_locked(user, Some(token), run_id).await;
         drop(guard);
@@ -1164,10 +1169,13 @@ impl Account {
             if p.expires_at_ms.is_some_and(|e| now >= e) {
                 tracing::warn!(account = %self.id(), user, client_id = %p.client_id,
                     "a queued message expired unsent (queue_ttl)");
-                if let Err(e) = self.journal(Record::Removed {
-                    client_id: p.client_id.clone(),
-                    reason: "expired".to_owned(),
-                }).await {
+                if let Err(e) = self
+                    .journal(Record::Removed {
+                        client_id: p.client_id.clone(),
+                        reason: "expired".to_owned(),
+                    })
+                    .await
+                {
                     error = Some(SendError::from_error(e));
                     break;
                 }
@@ -1230,20 +1238,24 @@ impl Account {
                     // Retries did not help: the window's real limit was reached.
                     tracing::info!(account = %self.id(), user,
                         "ret -2 persists; no more messages until the user writes");
-                    let _ = self.journal(Record::Exhausted {
-                        user: user.to_owned(),
-                        at_ms: self.now_ms(),
-                    }).await;
+                    let _ = self
+                        .journal(Record::Exhausted {
+                            user: user.to_owned(),
+                            at_ms: self.now_ms(),
+                        })
+                        .await;
                     break;
                 }
                 Err(e) => match e.kind() {
                     SendErrorKind::BadTarget | SendErrorKind::Rejected | SendErrorKind::Invalid => {
                         tracing::warn!(account = %self.id(), user, error = %e,
                             "the server refused a queued message; removing it");
-                        let _ = self.journal(Record::Removed {
-                            client_id: p.client_id.clone(),
-                            reason: "refused".to_owned(),
-                        }).await;
+                        let _ = self
+                            .journal(Record::Removed {
+                                client_id: p.client_id.clone(),
+                                reason: "refused".to_owned(),
+                            })
+                            .await;
                         report.refused.push(p.client_id);
                         error = Some(e);
                     }
@@ -1455,25 +1467,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_file_journal_appends_privately_and_cuts_a_torn_record() {
+    #[tokio::test]
+    async fn the_file_journal_appends_privately_and_cuts_a_torn_record() {
         use crate::{FileStore, StateStore};
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
-        assert!(store.load_outbox("a@im.bot").unwrap().is_empty());
+        assert!(store.load_outbox("a@im.bot").await.unwrap().is_empty());
         store
             .append_outbox(
                 "a@im.bot",
                 "{\"t\":\"exhausted\",\"user\":\"u\",\"at_ms\":1}",
+                None,
             )
+            .await
             .unwrap();
         store
             .append_outbox(
                 "a@im.bot",
                 "{\"t\":\"exhausted\",\"user\":\"v\",\"at_ms\":2}",
+                None,
             )
+            .await
             .unwrap();
-        assert!(store.append_outbox("a@im.bot", "two\nlines").is_err());
+        assert!(
+            store
+                .append_outbox("a@im.bot", "two\nlines", None)
+                .await
+                .is_err()
+        );
         let path = store.account_dir("a@im.bot").join(JOURNAL_FILE);
         #[cfg(unix)]
         {
@@ -1485,33 +1506,41 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.extend_from_slice(b"{\"t\":\"exhau");
         std::fs::write(&path, &bytes).unwrap();
-        let lines = store.load_outbox("a@im.bot").unwrap();
+        let lines = store.load_outbox("a@im.bot").await.unwrap();
         assert_eq!(lines.len(), 2);
         // It was cut off: the next append starts on its own line.
         store
             .append_outbox(
                 "a@im.bot",
                 "{\"t\":\"exhausted\",\"user\":\"w\",\"at_ms\":3}",
+                None,
             )
+            .await
             .unwrap();
-        let lines = store.load_outbox("a@im.bot").unwrap();
+        let lines = store.load_outbox("a@im.bot").await.unwrap();
         assert_eq!(lines.len(), 3);
         let st = OutboxState::from_lines(&lines);
         assert!(st.budget("w", &policy(), 4).exhausted);
         // Compaction replaces it whole.
-        store.replace_outbox("a@im.bot", &lines[..1]).unwrap();
-        assert_eq!(store.load_outbox("a@im.bot").unwrap().len(), 1);
+        store
+            .replace_outbox("a@im.bot", &lines[..1], None)
+            .await
+            .unwrap();
+        assert_eq!(store.load_outbox("a@im.bot").await.unwrap().len(), 1);
     }
 
-    #[test]
-    fn the_memory_journal_keeps_order() {
+    #[tokio::test]
+    async fn the_memory_journal_keeps_order() {
         use crate::{MemoryStore, StateStore};
         let store = MemoryStore::new();
-        store.append_outbox("a", "1").unwrap();
-        store.append_outbox("a", "2").unwrap();
-        assert_eq!(store.load_outbox("a").unwrap(), vec!["1", "2"]);
-        store.replace_outbox("a", &["3".to_owned()]).unwrap();
-        assert_eq!(store.load_outbox("a").unwrap(), vec!["3"]);
+        store.append_outbox("a", "1", None).await.unwrap();
+        store.append_outbox("a", "2", None).await.unwrap();
+        assert_eq!(store.load_outbox("a").await.unwrap(), vec!["1", "2"]);
+        store
+            .replace_outbox("a", &["3".to_owned()], None)
+            .await
+            .unwrap();
+        assert_eq!(store.load_outbox("a").await.unwrap(), vec!["3"]);
     }
 
     #[test]

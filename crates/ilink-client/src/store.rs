@@ -228,8 +228,12 @@ pub trait StateStore: Send + Sync + 'static {
     /// The `get_updates_buf` cursor; `None` if none is stored.
     async fn load_cursor(&self, account: &str) -> Result<Option<Secret>>;
     /// Store the cursor (fenced, see the trait's rules).
-    async fn save_cursor(&self, account: &str, cursor: &Secret, fence: Option<&Fence>)
-    -> Result<()>;
+    async fn save_cursor(
+        &self,
+        account: &str,
+        cursor: &Secret,
+        fence: Option<&Fence>,
+    ) -> Result<()>;
     /// The latest context token per peer user; empty if none are stored.
     async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>>;
     /// Replace the whole map of context tokens (fenced).
@@ -1499,7 +1503,12 @@ impl FileStore {
         }
     }
 
-    fn acquire_lease_sync(&self, account: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+    fn acquire_lease_sync(
+        &self,
+        account: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
         let (file, path) = self.open_lock_file(account)?;
         match file.try_lock() {
             Ok(()) => {}
@@ -1801,7 +1810,8 @@ impl StateStore for FileStore {
     }
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
         let lease = lease.clone();
-        self.blocking(move |s| s.renew_lease_sync(&lease, ttl)).await
+        self.blocking(move |s| s.renew_lease_sync(&lease, ttl))
+            .await
     }
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
         if let Some(g) = lease
@@ -1858,49 +1868,54 @@ mod tests {
         }
     }
 
-    fn exercise(store: &dyn StateStore) {
-        assert!(store.accounts().unwrap().is_empty());
-        assert_eq!(store.load_credentials("a@im.bot").unwrap(), None);
-        store.save_credentials(&creds("b@im.bot", 2)).unwrap();
-        store.save_credentials(&creds("a@im.bot", 1)).unwrap();
+    async fn exercise(store: &dyn StateStore) {
+        assert!(store.accounts().await.unwrap().is_empty());
+        assert_eq!(store.load_credentials("a@im.bot").await.unwrap(), None);
+        store.save_credentials(&creds("b@im.bot", 2)).await.unwrap();
+        store.save_credentials(&creds("a@im.bot", 1)).await.unwrap();
         assert_eq!(
-            store.load_credentials("a@im.bot").unwrap(),
+            store.load_credentials("a@im.bot").await.unwrap(),
             Some(creds("a@im.bot", 1))
         );
-        assert_eq!(store.accounts().unwrap().len(), 2);
+        assert_eq!(store.accounts().await.unwrap().len(), 2);
         store
-            .save_cursor("a@im.bot", &Secret::from("CURSOR"))
+            .save_cursor("a@im.bot", &Secret::from("CURSOR"), None)
+            .await
             .unwrap();
         assert_eq!(
-            store.load_cursor("a@im.bot").unwrap(),
+            store.load_cursor("a@im.bot").await.unwrap(),
             Some(Secret::from("CURSOR"))
         );
         let mut m = HashMap::new();
         m.insert("u@im.wechat".to_owned(), Secret::from("CTX"));
-        store.save_context_tokens("a@im.bot", &m).unwrap();
-        assert_eq!(store.load_context_tokens("a@im.bot").unwrap(), m);
         store
-            .save_tombstones("a@im.bot", &["m:1".into(), "c:x".into()])
+            .save_context_tokens("a@im.bot", &m, None)
+            .await
+            .unwrap();
+        assert_eq!(store.load_context_tokens("a@im.bot").await.unwrap(), m);
+        store
+            .save_tombstones("a@im.bot", &["m:1".into(), "c:x".into()], None)
+            .await
             .unwrap();
         assert_eq!(
-            store.load_tombstones("a@im.bot").unwrap(),
+            store.load_tombstones("a@im.bot").await.unwrap(),
             vec!["m:1".to_owned(), "c:x".to_owned()]
         );
-        store.remove_account("a@im.bot").unwrap();
-        assert_eq!(store.load_credentials("a@im.bot").unwrap(), None);
-        assert_eq!(store.load_cursor("a@im.bot").unwrap(), None);
-        assert_eq!(store.accounts().unwrap(), vec!["b@im.bot".to_owned()]);
+        store.remove_account("a@im.bot").await.unwrap();
+        assert_eq!(store.load_credentials("a@im.bot").await.unwrap(), None);
+        assert_eq!(store.load_cursor("a@im.bot").await.unwrap(), None);
+        assert_eq!(store.accounts().await.unwrap(), vec!["b@im.bot".to_owned()]);
     }
 
-    #[test]
-    fn memory_store_round_trips() {
-        exercise(&MemoryStore::new());
+    #[tokio::test]
+    async fn memory_store_round_trips() {
+        exercise(&MemoryStore::new()).await;
     }
 
-    #[test]
-    fn file_store_round_trips() {
+    #[tokio::test]
+    async fn file_store_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        exercise(&FileStore::new(dir.path()));
+        exercise(&FileStore::new(dir.path())).await;
     }
 
     #[test]
@@ -1913,13 +1928,13 @@ mod tests {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn files_are_private_and_no_temp_files_remain() {
+    #[tokio::test]
+    async fn files_are_private_and_no_temp_files_remain() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
-        store.save_credentials(&creds("a@im.bot", 1)).unwrap();
-        store.save_credentials(&creds("a@im.bot", 5)).unwrap();
+        store.save_credentials(&creds("a@im.bot", 1)).await.unwrap();
+        store.save_credentials(&creds("a@im.bot", 5)).await.unwrap();
         let acct = store.account_dir("a@im.bot");
         let mode = fs::metadata(acct.join("credentials.json"))
             .unwrap()
@@ -1934,7 +1949,7 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["credentials.json".to_owned()]);
         // The token is stored (it must be, to log in again) but never in Debug output.
-        let c = store.load_credentials("a@im.bot").unwrap().unwrap();
+        let c = store.load_credentials("a@im.bot").await.unwrap().unwrap();
         assert_eq!(c.saved_at_ms, 5);
         assert!(!format!("{c:?}").contains("TOKEN-SECRET"));
     }
@@ -1951,14 +1966,15 @@ mod tests {
         assert!(!is_temp_name("x.cursor.json.0123456789abcdef.tmp"));
     }
 
-    #[test]
-    fn stale_temps_are_removed_when_an_account_is_opened() {
+    #[tokio::test]
+    async fn stale_temps_are_removed_when_an_account_is_opened() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         // Opening an account that has no directory yet is fine.
-        store.open_account("a@im.bot").unwrap();
+        store.open_account("a@im.bot").await.unwrap();
         store
-            .save_cursor("a@im.bot", &Secret::from("CURSOR"))
+            .save_cursor("a@im.bot", &Secret::from("CURSOR"), None)
+            .await
             .unwrap();
         let acct = store.account_dir("a@im.bot");
         for n in [
@@ -1968,7 +1984,7 @@ mod tests {
             fs::write(acct.join(n), b"{\"partial").unwrap();
         }
         fs::write(acct.join("notes.tmp"), b"mine").unwrap();
-        store.open_account("a@im.bot").unwrap();
+        store.open_account("a@im.bot").await.unwrap();
         let mut names: Vec<String> = fs::read_dir(&acct)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1979,7 +1995,7 @@ mod tests {
             vec!["cursor.json".to_owned(), "notes.tmp".to_owned()]
         );
         assert_eq!(
-            store.load_cursor("a@im.bot").unwrap(),
+            store.load_cursor("a@im.bot").await.unwrap(),
             Some(Secret::from("CURSOR"))
         );
     }
@@ -2018,23 +2034,27 @@ mod tests {
             .count()
     }
 
-    #[test]
-    fn every_corrupt_file_is_moved_aside_and_read_as_missing() {
+    #[tokio::test]
+    async fn every_corrupt_file_is_moved_aside_and_read_as_missing() {
         for (way, bytes) in corruptions() {
             let dir = tempfile::tempdir().unwrap();
             let store = FileStore::new(dir.path());
-            store.save_credentials(&creds("a@im.bot", 1)).unwrap();
+            store.save_credentials(&creds("a@im.bot", 1)).await.unwrap();
             let acct = store.account_dir("a@im.bot");
             for name in ["cursor.json", "context_tokens.json", "dedupe.json"] {
                 break_file(&acct.join(name), bytes);
             }
-            assert_eq!(store.load_cursor("a@im.bot").unwrap(), None, "{way}");
+            assert_eq!(store.load_cursor("a@im.bot").await.unwrap(), None, "{way}");
             assert!(
-                store.load_context_tokens("a@im.bot").unwrap().is_empty(),
+                store
+                    .load_context_tokens("a@im.bot")
+                    .await
+                    .unwrap()
+                    .is_empty(),
                 "{way}"
             );
             assert!(
-                store.load_tombstones("a@im.bot").unwrap().is_empty(),
+                store.load_tombstones("a@im.bot").await.unwrap().is_empty(),
                 "{way}"
             );
             for name in ["cursor.json", "context_tokens.json", "dedupe.json"] {
@@ -2042,53 +2062,60 @@ mod tests {
                 assert!(!acct.join(name).exists(), "{way}: {name}");
             }
             // The store works again.
-            store.save_cursor("a@im.bot", &Secret::from("C")).unwrap();
+            store
+                .save_cursor("a@im.bot", &Secret::from("C"), None)
+                .await
+                .unwrap();
             assert_eq!(
-                store.load_cursor("a@im.bot").unwrap(),
+                store.load_cursor("a@im.bot").await.unwrap(),
                 Some(Secret::from("C"))
             );
 
             // Broken credentials: the account disappears (moved aside), others stay, and a
             // new login can save.
-            store.save_credentials(&creds("b@im.bot", 2)).unwrap();
+            store.save_credentials(&creds("b@im.bot", 2)).await.unwrap();
             break_file(&acct.join("credentials.json"), bytes);
             assert_eq!(
-                store.accounts().unwrap(),
+                store.accounts().await.unwrap(),
                 vec!["b@im.bot".to_owned()],
                 "{way}"
             );
             assert_eq!(aside_copies(&acct, "credentials.json"), 1, "{way}");
-            assert_eq!(store.load_credentials("a@im.bot").unwrap(), None, "{way}");
-            store.save_credentials(&creds("a@im.bot", 3)).unwrap();
             assert_eq!(
-                store.load_credentials("a@im.bot").unwrap(),
+                store.load_credentials("a@im.bot").await.unwrap(),
+                None,
+                "{way}"
+            );
+            store.save_credentials(&creds("a@im.bot", 3)).await.unwrap();
+            assert_eq!(
+                store.load_credentials("a@im.bot").await.unwrap(),
                 Some(creds("a@im.bot", 3))
             );
         }
     }
 
-    #[test]
-    fn a_directory_in_place_of_a_file_is_moved_aside_on_write() {
+    #[tokio::test]
+    async fn a_directory_in_place_of_a_file_is_moved_aside_on_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         let acct = store.account_dir("a@im.bot");
         fs::create_dir_all(acct.join("credentials.json").join("x")).unwrap();
-        store.save_credentials(&creds("a@im.bot", 1)).unwrap();
+        store.save_credentials(&creds("a@im.bot", 1)).await.unwrap();
         assert_eq!(
-            store.load_credentials("a@im.bot").unwrap(),
+            store.load_credentials("a@im.bot").await.unwrap(),
             Some(creds("a@im.bot", 1))
         );
         assert_eq!(aside_copies(&acct, "credentials.json"), 1);
     }
 
-    #[test]
-    fn a_newer_version_is_an_error_naming_the_file_and_is_left_alone() {
+    #[tokio::test]
+    async fn a_newer_version_is_an_error_naming_the_file_and_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
-        store.save_credentials(&creds("a@im.bot", 1)).unwrap();
+        store.save_credentials(&creds("a@im.bot", 1)).await.unwrap();
         let acct = store.account_dir("a@im.bot");
         fs::write(acct.join("cursor.json"), b"{\"version\": 99, \"x\": 1}").unwrap();
-        let e = store.load_cursor("a@im.bot").unwrap_err();
+        let e = store.load_cursor("a@im.bot").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Store);
         let msg = e.to_string();
         assert!(
@@ -2100,8 +2127,8 @@ mod tests {
         assert_eq!(aside_copies(&acct, "cursor.json"), 0);
     }
 
-    #[test]
-    fn files_without_a_version_are_read_as_before() {
+    #[tokio::test]
+    async fn files_without_a_version_are_read_as_before() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         let acct = store.account_dir("a@im.bot");
@@ -2114,60 +2141,142 @@ mod tests {
         fs::write(acct.join("cursor.json"), br#"{"get_updates_buf":"C"}"#).unwrap();
         fs::write(acct.join("context_tokens.json"), br#"{"u@im.wechat":"X"}"#).unwrap();
         fs::write(acct.join("dedupe.json"), br#"{"keys":["m:1"]}"#).unwrap();
-        assert_eq!(store.accounts().unwrap(), vec!["a@im.bot".to_owned()]);
+        assert_eq!(store.accounts().await.unwrap(), vec!["a@im.bot".to_owned()]);
         assert_eq!(
-            store.load_cursor("a@im.bot").unwrap(),
+            store.load_cursor("a@im.bot").await.unwrap(),
             Some(Secret::from("C"))
         );
         assert_eq!(
             store
                 .load_context_tokens("a@im.bot")
+                .await
                 .unwrap()
                 .get("u@im.wechat"),
             Some(&Secret::from("X"))
         );
         assert_eq!(
-            store.load_tombstones("a@im.bot").unwrap(),
+            store.load_tombstones("a@im.bot").await.unwrap(),
             vec!["m:1".to_owned()]
         );
         // Written back with a version.
-        store.save_cursor("a@im.bot", &Secret::from("D")).unwrap();
+        store
+            .save_cursor("a@im.bot", &Secret::from("D"), None)
+            .await
+            .unwrap();
         let v: serde_json::Value =
             serde_json::from_slice(&fs::read(acct.join("cursor.json")).unwrap()).unwrap();
         assert_eq!(v["version"], 1);
     }
 
-    #[test]
-    fn one_consumer_per_account() {
+    #[tokio::test]
+    async fn one_lease_holder_per_account() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
-        let first = store.lock_consumer("a@im.bot").unwrap().unwrap();
-        let e = store.lock_consumer("a@im.bot").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::AccountBusy);
+        let ttl = Duration::from_secs(30);
+        let first = store
+            .acquire_lease("a@im.bot", "h1", ttl)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
-            e.to_string()
-                .contains(&format!("process {}", std::process::id())),
-            "{e}"
+            store
+                .acquire_lease("a@im.bot", "h2", ttl)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Even another store on the same directory (as another process would) is refused.
+        let other = FileStore::new(dir.path());
+        assert!(
+            other
+                .acquire_lease("a@im.bot", "h2", ttl)
+                .await
+                .unwrap()
+                .is_none()
         );
         assert_eq!(store.consumer_pid("a@im.bot"), Some(std::process::id()));
         assert_eq!(store.consumer_pid("b@im.bot"), None);
         // Another account is free.
-        let _other = store.lock_consumer("b@im.bot").unwrap().unwrap();
+        let _b = store
+            .acquire_lease("b@im.bot", "h2", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        // Dropping the lease frees the lock (as the OS does when a process dies).
+        let token = first.token();
         drop(first);
-        let _again = store.lock_consumer("a@im.bot").unwrap().unwrap();
+        assert_eq!(store.consumer_pid("a@im.bot"), None);
+        let again = store
+            .acquire_lease("a@im.bot", "h2", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(again.token() > token);
+        let lease: serde_json::Value = serde_json::from_slice(
+            &fs::read(store.account_dir("a@im.bot").join("lease.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(lease["token"], again.token());
+        assert_eq!(lease["holder"], "h2");
     }
 
-    #[test]
-    fn a_broken_lock_or_holder_file_does_not_block_a_consumer() {
+    #[tokio::test]
+    async fn a_broken_lock_or_lease_file_does_not_block_a_holder() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         let acct = store.account_dir("a@im.bot");
         fs::create_dir_all(acct.join("consumer.lock").join("x")).unwrap();
         fs::write(acct.join("consumer.json"), b"{\"pid\": \"x").unwrap();
-        let lock = store.lock_consumer("a@im.bot").unwrap().unwrap();
+        let ttl = Duration::from_secs(30);
+        let first = store
+            .acquire_lease("a@im.bot", "h", ttl)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(store.consumer_pid("a@im.bot"), Some(std::process::id()));
-        assert!(lock.path().unwrap().is_file());
+        assert!(acct.join("consumer.lock").is_file());
         assert_eq!(aside_copies(&acct, "consumer.lock"), 1);
+        store.release_lease(&first).await.unwrap();
+        // A corrupt token counter restarts from the clock: still above the old token.
+        fs::write(acct.join("lease.json"), b"{\"token\": ").unwrap();
+        let second = store
+            .acquire_lease("a@im.bot", "h", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(second.token() > first.token());
+        assert_eq!(aside_copies(&acct, "lease.json"), 1);
+    }
+
+    #[tokio::test]
+    async fn removing_an_account_keeps_its_lease_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        store.save_credentials(&creds("a@im.bot", 1)).await.unwrap();
+        let ttl = Duration::from_secs(30);
+        let first = store
+            .acquire_lease("a@im.bot", "h", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        store.release_lease(&first).await.unwrap();
+        store.remove_account("a@im.bot").await.unwrap();
+        assert!(store.accounts().await.unwrap().is_empty());
+        let second = store
+            .acquire_lease("a@im.bot", "h", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(second.token() > first.token());
+    }
+
+    #[test]
+    fn file_store_works_outside_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let cursor = Secret::from("C");
+        let f = store.save_cursor("a@im.bot", &cursor, None);
+        futures_util::FutureExt::now_or_never(f).unwrap().unwrap();
     }
 
     #[test]
@@ -2177,16 +2286,18 @@ mod tests {
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
     }
 
-    #[test]
-    fn writable_check() {
+    #[tokio::test]
+    async fn writable_check() {
         let dir = tempfile::tempdir().unwrap();
         FileStore::new(dir.path().join("new"))
             .check_writable()
+            .await
             .unwrap();
         let file = dir.path().join("file");
         fs::write(&file, b"x").unwrap();
         let e = FileStore::new(file.join("under"))
             .check_writable()
+            .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Store);
         assert!(e.to_string().contains("cannot be written"), "{e}");

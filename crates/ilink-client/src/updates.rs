@@ -1087,7 +1087,10 @@ pub(crate) enum LeaseMode {
 }
 
 /// Takes (or adopts) the account's lease and starts renewing it.
-async fn take_lease(account: &Account, mode: LeaseMode) -> Result<Option<crate::lease::LeaseHold>, Error> {
+async fn take_lease(
+    account: &Account,
+    mode: LeaseMode,
+) -> Result<Option<crate::lease::LeaseHold>, Error> {
     let cfg = &account.shared().config;
     let ttl = cfg.lease_ttl.max(std::time::Duration::from_millis(30));
     let store = &account.shared().store;
@@ -1105,7 +1108,10 @@ async fn take_lease(account: &Account, mode: LeaseMode) -> Result<Option<crate::
             }
             (lease, false)
         }
-        LeaseMode::Acquire => match store.acquire_lease(account.id(), &cfg.holder_id, ttl).await? {
+        LeaseMode::Acquire => match store
+            .acquire_lease(account.id(), &cfg.holder_id, ttl)
+            .await?
+        {
             Some(l) => (l, true),
             None => {
                 let holder = store
@@ -1120,13 +1126,18 @@ async fn take_lease(account: &Account, mode: LeaseMode) -> Result<Option<crate::
                 };
                 return Err(Error::new(
                     ErrorKind::AccountBusy,
-                    format!("account {} is already being consumed by {who}", account.id()),
+                    format!(
+                        "account {} is already being consumed by {who}",
+                        account.id()
+                    ),
                 ));
             }
         },
     };
     tracing::debug!(account = %account.id(), token = lease.token(), "serving the account under its lease");
-    Ok(Some(crate::lease::LeaseHold::start(account, lease, ttl, owned)))
+    Ok(Some(crate::lease::LeaseHold::start(
+        account, lease, ttl, owned,
+    )))
 }
 
 /// Compact the journal when more than this many entries (and more than are held) were

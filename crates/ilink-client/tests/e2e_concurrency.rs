@@ -82,7 +82,7 @@ async fn run_script(concurrency: usize) -> Journal {
         MemoryStore::new(),
     )
     .unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let journal = Arc::new(Mutex::new(Journal::default()));
     let j = journal.clone();
     let acct = account.clone();
@@ -194,7 +194,7 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     let bot = sim.create_bot();
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let client = client_with_store(&sim, store.clone());
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     // "slow" never finishes: the process "crashes" while handling it.
     let run = spawn_recording(&account, seen.clone(), Some("slow"));
@@ -202,7 +202,12 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     let st = store.clone();
     let id = bot.bot_id.clone();
     let committed = sim
-        .wait_for(WAIT, move |_| st.load_cursor(&id).unwrap())
+        .wait_for(WAIT, move |_| {
+            // The memory store answers at once.
+            futures_util::FutureExt::now_or_never(st.load_cursor(&id))
+                .unwrap()
+                .unwrap()
+        })
         .await
         .unwrap();
     sim.user("slowpoke@im.wechat")
@@ -223,7 +228,9 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     // Tombstones of the warm-up and the fast message: both handled (a message leaves one
     // tombstone per strong key; its message_id is one of them).
     sim.wait_for(WAIT, move |_| {
-        let tombstones = st.load_tombstones(&id).unwrap();
+        let tombstones = futures_util::FutureExt::now_or_never(st.load_tombstones(&id))
+            .unwrap()
+            .unwrap();
         (tombstones.iter().filter(|k| k.starts_with("m:")).count() == 2).then_some(())
     })
     .await
@@ -231,7 +238,7 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     // The fast message of a later batch is done, but the slow one of an earlier batch is not:
     // the cursor stays where it was.
     assert_eq!(
-        store.load_cursor(&bot.bot_id).unwrap(),
+        store.load_cursor(&bot.bot_id).await.unwrap(),
         Some(committed.clone())
     );
     run.abort();
@@ -242,7 +249,7 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     // A new process with the same state gets the slow message again, and only it.
     seen.lock().unwrap().clear();
     let client = client_with_store(&sim, store.clone());
-    let account = client.account(&bot.bot_id).unwrap();
+    let account = client.account(&bot.bot_id).await.unwrap();
     let run = spawn_recording(&account, seen.clone(), None);
     sim.wait_for_delivered("slowpoke@im.wechat", 1, WAIT)
         .await
@@ -250,7 +257,10 @@ async fn a_batch_is_committed_only_once_all_of_it_is_handled() {
     account.shutdown();
     run.await.unwrap().unwrap();
     assert_eq!(*seen.lock().unwrap(), vec!["slow".to_owned()]);
-    assert_ne!(store.load_cursor(&bot.bot_id).unwrap(), Some(committed));
+    assert_ne!(
+        store.load_cursor(&bot.bot_id).await.unwrap(),
+        Some(committed)
+    );
 }
 
 #[tokio::test]

@@ -70,7 +70,10 @@ async fn login_with_verify_code_and_redirect_saves_private_credentials() {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert_eq!(store.accounts().unwrap(), vec![account.id().to_owned()]);
+    assert_eq!(
+        store.accounts().await.unwrap(),
+        vec![account.id().to_owned()]
+    );
 
     // The new token works: receive and reply.
     let bot_id = account.id().to_owned();
@@ -164,7 +167,7 @@ async fn local_token_list_and_same_user_replacement() {
     let old = sim.create_bot_for("same@im.wechat");
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let client = client_with_store(&sim, store.clone());
-    client.add_account(creds(&sim, &old)).unwrap();
+    client.add_account(creds(&sim, &old)).await.unwrap();
     // The stored token goes in local_token_list; the server sees this user's bot is already
     // bound here and answers binded_redirect.
     sim.qr().script(vec![QrStep::Confirm {
@@ -191,14 +194,14 @@ async fn local_token_list_and_same_user_replacement() {
         panic!("expected a confirmed login")
     };
     assert_ne!(new.id(), old.bot_id);
-    assert_eq!(store.accounts().unwrap(), vec![new.id().to_owned()]);
+    assert_eq!(store.accounts().await.unwrap(), vec![new.id().to_owned()]);
 }
 
 #[tokio::test]
 async fn session_expiry_ladder_fails_sends_fast_and_recovers_with_new_credentials() {
     let (sim, _client, account, bot) = setup().await;
     sim.user("zed@im.wechat").send_text(&bot, "before").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
     assert!(sim.expire_token(&bot.bot_id));
 
@@ -227,7 +230,7 @@ async fn session_expiry_ladder_fails_sends_fast_and_recovers_with_new_credential
     let fresh = sim.create_bot();
     let mut c = creds(&sim, &fresh);
     c.account_id = bot.bot_id.clone();
-    account.replace_credentials(c).unwrap();
+    account.replace_credentials(c).await.unwrap();
     assert!(!account.is_session_expired());
     let (u, _updates) = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
     assert!(matches!(u, Some(Update::SessionRestored)), "{u:?}");
@@ -240,7 +243,7 @@ async fn a_passing_stale_answer_is_revived_by_notifystart_and_a_probe() {
     sim.user("yan@im.wechat")
         .send_text(&bot, "still here")
         .unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let u = tokio::time::timeout(WAIT, updates.next()).await.unwrap();
     match u {
         Some(Update::Message(m)) => assert_eq!(m.text(), Some("still here")),
@@ -255,7 +258,7 @@ async fn stale_then_restored_by_a_later_probe() {
     let (sim, _client, account, bot) = setup().await;
     sim.inject_fault(Endpoint::GetUpdates, Fault::StaleToken, 2);
     sim.user("xia@im.wechat").send_text(&bot, "later").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         match tokio::time::timeout(WAIT, updates.next()).await.unwrap() {
@@ -279,25 +282,26 @@ async fn relogin_presenter_is_run_after_session_expiry() {
         .relogin_presenter(presenter.clone())
         .build()
         .unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.expire_token(&bot.bot_id);
     sim.qr().script(vec![QrStep::Confirm {
         user_id: "who@im.wechat".into(),
     }]);
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let first = tokio::time::timeout(WAIT, updates.next()).await.unwrap();
     assert!(matches!(first, Some(Update::SessionExpired)));
     // The next poll of the stream runs the QR login through the configured presenter.
     let waiter = tokio::spawn(async move { updates.next().await });
     for _ in 0..200 {
-        if !presenter.qrs.lock().unwrap().is_empty() && client.accounts().unwrap().len() == 2 {
+        if !presenter.qrs.lock().unwrap().is_empty() && client.accounts().await.unwrap().len() == 2
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(presenter.qrs.lock().unwrap().len(), 1);
     // The emulator confirmed a new bot (its ids are fresh per login): it is stored.
-    assert_eq!(client.accounts().unwrap().len(), 2);
+    assert_eq!(client.accounts().await.unwrap().len(), 2);
     account.shutdown();
     let _ = tokio::time::timeout(WAIT, waiter).await.unwrap();
 }

@@ -59,7 +59,7 @@ async fn ready() -> (
 ) {
     let (sim, client, account, bot) = setup().await;
     sim.user("pam@im.wechat").send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
     (sim, client, account, bot)
 }
@@ -201,7 +201,7 @@ async fn inbound_media_of_every_kind_downloads_and_decrypts() {
     user.send_video(&bot, &video).unwrap();
     user.send_file(&bot, "notes.txt", &file).unwrap();
     user.send_voice(&bot, &silk, playtime).unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut got = Vec::new();
     while got.len() < 4 {
         let Some(Update::Message(m)) = updates.next().await else {
@@ -234,7 +234,7 @@ async fn quoted_media_and_the_download_cap() {
     let mut cfg = config(&sim);
     cfg.max_media_bytes = 1000;
     let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let user = sim.user("rue@im.wechat");
     let small = png(100);
     let inbound = user.send_image(&bot, &small).unwrap();
@@ -249,7 +249,7 @@ async fn quoted_media_and_the_download_cap() {
     )
     .unwrap();
     user.send_image(&bot, &png(5000)).unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let acct = account.clone();
     let mut texts_and_media = Vec::new();
     for _ in 0..3 {
@@ -287,7 +287,7 @@ async fn a_full_url_to_a_foreign_host_is_refused() {
         }),
     )
     .unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(m)) = updates.next().await else {
         panic!()
     };
@@ -406,12 +406,16 @@ async fn media_from_a_reader_round_trips() {
     let mut config = config(&sim);
     config.max_media_bytes = 1000;
     let small = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
-    let capped = small.add_account(account.credentials().unwrap()).unwrap();
+    let capped = small
+        .add_account(account.credentials().unwrap())
+        .await
+        .unwrap();
     capped
         .set_context_token(
             "pam@im.wechat",
             account.context_token("pam@im.wechat").unwrap(),
         )
+        .await
         .unwrap();
     let uploads = sim.uploads().len();
     let delivered = sim.delivered_to("pam@im.wechat").len();
@@ -508,7 +512,7 @@ async fn reply_file_keeps_the_name_and_the_run_id() {
     sim.user("pam@im.wechat")
         .send_text(&bot, "send me the report")
         .unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(m)) = updates.next().await else {
         panic!("no message");
     };
@@ -562,7 +566,7 @@ async fn every_kind_goes_out_with_the_chats_context_token() {
     let user = "pam@im.wechat";
     sim.user(user).send_text(&bot, "first").unwrap();
     sim.user(user).send_text(&bot, "second").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(first)) = updates.next().await else {
         panic!("no message");
     };
@@ -677,9 +681,9 @@ async fn a_refused_grant_gives_the_sendmessage_kinds() {
     let mut config = config(&sim);
     config.upload_context_token = false;
     let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user("pam@im.wechat").send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
 
     let err = account
@@ -749,9 +753,9 @@ async fn media_is_checked_before_upload() {
     let mut config = config(&sim);
     config.media_limits = MediaLimits::all(4096);
     let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user("pam@im.wechat").send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str, bytes: &[u8]| {

@@ -162,7 +162,7 @@ async fn long_text_is_chunked_in_order_and_markdown_filtered() {
     sim.user("carol@im.wechat")
         .send_text(&bot, "hello")
         .unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(m)) = updates.next().await else {
         panic!("expected a message")
     };
@@ -221,9 +221,9 @@ async fn throttle_waits_in_the_queue_and_is_retried_with_the_same_client_id() {
     cfg.replies.throttle_backoff = Duration::from_millis(10);
     cfg.replies.throttle_retries = 2;
     let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user("dan@im.wechat").send_text(&bot, "x").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
     // One -2: retried, delivered once.
     sim.inject_fault(Endpoint::SendMessage, Fault::Overloaded(None), 1);
@@ -321,8 +321,8 @@ async fn at_least_once_across_a_crash_with_persisted_state() {
     user.send_text(&bot, "m2").unwrap();
     {
         let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-        let account = client.add_account(creds(&sim, &bot)).unwrap();
-        let mut updates = account.updates().unwrap();
+        let account = client.add_account(creds(&sim, &bot)).await.unwrap();
+        let mut updates = account.updates().await.unwrap();
         let mut texts = Vec::new();
         while texts.len() < 2 {
             if let Some(Update::Message(m)) = updates.next().await {
@@ -334,10 +334,10 @@ async fn at_least_once_across_a_crash_with_persisted_state() {
     }
     user.send_text(&bot, "m3").unwrap();
     let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-    let account = client.account(&bot.bot_id).unwrap();
+    let account = client.account(&bot.bot_id).await.unwrap();
     // The context token was persisted: a proactive send works right away.
     assert!(account.context_token("fay@im.wechat").is_some());
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut texts = Vec::new();
     while texts.len() < 2 {
         if let Some(Update::Message(m)) = updates.next().await {
@@ -366,7 +366,7 @@ async fn run_persists_the_tombstone_before_the_typing_cancel() {
     );
     user.send_text(&bot, "once").unwrap();
     let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let keys = Arc::new(Mutex::new(Vec::new()));
     let acct = account.clone();
     let k = keys.clone();
@@ -389,7 +389,12 @@ async fn run_persists_the_tombstone_before_the_typing_cancel() {
     let store = FileStore::new(dir.path());
     let mut persisted = false;
     for _ in 0..500 {
-        if store.load_tombstones(&bot.bot_id).unwrap().contains(&key) {
+        if store
+            .load_tombstones(&bot.bot_id)
+            .await
+            .unwrap()
+            .contains(&key)
+        {
             persisted = true;
             break;
         }
@@ -408,8 +413,8 @@ async fn run_persists_the_tombstone_before_the_typing_cancel() {
     drop(client);
     user.send_text(&bot, "after").unwrap();
     let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-    let account = client.account(&bot.bot_id).unwrap();
-    let mut updates = account.updates().unwrap();
+    let account = client.account(&bot.bot_id).await.unwrap();
+    let mut updates = account.updates().await.unwrap();
     let first = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(Update::Message(m)) = updates.next().await {
@@ -431,35 +436,36 @@ async fn ack_persists_the_tombstone_and_the_finished_batch_cursor() {
     let bot = sim.create_bot();
     let store = Arc::new(ilink_client::MemoryStore::new());
     let client = client_with_store(&sim, store.clone());
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let user = sim.user("lea@im.wechat");
     user.send_text(&bot, "one").unwrap();
     user.send_text(&bot, "two").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut keys = Vec::new();
     while keys.len() < 2 {
         if let Some(Update::Message(m)) = updates.next().await {
-            let before = store.load_cursor(&bot.bot_id).unwrap();
+            let before = store.load_cursor(&bot.bot_id).await.unwrap();
             keys.push(m.dedupe_key().to_owned());
             assert!(
                 !store
                     .load_tombstones(&bot.bot_id)
+                    .await
                     .unwrap()
                     .contains(&keys[keys.len() - 1])
             );
             updates.ack();
             updates.flush().await;
-            let stored = store.load_tombstones(&bot.bot_id).unwrap();
+            let stored = store.load_tombstones(&bot.bot_id).await.unwrap();
             assert!(keys.iter().all(|k| stored.contains(k)), "{stored:?}");
             // Every strong key of the message is stored (message_id, client_id, seq).
             assert_eq!(stored.len(), 3 * keys.len(), "{stored:?}");
             // A second ack has nothing left to do.
             updates.ack();
             updates.flush().await;
-            assert_eq!(store.load_tombstones(&bot.bot_id).unwrap(), stored);
+            assert_eq!(store.load_tombstones(&bot.bot_id).await.unwrap(), stored);
             if keys.len() == 2 {
                 // Both messages came in one batch: its cursor is committed by the last ack.
-                assert_ne!(store.load_cursor(&bot.bot_id).unwrap(), before);
+                assert_ne!(store.load_cursor(&bot.bot_id).await.unwrap(), before);
             }
         }
     }
@@ -474,7 +480,7 @@ async fn a_bad_message_does_not_stop_the_batch() {
     )
     .unwrap();
     sim.user("gus@im.wechat").send_text(&bot, "fine").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     match updates.next().await {
         Some(Update::Undecodable(u)) => {
             assert_eq!(u.raw().unwrap()["item_list"], "oops");
@@ -505,7 +511,7 @@ async fn one_deeply_nested_message_does_not_block_the_account() {
     )
     .unwrap();
     sim.user("ida@im.wechat").send_text(&bot, "next").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     match updates.next().await {
         Some(Update::Undecodable(u)) => {
             assert_eq!(u.raw().unwrap()["message_id"], 6);
@@ -537,7 +543,7 @@ async fn an_advertised_long_poll_timeout_is_capped() {
     config.timeouts.long_poll = Duration::from_millis(500);
     assert_eq!(config.timeouts.long_poll_cap(), Duration::from_secs(2));
     let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.inject_fault(
         Endpoint::GetUpdates,
         Fault::Json(serde_json::json!({"ret": 0, "msgs": [], "longpolling_timeout_ms": 3_600_000})),
@@ -552,7 +558,7 @@ async fn an_advertised_long_poll_timeout_is_capped() {
     sim.user("jo@im.wechat")
         .send_text(&bot, "after-hang")
         .unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let text = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(Update::Message(m)) = updates.next().await {
@@ -578,13 +584,13 @@ async fn a_replayed_batch_larger_than_the_dedupe_window_is_hidden() {
     let mut config = config(&sim);
     config.dedupe_capacity = 8;
     let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let user = sim.user("kim@im.wechat");
     for i in 0..20 {
         user.send_text(&bot, &format!("b{i}")).unwrap();
     }
     sim.inject_fault(Endpoint::GetUpdates, Fault::DuplicateBatch, 1);
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut seen = Vec::new();
     tokio::time::timeout(WAIT, async {
         while let Some(u) = updates.next().await {
@@ -616,7 +622,7 @@ async fn transport_failures_back_off_and_recover() {
     sim.user("hal@im.wechat")
         .send_text(&bot, "after faults")
         .unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut failures = Vec::new();
     loop {
         match tokio::time::timeout(WAIT, updates.next()).await.unwrap() {
@@ -664,8 +670,8 @@ async fn client_side_poll_timeout_is_an_empty_batch_not_a_failure() {
     config.delays.retry = Duration::from_secs(60);
     config.delays.backoff = Duration::from_secs(60);
     let client = ilink_client::Client::new(config, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
-    let mut updates = account.updates().unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
+    let mut updates = account.updates().await.unwrap();
     let sim_user = sim.user("ivy@im.wechat");
     let sender = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(450)).await;
@@ -683,8 +689,8 @@ async fn multiple_accounts_run_side_by_side() {
     let bot1 = sim.create_bot();
     let bot2 = sim.create_bot();
     let client = ilink_client::Client::new(config(&sim), ilink_client::MemoryStore::new()).unwrap();
-    let a1 = client.add_account(creds(&sim, &bot1)).unwrap();
-    let a2 = client.add_account(creds(&sim, &bot2)).unwrap();
+    let a1 = client.add_account(creds(&sim, &bot1)).await.unwrap();
+    let a2 = client.add_account(creds(&sim, &bot2)).await.unwrap();
     sim.user("u1@im.wechat").send_text(&bot1, "to one").unwrap();
     sim.user("u2@im.wechat").send_text(&bot2, "to two").unwrap();
     let mut runs = Vec::new();
@@ -723,7 +729,7 @@ async fn multiple_accounts_run_side_by_side() {
 async fn a_5xx_on_sendmessage_is_not_repeated_at_once_but_stays_queued() {
     let (sim, _client, account, bot) = setup().await;
     sim.user("kim@im.wechat").send_text(&bot, "x").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
     sim.inject_fault(Endpoint::SendMessage, Fault::Status(502), 1);
     let out = account.send_text("kim@im.wechat", "once").await.unwrap();
@@ -745,7 +751,7 @@ async fn a_5xx_on_sendmessage_is_not_repeated_at_once_but_stays_queued() {
 async fn typing_ticket_is_cached_and_failures_back_off() {
     let (sim, _client, account, bot) = setup().await;
     sim.user("lea@im.wechat").send_text(&bot, "x").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
     sim.inject_fault(Endpoint::GetConfig, Fault::Status(500), 1);
     assert!(account.typing_ticket("lea@im.wechat", None).await.is_none());
@@ -777,9 +783,9 @@ async fn compat_version_2_1_1_speaks_the_older_wire() {
     let bot = sim.create_bot();
     let cfg = config(&sim).with_compat_version(ilink_client::CompatVersion::V2_1_1);
     let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user("max@im.wechat").send_text(&bot, "x").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(matches!(updates.next().await, Some(Update::Message(_))));
     let reqs = sim.requests();
     // notify* arrived in 2.1.10 / 2.3.1.
@@ -799,7 +805,7 @@ async fn compat_version_2_1_1_speaks_the_older_wire() {
 async fn secrets_never_show_in_debug_output() {
     let (sim, _client, account, bot) = setup().await;
     sim.user("ned@im.wechat").send_text(&bot, "x").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(m)) = updates.next().await else {
         panic!()
     };
@@ -825,7 +831,7 @@ async fn shutdown_mid_batch_loses_nothing() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     {
         let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-        let account = client.add_account(creds(&sim, &bot)).unwrap();
+        let account = client.add_account(creds(&sim, &bot)).await.unwrap();
         let s = seen.clone();
         // The handler asks for shutdown while handling the first message of the batch.
         account
@@ -844,7 +850,7 @@ async fn shutdown_mid_batch_loses_nothing() {
     assert_eq!(sim.bot(&bot.bot_id).unwrap().notify_stopped, 1);
     // A new process picks up exactly the unhandled rest.
     let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-    let account = client.account(&bot.bot_id).unwrap();
+    let account = client.account(&bot.bot_id).await.unwrap();
     let s = seen.clone();
     let acct = account.clone();
     let run = tokio::spawn(async move {
@@ -873,8 +879,8 @@ async fn client_run_serves_every_account_and_route_tag_is_sent() {
     let mut cfg = config(&sim);
     cfg.route_tag = Some("route-7".into());
     let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    client.add_account(creds(&sim, &bot1)).unwrap();
-    client.add_account(creds(&sim, &bot2)).unwrap();
+    client.add_account(creds(&sim, &bot1)).await.unwrap();
+    client.add_account(creds(&sim, &bot2)).await.unwrap();
     sim.user("p1@im.wechat").send_text(&bot1, "1").unwrap();
     sim.user("p2@im.wechat").send_text(&bot2, "2").unwrap();
     let c = client.clone();
@@ -905,7 +911,7 @@ async fn a_hanging_getconfig_does_not_hold_up_the_reply() {
     let mut cfg = config(&sim);
     cfg.timeouts.config = Duration::from_secs(60);
     let client = ilink_client::Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.inject_fault(
         Endpoint::GetConfig,
         Fault::Latency(Duration::from_secs(120)),
@@ -941,11 +947,12 @@ async fn opening_an_account_removes_temp_files_of_interrupted_writes() {
     let dir = tempfile::tempdir().unwrap();
     {
         let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-        client.add_account(creds(&sim, &bot)).unwrap();
+        client.add_account(creds(&sim, &bot)).await.unwrap();
     }
     let store = FileStore::new(dir.path());
     store
-        .save_cursor(&bot.bot_id, &ilink_client::Secret::from("CUR"))
+        .save_cursor(&bot.bot_id, &ilink_client::Secret::from("CUR"), None)
+        .await
         .unwrap();
     let acct_dir = store.account_dir(&bot.bot_id);
     // What a SIGKILL between the temp file's creation and its rename leaves behind.
@@ -967,10 +974,10 @@ async fn opening_an_account_removes_temp_files_of_interrupted_writes() {
     };
     assert_eq!(count_temps(), 5);
     let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-    let account = client.account(&bot.bot_id).unwrap();
+    let account = client.account(&bot.bot_id).await.unwrap();
     assert_eq!(count_temps(), 0);
     assert_eq!(
-        store.load_cursor(account.id()).unwrap(),
+        store.load_cursor(account.id()).await.unwrap(),
         Some(ilink_client::Secret::from("CUR"))
     );
 }
@@ -993,7 +1000,7 @@ async fn a_redelivered_copy_is_hidden_and_a_real_repeat_arrives() {
     // The same text typed again: new ids.
     sim.user("ivy@im.wechat").send_text(&bot, "hello").unwrap();
     sim.user("ivy@im.wechat").send_text(&bot, "END").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let mut seen = Vec::new();
     while seen.last().map(String::as_str) != Some("END") {
         match tokio::time::timeout(WAIT, updates.next()).await.unwrap() {

@@ -70,7 +70,7 @@ async fn a_30k_reply_reaches_the_user_whole_in_order_exactly_once() {
     let sim = Sim::start(limited_sim_config()).await.unwrap();
     let bot = sim.create_bot();
     let client = Client::new(config(&sim), ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let text = long_reply(30_000);
     assert!(text.chars().count() >= 30_000);
     let expected = filter_markdown(&text);
@@ -138,7 +138,7 @@ async fn a_proactive_send_25_hours_later_is_queued_then_delivered_when_the_user_
         ilink_client::outbox::ReplyClock::system().now_ms() + off.load(Ordering::SeqCst)
     });
     let client = Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let acct = account.clone();
     let run = tokio::spawn(async move {
         acct.run(|ctx: MessageContext| async move {
@@ -191,9 +191,9 @@ async fn all_or_nothing_fails_before_sending_anything() {
     let mut cfg = config(&sim);
     cfg.replies.overflow = Overflow::AllOrNothing;
     let client = Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user(USER).send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(_)) = updates.next().await else {
         panic!("expected a message")
     };
@@ -221,9 +221,9 @@ async fn a_full_queue_is_a_typed_error_and_nothing_is_lost() {
     let mut cfg = config(&sim);
     cfg.replies.max_queued = 5;
     let client = Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user(USER).send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(_)) = updates.next().await else {
         panic!("expected a message")
     };
@@ -240,7 +240,7 @@ async fn a_full_queue_is_a_typed_error_and_nothing_is_lost() {
 async fn a_text_that_filters_to_nothing_is_a_typed_error_and_never_sent() {
     let (sim, _client, account, bot) = setup().await;
     sim.user(USER).send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(_)) = updates.next().await else {
         panic!("expected a message")
     };
@@ -276,9 +276,9 @@ async fn a_burst_throttle_waits_in_the_queue_and_is_retried_with_backoff() {
     cfg.replies.throttle_backoff = Duration::from_millis(200);
     cfg.replies.throttle_retries = 5;
     let client = Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user(USER).send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(_)) = updates.next().await else {
         panic!("expected a message")
     };
@@ -309,7 +309,7 @@ async fn a_refusal_the_budget_did_not_expect_corrects_it_and_queues_the_rest() {
     cfg.replies.throttle_retries = 1;
     cfg.replies.throttle_backoff = Duration::from_millis(10);
     let client = Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let text = long_reply(6000);
     let run = run_long_reply_bot(&account, Arc::new(text.clone()));
     let user = sim.user(USER);
@@ -345,8 +345,8 @@ async fn a_redelivered_message_does_not_send_its_replies_again() {
     sim.user(USER).send_text(&bot, "hi").unwrap();
     let first = {
         let client = client_with_store(&sim, store.clone());
-        let account = client.add_account(creds(&sim, &bot)).unwrap();
-        let mut updates = account.updates().unwrap();
+        let account = client.add_account(creds(&sim, &bot)).await.unwrap();
+        let mut updates = account.updates().await.unwrap();
         let Some(Update::Message(m)) = updates.next().await else {
             panic!("expected a message")
         };
@@ -356,8 +356,8 @@ async fn a_redelivered_message_does_not_send_its_replies_again() {
         out
     };
     let client = client_with_store(&sim, store.clone());
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
-    let mut updates = account.updates().unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(m)) = updates.next().await else {
         panic!("expected the same message again")
     };
@@ -392,8 +392,8 @@ async fn the_queue_survives_a_restart_and_can_be_inspected_flushed_and_cleared()
     user.send_text(&bot, "hi").unwrap();
     {
         let client = client_with_store(&sim, store.clone());
-        let account = client.add_account(creds(&sim, &bot)).unwrap();
-        let mut updates = account.updates().unwrap();
+        let account = client.add_account(creds(&sim, &bot)).await.unwrap();
+        let mut updates = account.updates().await.unwrap();
         let Some(Update::Message(_)) = updates.next().await else {
             panic!()
         };
@@ -405,7 +405,7 @@ async fn the_queue_survives_a_restart_and_can_be_inspected_flushed_and_cleared()
         assert_eq!(out.iter().filter(|o| o.is_queued()).count(), out.len() - 10);
     }
     let client = client_with_store(&sim, store.clone());
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     let queued = account.queued(USER);
     assert!(!queued.is_empty());
     assert_eq!(account.queued_users(), vec![USER.to_owned()]);
@@ -429,9 +429,9 @@ async fn a_warning_comes_before_a_window_closes() {
     cfg.replies.clock =
         ReplyClock::new(move || ReplyClock::system().now_ms() + off.load(Ordering::SeqCst));
     let client = Client::new(cfg, ilink_client::MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     sim.user(USER).send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     let Some(Update::Message(_)) = updates.next().await else {
         panic!()
     };

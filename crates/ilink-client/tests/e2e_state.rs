@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use ilink_client::store::{Fence, Lease, LeaseInfo};
 use ilink_client::{
     Credentials, ErrorKind, FileStore, LoginOutcome, MemoryStore, MessageContext, Result, Secret,
     StateStore,
@@ -19,40 +20,106 @@ use ilink_sim::QrStep;
 /// A store that refuses to save credentials (a disk that filled up after the check).
 struct RefusingStore(MemoryStore);
 
+#[async_trait::async_trait]
 impl StateStore for RefusingStore {
-    fn accounts(&self) -> Result<Vec<String>> {
-        self.0.accounts()
+    async fn accounts(&self) -> Result<Vec<String>> {
+        self.0.accounts().await
     }
-    fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
-        self.0.load_credentials(account)
+    async fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
+        self.0.load_credentials(account).await
     }
-    fn save_credentials(&self, _creds: &Credentials) -> Result<()> {
+    async fn save_credentials(&self, creds: &Credentials) -> Result<()> {
         // Borrow a store error: a FileStore under a regular file.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
-        FileStore::new(file.join("x")).save_credentials(_creds)
+        FileStore::new(file.join("x")).save_credentials(creds).await
     }
-    fn remove_account(&self, account: &str) -> Result<()> {
-        self.0.remove_account(account)
+    async fn remove_account(&self, account: &str) -> Result<()> {
+        self.0.remove_account(account).await
     }
-    fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
-        self.0.load_cursor(account)
+    async fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
+        self.0.load_cursor(account).await
     }
-    fn save_cursor(&self, account: &str, cursor: &Secret) -> Result<()> {
-        self.0.save_cursor(account, cursor)
+    async fn save_cursor(
+        &self,
+        account: &str,
+        cursor: &Secret,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.0.save_cursor(account, cursor, fence).await
     }
-    fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
-        self.0.load_context_tokens(account)
+    async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
+        self.0.load_context_tokens(account).await
     }
-    fn save_context_tokens(&self, account: &str, tokens: &HashMap<String, Secret>) -> Result<()> {
-        self.0.save_context_tokens(account, tokens)
+    async fn save_context_tokens(
+        &self,
+        account: &str,
+        tokens: &HashMap<String, Secret>,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.0.save_context_tokens(account, tokens, fence).await
     }
-    fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
-        self.0.load_tombstones(account)
+    async fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
+        self.0.load_tombstones(account).await
     }
-    fn save_tombstones(&self, account: &str, keys: &[String]) -> Result<()> {
-        self.0.save_tombstones(account, keys)
+    async fn save_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.0.save_tombstones(account, keys, fence).await
+    }
+    async fn append_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.0.append_tombstones(account, keys, fence).await
+    }
+    async fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
+        self.0.load_outbox(account).await
+    }
+    async fn append_outbox(
+        &self,
+        account: &str,
+        record: &str,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.0.append_outbox(account, record, fence).await
+    }
+    async fn replace_outbox(
+        &self,
+        account: &str,
+        records: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.0.replace_outbox(account, records, fence).await
+    }
+    async fn acquire_lease(
+        &self,
+        account: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        self.0.acquire_lease(account, holder, ttl).await
+    }
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        self.0.renew_lease(lease, ttl).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.0.release_lease(lease).await
+    }
+    async fn leases(&self) -> Result<Vec<LeaseInfo>> {
+        self.0.leases().await
+    }
+    async fn join_fleet(&self, member: &str, ttl: Duration) -> Result<Vec<String>> {
+        self.0.join_fleet(member, ttl).await
+    }
+    async fn leave_fleet(&self, member: &str) -> Result<()> {
+        self.0.leave_fleet(member).await
     }
 }
 
@@ -82,7 +149,10 @@ async fn a_confirmed_login_the_store_refuses_is_returned_and_rescued() {
     std::fs::create_dir_all(&target).unwrap();
     std::fs::copy(&path, target.join("credentials.json")).unwrap();
     assert_eq!(
-        store.load_credentials(&credentials.account_id).unwrap(),
+        store
+            .load_credentials(&credentials.account_id)
+            .await
+            .unwrap(),
         Some(credentials)
     );
     #[cfg(unix)]
@@ -113,21 +183,22 @@ async fn one_consumer_per_account_across_clients() {
     let dir = tempfile::tempdir().unwrap();
     let a = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
     let b = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-    let first = a.add_account(creds(&sim, &bot)).unwrap();
-    let updates = first.updates().unwrap();
-    let second = b.account(&bot.bot_id).unwrap();
-    let err = second.updates().unwrap_err();
+    let first = a.add_account(creds(&sim, &bot)).await.unwrap();
+    let updates = first.updates().await.unwrap();
+    let second = b.account(&bot.bot_id).await.unwrap();
+    let err = second.updates().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AccountBusy);
+    // The holder is named: `host:pid:random` by default.
     assert!(
         err.to_string()
-            .contains(&format!("process {}", std::process::id())),
+            .contains(&format!(":{}:", std::process::id())),
         "{err}"
     );
     // Sending needs no claim.
     sim.user("u@im.wechat").send_text(&bot, "hi").unwrap();
     drop(updates);
     // Released with the stream.
-    let mut again = second.updates().unwrap();
+    let mut again = second.updates().await.unwrap();
     let u = tokio::time::timeout(Duration::from_secs(10), again.next())
         .await
         .unwrap();
@@ -171,8 +242,8 @@ async fn minus_14_picks_up_a_newer_login_saved_by_another_process() {
     let bot = sim.create_bot();
     let dir = tempfile::tempdir().unwrap();
     let client = client_with_store(&sim, Arc::new(FileStore::new(dir.path())));
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
-    let mut updates = account.updates().unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
+    let mut updates = account.updates().await.unwrap();
     // Another process logs in again: the sim's new token, saved for this account.
     let newer = sim.create_bot();
     FileStore::new(dir.path())
@@ -180,6 +251,7 @@ async fn minus_14_picks_up_a_newer_login_saved_by_another_process() {
             token: Secret::new(newer.token.clone()),
             ..creds(&sim, &bot)
         })
+        .await
         .unwrap();
     assert!(sim.expire_token(&bot.bot_id));
     sim.user("u@im.wechat").send_text(&newer, "hi").unwrap();

@@ -36,7 +36,7 @@ async fn quiet_keepalive() -> (
     let mut config = config(&sim);
     config.delays.typing_keepalive = Duration::from_secs(600);
     let client = Client::new(config, MemoryStore::new()).unwrap();
-    let account = client.add_account(creds(&sim, &bot)).unwrap();
+    let account = client.add_account(creds(&sim, &bot)).await.unwrap();
     (Arc::new(sim), client, account, bot)
 }
 
@@ -84,7 +84,7 @@ async fn the_cancel_gives_up_after_its_attempts_and_the_keepalive_stops() {
     let attempts = client.config().delays.typing_cancel_attempts;
     assert_eq!(attempts, 3);
     sim.user("pam@im.wechat").send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     assert!(updates.next().await.is_some());
 
     let guard = account.start_typing("pam@im.wechat", None).await;
@@ -101,11 +101,12 @@ async fn the_cancel_gives_up_after_its_attempts_and_the_keepalive_stops() {
     let mut config = config(&sim);
     config.delays.typing_keepalive = Duration::from_millis(20);
     let fast = Client::new(config, MemoryStore::new()).unwrap();
-    let acct = fast.add_account(creds(&sim, &bot)).unwrap();
+    let acct = fast.add_account(creds(&sim, &bot)).await.unwrap();
     acct.set_context_token(
         "pam@im.wechat",
         account.context_token("pam@im.wechat").unwrap(),
     )
+    .await
     .unwrap();
     sim.clear_requests();
     let guard = acct.start_typing("pam@im.wechat", None).await;

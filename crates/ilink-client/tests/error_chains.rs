@@ -148,6 +148,7 @@ async fn client_errors_read_once_on_every_failure_path() {
             base_url: Some("http://127.0.0.1:9".into()),
             ..creds(&sim, &bot)
         })
+        .await
         .unwrap();
     let e = acct.notify_start().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transport);
@@ -179,7 +180,7 @@ async fn client_errors_read_once_on_every_failure_path() {
     // Sends: a refusal typed by its code, and a failure with the runtime error below.
     let user = "err@im.wechat";
     sim.user(user).send_text(&bot, "hi").unwrap();
-    let mut updates = account.updates().unwrap();
+    let mut updates = account.updates().await.unwrap();
     while account.context_token(user).is_none() {
         updates.next().await;
     }

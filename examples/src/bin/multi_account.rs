@@ -66,7 +66,7 @@ async fn offline() -> Result<(), BoxError> {
 
 async fn online() -> Result<(), BoxError> {
     let client = ilink_examples::real_client()?;
-    let mut accounts = client.accounts()?;
+    let mut accounts = client.accounts().await?;
     if accounts.is_empty() {
         accounts.push(ilink_examples::stored_or_login(&client).await?);
     }

@@ -31,6 +31,7 @@ async fn main() -> Result<(), String> {
     let client = Client::new(config, FileStore::new(&state)).map_err(|e| e.to_string())?;
     let account = client
         .accounts()
+        .await
         .map_err(|e| e.to_string())?
         .into_iter()
         .next()

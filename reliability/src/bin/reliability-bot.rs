@@ -42,6 +42,7 @@ async fn main() -> Result<(), String> {
     client.shutdown_handle().on_signals();
     let account = client
         .accounts()
+        .await
         .map_err(|e| e.to_string())?
         .into_iter()
         .next()
