@@ -34,11 +34,10 @@ pub async fn login(net: &NetArgs) -> CliResult {
     };
     // Before a QR code is shown: a confirmed login must have somewhere to go.
     client.store().check_writable().await.map_err(|e| {
-        CliError::failure(format!("cannot log in: the {place} cannot be written"))
-            .hint(format!(
-                "{e}. Choose a writable directory with --state-dir (or ILINK_STATE_DIR), or \
+        CliError::failure(format!("cannot log in: the {place} cannot be written")).hint(format!(
+            "{e}. Choose a writable directory with --state-dir (or ILINK_STATE_DIR), or \
                  another --store"
-            ))
+        ))
     })?;
     eprintln!("Logging in at {} ({place}).", client.config().qr_base_url);
     match client.login(&TerminalPresenter::new()).await? {

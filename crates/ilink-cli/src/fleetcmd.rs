@@ -95,7 +95,10 @@ pub fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
     if lower == "memory:" || lower == "memory://" {
         return Ok(StoreUrl::Memory);
     }
-    if let Some(rest) = t.strip_prefix("file://").or_else(|| t.strip_prefix("file:")) {
+    if let Some(rest) = t
+        .strip_prefix("file://")
+        .or_else(|| t.strip_prefix("file:"))
+    {
         if rest.is_empty() {
             return Err("file: needs a directory, e.g. file:/var/lib/ilink".to_owned());
         }
@@ -210,7 +213,9 @@ impl FleetArgs {
         let every = self
             .rebalance
             .map(Duration::from_secs_f64)
-            .unwrap_or_else(|| (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(2)));
+            .unwrap_or_else(|| {
+                (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(2))
+            });
         FleetConfig::new()
             .with_rebalance_interval(every)
             .with_handover_timeout(ttl)
@@ -492,9 +497,10 @@ pub fn table(rows: &[StatusRow]) -> String {
 /// `ilink fleet status`.
 pub async fn status(net: &NetArgs, json: bool) -> CliResult {
     let store = open_store(net).await?;
-    let accounts = store.accounts().await.map_err(|e| {
-        CliError::from(e).hint("check --store / ILINK_STORE")
-    })?;
+    let accounts = store
+        .accounts()
+        .await
+        .map_err(|e| CliError::from(e).hint("check --store / ILINK_STORE"))?;
     let leases = store.leases().await?;
     let rows = rows(&accounts, &leases, SystemTime::now());
     let mut out = std::io::stdout().lock();
@@ -539,7 +545,14 @@ mod tests {
             parse_store_url("postgresql://h/db"),
             Ok(StoreUrl::Postgres(_))
         ));
-        for bad in ["", "  ", "redis://h", "file:", "postgres://", "mysql://u:pw@h/db"] {
+        for bad in [
+            "",
+            "  ",
+            "redis://h",
+            "file:",
+            "postgres://",
+            "mysql://u:pw@h/db",
+        ] {
             let e = parse_store_url(bad).unwrap_err();
             assert!(!e.contains("pw"), "{e}");
         }
@@ -555,7 +568,10 @@ mod tests {
             "postgres://h/db?***"
         );
         assert_eq!(redact("postgres://me@h/db"), "postgres://me@h/db");
-        assert_eq!(redact("postgres://h/db?sslmode=require"), "postgres://h/db?sslmode=require");
+        assert_eq!(
+            redact("postgres://h/db?sslmode=require"),
+            "postgres://h/db?sslmode=require"
+        );
     }
 
     #[test]
@@ -577,7 +593,11 @@ mod tests {
                 expires: now - Duration::from_secs(4),
             },
         ];
-        let accounts = vec!["a@im.bot".to_owned(), "b@im.bot".to_owned(), "c@im.bot".to_owned()];
+        let accounts = vec![
+            "a@im.bot".to_owned(),
+            "b@im.bot".to_owned(),
+            "c@im.bot".to_owned(),
+        ];
         let r = rows(&accounts, &leases, now);
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].holder, None);

@@ -35,7 +35,10 @@ pub async fn client(net: &NetArgs) -> CliResult<Client> {
 /// A client with `config` and the store of `net` (`--store`, else the state directory).
 pub async fn client_with(net: &NetArgs, config: ClientConfig) -> CliResult<Client> {
     let store = crate::fleetcmd::open_store(net).await?;
-    Ok(Client::builder().config(config).shared_store(store).build()?)
+    Ok(Client::builder()
+        .config(config)
+        .shared_store(store)
+        .build()?)
 }
 
 /// Validates a base URL option: `http://` or `https://`, a host, no spaces.
@@ -73,11 +76,8 @@ fn no_account(net: &NetArgs) -> CliError {
         crate::fleetcmd::StoreUrl::File(dir) => format!("state directory {}", dir.display()),
         other => format!("store {other}"),
     };
-    CliError::new(
-        Exit::Auth,
-        format!("no bot account is logged in ({place})"),
-    )
-    .hint("run `ilink login` first (with the same --state-dir or --store, and --base-url)")
+    CliError::new(Exit::Auth, format!("no bot account is logged in ({place})"))
+        .hint("run `ilink login` first (with the same --state-dir or --store, and --base-url)")
 }
 
 /// Applies `--base-url` / `ILINK_BASE_URL` to a saved account: if it differs from the saved

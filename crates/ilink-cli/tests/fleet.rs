@@ -142,7 +142,10 @@ where
             panic!("timed out waiting for {what}\n{}", dumps.join("\n"));
         }
         if start.elapsed().as_secs() % 10 == 0 && start.elapsed().subsec_millis() < 100 {
-            println!("... still waiting for {what} after {:.0} s", start.elapsed().as_secs_f64());
+            println!(
+                "... still waiting for {what} after {:.0} s",
+                start.elapsed().as_secs_f64()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -158,7 +161,10 @@ fn tally(sim: &Sim, sent: &[(String, String)]) -> (usize, usize, Vec<String>) {
     let mut echoes: HashMap<(String, String), usize> = HashMap::new();
     for d in sim.delivered() {
         *echoes
-            .entry((d.to_user_id.clone(), d.text().unwrap_or_default().to_owned()))
+            .entry((
+                d.to_user_id.clone(),
+                d.text().unwrap_or_default().to_owned(),
+            ))
             .or_default() += 1;
     }
     let mut missing = 0;
@@ -171,7 +177,11 @@ fn tally(sim: &Sim, sent: &[(String, String)]) -> (usize, usize, Vec<String>) {
         }
     }
     // Anything left was never asked for.
-    twice.extend(echoes.into_iter().map(|((u, t), n)| format!("unexpected {u} {t:?} x{n}")));
+    twice.extend(
+        echoes
+            .into_iter()
+            .map(|((u, t), n)| format!("unexpected {u} {t:?} x{n}")),
+    );
     (sent.len(), missing, twice)
 }
 
@@ -205,14 +215,21 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
         .collect();
 
     // Everyone joins; the accounts are spread: every one leased, nobody above its share.
-    let t = wait_for("the accounts to be spread over the three members", &members, || async {
-        let h = holders(&store).await;
-        h.len() == PROCESSES
-            && h.values().all(|a| a.len() <= BOTS.div_ceil(PROCESSES))
-            && h.values().map(HashSet::len).sum::<usize>() == BOTS
-    })
+    let t = wait_for(
+        "the accounts to be spread over the three members",
+        &members,
+        || async {
+            let h = holders(&store).await;
+            h.len() == PROCESSES
+                && h.values().all(|a| a.len() <= BOTS.div_ceil(PROCESSES))
+                && h.values().map(HashSet::len).sum::<usize>() == BOTS
+        },
+    )
     .await;
-    println!("spread {BOTS} accounts over {PROCESSES} processes in {:.1} s", t.as_secs_f64());
+    println!(
+        "spread {BOTS} accounts over {PROCESSES} processes in {:.1} s",
+        t.as_secs_f64()
+    );
 
     // Users write to every bot, a round every few seconds, until told to stop.
     let sent: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -242,23 +259,33 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
         missing == 0
     };
     wait_for("the first round to be answered", &members, || async {
-        let first: Vec<(String, String)> = sent.lock().unwrap().iter().take(BOTS).cloned().collect();
+        let first: Vec<(String, String)> =
+            sent.lock().unwrap().iter().take(BOTS).cloned().collect();
         first.len() == BOTS && tally(&sim, &first).1 == 0
     })
     .await;
 
     // SIGKILL member-0: its accounts come back after their leases expire.
     let killed = members[0].name.clone();
-    let held_by_killed = holders(&store).await.get(&killed).cloned().unwrap_or_default();
+    let held_by_killed = holders(&store)
+        .await
+        .get(&killed)
+        .cloned()
+        .unwrap_or_default();
     assert!(!held_by_killed.is_empty());
     signal(members[0].pid(), "KILL");
     let _ = members[0].child.wait().await;
-    let takeover_kill = wait_for("the killed member's accounts to be taken over", &members, || async {
-        let h = holders(&store).await;
-        let counts: Vec<(String, usize)> = h.iter().map(|(m, a)| (m.clone(), a.len())).collect();
-        println!("live leases by holder: {counts:?}");
-        !h.contains_key(&killed) && h.values().map(HashSet::len).sum::<usize>() == BOTS
-    })
+    let takeover_kill = wait_for(
+        "the killed member's accounts to be taken over",
+        &members,
+        || async {
+            let h = holders(&store).await;
+            let counts: Vec<(String, usize)> =
+                h.iter().map(|(m, a)| (m.clone(), a.len())).collect();
+            println!("live leases by holder: {counts:?}");
+            !h.contains_key(&killed) && h.values().map(HashSet::len).sum::<usize>() == BOTS
+        },
+    )
     .await;
     println!(
         "takeover after SIGKILL: {} accounts in {:.1} s (lease ttl {TTL_S} s)",
@@ -268,13 +295,21 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
 
     // SIGSTOP member-1 past its lease: member-2 takes everything over; then SIGCONT.
     let stalled = members[1].name.clone();
-    let held_by_stalled = holders(&store).await.get(&stalled).cloned().unwrap_or_default();
+    let held_by_stalled = holders(&store)
+        .await
+        .get(&stalled)
+        .cloned()
+        .unwrap_or_default();
     assert!(!held_by_stalled.is_empty());
     signal(members[1].pid(), "STOP");
-    let takeover_stall = wait_for("the stalled member's accounts to be taken over", &members, || async {
-        let h = holders(&store).await;
-        h.len() == 1 && h.get("member-2").is_some_and(|a| a.len() == BOTS)
-    })
+    let takeover_stall = wait_for(
+        "the stalled member's accounts to be taken over",
+        &members,
+        || async {
+            let h = holders(&store).await;
+            h.len() == 1 && h.get("member-2").is_some_and(|a| a.len() == BOTS)
+        },
+    )
     .await;
     println!(
         "takeover after SIGSTOP: {} accounts in {:.1} s (lease ttl {TTL_S} s)",
@@ -285,19 +320,23 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
     let resumed = Instant::now();
     signal(members[1].pid(), "CONT");
     // It notices that it lost every lease it held, and stops serving those accounts.
-    let lost_seen = wait_for("the stalled member to report its lost leases", &members, || {
-        let lines = members[1].lines_since(resumed);
-        let held_by_stalled = &held_by_stalled;
-        async move {
-            let lost: HashSet<&str> = lines
-                .iter()
-                .filter(|l| l.contains("lost the account's lease"))
-                .filter_map(|l| held_by_stalled.iter().find(|a| l.contains(a.as_str())))
-                .map(String::as_str)
-                .collect();
-            lost.len() == held_by_stalled.len()
-        }
-    })
+    let lost_seen = wait_for(
+        "the stalled member to report its lost leases",
+        &members,
+        || {
+            let lines = members[1].lines_since(resumed);
+            let held_by_stalled = &held_by_stalled;
+            async move {
+                let lost: HashSet<&str> = lines
+                    .iter()
+                    .filter(|l| l.contains("lost the account's lease"))
+                    .filter_map(|l| held_by_stalled.iter().find(|a| l.contains(a.as_str())))
+                    .map(String::as_str)
+                    .collect();
+                lost.len() == held_by_stalled.len()
+            }
+        },
+    )
     .await;
     println!(
         "the stalled member reported its {} lost leases {:.1} s after SIGCONT",
@@ -305,10 +344,14 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
         lost_seen.as_secs_f64()
     );
     // It rejoins and gets its share back by hand-over.
-    wait_for("the two live members to share the accounts again", &members, || async {
-        let h = holders(&store).await;
-        h.len() == 2 && h.values().all(|a| a.len() <= BOTS.div_ceil(2))
-    })
+    wait_for(
+        "the two live members to share the accounts again",
+        &members,
+        || async {
+            let h = holders(&store).await;
+            h.len() == 2 && h.values().all(|a| a.len() <= BOTS.div_ceil(2))
+        },
+    )
     .await;
 
     // Stop writing; every message gets its one answer.
@@ -341,7 +384,9 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
     for m in members.iter_mut().skip(1) {
         let status = tokio::time::timeout(PHASE, m.child.wait()).await;
         assert!(
-            status.as_ref().is_ok_and(|s| s.as_ref().is_ok_and(|s| s.success())),
+            status
+                .as_ref()
+                .is_ok_and(|s| s.as_ref().is_ok_and(|s| s.success())),
             "{} did not stop cleanly: {status:?}\n{}",
             m.name,
             m.dump()

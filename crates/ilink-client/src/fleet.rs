@@ -66,7 +66,7 @@ pub struct FleetConfig {
     /// or gives up leases. Default 2 s; at least 10 ms, and less than the lease ttl.
     pub rebalance_interval: Duration,
     /// How long a member counts as alive after its last heartbeat. Default (`None`): the
-    /// lease ttl. At least twice the rebalance interval.
+    /// lease ttl. At least 1.5 times the rebalance interval.
     pub member_ttl: Option<Duration>,
     /// At most this many accounts in this process, whatever its share. Default: no cap.
     pub max_accounts: Option<usize>,
@@ -151,9 +151,9 @@ impl FleetConfig {
                 lease_ttl.as_millis()
             ));
         }
-        if self.member_ttl(lease_ttl) < self.rebalance_interval.saturating_mul(2) {
+        if self.member_ttl(lease_ttl) < self.rebalance_interval.saturating_mul(3) / 2 {
             return bad(format!(
-                "the member ttl is {} ms; it must be at least twice the rebalance interval ({} ms)",
+                "the member ttl is {} ms; it must be at least 1.5 times the rebalance interval ({} ms)",
                 self.member_ttl(lease_ttl).as_millis(),
                 self.rebalance_interval.as_millis()
             ));
@@ -286,7 +286,7 @@ type RunEnd = (String, u64, std::result::Result<Result<()>, String>);
 impl Fleet {
     /// A member for `client`'s store, with the client's holder id as member id and its lease
     /// ttl. Fails with [`ErrorKind::InvalidInput`] when the settings do not fit together (a
-    /// rebalance interval not below the lease ttl, a member ttl below two intervals, an empty
+    /// rebalance interval not below the lease ttl, a member ttl below 1.5 intervals, an empty
     /// holder id).
     pub fn new(client: Client, config: FleetConfig) -> Result<Self> {
         let member = client.config().holder_id.clone();
@@ -411,7 +411,11 @@ impl<H: Handler> RunState<H> {
                 return;
             }
         };
-        let Some(run) = self.runs.remove(&account).filter(|r| r.lease.token() == token) else {
+        let Some(run) = self
+            .runs
+            .remove(&account)
+            .filter(|r| r.lease.token() == token)
+        else {
             return;
         };
         self.forget(&account);
@@ -539,9 +543,8 @@ impl<H: Handler> RunState<H> {
         if !members.contains(&me) {
             members.push(me.clone());
         }
-        let share = plan::fair_share(accounts.len(), members.len()).min(
-            inner.config.max_accounts.unwrap_or(usize::MAX),
-        );
+        let share = plan::fair_share(accounts.len(), members.len())
+            .min(inner.config.max_accounts.unwrap_or(usize::MAX));
         // Accounts gone from the store (logged out) stop.
         let known: HashSet<&String> = accounts.iter().collect();
         let gone: Vec<String> = self
@@ -612,9 +615,16 @@ impl<H: Handler> RunState<H> {
                 }
             }
         }
-        tracing::debug!(members = members.len(), accounts = accounts.len(), share,
-            candidates = candidates.len(), tried, taken = have - before,
-            elapsed_ms = now.elapsed().as_millis() as u64, "fleet round");
+        tracing::debug!(
+            members = members.len(),
+            accounts = accounts.len(),
+            share,
+            candidates = candidates.len(),
+            tried,
+            taken = have - before,
+            elapsed_ms = now.elapsed().as_millis() as u64,
+            "fleet round"
+        );
         self.gauge();
     }
 
@@ -737,7 +747,11 @@ pub(crate) mod plan {
     }
 
     /// The order in which `me` tries to take `candidates`: those it ranks best for first.
-    pub(crate) fn acquire_order(candidates: &[String], me: &str, members: &[String]) -> Vec<String> {
+    pub(crate) fn acquire_order(
+        candidates: &[String],
+        me: &str,
+        members: &[String],
+    ) -> Vec<String> {
         let mut v: Vec<(usize, std::cmp::Reverse<u64>, &String)> = candidates
             .iter()
             .map(|a| (rank(a, me, members), std::cmp::Reverse(weight(a, me)), a))

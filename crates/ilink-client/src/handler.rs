@@ -119,9 +119,7 @@ impl MessageContext {
     /// the turn), so that a process that handles the message again after a crash or a
     /// takeover sends it under the same id (see [`MessageContext::reply`]).
     pub async fn reply_item(&self, item: MessageItem) -> Result<SendOutcome, SendError> {
-        let n = self
-            .items
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = self.items.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let cfg = &self.account.shared().config;
         // Item replies are numbered apart from text replies (from 2^31 on).
         let client_id = crate::util::turn_client_id(
@@ -134,7 +132,13 @@ impl MessageContext {
         );
         let outcome = self
             .account
-            .send_item_with_id(self.from(), item, self.token(), Some(&self.run_id), client_id)
+            .send_item_with_id(
+                self.from(),
+                item,
+                self.token(),
+                Some(&self.run_id),
+                client_id,
+            )
             .await?;
         self.account.note_sent(self.from(), &outcome).await;
         Ok(outcome)

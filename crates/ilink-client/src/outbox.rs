@@ -1018,14 +1018,9 @@ impl Account {
                 // A reply of a turn gets the same ids every time (a takeover that handles the
                 // message again reuses them); other sends get fresh ones.
                 client_id: match turn {
-                    Some((t, k, at)) => crate::util::turn_client_id(
-                        &cfg.client_id_prefix,
-                        self.id(),
-                        t,
-                        k,
-                        i,
-                        at,
-                    ),
+                    Some((t, k, at)) => {
+                        crate::util::turn_client_id(&cfg.client_id_prefix, self.id(), t, k, i, at)
+                    }
                     None => crate::util::new_client_id(&cfg.client_id_prefix),
                 },
                 text,

@@ -171,10 +171,24 @@ mod tests {
 
     #[test]
     fn turn_client_ids_are_stable_distinct_and_well_formed() {
-        let a = turn_client_id("openclaw-weixin", "b@im.bot", "m:1", 0, 0, Some(1_795_301_219_633));
+        let a = turn_client_id(
+            "openclaw-weixin",
+            "b@im.bot",
+            "m:1",
+            0,
+            0,
+            Some(1_795_301_219_633),
+        );
         assert_eq!(
             a,
-            turn_client_id("openclaw-weixin", "b@im.bot", "m:1", 0, 0, Some(1_795_301_219_633))
+            turn_client_id(
+                "openclaw-weixin",
+                "b@im.bot",
+                "m:1",
+                0,
+                0,
+                Some(1_795_301_219_633)
+            )
         );
         assert!(a.starts_with("openclaw-weixin:1795301219633-"), "{a}");
         let mut seen = std::collections::HashSet::new();
@@ -192,9 +206,15 @@ mod tests {
             let (prefix, rest) = id.split_once(':').unwrap();
             assert_eq!(prefix, "openclaw-weixin");
             let (digits, hex) = rest.split_once('-').unwrap();
-            assert!(!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()), "{id}");
+            assert!(
+                !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()),
+                "{id}"
+            );
             assert_eq!(hex.len(), 8);
-            assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+            assert!(
+                hex.chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            );
         }
     }
 

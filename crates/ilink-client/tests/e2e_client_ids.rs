@@ -55,5 +55,8 @@ async fn a_turn_handled_again_without_its_journal_is_shown_once() {
         .iter()
         .filter(|d| d.reason == DropReason::DuplicateClientId)
         .count();
-    assert_eq!(dups, 2, "the second process's sends were recognised as repeats");
+    assert_eq!(
+        dups, 2,
+        "the second process's sends were recognised as repeats"
+    );
 }

@@ -49,7 +49,10 @@ fn start(fleet: &Fleet) -> tokio::task::JoinHandle<ilink_client::Result<()>> {
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -58,8 +61,11 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 fn echoes(sim: &Sim) -> HashMap<(String, String), usize> {
     let mut m = HashMap::new();
     for d in sim.delivered() {
-        *m.entry((d.to_user_id.clone(), d.text().unwrap_or_default().to_owned()))
-            .or_default() += 1;
+        *m.entry((
+            d.to_user_id.clone(),
+            d.text().unwrap_or_default().to_owned(),
+        ))
+        .or_default() += 1;
     }
     m
 }
@@ -89,7 +95,10 @@ async fn members_share_the_accounts_hand_them_over_and_answer_each_message_once(
     until("a to serve every account alone", || a.served().len() == 6).await;
     let run_b = start(&b);
     // b joins: a gives up its surplus, b takes its share.
-    until("a fair split", || a.served().len() == 3 && b.served().len() == 3).await;
+    until("a fair split", || {
+        a.served().len() == 3 && b.served().len() == 3
+    })
+    .await;
     let leases = store.leases().await.unwrap();
     for bot in &bots {
         let l = leases.iter().find(|l| l.account == bot.bot_id).unwrap();
