@@ -489,7 +489,8 @@ async fn a_second_consumer_is_refused_and_sigterm_stops_gracefully() {
         let err = text(&o.stderr);
         assert_eq!(code(&o), 5, "{cmd:?}: {err}");
         assert!(err.starts_with("ilink: account busy: "), "{err}");
-        assert!(err.contains(&format!("process {pid}")), "{err}");
+        // The lease holder is named: `host:pid:random` by default.
+        assert!(err.contains(&format!(":{pid}:")), "{err}");
         assert!(err.contains("hint: "), "{err}");
         assert!(!err.contains("is running"), "{err}");
     }

@@ -479,6 +479,15 @@ impl Account {
         user: &str,
         context_token: Option<Secret>,
     ) -> Result<Secret, SendError> {
+        if self.lease_keeper().is_some_and(|k| k.is_lost()) {
+            return Err(SendError::new(
+                SendErrorKind::LeaseLost,
+                format!(
+                    "this process no longer holds the lease of {}; another one serves it",
+                    self.inner.id
+                ),
+            ));
+        }
         if self.is_session_expired() {
             return Err(SendError::new(
                 SendErrorKind::SessionExpired,

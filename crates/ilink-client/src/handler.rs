@@ -321,11 +321,13 @@ impl Account {
     /// completes or the account shuts down. When `stop` completes, no further message is
     /// started, the handlers running finish, progress is committed and notifystop is sent.
     ///
-    /// The run renews the lease every third of
-    /// [`ClientConfig::lease_ttl`](crate::ClientConfig::lease_ttl) (pass the ttl you acquired
-    /// it with there) and fences every write with it, but does **not** release it: the
-    /// caller decides (release it, or hand it to the next run). Returns an
-    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) error when the lease is lost.
+    /// The run renews the lease every third of its ttl
+    /// ([`Lease::ttl`](crate::store::Lease::ttl), the ttl it was acquired with), sends
+    /// nothing once it may have expired without a renewal, and fences every write with it,
+    /// but does **not** release it: the caller decides (release it, or hand it to the next
+    /// run). Returns an [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) error when the
+    /// lease is lost (a renewal says so, or a write is refused), at once, without committing
+    /// more or sending notifystop.
     pub async fn run_with_lease<H: Handler>(
         &self,
         lease: crate::store::Lease,
@@ -453,7 +455,7 @@ async fn handle_one<H: Handler>(
     // Handled: persist the tombstone before anything else, so a crash while the typing
     // indicator is cancelled does not deliver the message again.
     acker.ack(receipt);
-    // The writer thread syncs it (grouped with other users' tombstones); wait for that.
+    // The progress writer syncs it (grouped with other users' tombstones); wait for that.
     acker.flush().await;
     if let Some(g) = guard {
         g.stop().await;

@@ -9,6 +9,13 @@ use crate::account::Account;
 use crate::error::Result;
 use crate::store::{Fence, Lease, StateStore, lease_lost};
 
+/// `t + d`, or a century after `t` if that overflows.
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(t)
+}
+
 /// The lease a run holds, shared by the run, its renewal task and the account's sends.
 pub(crate) struct LeaseKeeper {
     store: Arc<dyn StateStore>,
@@ -25,7 +32,7 @@ pub(crate) struct LeaseKeeper {
 impl LeaseKeeper {
     /// Keeps `lease` (granted at `lease.acquired()` or later) for `ttl` per renewal.
     pub(crate) fn new(store: Arc<dyn StateStore>, lease: Lease, ttl: Duration) -> Arc<Self> {
-        let deadline = lease.acquired() + ttl;
+        let deadline = after(lease.acquired(), ttl);
         Arc::new(Self {
             store,
             lease,
@@ -69,7 +76,7 @@ impl LeaseKeeper {
         match self.store.renew_lease(&self.lease, self.ttl).await {
             Ok(true) => {
                 if let Ok(mut d) = self.deadline.lock() {
-                    *d = (*d).max(start + self.ttl);
+                    *d = (*d).max(after(start, self.ttl));
                 }
                 true
             }

@@ -1073,6 +1073,11 @@ impl Account {
             }
         }
         drop(st);
+        let err = match err {
+            // This process no longer serves the account: not a queued reply it will send.
+            Some(e) if e.kind() == SendErrorKind::LeaseLost => return Err(e.with_sent(out)),
+            other => other,
+        };
         if refused {
             let e = err.unwrap_or_else(|| {
                 SendError::new(

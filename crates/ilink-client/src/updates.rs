@@ -409,7 +409,7 @@ fn flight_keys(k: &MessageKeys) -> impl Iterator<Item = &String> {
 }
 
 /// An account's dedupe tombstones on their way to the store: recorded in memory at once and
-/// appended to the journal by a writer thread (no file I/O on the async executor), compacted
+/// appended to the store by the account's progress writer task (in order, with the cursor), compacted
 /// now and then.
 struct Tombstones {
     writer: crate::journal::TombstoneWriter,
@@ -452,7 +452,7 @@ impl Tombstones {
         }
     }
 
-    /// Wait until the queued tombstones are durable (the writer thread does the I/O).
+    /// Wait until the queued tombstones are durable (the progress writer does the I/O).
     async fn flush(&self) {
         if self.unflushed.swap(false, Ordering::SeqCst) {
             self.writer.flush().await;
@@ -560,8 +560,8 @@ impl Updates {
     }
 
     /// Marks the message last yielded as handled, now: its dedupe tombstone is queued for the
-    /// account's tombstone writer (a thread of its own, so no file I/O happens on the async
-    /// executor) and, if it was the last message of its batch, the batch's cursor is committed.
+    /// account's progress writer (a task of its own, writing through the async store) and, if
+    /// it was the last message of its batch, the batch's cursor is queued after it.
     /// The tombstone is durable before the stream yields anything else, or when
     /// [`flush`](Self::flush) returns. Without `ack` the same happens when the next update is
     /// asked for. Call it as soon as the message's side effects are done. Does nothing if there
@@ -1094,7 +1094,7 @@ async fn take_lease(
     let cfg = &account.shared().config;
     let ttl = cfg.lease_ttl.max(std::time::Duration::from_millis(30));
     let store = &account.shared().store;
-    let (lease, owned) = match mode {
+    let (lease, owned, ttl) = match mode {
         LeaseMode::Held(lease) => {
             if lease.account() != account.id() {
                 return Err(Error::new(
@@ -1106,13 +1106,14 @@ async fn take_lease(
                     ),
                 ));
             }
-            (lease, false)
+            let ttl = lease.ttl().max(std::time::Duration::from_millis(30));
+            (lease, false, ttl)
         }
         LeaseMode::Acquire => match store
             .acquire_lease(account.id(), &cfg.holder_id, ttl)
             .await?
         {
-            Some(l) => (l, true),
+            Some(l) => (l, true, ttl),
             None => {
                 let holder = store
                     .leases()

@@ -1,0 +1,298 @@
+//! Accounts served under leases, through the public API against ilink-sim: a run holds the
+//! account's lease and fences its writes with it, stops with a typed `LeaseLost` when another
+//! holder takes over, and never sends once its lease may have expired.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use ilink_client::store::{Fence, Lease, LeaseInfo};
+use ilink_client::{
+    Client, Credentials, ErrorKind, MemoryStore, MessageContext, Result, Secret, SendErrorKind,
+    StateStore,
+};
+
+fn client(sim: &ilink_sim::Sim, store: Arc<dyn StateStore>, holder: &str, ttl: Duration) -> Client {
+    let config = config(sim).with_holder_id(holder).with_lease_ttl(ttl);
+    Client::builder()
+        .config(config)
+        .shared_store(store)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_run_holds_the_lease_fences_its_writes_and_releases_it() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let a = client(&sim, store.clone(), "holder-a", Duration::from_secs(30));
+    let account = a.add_account(creds(&sim, &bot)).await.unwrap();
+    let acct = account.clone();
+    let run = tokio::spawn(async move {
+        acct.run(|ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) })
+            .await
+    });
+    sim.user("u@im.wechat").send_text(&bot, "ping").unwrap();
+    sim.wait_for_delivered("u@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    // The run holds the lease: another holder cannot take the account.
+    let leases = store.leases().await.unwrap();
+    let held = leases.iter().find(|l| l.account == bot.bot_id).unwrap();
+    assert_eq!(held.holder, "holder-a");
+    assert!(
+        store
+            .acquire_lease(&bot.bot_id, "holder-b", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = client(&sim, store.clone(), "holder-b", Duration::from_secs(30));
+    let other = b.account(&bot.bot_id).await.unwrap();
+    let err = other
+        .run(|_ctx: MessageContext| async {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AccountBusy);
+    assert!(err.to_string().contains("holder-a"), "{err}");
+    // Its writes carried the lease's fence: a write with an older token is refused.
+    let stale = Fence {
+        account: bot.bot_id.clone(),
+        token: held.token - 1,
+    };
+    let e = store
+        .save_cursor(&bot.bot_id, &Secret::from("X"), Some(&stale))
+        .await
+        .unwrap_err();
+    assert!(e.is_lease_lost());
+    account.shutdown();
+    run.await.unwrap().unwrap();
+    // Released at the end: the other holder takes it at once, with a larger token.
+    let next = store
+        .acquire_lease(&bot.bot_id, "holder-b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.token() > held.token);
+}
+
+#[tokio::test]
+async fn a_takeover_stops_the_run_with_lease_lost_and_nothing_more_is_sent() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    // Short ttl: renewals every 100 ms notice the takeover soon.
+    let ttl = Duration::from_millis(300);
+    let a = client(&sim, store.clone(), "holder-a", ttl);
+    let account = a.add_account(creds(&sim, &bot)).await.unwrap();
+    let lease = store
+        .acquire_lease(&bot.bot_id, "holder-a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let acct = account.clone();
+    let held = lease.clone();
+    let run = tokio::spawn(async move {
+        acct.run_with_lease(
+            held,
+            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
+            std::future::pending(),
+        )
+        .await
+    });
+    sim.user("u@im.wechat").send_text(&bot, "ping").unwrap();
+    sim.wait_for_delivered("u@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    // Another process takes the account over (the old lease is gone).
+    store.release_lease(&lease).await.unwrap();
+    let theirs = store
+        .acquire_lease(&bot.bot_id, "holder-b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = tokio::time::timeout(WAIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    assert!(err.is_lease_lost());
+    // The stopped run sends nothing more: a message now is not answered by it.
+    sim.user("u@im.wechat").send_text(&bot, "anyone?").unwrap();
+    let e = account.send_text("u@im.wechat", "late").await.unwrap_err();
+    assert_eq!(e.kind(), SendErrorKind::LeaseLost, "{e}");
+    assert_eq!(sim.delivered_to("u@im.wechat").len(), 1);
+    // The new holder's lease is untouched.
+    assert!(
+        store
+            .renew_lease(&theirs, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+}
+
+/// A memory store whose lease renewals fail (the database is unreachable) while `down`.
+struct Unreachable {
+    inner: MemoryStore,
+    down: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StateStore for Unreachable {
+    async fn accounts(&self) -> Result<Vec<String>> {
+        self.inner.accounts().await
+    }
+    async fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
+        self.inner.load_credentials(account).await
+    }
+    async fn save_credentials(&self, creds: &Credentials) -> Result<()> {
+        self.inner.save_credentials(creds).await
+    }
+    async fn remove_account(&self, account: &str) -> Result<()> {
+        self.inner.remove_account(account).await
+    }
+    async fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
+        self.inner.load_cursor(account).await
+    }
+    async fn save_cursor(
+        &self,
+        account: &str,
+        cursor: &Secret,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.inner.save_cursor(account, cursor, fence).await
+    }
+    async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
+        self.inner.load_context_tokens(account).await
+    }
+    async fn save_context_tokens(
+        &self,
+        account: &str,
+        tokens: &HashMap<String, Secret>,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.inner.save_context_tokens(account, tokens, fence).await
+    }
+    async fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
+        self.inner.load_tombstones(account).await
+    }
+    async fn save_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.inner.save_tombstones(account, keys, fence).await
+    }
+    async fn append_tombstones(
+        &self,
+        account: &str,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.inner.append_tombstones(account, keys, fence).await
+    }
+    async fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
+        self.inner.load_outbox(account).await
+    }
+    async fn append_outbox(
+        &self,
+        account: &str,
+        record: &str,
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.inner.append_outbox(account, record, fence).await
+    }
+    async fn replace_outbox(
+        &self,
+        account: &str,
+        records: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.inner.replace_outbox(account, records, fence).await
+    }
+    async fn acquire_lease(
+        &self,
+        account: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        self.inner.acquire_lease(account, holder, ttl).await
+    }
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ilink_client::Error::new(
+                ErrorKind::Store,
+                "the database is unreachable",
+            ));
+        }
+        self.inner.renew_lease(lease, ttl).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.inner.release_lease(lease).await
+    }
+    async fn leases(&self) -> Result<Vec<LeaseInfo>> {
+        self.inner.leases().await
+    }
+    async fn join_fleet(&self, member: &str, ttl: Duration) -> Result<Vec<String>> {
+        self.inner.join_fleet(member, ttl).await
+    }
+    async fn leave_fleet(&self, member: &str) -> Result<()> {
+        self.inner.leave_fleet(member).await
+    }
+}
+
+#[tokio::test]
+async fn no_reply_goes_out_once_the_lease_may_have_expired() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let store = Arc::new(Unreachable {
+        inner: MemoryStore::new(),
+        down: AtomicBool::new(false),
+    });
+    let ttl = Duration::from_millis(300);
+    let a = client(&sim, store.clone(), "holder-a", ttl);
+    let account = a.add_account(creds(&sim, &bot)).await.unwrap();
+    let (outcome_tx, mut outcome_rx) = tokio::sync::mpsc::unbounded_channel();
+    let acct = account.clone();
+    let run = tokio::spawn(async move {
+        acct.run(move |ctx: MessageContext| {
+            let tx = outcome_tx.clone();
+            async move {
+                if ctx.text() == Some("slow") {
+                    // Longer than the lease lasts without a renewal.
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                }
+                let r = ctx.reply("pong").await;
+                let _ = tx.send(r.map(|_| ()).map_err(|e| e.kind()));
+            }
+        })
+        .await
+    });
+    sim.user("u@im.wechat").send_text(&bot, "fast").unwrap();
+    assert_eq!(outcome_rx.recv().await.unwrap(), Ok(()));
+    // The store becomes unreachable: renewals fail, the lease runs out.
+    store.down.store(true, Ordering::SeqCst);
+    sim.user("u@im.wechat").send_text(&bot, "slow").unwrap();
+    let r = tokio::time::timeout(WAIT, outcome_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r, Err(SendErrorKind::LeaseLost));
+    let err = tokio::time::timeout(WAIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_lease_lost(), "{err}");
+    // Only the first reply went out.
+    let delivered = sim.delivered_to("u@im.wechat");
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+}
