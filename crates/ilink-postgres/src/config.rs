@@ -352,7 +352,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls(), TlsMode::Require);
-        assert_eq!(c.root_cert.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        assert_eq!(
+            c.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
         assert_eq!(c.get_pool_size(), 3);
         assert_eq!(c.dbname(), Some("ilink"));
         assert_eq!(c.user(), Some("bot"));
@@ -390,8 +393,14 @@ mod tests {
     fn defaults_and_errors() {
         let c = PgConfig::from_url("postgresql://u:pw@127.0.0.1/d").unwrap();
         assert_eq!(c.get_pool_size(), DEFAULT_POOL_SIZE);
-        assert_eq!(c.inner.get_application_name(), Some(DEFAULT_APPLICATION_NAME));
-        assert_eq!(c.inner.get_connect_timeout(), Some(&DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(
+            c.inner.get_application_name(),
+            Some(DEFAULT_APPLICATION_NAME)
+        );
+        assert_eq!(
+            c.inner.get_connect_timeout(),
+            Some(&DEFAULT_CONNECT_TIMEOUT)
+        );
         let c = c.pool_size(0).connect_timeout(Duration::from_secs(2));
         assert_eq!(c.get_pool_size(), 1);
         for (url, what) in [

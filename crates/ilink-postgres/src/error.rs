@@ -131,7 +131,10 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> (PgErrorKind, &'static str)
         return (kind, advice(kind));
     }
     if e.is_closed() {
-        return (PgErrorKind::ConnectionLost, advice(PgErrorKind::ConnectionLost));
+        return (
+            PgErrorKind::ConnectionLost,
+            advice(PgErrorKind::ConnectionLost),
+        );
     }
     // No SQLSTATE: an I/O or TLS failure, or a driver-side failure.
     let mut cur: Option<&(dyn StdError + 'static)> = StdError::source(e);
@@ -209,8 +212,11 @@ fn advice(kind: PgErrorKind) -> &'static str {
 pub(crate) fn from_pg(what: &str, e: tokio_postgres::Error) -> Error {
     let (kind, advice) = classify(&e);
     // The server's own words (for a statement error) are in the source's Display.
-    Error::new(ErrorKind::Store, what.to_owned())
-        .with_source(PgError::new(kind, advice, Some(Box::new(e))))
+    Error::new(ErrorKind::Store, what.to_owned()).with_source(PgError::new(
+        kind,
+        advice,
+        Some(Box::new(e)),
+    ))
 }
 
 /// `what` failed because of a pool error.
@@ -218,9 +224,13 @@ pub(crate) fn from_pool(what: &str, e: deadpool_postgres::PoolError) -> Error {
     use deadpool_postgres::PoolError;
     match e {
         PoolError::Backend(e) => from_pg(what, e),
-        PoolError::Timeout(_) => Error::new(ErrorKind::Store, what.to_owned()).with_source(
-            PgError::new(PgErrorKind::PoolTimeout, advice(PgErrorKind::PoolTimeout), None),
-        ),
+        PoolError::Timeout(_) => {
+            Error::new(ErrorKind::Store, what.to_owned()).with_source(PgError::new(
+                PgErrorKind::PoolTimeout,
+                advice(PgErrorKind::PoolTimeout),
+                None,
+            ))
+        }
         other => Error::new(ErrorKind::Store, what.to_owned()).with_source(PgError::new(
             PgErrorKind::ConnectionLost,
             format!("the connection pool failed: {other}"),
@@ -230,7 +240,11 @@ pub(crate) fn from_pool(what: &str, e: deadpool_postgres::PoolError) -> Error {
 }
 
 /// An error of `kind` with our own message (no driver error underneath).
-pub(crate) fn store_error(what: impl Into<String>, kind: PgErrorKind, why: impl Into<String>) -> Error {
+pub(crate) fn store_error(
+    what: impl Into<String>,
+    kind: PgErrorKind,
+    why: impl Into<String>,
+) -> Error {
     Error::new(ErrorKind::Store, what).with_source(PgError::new(kind, why, None))
 }
 

@@ -113,7 +113,10 @@ impl PgStore {
                 round_trips: AtomicU64::new(0),
             }),
         };
-        let what = format!("connecting to PostgreSQL at {}", store.inner.config.describe());
+        let what = format!(
+            "connecting to PostgreSQL at {}",
+            store.inner.config.describe()
+        );
         let mut client = store
             .inner
             .pool
@@ -207,7 +210,7 @@ impl PgStore {
             None => None,
             Some(f) => match fence_token(account, f) {
                 Some(t) => Some(t),
-                None => return Err(lease_lost(account, f)),
+                None => return Err(lease_lost(what, account, f)),
             },
         };
         let mut params: Vec<Param<'_>> = Vec::with_capacity(2 + more.len());
@@ -218,7 +221,7 @@ impl PgStore {
         let ok = rows.first().is_some_and(|r| r.get::<_, bool>(0));
         match (ok, fence) {
             (true, _) => Ok(()),
-            (false, Some(f)) => Err(lease_lost(account, f)),
+            (false, Some(f)) => Err(lease_lost(what, account, f)),
             (false, None) => Err(store_error(
                 what.to_owned(),
                 PgErrorKind::Query,
@@ -237,14 +240,11 @@ fn fence_token(account: &str, fence: &Fence) -> Option<i64> {
     i64::try_from(fence.token).ok()
 }
 
-fn lease_lost(account: &str, fence: &Fence) -> Error {
-    Error::new(
-        ErrorKind::LeaseLost,
-        format!(
-            "the lease of account {account} is no longer held with token {} (another holder \
-             took it over); nothing was written",
-            fence.token
-        ),
+/// The error of a stale fence, worded as every store words it; nothing was written.
+fn lease_lost(what: &str, account: &str, fence: &Fence) -> Error {
+    ilink_client::store::lease_lost(
+        account,
+        &format!("{what} with fencing token {}", fence.token),
     )
 }
 
@@ -316,8 +316,7 @@ macro_rules! fenced_sql {
     };
 }
 
-const SQL_ACCOUNTS: &str =
-    "SELECT account FROM ilink_credentials ORDER BY saved_at_ms, login_seq";
+const SQL_ACCOUNTS: &str = "SELECT account FROM ilink_credentials ORDER BY saved_at_ms, login_seq";
 const SQL_LOAD_CREDENTIALS: &str = "SELECT bot_token, base_url, user_id, saved_at_ms \
      FROM ilink_credentials WHERE account = $1";
 const SQL_SAVE_CREDENTIALS: &str = "INSERT INTO ilink_credentials \
@@ -813,9 +812,13 @@ mod tests {
         assert_eq!(fence_token("a", &f("a", 7)), Some(7));
         assert_eq!(fence_token("a", &f("b", 7)), None);
         assert_eq!(fence_token("a", &f("a", u64::MAX)), None);
-        let e = lease_lost("a", &f("a", 7));
+        let e = lease_lost("saving the cursor", "a", &f("a", 7));
         assert!(e.is_lease_lost());
-        assert!(e.to_string().contains("nothing was written"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("saving the cursor with fencing token 7"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! (`PgErrorKind::SchemaTooNew`) and left alone.
 
 use ilink_client::Result;
+use tokio_postgres::types::Type;
 
 use crate::error::{PgErrorKind, from_pg, store_error};
 
@@ -78,16 +79,18 @@ CREATE TABLE ilink_fleet (
 /// migrations applied and the number of round trips used.
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(usize, u64)> {
     let mut trips = 1;
-    let row = client
-        .query_one(
-            "SELECT CASE WHEN to_regclass('ilink_schema_version') IS NULL THEN NULL \
-             ELSE 0 END::int",
+    // Every statement is sent with `query_typed` (or the simple protocol): one round trip
+    // each, no separate prepare.
+    let exists = client
+        .query_typed(
+            "SELECT to_regclass('ilink_schema_version') IS NOT NULL",
             &[],
         )
         .await
-        .map_err(|e| from_pg("reading the ilink schema version", e))?;
-    let exists: Option<i32> = row.get(0);
-    if exists.is_some() {
+        .map_err(|e| from_pg("reading the ilink schema version", e))?
+        .first()
+        .is_some_and(|r| r.get::<_, bool>(0));
+    if exists {
         trips += 1;
         let current = current_version(client).await?;
         check_not_newer(current)?;
@@ -101,9 +104,12 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(usiz
         .map_err(|e| from_pg("starting the ilink schema migration", e))?;
     trips += 1;
     let what = "migrating the ilink schema";
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(|e| from_pg(what, e))?;
+    tx.query_typed(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[(&MIGRATION_LOCK, Type::INT8)],
+    )
+    .await
+    .map_err(|e| from_pg(what, e))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS ilink_schema_version (
             version     integer PRIMARY KEY,
@@ -113,30 +119,34 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(usiz
     )
     .await
     .map_err(|e| migration_error(what, e))?;
-    let current: i32 = tx
-        .query_one(
+    let current = max_version(
+        tx.query_typed(
             "SELECT coalesce(max(version), 0) FROM ilink_schema_version",
             &[],
         )
         .await
-        .map_err(|e| from_pg(what, e))?
-        .get(0);
+        .map_err(|e| from_pg(what, e))?,
+    );
     trips += 3;
     check_not_newer(current)?;
     let mut applied = 0;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        tx.batch_execute(m.sql)
-            .await
-            .map_err(|e| migration_error(&format!("applying ilink schema migration {}", m.version), e))?;
-        tx.execute(
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            migration_error(&format!("applying ilink schema migration {}", m.version), e)
+        })?;
+        tx.query_typed(
             "INSERT INTO ilink_schema_version (version, description) VALUES ($1, $2)",
-            &[&m.version, &m.description],
+            &[(&m.version, Type::INT4), (&m.description, Type::TEXT)],
         )
         .await
         .map_err(|e| from_pg(what, e))?;
         trips += 2;
         applied += 1;
-        tracing::info!(version = m.version, "applied ilink schema migration: {}", m.description);
+        tracing::info!(
+            version = m.version,
+            "applied ilink schema migration: {}",
+            m.description
+        );
     }
     tx.commit()
         .await
@@ -146,14 +156,19 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(usiz
 }
 
 async fn current_version(client: &tokio_postgres::Client) -> Result<i32> {
-    Ok(client
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM ilink_schema_version",
-            &[],
-        )
-        .await
-        .map_err(|e| from_pg("reading the ilink schema version", e))?
-        .get(0))
+    Ok(max_version(
+        client
+            .query_typed(
+                "SELECT coalesce(max(version), 0) FROM ilink_schema_version",
+                &[],
+            )
+            .await
+            .map_err(|e| from_pg("reading the ilink schema version", e))?,
+    ))
+}
+
+fn max_version(rows: Vec<tokio_postgres::Row>) -> i32 {
+    rows.first().map_or(0, |r| r.get::<_, i32>(0))
 }
 
 fn check_not_newer(current: i32) -> Result<()> {

@@ -11,7 +11,8 @@
 //! a pipe from this process, closes).
 //!
 //! [`TestCluster::database`] creates a fresh database per test, so tests are isolated and run
-//! in parallel; it is dropped again when the [`TestDatabase`] is.
+//! in parallel; on a server of `$ILINK_TEST_PG` it is dropped again when the
+//! [`TestDatabase`] is.
 //!
 //! Without PostgreSQL (no `$ILINK_TEST_PG`, no binaries): with `$CI` set the helpers panic
 //! (a CI run must not pass by skipping); otherwise they print
@@ -78,6 +79,8 @@ struct Owned {
     /// A private cluster: dropping this value removes `dir`. The process-wide cluster is never
     /// dropped; its keeper removes `dir` when the process exits.
     private: bool,
+    /// The server's `-c` settings.
+    settings: Vec<String>,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -116,7 +119,7 @@ impl TestCluster {
                     owned: None,
                 });
             }
-            Self::start_local(false)
+            Self::start_local(false, None)
         });
         match found {
             Ok(c) => Some(c),
@@ -131,7 +134,20 @@ impl TestCluster {
     /// (for tests that stop or restart the server); stopped and removed when dropped. `None`
     /// as for [`shared`](Self::shared).
     pub fn start_private() -> Option<TestCluster> {
-        match Self::start_local(true) {
+        match Self::start_local(true, None) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                unavailable(&why);
+                None
+            }
+        }
+    }
+
+    /// Like [`start_private`](Self::start_private), with TLS on (`ssl=on`) using the PEM
+    /// certificate chain `cert_pem` and private key `key_pem`. The base URL keeps
+    /// `sslmode=disable`; change it to test TLS.
+    pub fn start_private_tls(cert_pem: &[u8], key_pem: &[u8]) -> Option<TestCluster> {
+        match Self::start_local(true, Some((cert_pem, key_pem))) {
             Ok(c) => Some(c),
             Err(why) => {
                 unavailable(&why);
@@ -150,8 +166,8 @@ impl TestCluster {
         self.owned.as_ref().map(|o| o.port)
     }
 
-    /// Creates a fresh, empty database and returns it (dropped again when the
-    /// [`TestDatabase`] is).
+    /// Creates a fresh, empty database and returns it (see [`TestDatabase`] for when it is
+    /// dropped).
     pub async fn database(&self) -> Result<TestDatabase> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = format!(
@@ -167,7 +183,9 @@ impl TestCluster {
             .map_err(|e| crate::error::from_pg("creating a test database", e))?;
         Ok(TestDatabase {
             url: with_dbname(&self.base_url, &name),
-            admin_url: self.base_url.clone(),
+            // A cluster started here is removed whole; only a server of $ILINK_TEST_PG, which
+            // may outlive this process, needs its test databases dropped one by one.
+            admin_url: self.owned.is_none().then(|| self.base_url.clone()),
             name,
         })
     }
@@ -192,8 +210,12 @@ impl TestCluster {
                 "cannot start the server at ILINK_TEST_PG",
             ));
         };
-        owned.spawn_keeper().map_err(|e| Error::new(ErrorKind::Store, e))?;
-        owned.wait_ready().map_err(|e| Error::new(ErrorKind::Store, e))
+        owned
+            .spawn_keeper()
+            .map_err(|e| Error::new(ErrorKind::Store, e))?;
+        owned
+            .wait_ready()
+            .map_err(|e| Error::new(ErrorKind::Store, e))
     }
 
     /// Stops and starts the server.
@@ -202,7 +224,10 @@ impl TestCluster {
         self.start()
     }
 
-    fn start_local(private: bool) -> std::result::Result<TestCluster, String> {
+    fn start_local(
+        private: bool,
+        tls: Option<(&[u8], &[u8])>,
+    ) -> std::result::Result<TestCluster, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "no ILINK_TEST_PG, and no initdb under /usr/lib/postgresql/*/bin or ILINK_PG_BIN"
                 .to_owned()
@@ -215,7 +240,7 @@ impl TestCluster {
         // The port is free when chosen; another process may take it before the server binds
         // it: a few tries, each with a fresh cluster.
         for _ in 0..3 {
-            match Self::start_once(&bin, as_postgres, private) {
+            match Self::start_once(&bin, as_postgres, private, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = e,
             }
@@ -227,12 +252,10 @@ impl TestCluster {
         bin: &Path,
         as_postgres: bool,
         private: bool,
+        tls: Option<(&[u8], &[u8])>,
     ) -> std::result::Result<TestCluster, String> {
-        let dir = std::env::temp_dir().join(format!(
-            "ilink-pg-{}-{}",
-            std::process::id(),
-            random_hex(6)
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("ilink-pg-{}-{}", std::process::id(), random_hex(6)));
         std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let result = (|| {
             let password = random_hex(16);
@@ -240,6 +263,16 @@ impl TestCluster {
             std::fs::write(&pwfile, format!("{password}\n"))
                 .map_err(|e| format!("writing {}: {e}", pwfile.display()))?;
             std::fs::create_dir(dir.join("sock")).map_err(|e| format!("creating sock: {e}"))?;
+            let mut settings: Vec<String> =
+                SERVER_SETTINGS.iter().map(|s| (*s).to_owned()).collect();
+            if let Some((cert, key)) = tls {
+                let (cert_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
+                write_private(&cert_path, cert)?;
+                write_private(&key_path, key)?;
+                settings.push("ssl=on".into());
+                settings.push(format!("ssl_cert_file={}", cert_path.display()));
+                settings.push(format!("ssl_key_file={}", key_path.display()));
+            }
             if as_postgres {
                 let ok = command_ok(Command::new("chown").arg("-R").arg("postgres:").arg(&dir));
                 if !ok {
@@ -272,6 +305,7 @@ impl TestCluster {
                 as_postgres,
                 keeper: Mutex::new(None),
                 private,
+                settings,
             };
             owned.spawn_keeper()?;
             owned.wait_ready()?;
@@ -304,7 +338,7 @@ impl Owned {
         } else {
             cmd.arg(&self.dir);
         }
-        for s in SERVER_SETTINGS {
+        for s in &self.settings {
             cmd.arg("-c").arg(s);
         }
         let child = cmd
@@ -378,12 +412,14 @@ impl Drop for Owned {
     }
 }
 
-/// A database of its own for one test, on a [`TestCluster`]; dropped (with `FORCE`, ending
-/// its connections) when this value is.
+/// A database of its own for one test, on a [`TestCluster`]. On the server of
+/// `$ILINK_TEST_PG` it is dropped (with `FORCE`, ending its connections) when this value is;
+/// on a cluster started here it goes with the cluster.
 #[derive(Debug)]
 pub struct TestDatabase {
     url: String,
-    admin_url: String,
+    /// Where to drop it from when this value is dropped (`None`: with its cluster).
+    admin_url: Option<String>,
     name: String,
 }
 
@@ -412,9 +448,12 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let admin = self.admin_url.clone();
+        let Some(admin) = self.admin_url.take() else {
+            return;
+        };
         let name = self.name.clone();
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+        // Drop runs inside the test's runtime: use a thread with a runtime of its own, and
+        // on a multi-threaded runtime let its other tasks move on while this one waits.
         let handle = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -430,7 +469,13 @@ impl Drop for TestDatabase {
                 }
             });
         });
-        let _ = handle.join();
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| handle.join().ok());
+        } else {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -525,6 +570,20 @@ fn command_ok(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Writes `bytes` to a new file `path` with mode 0600 (a TLS key must not be readable by others).
+fn write_private(path: &Path, bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
 fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
@@ -554,7 +613,10 @@ mod tests {
             "postgres://u:p@h:5/x?sslmode=disable"
         );
         assert_eq!(with_dbname("postgres://u@h:5", "x"), "postgres://u@h:5/x");
-        assert_eq!(with_dbname("postgres://u@h?a=b", "x"), "postgres://u@h/x?a=b");
+        assert_eq!(
+            with_dbname("postgres://u@h?a=b", "x"),
+            "postgres://u@h/x?a=b"
+        );
         assert_eq!(with_dbname("host=h user=u", "x"), "host=h user=u dbname=x");
     }
 }

@@ -68,21 +68,48 @@ async fn every_operation_is_one_round_trip() {
     measure!("save_credentials", store.save_credentials(&creds(A)));
     measure!("load_credentials", store.load_credentials(A));
     measure!("accounts", store.accounts());
-    measure!("save_cursor (fenced)", store.save_cursor(A, &Secret::from("C".to_owned()), f));
+    measure!(
+        "save_cursor (fenced)",
+        store.save_cursor(A, &Secret::from("C".to_owned()), f)
+    );
     measure!("load_cursor", store.load_cursor(A));
-    measure!("save_context_tokens (20, fenced)", store.save_context_tokens(A, &tokens, f));
+    measure!(
+        "save_context_tokens (20, fenced)",
+        store.save_context_tokens(A, &tokens, f)
+    );
     measure!("load_context_tokens", store.load_context_tokens(A));
-    measure!("append_tombstones (1, fenced)", store.append_tombstones(A, &keys[..1], f));
-    measure!("append_tombstones (50, fenced)", store.append_tombstones(A, &keys, f));
-    measure!("save_tombstones (50, fenced)", store.save_tombstones(A, &keys, f));
+    measure!(
+        "append_tombstones (1, fenced)",
+        store.append_tombstones(A, &keys[..1], f)
+    );
+    measure!(
+        "append_tombstones (50, fenced)",
+        store.append_tombstones(A, &keys, f)
+    );
+    measure!(
+        "save_tombstones (50, fenced)",
+        store.save_tombstones(A, &keys, f)
+    );
     measure!("load_tombstones", store.load_tombstones(A));
-    measure!("append_outbox (fenced)", store.append_outbox(A, "{\"r\":1}", f));
+    measure!(
+        "append_outbox (fenced)",
+        store.append_outbox(A, "{\"r\":1}", f)
+    );
     measure!("replace_outbox (fenced)", store.replace_outbox(A, &keys, f));
     measure!("load_outbox", store.load_outbox(A));
-    measure!("acquire_lease (renew)", store.acquire_lease(A, "h1", Duration::from_secs(30)));
-    measure!("renew_lease", store.renew_lease(&lease, Duration::from_secs(30)));
+    measure!(
+        "acquire_lease (renew)",
+        store.acquire_lease(A, "h1", Duration::from_secs(30))
+    );
+    measure!(
+        "renew_lease",
+        store.renew_lease(&lease, Duration::from_secs(30))
+    );
     measure!("leases", store.leases());
-    measure!("join_fleet", store.join_fleet("m1", Duration::from_secs(30)));
+    measure!(
+        "join_fleet",
+        store.join_fleet("m1", Duration::from_secs(30))
+    );
     measure!("leave_fleet", store.leave_fleet("m1"));
     measure!("check_writable", store.check_writable());
     measure!("release_lease", store.release_lease(&lease));
@@ -105,7 +132,19 @@ async fn every_operation_is_one_round_trip() {
     assert_eq!(store.round_trips() - before, 1);
     // Connecting to a database whose schema is current: 2 statements.
     let again = PgStore::connect(_db.url()).await.unwrap();
+    eprintln!(
+        "round trips: connect (schema current): {}",
+        again.round_trips()
+    );
     assert_eq!(again.round_trips(), 2);
+    // To a new database: 6 + 2 per migration.
+    let empty = TestCluster::shared().unwrap().database().await.unwrap();
+    let created = PgStore::connect(empty.url()).await.unwrap();
+    eprintln!(
+        "round trips: connect (new database): {}",
+        created.round_trips()
+    );
+    assert_eq!(created.round_trips(), 6 + 2 * SCHEMA_VERSION as u64);
 }
 
 #[tokio::test]
@@ -130,7 +169,10 @@ async fn migrations_run_once_when_three_processes_start_at_once() {
     }
     let client = raw(&url).await;
     let rows = client
-        .query("SELECT version FROM ilink_schema_version ORDER BY version", &[])
+        .query(
+            "SELECT version FROM ilink_schema_version ORDER BY version",
+            &[],
+        )
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
@@ -206,8 +248,30 @@ async fn a_write_racing_a_takeover_waits_for_it_and_writes_nothing() {
                 .await
         })
     };
-    // Give the write time to reach the lock (if it does not wait, it finishes now).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the write is blocked on the lease row's lock (seen from a third connection).
+    let watcher = raw(db.url()).await;
+    let mut waited = 0;
+    loop {
+        let blocked: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        assert!(
+            !writer.is_finished(),
+            "the write did not wait for the takeover"
+        );
+        waited += 1;
+        assert!(waited < 1000, "the write never reached the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tx.commit().await.unwrap();
     let e = writer.await.unwrap().unwrap_err();
     assert!(e.is_lease_lost(), "{e}");
@@ -271,14 +335,35 @@ async fn two_holders_race_and_the_old_one_never_overwrites_the_new() {
             .await
             .unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(writer.await.unwrap().is_some(), "the old holder was never refused");
+        assert!(
+            writer.await.unwrap().is_some(),
+            "the old holder was never refused"
+        );
         let records = second.load_outbox(&account).await.unwrap();
-        assert_eq!(records.last().map(String::as_str), Some("new-0"), "{records:?}");
-        assert!(records[..records.len() - 1].iter().all(|r| r.starts_with("old-")));
+        assert_eq!(
+            records.last().map(String::as_str),
+            Some("new-0"),
+            "{records:?}"
+        );
+        assert!(
+            records[..records.len() - 1]
+                .iter()
+                .all(|r| r.starts_with("old-"))
+        );
         // The old holder can neither renew nor release the new holder's lease.
-        assert!(!first.renew_lease(&old, Duration::from_secs(1)).await.unwrap());
+        assert!(
+            !first
+                .renew_lease(&old, Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
         first.release_lease(&old).await.unwrap();
-        assert!(second.renew_lease(&new, Duration::from_secs(30)).await.unwrap());
+        assert!(
+            second
+                .renew_lease(&new, Duration::from_secs(30))
+                .await
+                .unwrap()
+        );
     }
 }
 
@@ -320,7 +405,10 @@ async fn values_are_stored_exactly() {
         .save_cursor(A, &Secret::from(odd.clone()), None)
         .await
         .unwrap();
-    assert_eq!(store.load_cursor(A).await.unwrap(), Some(Secret::from(odd.clone())));
+    assert_eq!(
+        store.load_cursor(A).await.unwrap(),
+        Some(Secret::from(odd.clone()))
+    );
     let tokens: HashMap<String, Secret> = [
         (odd.clone(), Secret::from(big.clone())),
         (String::new(), Secret::from(String::new())),
@@ -339,7 +427,10 @@ async fn values_are_stored_exactly() {
     store.save_credentials(&c).await.unwrap();
     assert_eq!(store.load_credentials(A).await.unwrap(), Some(c));
     // A record with a newline is refused; a NUL in an account id too (text column).
-    let e = store.append_outbox(A, "two\nlines", None).await.unwrap_err();
+    let e = store
+        .append_outbox(A, "two\nlines", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     let e = store
         .save_cursor("a\0b", &Secret::from("c".to_owned()), None)
@@ -442,7 +533,9 @@ async fn a_role_without_create_uses_a_set_up_database_and_one_without_rights_is_
     let bot = PgStore::connect(&as_role(db.url())).await.unwrap();
     bot.check_writable().await.unwrap();
     bot.save_credentials(&creds(A)).await.unwrap();
-    bot.save_cursor(A, &Secret::from("c".to_owned()), None).await.unwrap();
+    bot.save_cursor(A, &Secret::from("c".to_owned()), None)
+        .await
+        .unwrap();
     assert_eq!(bot.accounts().await.unwrap(), vec![A.to_owned()]);
     // On a fresh database the same role cannot create the tables: a Permission error.
     let Some(cluster) = TestCluster::shared() else {
