@@ -230,6 +230,27 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
         "spread {BOTS} accounts over {PROCESSES} processes in {:.1} s",
         t.as_secs_f64()
     );
+    // `ilink fleet status` sees the same: every account, three holders.
+    let status = tokio::process::Command::new(BIN)
+        .args(["fleet", "status", "--json", "--store", &url])
+        .env_remove("ILINK_STORE")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["accounts"].as_array().unwrap().len(), BOTS);
+    let names: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["member"].as_str())
+        .collect();
+    assert_eq!(names, ["member-0", "member-1", "member-2"], "{v}");
 
     // Users write to every bot, a round every few seconds, until told to stop.
     let sent: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
