@@ -120,6 +120,34 @@ pub fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
     Ok(StoreUrl::File(PathBuf::from(t)))
 }
 
+/// The value parser of `--store`: like [`parse_store_url`], with an error that never repeats
+/// the value (clap's own error would print it, password included).
+#[derive(Clone, Copy, Debug)]
+pub struct StoreUrlParser;
+
+impl clap::builder::TypedValueParser for StoreUrlParser {
+    type Value = StoreUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreUrl, clap::Error> {
+        let fail = |msg: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --store (ILINK_STORE): {msg}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| fail("the store URL is not UTF-8".to_owned()))?;
+        parse_store_url(s).map_err(fail)
+    }
+}
+
 /// The store `net` asks for: `--store` / `ILINK_STORE`, else the state directory.
 pub fn store_url(net: &NetArgs) -> StoreUrl {
     match &net.store {

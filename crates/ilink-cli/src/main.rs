@@ -69,7 +69,7 @@ pub struct NetArgs {
     /// Where the state lives, instead of --state-dir: `file:DIR` (or a path), `memory:`, or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` (shared by a fleet of processes). Wins over
     /// --state-dir.
-    #[arg(long, env = "ILINK_STORE", value_name = "URL", value_parser = fleetcmd::parse_store_url)]
+    #[arg(long, env = "ILINK_STORE", value_name = "URL", value_parser = fleetcmd::StoreUrlParser)]
     pub store: Option<fleetcmd::StoreUrl>,
     /// Which stored bot account to use (`…@im.bot`) when there are several. Without it, `send`
     /// uses the one holding the recipient's context token and `tail` reads all of them.
