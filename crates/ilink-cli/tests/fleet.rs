@@ -141,12 +141,6 @@ where
             let dumps: Vec<String> = members.iter().map(Member::dump).collect();
             panic!("timed out waiting for {what}\n{}", dumps.join("\n"));
         }
-        if start.elapsed().as_secs() % 10 == 0 && start.elapsed().subsec_millis() < 100 {
-            println!(
-                "... still waiting for {what} after {:.0} s",
-                start.elapsed().as_secs_f64()
-            );
-        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     start.elapsed()
@@ -301,9 +295,6 @@ async fn a_fleet_answers_every_message_once_through_a_kill_and_a_stall() {
         &members,
         || async {
             let h = holders(&store).await;
-            let counts: Vec<(String, usize)> =
-                h.iter().map(|(m, a)| (m.clone(), a.len())).collect();
-            println!("live leases by holder: {counts:?}");
             !h.contains_key(&killed) && h.values().map(HashSet::len).sum::<usize>() == BOTS
         },
     )
