@@ -1,7 +1,8 @@
 //! Fleet figures with the PostgreSQL store (issue #17).
 //!
 //! ```text
-//! cargo run --release -p ilink-benches --bin fleet_bench [-- --accounts 300 --quick]
+//! cargo xtask bench fleet [--quick]          # or: cargo bench -p ilink-benches --bench fleet
+//! ILINK_FLEET_BENCH_ACCOUNTS=1000 cargo bench -p ilink-benches --bench fleet
 //! ```
 //!
 //! Needs PostgreSQL: `$ILINK_TEST_PG`, or Debian's binaries from which a throwaway cluster is
@@ -18,7 +19,8 @@
 //!    account, and until a message sent to each of the crashed member's accounts right after the
 //!    crash is answered, is measured for several ttls.
 //!
-//! A measurement tool, not a test: figures go to BENCHMARKS.md by hand.
+//! Rows go to stdout and, under `cargo xtask bench`, to `$ILINK_BENCH_REPORT_DIR/fleet.tsv`.
+//! A measurement, not a test: the figures of one run go to BENCHMARKS.md.
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -37,28 +39,42 @@ struct Args {
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args {
-        accounts: 300,
-        ttls: vec![1, 2, 4],
+    let quick =
+        std::env::var_os("ILINK_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick");
+    let accounts = match std::env::var("ILINK_FLEET_BENCH_ACCOUNTS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n: &usize| *n > 0)
+            .ok_or("ILINK_FLEET_BENCH_ACCOUNTS needs a positive number")?,
+        Err(_) if quick => 60,
+        Err(_) => 300,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--accounts" => {
-                a.accounts = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or("--accounts needs a positive number")?;
-            }
-            "--quick" => {
-                a.accounts = a.accounts.min(60);
-                a.ttls = vec![2];
-            }
-            other => return Err(format!("unknown argument {other}")),
+    Ok(Args {
+        accounts,
+        ttls: if quick { vec![2] } else { vec![1, 2, 4] },
+    })
+}
+
+/// The rows of the table (area, measurement, figure, notes).
+#[derive(Default)]
+struct Rows(Vec<[String; 4]>);
+
+impl Rows {
+    fn add(&mut self, area: &str, what: String, figure: String, note: String) {
+        println!("| {area} | {what} | {figure} | {note} |");
+        self.0.push([area.to_owned(), what, figure, note]);
+    }
+
+    fn write(&self) {
+        let Some(dir) = std::env::var_os("ILINK_BENCH_REPORT_DIR") else {
+            return;
+        };
+        let text: String = self.0.iter().map(|r| r.join("\t") + "\n").collect();
+        if let Err(e) = std::fs::write(std::path::Path::new(&dir).join("fleet.tsv"), text) {
+            eprintln!("fleet bench: cannot write its rows: {e}");
         }
     }
-    Ok(a)
 }
 
 fn config(sim: &Sim, member: &str, ttl: Duration) -> ClientConfig {
@@ -144,7 +160,11 @@ fn echoed(sim: &Sim, text: &str) -> usize {
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-async fn accounts_per_process(cluster: &TestCluster, n: usize) -> Result<(), String> {
+async fn accounts_per_process(
+    cluster: &TestCluster,
+    n: usize,
+    rows: &mut Rows,
+) -> Result<(), String> {
     let db = cluster.database().await.map_err(|e| e.to_string())?;
     let store = Arc::new(db.store().await.map_err(|e| e.to_string())?);
     let sim = Sim::start(SimConfig::for_tests(Duration::from_secs(10)))
@@ -153,7 +173,6 @@ async fn accounts_per_process(cluster: &TestCluster, n: usize) -> Result<(), Str
     let bots = seed(&sim, &store, n).await?;
     let ttl = Duration::from_secs(10);
     let fleet = member(&sim, &store, "bench-solo", ttl)?;
-    let t = Instant::now();
     let run = start(&fleet);
     let took = until(LIMIT, || fleet.served().len() == n)
         .await
@@ -180,33 +199,56 @@ async fn accounts_per_process(cluster: &TestCluster, n: usize) -> Result<(), Str
     let trips = store.round_trips() - before;
     let during = burst.elapsed().as_secs_f64();
     let background = idle_rate * during;
-    println!(
-        "| accounts per process | one member takes {n} accounts | {:.2} s ({:.0} accounts/s) | ttl 10 s, rebalance 1 s |",
-        took.as_secs_f64(),
-        n as f64 / took.as_secs_f64()
+    rows.add(
+        "fleet",
+        format!("one process takes {n} accounts (PgStore, pool 8)"),
+        format!(
+            "{:.0} accounts/s ({:.2} s)",
+            n as f64 / took.as_secs_f64(),
+            took.as_secs_f64()
+        ),
+        "lease ttl 10 s, rebalance every 1 s".to_owned(),
     );
-    println!(
-        "| accounts per process | burst: 1 message to each of {n} accounts | {:.0} msgs/s ({:.2} s) | one process, PgStore pool 8 |",
-        n as f64 / answered.as_secs_f64(),
-        answered.as_secs_f64()
+    rows.add(
+        "fleet",
+        format!("burst: one message to each of {n} accounts, one process"),
+        format!(
+            "{:.0} msgs/s ({:.2} s)",
+            n as f64 / answered.as_secs_f64(),
+            answered.as_secs_f64()
+        ),
+        "user send -> echo delivered by ilink-sim, loopback".to_owned(),
     );
-    println!(
-        "| round trips | per handled message (burst, all included) | {:.2} | {trips} round trips for {n} messages in {during:.2} s |",
-        trips as f64 / n as f64
+    rows.add(
+        "fleet",
+        "database round trips per handled message".to_owned(),
+        format!("{:.2}", (trips as f64 - background).max(0.0) / n as f64),
+        format!(
+            "{trips} round trips during the burst ({during:.2} s), less the idle rate; {:.2} with it",
+            trips as f64 / n as f64
+        ),
     );
-    println!(
-        "| round trips | per handled message (less idle background) | {:.2} | idle: {idle_rate:.1} round trips/s for {n} accounts ({:.3}/s per account: renewals every ttl/3, heartbeat) |",
-        (trips as f64 - background).max(0.0) / n as f64,
-        idle_rate / n as f64
+    rows.add(
+        "fleet",
+        format!("idle database round trips per second, {n} accounts"),
+        format!(
+            "{idle_rate:.1}/s ({:.3}/s per account)",
+            idle_rate / n as f64
+        ),
+        "lease renewals every ttl/3 (10 s ttl) and the member heartbeat".to_owned(),
     );
     fleet.shutdown();
     let _ = tokio::time::timeout(LIMIT, run).await;
-    let _ = t;
     sim.shutdown().await;
     Ok(())
 }
 
-async fn takeover(cluster: &TestCluster, n: usize, ttl_s: u64) -> Result<(), String> {
+async fn takeover(
+    cluster: &TestCluster,
+    n: usize,
+    ttl_s: u64,
+    rows: &mut Rows,
+) -> Result<(), String> {
     let db = cluster.database().await.map_err(|e| e.to_string())?;
     let store_a = Arc::new(db.store().await.map_err(|e| e.to_string())?);
     let store_b = Arc::new(db.store().await.map_err(|e| e.to_string())?);
@@ -234,7 +276,6 @@ async fn takeover(cluster: &TestCluster, n: usize, ttl_s: u64) -> Result<(), Str
     let crashed: HashSet<String> = a.served().into_iter().map(|s| s.account).collect();
     // The crash: a's run is dropped (its account runs are cancelled; nothing is released).
     run_a.abort();
-    let crash = Instant::now();
     for (i, bot) in bots.iter().enumerate() {
         if crashed.contains(&bot.bot_id) {
             sim.user(&user(i))
@@ -250,14 +291,17 @@ async fn takeover(cluster: &TestCluster, n: usize, ttl_s: u64) -> Result<(), Str
     })
     .await
     .ok_or("the messages to the crashed member's accounts were not answered")?;
-    let _ = crash;
-    println!(
-        "| takeover | {} accounts of a crashed member, ttl {ttl_s} s | all served again after {:.2} s ({:.2}x ttl); all answered after {:.2} s ({:.2}x ttl) | 2 members, {n} accounts |",
-        crashed.len(),
-        served.as_secs_f64(),
-        served.as_secs_f64() / ttl.as_secs_f64(),
-        answered.as_secs_f64(),
-        answered.as_secs_f64() / ttl.as_secs_f64()
+    rows.add(
+        "fleet",
+        format!("takeover of a crashed process's {} accounts, lease ttl {ttl_s} s", crashed.len()),
+        format!(
+            "{:.2} s = {:.2}x ttl (all answered: {:.2} s = {:.2}x ttl)",
+            served.as_secs_f64(),
+            served.as_secs_f64() / ttl.as_secs_f64(),
+            answered.as_secs_f64(),
+            answered.as_secs_f64() / ttl.as_secs_f64()
+        ),
+        format!("2 processes, {n} accounts; from the crash to every account served again / every message sent at the crash answered"),
     );
     b.shutdown();
     let _ = tokio::time::timeout(LIMIT, run_b).await;
@@ -266,15 +310,23 @@ async fn takeover(cluster: &TestCluster, n: usize, ttl_s: u64) -> Result<(), Str
 }
 
 fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; a name filter other than "fleet" skips this bench.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
+        .collect();
+    if !filter.is_empty() && !filter.iter().any(|f| "fleet".contains(f.as_str())) {
+        return ExitCode::SUCCESS;
+    }
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("fleet_bench: {e}");
+            eprintln!("fleet bench: {e}");
             return ExitCode::from(2);
         }
     };
     let Some(cluster) = TestCluster::shared() else {
-        eprintln!("fleet_bench: no PostgreSQL (set ILINK_TEST_PG or install postgresql)");
+        eprintln!("fleet bench: no PostgreSQL (set ILINK_TEST_PG or install postgresql)");
         return ExitCode::from(1);
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -284,23 +336,25 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("fleet_bench: {e}");
+            eprintln!("fleet bench: {e}");
             return ExitCode::from(1);
         }
     };
+    let mut rows = Rows::default();
     let result = rt.block_on(async {
         println!("| area | measurement | figure | notes |");
         println!("|---|---|---:|---|");
-        accounts_per_process(cluster, args.accounts).await?;
+        accounts_per_process(cluster, args.accounts, &mut rows).await?;
         for ttl in &args.ttls {
-            takeover(cluster, args.accounts, *ttl).await?;
+            takeover(cluster, args.accounts, *ttl, &mut rows).await?;
         }
         Ok::<(), String>(())
     });
+    rows.write();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fleet_bench: {e}");
+            eprintln!("fleet bench: {e}");
             ExitCode::from(1)
         }
     }
