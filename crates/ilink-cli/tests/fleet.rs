@@ -22,9 +22,9 @@ const BOTS: usize = 300;
 const PROCESSES: usize = 3;
 const TTL_S: u64 = 3;
 /// How long each phase may take at most (generous: a shared 2-core machine, debug builds).
-const PHASE: Duration = Duration::from_secs(60);
+const PHASE: Duration = Duration::from_secs(90);
 /// A scripted round (one message to every bot) every this long.
-const ROUND_EVERY: Duration = Duration::from_secs(4);
+const ROUND_EVERY: Duration = Duration::from_secs(5);
 
 /// A child `ilink echo --fleet` and what it printed (stdout and stderr, in arrival order).
 struct Member {

@@ -169,6 +169,9 @@ impl FleetConfig {
     }
 }
 
+/// How many leases a member asks for at once.
+const ACQUIRE_AT_ONCE: usize = 8;
+
 /// What happened to a lease, the `change` label of `ilink_lease_changes_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LeaseChange {
@@ -590,29 +593,47 @@ impl<H: Handler> RunState<H> {
         let order = plan::acquire_order(&candidates, &me, &members);
         let mut have = active.len();
         let (mut tried, before) = (0usize, have);
-        for account in order {
-            if have >= share || *self.inner().shutdown.borrow() {
+        let mut order = order.into_iter();
+        // A few acquisitions at a time (never more than are still needed, so the share is
+        // never exceeded): a takeover of many accounts is not one round trip after another.
+        while have < share && !*self.inner().shutdown.borrow() {
+            let batch: Vec<String> = order
+                .by_ref()
+                .take((share - have).min(ACQUIRE_AT_ONCE))
+                .collect();
+            if batch.is_empty() {
                 break;
             }
-            tried += 1;
+            tried += batch.len();
             let t = Instant::now();
-            match store.acquire_lease(&account, &me, inner.lease_ttl).await {
-                Ok(Some(lease)) => {
-                    count(LeaseChange::Acquired);
-                    tracing::info!(account = %account, token = lease.token(),
-                        acquire_ms = t.elapsed().as_millis() as u64, "took the account's lease");
-                    self.start(lease);
-                    have += 1;
+            let results = futures_util::future::join_all(
+                batch
+                    .iter()
+                    .map(|a| store.acquire_lease(a, &me, inner.lease_ttl)),
+            )
+            .await;
+            let mut failed = false;
+            for (account, result) in batch.iter().zip(results) {
+                match result {
+                    Ok(Some(lease)) => {
+                        count(LeaseChange::Acquired);
+                        tracing::info!(account = %account, token = lease.token(),
+                            acquire_ms = t.elapsed().as_millis() as u64, "took the account's lease");
+                        self.start(lease);
+                        have += 1;
+                    }
+                    Ok(None) => {
+                        tracing::trace!(account = %account, "the lease is held by another member");
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %account, error = %e,
+                            "could not take the account's lease; retrying next round");
+                        failed = true;
+                    }
                 }
-                Ok(None) => {
-                    tracing::trace!(account = %account, acquire_ms = t.elapsed().as_millis() as u64,
-                        "the lease is held by another member");
-                }
-                Err(e) => {
-                    tracing::warn!(account = %account, error = %e,
-                        "could not take the account's lease; retrying next round");
-                    break;
-                }
+            }
+            if failed {
+                break;
             }
         }
         tracing::debug!(
