@@ -235,7 +235,7 @@ async fn accounts_per_process(
             "{idle_rate:.1}/s ({:.3}/s per account)",
             idle_rate / n as f64
         ),
-        "lease renewals every ttl/3 (10 s ttl) and the member heartbeat".to_owned(),
+        "lease renewals every ttl/3 (10 s ttl), the member's rounds (3 queries/s), cursor commits of empty long polls (10 s)".to_owned(),
     );
     fleet.shutdown();
     let _ = tokio::time::timeout(LIMIT, run).await;
@@ -276,6 +276,7 @@ async fn takeover(
     let crashed: HashSet<String> = a.served().into_iter().map(|s| s.account).collect();
     // The crash: a's run is dropped (its account runs are cancelled; nothing is released).
     run_a.abort();
+    let crash = Instant::now();
     for (i, bot) in bots.iter().enumerate() {
         if crashed.contains(&bot.bot_id) {
             sim.user(&user(i))
@@ -285,11 +286,13 @@ async fn takeover(
     }
     let served = until(LIMIT, || b.served().len() == n)
         .await
+        .map(|_| crash.elapsed())
         .ok_or("b did not take every account over")?;
     let answered = until(LIMIT, || {
         echoed(&sim, "echo: after the crash") >= crashed.len()
     })
     .await
+    .map(|_| crash.elapsed())
     .ok_or("the messages to the crashed member's accounts were not answered")?;
     rows.add(
         "fleet",
@@ -301,7 +304,7 @@ async fn takeover(
             answered.as_secs_f64(),
             answered.as_secs_f64() / ttl.as_secs_f64()
         ),
-        format!("2 processes, {n} accounts; from the crash to every account served again / every message sent at the crash answered"),
+        format!("2 members (a Client and a PgStore each) in one process, {n} accounts; from the crash to every account served again / every message sent at the crash answered"),
     );
     b.shutdown();
     let _ = tokio::time::timeout(LIMIT, run_b).await;
