@@ -329,8 +329,9 @@ fn main() -> ExitCode {
         }
     };
     let Some(cluster) = TestCluster::shared() else {
-        eprintln!("fleet bench: no PostgreSQL (set ILINK_TEST_PG or install postgresql)");
-        return ExitCode::from(1);
+        // Skipped, not failed, so that `cargo xtask bench` runs the other benches.
+        eprintln!("fleet bench: skipped: no PostgreSQL (set ILINK_TEST_PG or install postgresql)");
+        return ExitCode::SUCCESS;
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
