@@ -180,30 +180,35 @@ pub async fn users(net: &NetArgs, json_lines: bool) -> CliResult {
     Ok(())
 }
 
-/// The error of an account that another holder serves (exit 5).
-fn busy(id: &str) -> ilink_client::Error {
-    ilink_client::Error::new(
-        ilink_client::ErrorKind::AccountBusy,
-        format!("account {id} is already being consumed by another process"),
-    )
-}
-
-/// Fails with [`ErrorKind::AccountBusy`](ilink_client::ErrorKind::AccountBusy) when another
-/// holder's lease on `id` is live (read only: takes nothing).
-async fn ensure_not_served(client: &ilink_client::Client, id: &str) -> CliResult {
-    let now = std::time::SystemTime::now();
-    let leases = client.store().leases().await?;
-    if let Some(l) = leases.iter().find(|l| l.account == id && l.expires > now) {
-        return Err(ilink_client::Error::new(
-            ilink_client::ErrorKind::AccountBusy,
-            format!(
-                "account {id} is already being consumed by holder {}",
-                l.holder
-            ),
-        )
-        .into());
+/// Takes the account's lease (holder and ttl of the client's configuration), or fails with
+/// [`ErrorKind::AccountBusy`](ilink_client::ErrorKind::AccountBusy) naming the holder when
+/// another holder's lease is live.
+async fn take_lease(
+    client: &ilink_client::Client,
+    id: &str,
+) -> CliResult<ilink_client::store::Lease> {
+    let cfg = client.config();
+    let store = client.store();
+    if let Some(lease) = store
+        .acquire_lease(id, &cfg.holder_id, cfg.lease_ttl)
+        .await?
+    {
+        return Ok(lease);
     }
-    Ok(())
+    let holder = store
+        .leases()
+        .await
+        .ok()
+        .and_then(|all| all.into_iter().find(|l| l.account == id))
+        .map_or_else(
+            || "another process".to_owned(),
+            |l| format!("holder {}", l.holder),
+        );
+    Err(ilink_client::Error::new(
+        ilink_client::ErrorKind::AccountBusy,
+        format!("account {id} is already being consumed by {holder}"),
+    )
+    .into())
 }
 
 /// `ilink logout`.
@@ -214,11 +219,7 @@ pub async fn logout(net: &NetArgs) -> CliResult {
     // Not while a consumer runs: it would write the state back. Holding the account's lease
     // also keeps one from starting meanwhile.
     let store = client.store();
-    let cfg = client.config();
-    let lease = store
-        .acquire_lease(&id, &cfg.holder_id, cfg.lease_ttl)
-        .await?
-        .ok_or_else(|| busy(&id))?;
+    let lease = take_lease(&client, &id).await?;
     let removed = store.remove_account(&id).await;
     store.release_lease(&lease).await?;
     removed?;
@@ -328,8 +329,9 @@ pub async fn echo(
     let client = crate::replies::client(net, policy).await?;
     let account = net::account(&client, net).await?;
     net::stop_on_signals(std::slice::from_ref(&account));
-    // Fail fast, before saying it runs, if another process consumes the account.
-    ensure_not_served(&client, account.id()).await?;
+    // Take the account's lease before saying it runs: fail fast (exit 5) if another process
+    // consumes the account.
+    let lease = take_lease(&client, account.id()).await?;
     eprintln!(
         "Echo bot {} is running; it consumes the account's messages (no other `ilink echo`, \
          `ilink tail` or bot receives them meanwhile). Ctrl-C or SIGTERM stops it.",
@@ -343,7 +345,13 @@ pub async fn echo(
         handled: AtomicU64::new(0),
         expired: expired.clone(),
     };
-    account.run(bot).await?;
+    let ran = account
+        .run_with_lease(lease.clone(), bot, std::future::pending())
+        .await;
+    if let Err(e) = client.store().release_lease(&lease).await {
+        tracing::warn!(error = %e, "could not release the account's lease");
+    }
+    ran?;
     if expired.load(Ordering::SeqCst) {
         return Err(
             CliError::new(Exit::Auth, "the session expired (-14)").hint("run `ilink login` again")

@@ -490,7 +490,7 @@ async fn a_second_consumer_is_refused_and_sigterm_stops_gracefully() {
         assert_eq!(code(&o), 5, "{cmd:?}: {err}");
         assert!(err.starts_with("ilink: account busy: "), "{err}");
         // The lease holder is named: `host:pid:random` by default.
-        assert!(err.contains(&format!(":{pid}:")), "{err}");
+        assert!(err.contains(&format!(":{pid}:")), "{pid}: {err}");
         assert!(err.contains("hint: "), "{err}");
         assert!(!err.contains("is running"), "{err}");
     }

@@ -296,3 +296,99 @@ async fn no_reply_goes_out_once_the_lease_may_have_expired() {
     let delivered = sim.delivered_to("u@im.wechat");
     assert_eq!(delivered.len(), 1, "{delivered:?}");
 }
+
+#[tokio::test]
+async fn run_with_lease_stops_on_its_stop_signal_and_leaves_the_lease_to_the_caller() {
+    let sim = sim().await;
+    let bot = sim.create_bot();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let ttl = Duration::from_secs(30);
+    let a = client(&sim, store.clone(), "fleet-member-1", ttl);
+    let account = a.add_account(creds(&sim, &bot)).await.unwrap();
+    let lease = store
+        .acquire_lease(&bot.bot_id, "fleet-member-1", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    // A lease of another account is refused.
+    let other = store
+        .acquire_lease("other@im.bot", "fleet-member-1", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let e = account
+        .run_with_lease(
+            other,
+            |_ctx: MessageContext| async {},
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let acct = account.clone();
+    let held = lease.clone();
+    let run = tokio::spawn(async move {
+        acct.run_with_lease(
+            held,
+            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+    });
+    sim.user("u@im.wechat").send_text(&bot, "ping").unwrap();
+    sim.wait_for_delivered("u@im.wechat", 1, WAIT)
+        .await
+        .unwrap();
+    let stops = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("notifystop"))
+            .count()
+    };
+    let before = stops();
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stops(), before + 1, "a stopped run sends notifystop");
+    // The account itself was not shut down, and the lease is still the caller's.
+    assert!(!account.is_shut_down());
+    assert!(store.renew_lease(&lease, ttl).await.unwrap());
+    assert!(
+        store
+            .acquire_lease(&bot.bot_id, "fleet-member-2", ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Served again under the same lease: the message handled before does not come again.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let acct = account.clone();
+    let held = lease.clone();
+    let run = tokio::spawn(async move {
+        acct.run_with_lease(
+            held,
+            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+    });
+    sim.user("u@im.wechat").send_text(&bot, "again").unwrap();
+    sim.wait_for_delivered("u@im.wechat", 2, WAIT)
+        .await
+        .unwrap();
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(sim.delivered_to("u@im.wechat").len(), 2);
+}
