@@ -33,8 +33,9 @@
 //! # Metrics
 //!
 //! Through the `metrics` facade: `ilink_lease_changes_total{change=acquired|released|lost}`
-//! (a counter; the account runs count `renewed`) and `ilink_accounts_served` (a gauge: the
-//! accounts this process serves now).
+//! (a counter, counted here; `renewed` is counted by every leased account run, fleet or not,
+//! on each successful renewal) and `ilink_accounts_served` (a gauge: the accounts this member
+//! serves now, hand-overs in progress not included).
 //!
 //! [`MessageContext::reply`]: crate::MessageContext::reply
 

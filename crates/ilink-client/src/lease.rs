@@ -78,6 +78,7 @@ impl LeaseKeeper {
                 if let Ok(mut d) = self.deadline.lock() {
                     *d = (*d).max(after(start, self.ttl));
                 }
+                metrics::counter!("ilink_lease_changes_total", "change" => "renewed").increment(1);
                 true
             }
             Ok(false) => {
