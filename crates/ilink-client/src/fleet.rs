@@ -152,10 +152,10 @@ impl FleetConfig {
                 lease_ttl.as_millis()
             ));
         }
-        if self.member_ttl(lease_ttl) < self.rebalance_interval.saturating_mul(3) / 2 {
+        if self.effective_member_ttl(lease_ttl) < self.rebalance_interval.saturating_mul(3) / 2 {
             return bad(format!(
                 "the member ttl is {} ms; it must be at least 1.5 times the rebalance interval ({} ms)",
-                self.member_ttl(lease_ttl).as_millis(),
+                self.effective_member_ttl(lease_ttl).as_millis(),
                 self.rebalance_interval.as_millis()
             ));
         }
@@ -165,7 +165,7 @@ impl FleetConfig {
         Ok(())
     }
 
-    fn member_ttl(&self, lease_ttl: Duration) -> Duration {
+    fn effective_member_ttl(&self, lease_ttl: Duration) -> Duration {
         self.member_ttl.unwrap_or(lease_ttl)
     }
 }
@@ -527,7 +527,7 @@ impl<H: Handler> RunState<H> {
         self.retry.retain(|_, until| *until > now);
         let inner = self.fleet.inner.clone();
         let store = inner.client.store().clone();
-        let member_ttl = inner.config.member_ttl(inner.lease_ttl);
+        let member_ttl = inner.config.effective_member_ttl(inner.lease_ttl);
         let members = match store.join_fleet(&inner.member, member_ttl).await {
             Ok(m) => m,
             Err(e) => {
