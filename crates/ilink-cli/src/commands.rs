@@ -25,34 +25,37 @@ use crate::net::{self, human_size};
 
 /// `ilink login`.
 pub async fn login(net: &NetArgs) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let dir = net::state_dir(net);
+    let url = crate::fleetcmd::store_url(net);
+    let place = match &url {
+        crate::fleetcmd::StoreUrl::File(d) => format!("state directory {}", d.display()),
+        other => format!("store {other}"),
+    };
     // Before a QR code is shown: a confirmed login must have somewhere to go.
     client.store().check_writable().await.map_err(|e| {
-        CliError::failure(format!(
-            "cannot log in: the state directory {} cannot be written",
-            dir.display()
-        ))
-        .hint(format!(
-            "{e}. Choose a writable directory with --state-dir (or ILINK_STATE_DIR)"
+        CliError::failure(format!("cannot log in: the {place} cannot be written")).hint(format!(
+            "{e}. Choose a writable directory with --state-dir (or ILINK_STATE_DIR), or \
+                 another --store"
         ))
     })?;
-    eprintln!(
-        "Logging in at {} (state directory {}).",
-        client.config().qr_base_url,
-        dir.display()
-    );
+    eprintln!("Logging in at {} ({place}).", client.config().qr_base_url);
     match client.login(&TerminalPresenter::new()).await? {
         LoginOutcome::Confirmed(account) => {
             let creds = account.credentials()?;
-            let file = ilink_client::FileStore::new(&dir)
-                .account_dir(account.id())
-                .join("credentials.json");
             println!("Logged in as {}.", account.id());
             if let Some(user) = creds.user_id.as_deref() {
                 println!("WeChat user {user} can now talk to this bot.");
             }
-            println!("Credentials saved (mode 0600) in {}.", file.display());
+            match &url {
+                crate::fleetcmd::StoreUrl::File(d) => {
+                    let file = ilink_client::FileStore::new(d)
+                        .account_dir(account.id())
+                        .join("credentials.json");
+                    println!("Credentials saved (mode 0600) in {}.", file.display());
+                }
+                other => println!("Credentials saved in the store {other}."),
+            }
             Ok(())
         }
         LoginOutcome::AlreadyBound => {
@@ -68,9 +71,8 @@ pub async fn login(net: &NetArgs) -> CliResult {
                 .account_dir(&credentials.account_id)
                 .join("credentials.json");
             let err = CliError::failure(format!(
-                "the login of {} was confirmed but could not be saved in {}: {error}",
+                "the login of {} was confirmed but could not be saved in the {place}: {error}",
                 credentials.account_id,
-                dir.display()
             ));
             Err(match rescued_to {
                 Some(p) => err.hint(format!(
@@ -94,19 +96,25 @@ pub async fn login(net: &NetArgs) -> CliResult {
 
 /// `ilink accounts`.
 pub async fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
-    let client = net::client(net)?;
-    let dir = net::state_dir(net);
-    let store = ilink_client::FileStore::new(&dir);
+    let client = net::client(net).await?;
+    let url = crate::fleetcmd::store_url(net);
+    let file_store = match &url {
+        crate::fleetcmd::StoreUrl::File(d) => Some(ilink_client::FileStore::new(d)),
+        _ => None,
+    };
     let accounts = client.accounts().await?;
     if accounts.is_empty() && !json_lines {
-        eprintln!(
-            "No bot account is logged in (state directory {}).",
-            dir.display()
-        );
+        match &url {
+            crate::fleetcmd::StoreUrl::File(d) => eprintln!(
+                "No bot account is logged in (state directory {}).",
+                d.display()
+            ),
+            other => eprintln!("No bot account is logged in (store {other})."),
+        }
     }
     for a in accounts {
         let creds = a.credentials()?;
-        let consumer = store.consumer_pid(a.id());
+        let consumer = file_store.as_ref().and_then(|s| s.consumer_pid(a.id()));
         if json_lines {
             println!(
                 "{}",
@@ -137,7 +145,7 @@ pub async fn accounts(net: &NetArgs, json_lines: bool) -> CliResult {
 
 /// `ilink users`.
 pub async fn users(net: &NetArgs, json_lines: bool) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let account = net::account(&client, net).await?;
     let users = account.known_users();
     if users.is_empty() && !json_lines {
@@ -205,7 +213,7 @@ async fn take_lease(
 
 /// `ilink logout`.
 pub async fn logout(net: &NetArgs) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let account = net::account(&client, net).await?;
     let id = account.id().to_owned();
     // Not while a consumer runs: it would write the state back. Holding the account's lease
@@ -215,10 +223,11 @@ pub async fn logout(net: &NetArgs) -> CliResult {
     let removed = store.remove_account(&id).await;
     store.release_lease(&lease).await?;
     removed?;
-    println!(
-        "Logged out {id}: its credentials and state were deleted from {}.",
-        net::state_dir(net).display()
-    );
+    let place = match crate::fleetcmd::store_url(net) {
+        crate::fleetcmd::StoreUrl::File(d) => d.display().to_string(),
+        other => format!("the store {other}"),
+    };
+    println!("Logged out {id}: its credentials and state were deleted from {place}.");
     Ok(())
 }
 
@@ -317,7 +326,7 @@ pub async fn echo(
     prefix: &str,
     policy: &crate::replies::PolicyArgs,
 ) -> CliResult {
-    let client = crate::replies::client(net, policy)?;
+    let client = crate::replies::client(net, policy).await?;
     let account = net::account(&client, net).await?;
     net::stop_on_signals(std::slice::from_ref(&account));
     // Take the account's lease before saying it runs: fail fast (exit 5) if another process
@@ -420,7 +429,7 @@ pub async fn send(net: &NetArgs, args: SendArgs) -> CliResult {
         config.markdown_filter = true;
     }
     crate::replies::apply_policy(&mut config, &args.policy);
-    let client = net::client_with(net, config)?;
+    let client = net::client_with(net, config).await?;
     let to = args.to.trim();
     let account = net::account_for(&client, net, to).await?;
     let json_lines = args.json;
@@ -544,7 +553,7 @@ impl Checks {
 
 /// `ilink doctor`.
 pub async fn doctor(net: &NetArgs, json_out: bool) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let config = client.config().clone();
     let dir = net::state_dir(net);
     if !json_out {

@@ -193,7 +193,7 @@ fn undecodable_json(account: &str, u: &UndecodableMessage) -> Value {
 
 /// `ilink tail`: one account, or with several and no `--account`, all of them.
 pub async fn tail(net: &NetArgs, json_lines: bool, max: Option<u64>) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let accounts = tail_accounts(&client, net).await?;
     // Claim every account first: fail fast (exit 5) if another process consumes one.
     let mut streams = Vec::with_capacity(accounts.len());
@@ -393,7 +393,7 @@ fn interrupted() -> CliError {
 
 /// `ilink download`.
 pub async fn download(net: &NetArgs, args: DownloadArgs) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let cdn = client.cdn().clone();
     let (media_ref, mut key, item) = match &args.message {
         Some(text) => {

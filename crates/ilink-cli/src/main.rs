@@ -5,6 +5,7 @@ mod commands;
 mod demo;
 mod error;
 mod exporter;
+mod fleetcmd;
 mod inbound;
 mod net;
 mod offline;
@@ -66,6 +67,11 @@ pub struct NetArgs {
     /// else ~/.local/state/ilink).
     #[arg(long, env = "ILINK_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Where the state lives, instead of --state-dir: `file:DIR` (or a path), `memory:`, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (shared by a fleet of processes). Wins over
+    /// --state-dir.
+    #[arg(long, env = "ILINK_STORE", value_name = "URL", value_parser = fleetcmd::StoreUrlParser)]
+    pub store: Option<fleetcmd::StoreUrl>,
     /// Which stored bot account to use (`…@im.bot`) when there are several. Without it, `send`
     /// uses the one holding the recipient's context token and `tail` reads all of them.
     #[arg(long, env = "ILINK_ACCOUNT", value_name = "ID")]
@@ -135,6 +141,8 @@ enum Command {
         policy: replies::PolicyArgs,
         #[command(flatten)]
         metrics: exporter::MetricsArgs,
+        #[command(flatten)]
+        fleet: fleetcmd::FleetArgs,
     },
     /// Print incoming messages as they arrive (from every account when there are several and
     /// no --account). Consumes the account's messages (they count as handled once printed):
@@ -158,6 +166,9 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// A fleet of processes sharing a store's accounts: who serves which.
+    #[command(subcommand)]
+    Fleet(fleetcmd::FleetCommand),
     /// Inspect, flush or clear the messages waiting for a user's next message.
     #[command(subcommand)]
     Queue(replies::QueueCommand),
@@ -244,6 +255,7 @@ fn merge(top: &NetArgs, own: &NetArgs, matches: &ArgMatches) -> NetArgs {
             .clone()
             .or_else(|| top.cdn_base_url.clone()),
         state_dir: own.state_dir.clone().or_else(|| top.state_dir.clone()),
+        store: own.store.clone().or_else(|| top.store.clone()),
         account: own.account.clone().or_else(|| top.account.clone()),
         base_url_given: given(matches) || sub.is_some_and(given),
     }
@@ -264,9 +276,20 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             net,
             policy,
             metrics,
+            fleet,
         } => {
             let _serving = metrics.serve().await?;
-            commands::echo(&m(&net), max, &prefix, &policy).await
+            if fleet.fleet {
+                fleetcmd::echo_fleet(&m(&net), max, &prefix, &policy, &fleet).await
+            } else {
+                commands::echo(&m(&net), max, &prefix, &policy).await
+            }
+        }
+        Command::Fleet(cmd) => {
+            let net = m(cmd.net());
+            match cmd {
+                fleetcmd::FleetCommand::Status { json, .. } => fleetcmd::status(&net, json).await,
+            }
         }
         Command::Tail {
             json,

@@ -27,16 +27,17 @@ pub fn state_dir(net: &NetArgs) -> PathBuf {
         .unwrap_or_else(FileStore::default_dir)
 }
 
-/// A client with the configuration and the file store of `net`.
-pub fn client(net: &NetArgs) -> CliResult<Client> {
-    client_with(net, config(net))
+/// A client with the configuration and the store of `net`.
+pub async fn client(net: &NetArgs) -> CliResult<Client> {
+    client_with(net, config(net)).await
 }
 
-/// A client with `config` and the file store of `net`.
-pub fn client_with(net: &NetArgs, config: ClientConfig) -> CliResult<Client> {
+/// A client with `config` and the store of `net` (`--store`, else the state directory).
+pub async fn client_with(net: &NetArgs, config: ClientConfig) -> CliResult<Client> {
+    let store = crate::fleetcmd::open_store(net).await?;
     Ok(Client::builder()
         .config(config)
-        .state_dir(state_dir(net))
+        .shared_store(store)
         .build()?)
 }
 
@@ -71,14 +72,12 @@ fn same_url(a: &str, b: &str) -> bool {
 }
 
 fn no_account(net: &NetArgs) -> CliError {
-    CliError::new(
-        Exit::Auth,
-        format!(
-            "no bot account is logged in (state directory {})",
-            state_dir(net).display()
-        ),
-    )
-    .hint("run `ilink login` first (with the same --state-dir and --base-url)")
+    let place = match crate::fleetcmd::store_url(net) {
+        crate::fleetcmd::StoreUrl::File(dir) => format!("state directory {}", dir.display()),
+        other => format!("store {other}"),
+    };
+    CliError::new(Exit::Auth, format!("no bot account is logged in ({place})"))
+        .hint("run `ilink login` first (with the same --state-dir or --store, and --base-url)")
 }
 
 /// Applies `--base-url` / `ILINK_BASE_URL` to a saved account: if it differs from the saved
@@ -217,6 +216,7 @@ mod tests {
             base_url: base.map(str::to_owned),
             cdn_base_url: cdn.map(str::to_owned),
             state_dir: None,
+            store: None,
             account: None,
             base_url_given: base.is_some(),
         }

@@ -64,10 +64,10 @@ pub struct PolicyArgs {
 }
 
 /// A client with the configuration of `net` and the policy of `policy`.
-pub fn client(net: &NetArgs, policy: &PolicyArgs) -> CliResult<ilink_client::Client> {
+pub async fn client(net: &NetArgs, policy: &PolicyArgs) -> CliResult<ilink_client::Client> {
     let mut config = net::config(net);
     apply_policy(&mut config, policy);
-    net::client_with(net, config)
+    net::client_with(net, config).await
 }
 
 /// Sets the overflow policy and the throttle retries of `config` from the options.
@@ -274,7 +274,7 @@ fn show_user(account: &Account, user: &str) {
 
 /// `ilink queue`.
 pub async fn queue(net: &NetArgs, cmd: QueueCommand) -> CliResult {
-    let client = net::client(net)?;
+    let client = net::client(net).await?;
     let account = net::account(&client, net).await?;
     match cmd {
         QueueCommand::Show(a) => {

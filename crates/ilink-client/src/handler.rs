@@ -24,6 +24,8 @@ pub struct MessageContext {
     /// Text replies made so far in this turn (shared by clones): the reply number of the
     /// turn journal.
     replies: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Item replies made so far in this turn (shared by clones).
+    items: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl fmt::Debug for MessageContext {
@@ -44,6 +46,7 @@ impl MessageContext {
             message,
             run_id: new_run_id(),
             replies: Default::default(),
+            items: Default::default(),
         }
     }
 
@@ -88,6 +91,13 @@ impl MessageContext {
     /// (the bot crashed before it was marked handled), the k-th reply is not sent a second
     /// time; its recorded outcomes are returned instead (and what of it is still queued is
     /// sent).
+    ///
+    /// The `client_id`s of a reply are made from (account, the message's dedupe key, reply
+    /// number, chunk number), not drawn at random: when the journal entry was lost with a
+    /// crash (or another process took the account over before it was committed) the message
+    /// is handled again and the reply goes out again, under the same `client_id`s. ilink-sim
+    /// keeps only the first message of a `client_id`; whether the live server does is not
+    /// known ([sim assumption], docs/protocol.md §9), so against it such a reply may show twice.
     pub async fn reply(&self, text: &str) -> Result<Vec<SendOutcome>, SendError> {
         let k = self
             .replies
@@ -99,18 +109,44 @@ impl MessageContext {
                 text,
                 self.token(),
                 Some(&self.run_id),
-                Some((self.message.dedupe_key(), k)),
+                Some((self.message.dedupe_key(), k, self.message.create_time_ms())),
             )
             .await;
         crate::metrics::replied(r)
     }
 
     /// Reply with one prepared item (for example media uploaded with `ilink-cdn`).
+    ///
+    /// Its `client_id` is the same every time this message is handled (the n-th item reply of
+    /// the turn), so that a process that handles the message again after a crash or a
+    /// takeover sends it under the same id (see [`MessageContext::reply`]).
     pub async fn reply_item(&self, item: MessageItem) -> Result<SendOutcome, SendError> {
-        let r = self
-            .account
-            .send_item_in_turn(self.from(), item, self.token(), Some(&self.run_id))
-            .await;
+        let n = self.items.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let cfg = &self.account.shared().config;
+        // Item replies are numbered apart from text replies (from 2^31 on).
+        let client_id = crate::util::turn_client_id(
+            &cfg.client_id_prefix,
+            self.account.id(),
+            self.message.dedupe_key(),
+            n | 0x8000_0000,
+            0,
+            self.message.create_time_ms(),
+        );
+        let r = async {
+            let outcome = self
+                .account
+                .send_item_with_id(
+                    self.from(),
+                    item,
+                    self.token(),
+                    Some(&self.run_id),
+                    client_id,
+                )
+                .await?;
+            self.account.note_sent(self.from(), &outcome).await;
+            Ok(outcome)
+        }
+        .await;
         crate::metrics::replied(r)
     }
 }

@@ -78,6 +78,11 @@ impl LeaseKeeper {
                 if let Ok(mut d) = self.deadline.lock() {
                     *d = (*d).max(after(start, self.ttl));
                 }
+                metrics::counter!(
+                    crate::metrics::LEASE_CHANGES,
+                    crate::metrics::LABEL_CHANGE => crate::metrics::CHANGE_RENEWED
+                )
+                .increment(1);
                 true
             }
             Ok(false) => {

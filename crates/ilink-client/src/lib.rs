@@ -11,6 +11,7 @@ pub mod content;
 mod dedupe;
 pub mod download;
 mod error;
+pub mod fleet;
 mod handler;
 mod journal;
 mod lease;
@@ -108,6 +109,9 @@ mod send_sync {
         assert_send_sync::<MemoryStore>();
         assert_send_sync::<TerminalPresenter>();
         assert_send_sync::<ShutdownHandle>();
+        assert_send_sync::<fleet::Fleet>();
+        assert_send_sync::<fleet::FleetConfig>();
+        assert_send_sync::<fleet::ServedAccount>();
         assert_send_sync::<store::Lease>();
         assert_send_sync::<store::Fence>();
         assert_send_sync::<std::sync::Arc<dyn StateStore>>();

@@ -271,7 +271,6 @@ pub(crate) fn outbox_depth(account: &str, depth: usize) {
 }
 
 /// `account` is no longer served by this process: its depth no longer counts here.
-#[allow(dead_code)] // for the fleet runtime, when it lets an account go
 pub(crate) fn forget_account(account: &str) {
     outbox_depth(account, 0);
     if let Ok(mut depths) = DEPTHS.lock() {

@@ -937,7 +937,7 @@ impl Account {
         text: &str,
         context_token: Option<Secret>,
         run_id: Option<&str>,
-        turn: Option<(&str, u32)>,
+        turn: Option<(&str, u32, Option<i64>)>,
     ) -> Result<Vec<SendOutcome>, SendError> {
         let cfg = &self.shared().config;
         let policy = &cfg.replies;
@@ -956,7 +956,7 @@ impl Account {
         }
         let lock = self.user_lock(user);
         let guard = lock.lock().await;
-        if let Some((t, k)) = turn {
+        if let Some((t, k, _)) = turn {
             let ids = self.outbox().map_err(SendError::from_error)?.turn(t, k);
             if let Some(ids) = ids {
                 tracing::debug!(
@@ -1014,8 +1014,16 @@ impl Account {
             .map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
         let parts: Vec<Part> = parts
             .into_iter()
-            .map(|text| Part {
-                client_id: crate::util::new_client_id(&cfg.client_id_prefix),
+            .enumerate()
+            .map(|(i, text)| Part {
+                // A reply of a turn gets the same ids every time (a takeover that handles the
+                // message again reuses them); other sends get fresh ones.
+                client_id: match turn {
+                    Some((t, k, at)) => {
+                        crate::util::turn_client_id(&cfg.client_id_prefix, self.id(), t, k, i, at)
+                    }
+                    None => crate::util::new_client_id(&cfg.client_id_prefix),
+                },
                 text,
             })
             .collect();

@@ -51,6 +51,40 @@ pub(crate) fn new_client_id(prefix: &str) -> String {
     format!("{prefix}:{}-{}", now_ms(), random_hex(4))
 }
 
+/// The `client_id` of one part of one reply of an inbound turn, the same every time it is made:
+/// `<prefix>:<digits>-<8 lowercase hex>` like [`new_client_id`] (docs/protocol.md §9), where
+/// the digits are the inbound message's `create_time_ms` (else a number taken from the hash) and
+/// the hex is a hash of (account, the message's dedupe key, reply number, part number).
+///
+/// A process that takes an account over after a crash and handles the same message again
+/// therefore sends its replies under the `client_id`s the crashed process used; a server that
+/// keeps only the first message of a `client_id` (ilink-sim does, [sim assumption] for the live
+/// server) then shows each reply once.
+pub(crate) fn turn_client_id(
+    prefix: &str,
+    account: &str,
+    turn: &str,
+    reply: u32,
+    part: usize,
+    at_ms: Option<i64>,
+) -> String {
+    let h = fnv1a(&[
+        b"ilink-reply",
+        account.as_bytes(),
+        turn.as_bytes(),
+        &reply.to_be_bytes(),
+        &(part as u64).to_be_bytes(),
+    ]);
+    let digits = match at_ms {
+        Some(ms) if ms > 0 => ms.unsigned_abs(),
+        // 13 digits, like an epoch-ms of today.
+        _ => 1_000_000_000_000 + (h >> 32) % 9_000_000_000_000,
+    };
+    // Fold the 64-bit hash to 32 bits so that every bit of it counts.
+    let low = (h ^ (h >> 32)) as u32;
+    format!("{prefix}:{digits}-{low:08x}")
+}
+
 /// 64-bit FNV-1a, for content fingerprints (stable across runs and platforms, unlike
 /// `DefaultHasher`).
 pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -133,6 +167,55 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(new_client_id("p"), new_client_id("p"));
+    }
+
+    #[test]
+    fn turn_client_ids_are_stable_distinct_and_well_formed() {
+        let a = turn_client_id(
+            "openclaw-weixin",
+            "b@im.bot",
+            "m:1",
+            0,
+            0,
+            Some(1_795_301_219_633),
+        );
+        assert_eq!(
+            a,
+            turn_client_id(
+                "openclaw-weixin",
+                "b@im.bot",
+                "m:1",
+                0,
+                0,
+                Some(1_795_301_219_633)
+            )
+        );
+        assert!(a.starts_with("openclaw-weixin:1795301219633-"), "{a}");
+        let mut seen = std::collections::HashSet::new();
+        for (acct, turn, reply, part) in [
+            ("b@im.bot", "m:1", 0, 0),
+            ("c@im.bot", "m:1", 0, 0),
+            ("b@im.bot", "m:2", 0, 0),
+            ("b@im.bot", "m:1", 1, 0),
+            ("b@im.bot", "m:1", 0, 1),
+        ] {
+            assert!(seen.insert(turn_client_id("p", acct, turn, reply, part, Some(5))));
+        }
+        for at in [None, Some(0), Some(-3), Some(1_700_000_000_000)] {
+            let id = turn_client_id("openclaw-weixin", "b@im.bot", "f:abc", 2, 3, at);
+            let (prefix, rest) = id.split_once(':').unwrap();
+            assert_eq!(prefix, "openclaw-weixin");
+            let (digits, hex) = rest.split_once('-').unwrap();
+            assert!(
+                !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()),
+                "{id}"
+            );
+            assert_eq!(hex.len(), 8);
+            assert!(
+                hex.chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            );
+        }
     }
 
     #[test]
