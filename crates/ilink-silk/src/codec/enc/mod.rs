@@ -15,8 +15,12 @@
 //!   complexity 2 with a delayed decision over four paths per subframe;
 //! * range coding of every parameter and the pulses ([`range`], [`pulses`]).
 //!
-//! Simpler than the reference: NLSF interpolation chosen by NLSF distance rather than by
-//! residual energy, a delayed decision that commits at subframe ends, a first-order noise tilt
+//! NLSF interpolation as in the reference: when the last frame's NLSFs interpolated towards
+//! those of the second half leave less residual energy than one filter for the whole frame,
+//! the frame carries its second half's NLSFs and an interpolation factor. The shaping filter
+//! is analysed per subframe.
+//!
+//! Simpler than the reference: a delayed decision that commits at subframe ends, a first-order noise tilt
 //! instead of the reference's low-frequency and tilt shaping (harmonic shaping is implemented
 //! but off: it measured no gain), one LTP scaling (no packet-loss adaptation), a plain energy
 //! VAD, and a rate controller that steers the quantiser step from the bits of past frames.
@@ -54,9 +58,11 @@ const VAD_MARGIN_DB: f32 = 4.0;
 /// Normalised correlation (at 4 kHz) above which a speech frame is coded as voiced.
 const VOICING_THRESHOLD: f32 = 0.45;
 /// The cost of one NLSF bit in weighted squared NLSF error.
-const NLSF_MU: f32 = 3e-4;
+const NLSF_MU: f32 = 6e-4;
 /// Bandwidth widening of the input's LPC filter for the short-term noise shaping.
-const SHAPE_CHIRP: f64 = 0.97;
+const SHAPE_CHIRP: f64 = 0.985;
+/// Lag window (Gaussian, Hz) of the shaping analysis.
+const SHAPING_LAG_HZ: f64 = 15.0;
 /// Harmonic noise shaping gain in voiced frames (measured: no gain on PESQ; off).
 const HARMONIC_SHAPING: f32 = 0.0;
 /// Rounding dead zone of the pulse quantiser (a cheap rate-distortion trade-off).
@@ -66,8 +72,10 @@ const DELAYED_PATHS: usize = 4;
 /// Its rate weight per unit of pulse magnitude (in squared pulse units).
 const DELAYED_LAMBDA: f32 = 0.6;
 /// Spectral tilt of the quantisation noise: `1 - NOISE_TILT z^-1` moves it from low to high
-/// frequencies, where speech masks it better.
-const NOISE_TILT: f32 = 0.8;
+/// frequencies, where speech masks it better (unvoiced frames; measured 0.7..0.95).
+const NOISE_TILT: f32 = 0.85;
+/// The tilt in voiced frames (measured: 0.9 lifts the worst recording by 0.09 PESQ over 0.85).
+const NOISE_TILT_VOICED: f32 = 0.9;
 /// How much coarser (log2) unvoiced frames are quantised than voiced ones (bits go to the
 /// voiced frames, whose noise is heard more).
 const UNVOICED_STEP: f32 = 0.75;
@@ -240,8 +248,7 @@ impl Encoder {
         }
         let speech = energy_db > 30.0 && energy_db > self.noise_db + VAD_MARGIN_DB;
 
-        // LPC analysis over the frame and a quarter frame on each side, and (for the NLSF
-        // interpolation and the shaping of the first half) over the first half alone.
+        // LPC analysis over the frame and a quarter frame on each side.
         let (a, nlsf) = lpc_nlsf(
             sig,
             pos.saturating_sub(fl / 4),
@@ -249,15 +256,6 @@ impl Encoder {
             order,
             fs_hz,
         );
-        let first_half = (self.complexity > 0).then(|| {
-            lpc_nlsf(
-                sig,
-                pos.saturating_sub(fl / 4),
-                pos + fl / 2 + fl / 4,
-                order,
-                fs_hz,
-            )
-        });
 
         // Residual of the unquantised filter, for the pitch search.
         let hist = 18 * self.fs_khz + 2 * 6 + sl + 16;
@@ -281,48 +279,54 @@ impl Encoder {
         // pulses) for frames without speech.
         let qot = usize::from(sigtype != SIG_TYPE_VOICED && !speech);
 
-        // NLSF quantisation and the decoder's filter.
-        let survivors = [2, 4, 8][usize::from(self.complexity)];
-        let (nlsf_idx, nlsf_q) =
-            lpc::quantize_nlsf(&nlsf[..order], self.codebook(sigtype), survivors, NLSF_MU);
-        let mut a_q12 = [0i16; MAX_LPC_ORDER];
-        nlsf_to_lpc_stable(&mut a_q12[..order], &nlsf_q[..order]);
-        // The interpolation factor whose filter leaves the least residual energy in the first
-        // half of the frame (4: no interpolation).
+        // NLSF interpolation (as the reference does it): the frame's NLSFs may be those of its
+        // second half, with the first half's filter interpolated from the last frame's; chosen
+        // when that leaves less residual energy than one filter for the whole frame.
         let mut interp = 4usize;
-        let mut a0_q12 = a_q12;
-        if first_half.is_some() && self.frame_count > 0 {
-            let from = local.saturating_sub(order);
-            let half = x.get(from..local + fl / 2).unwrap_or(&[]);
-            let skip = local - from;
-            let energy = |a: &[i16]| -> f32 {
-                let mut e = 0f32;
-                for n in skip..half.len() {
-                    let mut acc = half[n];
-                    for (k, &c) in a.iter().enumerate() {
-                        if let Some(v) = n.checked_sub(k + 1).and_then(|j| half.get(j)) {
-                            acc -= f32::from(c) / 4096.0 * v;
-                        }
-                    }
-                    e += acc * acc;
-                }
-                e
-            };
-            let mut best = energy(&a_q12[..order]);
+        let mut target_nlsf = nlsf;
+        if self.complexity > 0 && self.frame_count > 0 {
+            let (a2, nlsf2) = lpc_nlsf(sig, pos + fl / 2 - fl / 4, pos + fl + fl / 4, order, fs_hz);
+            let e_full = seg_energy(x, local, local + fl, &a[..order]);
+            let e2 = seg_energy(x, local + fl / 2, local + fl, &a2[..order]);
+            let mut best = e_full;
             for k in 0..4i32 {
                 let mut cand = [0i32; MAX_LPC_ORDER];
                 for i in 0..order {
-                    cand[i] = self.prev_nlsf[i] + ((k * (nlsf_q[i] - self.prev_nlsf[i])) >> 2);
+                    cand[i] = self.prev_nlsf[i] + ((k * (nlsf2[i] - self.prev_nlsf[i])) >> 2);
                 }
                 let mut a_cand = [0i16; MAX_LPC_ORDER];
                 nlsf_to_lpc_stable(&mut a_cand[..order], &cand[..order]);
-                let e = energy(&a_cand[..order]);
+                let af: Vec<f64> = a_cand[..order]
+                    .iter()
+                    .map(|&v| f64::from(v) / 4096.0)
+                    .collect();
+                let e = e2 + seg_energy(x, local, local + fl / 2, &af);
                 if e < best {
                     best = e;
                     interp = k as usize;
-                    a0_q12 = a_cand;
+                    target_nlsf = nlsf2;
                 }
             }
+        }
+
+        // NLSF quantisation and the decoder's filter.
+        let survivors = [2, 4, 8][usize::from(self.complexity)];
+        let (nlsf_idx, nlsf_q) = lpc::quantize_nlsf(
+            &target_nlsf[..order],
+            self.codebook(sigtype),
+            survivors,
+            NLSF_MU,
+        );
+        let mut a_q12 = [0i16; MAX_LPC_ORDER];
+        nlsf_to_lpc_stable(&mut a_q12[..order], &nlsf_q[..order]);
+        let mut a0_q12 = a_q12;
+        if interp < 4 {
+            let mut cand = [0i32; MAX_LPC_ORDER];
+            for i in 0..order {
+                cand[i] =
+                    self.prev_nlsf[i] + ((interp as i32 * (nlsf_q[i] - self.prev_nlsf[i])) >> 2);
+            }
+            nlsf_to_lpc_stable(&mut a0_q12[..order], &cand[..order]);
         }
         self.prev_nlsf = nlsf_q;
         let to_f64 = |a: &[i16]| -> Vec<f64> { a.iter().map(|&v| f64::from(v) / 4096.0).collect() };
@@ -342,7 +346,7 @@ impl Encoder {
                 .get(s..s + sl)
                 .map_or(0.0, |v| v.iter().map(|x| x * x).sum::<f32>());
         }
-        let step = (self.rate_offset + if speech { 0.0 } else { 1.0 }).exp2();
+        let step = self.rate_offset.exp2();
         let mut ltp = None;
         if let Some(p) = voiced {
             let mut floor = [0f32; NB_SUBFR];
@@ -372,18 +376,17 @@ impl Encoder {
             gain_idx[k] = gain_index((rms * step).max(1.0));
         }
 
-        // Noise shaping: the input's envelope with a widened bandwidth.
+        // Noise shaping: the input's envelope with a widened bandwidth, analysed per subframe
+        // (a window of three subframes around each).
         let gamma = SHAPE_CHIRP;
         let mut shape = [[0f32; MAX_LPC_ORDER]; NB_SUBFR];
-        let mut g = 1.0;
-        for i in 0..order {
-            g *= gamma;
-            for (k, s) in shape.iter_mut().enumerate() {
-                let c = match &first_half {
-                    Some((a1, _)) if k < 2 => a1[i],
-                    _ => a[i],
-                };
-                s[i] = (c * g) as f32;
+        for (k, s) in shape.iter_mut().enumerate() {
+            let from = (pos + k * sl).saturating_sub(sl);
+            let sub_a = shaping_lpc(sig, from, pos + (k + 2) * sl, order, fs_hz);
+            let mut g = 1.0;
+            for i in 0..order {
+                g *= gamma;
+                s[i] = (sub_a[i] * g) as f32;
             }
         }
         let harm = if voiced.is_some() {
@@ -441,7 +444,11 @@ impl Encoder {
                 harm_gain: [harm; NB_SUBFR],
                 dead_zone: DEAD_ZONE,
                 silent,
-                tilt: NOISE_TILT,
+                tilt: if voiced.is_some() {
+                    NOISE_TILT_VOICED
+                } else {
+                    NOISE_TILT
+                },
                 paths: if self.complexity >= 2 {
                     DELAYED_PATHS
                 } else {
@@ -524,6 +531,47 @@ impl Encoder {
         }
         packet
     }
+}
+
+/// Residual energy of `x[from..to]` with predictor `a` (history from `x` before `from`).
+fn seg_energy(x: &[f32], from: usize, to: usize, a: &[f64]) -> f32 {
+    let mut e = 0f32;
+    for n in from..to.min(x.len()) {
+        let mut acc = x[n];
+        for (k, &c) in a.iter().enumerate() {
+            if let Some(v) = n.checked_sub(k + 1).and_then(|j| x.get(j)) {
+                acc -= c as f32 * v;
+            }
+        }
+        e += acc * acc;
+    }
+    e
+}
+
+/// The shaping filter's LPC analysis of `sig[from..to]` (sine window, a white-noise floor
+/// 30 dB down and a narrow lag window; the predictor only).
+fn shaping_lpc(
+    sig: &[f32],
+    from: usize,
+    to: usize,
+    order: usize,
+    fs_hz: f32,
+) -> [f64; MAX_LPC_ORDER] {
+    let span = sig.get(from..to.min(sig.len())).unwrap_or(&[]);
+    let n = span.len().max(1);
+    let windowed: Vec<f32> = span
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).sin())
+        .collect();
+    let mut r = lpc::autocorr(&windowed, order);
+    let floor = 1e-3;
+    r[0] = r[0] * (1.0 + floor) + 1e-3;
+    let w = 2.0 * std::f64::consts::PI * SHAPING_LAG_HZ / f64::from(fs_hz);
+    for (k, v) in r.iter_mut().enumerate().skip(1) {
+        *v *= (-0.5 * (w * k as f64).powi(2)).exp();
+    }
+    lpc::levinson(&r, order).0
 }
 
 /// Windowed LPC analysis of `sig[from..to]` and its NLSFs; a filter whose NLSFs cannot be

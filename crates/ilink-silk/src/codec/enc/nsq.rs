@@ -181,7 +181,7 @@ impl NsqState {
             let shape = &f.shape[k];
             let harm_gain = f.harm_gain[k];
             let lag_u = usize::try_from(lag).unwrap_or(0).clamp(1, HARM_LEN - 2);
-            if f.paths > 1 && harm_gain == 0.0 && !f.silent {
+            if f.paths > 1 && !f.silent {
                 let sub = Subframe {
                     k,
                     sl,
@@ -365,6 +365,8 @@ impl NsqState {
             p.cost = j as f32 * 1e-3;
         }
         let shape = &f.shape[sub.k];
+        let harm_gain = f.harm_gain[sub.k];
+        let lag_u = usize::try_from(sub.lag).unwrap_or(0).clamp(2, HARM_LEN - 2);
         let mut steps = [Step::default(); MAX_PATHS];
         for i in 0..sl {
             let n = sub.k * sub.sl + i;
@@ -395,7 +397,19 @@ impl NsqState {
                 for (e, c) in p.err.iter().zip(shape.iter()).take(order) {
                     st += e * c;
                 }
-                let fb = st - f.tilt * p.prev_w;
+                let mut fb = st - f.tilt * p.prev_w;
+                if harm_gain > 0.0 {
+                    let w = |d: usize| -> f32 {
+                        if d <= i {
+                            p.w.get(i - d).copied().unwrap_or(0.0)
+                        } else {
+                            let back = d - i - 1;
+                            let at = (self.harm_pos + HARM_LEN - back % HARM_LEN) % HARM_LEN;
+                            self.harm.get(at).copied().unwrap_or(0.0) * sub.to_q10
+                        }
+                    };
+                    fb += harm_gain * (0.25 * w(lag_u + 1) + 0.5 * w(lag_u) + 0.25 * w(lag_u - 1));
+                }
                 let target = xin - ltp_q10.wrapping_add(lpc_q10) as f32 + fb;
                 let s1 = rand(p.seed);
                 let negate = s1 < 0;
