@@ -74,6 +74,25 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// `s` with anything that may be a password hidden: the part between `:` and `@` of a
+/// user-info, and the value of any `password=`.
+fn redact_words(s: &str) -> String {
+    let mut out = Vec::new();
+    for w in s.split(' ') {
+        let lower = w.to_ascii_lowercase();
+        if let Some(at) = lower.find("password=") {
+            out.push(format!("{}password=***", &w[..at]));
+        } else if let (Some(colon), Some(at)) = (w.find(':'), w.rfind('@'))
+            && colon < at
+        {
+            out.push(format!("{}:***{}", &w[..colon], &w[at..]));
+        } else {
+            out.push(w.to_owned());
+        }
+    }
+    out.join(" ")
+}
+
 /// Parses `--store`: `file:DIR`, `memory:`, `postgres://…` / `postgresql://…`, or a plain
 /// path (the file store). Another `scheme://` is refused.
 pub fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
@@ -90,7 +109,13 @@ pub fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
         if rest.is_empty() {
             return Err(format!("{} has no host or database", redact(t)));
         }
-        return Ok(StoreUrl::Postgres(t.to_owned()));
+        // The driver takes the scheme in lower case only.
+        let scheme = if lower.starts_with("postgres://") {
+            "postgres"
+        } else {
+            "postgresql"
+        };
+        return Ok(StoreUrl::Postgres(format!("{scheme}://{rest}")));
     }
     if lower == "memory:" || lower == "memory://" {
         return Ok(StoreUrl::Memory);
@@ -103,6 +128,46 @@ pub fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
             return Err("file: needs a directory, e.g. file:/var/lib/ilink".to_owned());
         }
         return Ok(StoreUrl::File(PathBuf::from(rest)));
+    }
+    // A mistyped PostgreSQL URL (`postgres//…`, `postgres:/…`) or a libpq `key=value` string
+    // must not become a directory named after it (with the password in its name).
+    if ["postgres:", "postgresql:", "postgres/", "postgresql/"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return Err(format!(
+            "{:?} looks like a mistyped PostgreSQL URL: write postgres://USER:PASSWORD@HOST:PORT/DB",
+            redact_words(t)
+        ));
+    }
+    if t.split_whitespace().all(|w| w.contains('='))
+        && t.split_whitespace().any(|w| {
+            let key = w.split('=').next().unwrap_or("").to_ascii_lowercase();
+            matches!(
+                key.as_str(),
+                "host" | "hostaddr" | "port" | "user" | "dbname" | "password"
+            )
+        })
+    {
+        return Err(format!(
+            "{:?} is a key=value connection string, which --store does not take: write \
+             postgres://USER:PASSWORD@HOST:PORT/DB",
+            redact_words(t)
+        ));
+    }
+    if let Some((scheme, rest)) = t.split_once(':')
+        && scheme.len() > 1
+        && rest.starts_with('/')
+        && !t.contains("://")
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Err(format!(
+            "{:?} looks like a mistyped URL (`{scheme}:/` with one slash): use file:DIR (or a \
+             path), memory: or postgres://USER@HOST/DB",
+            redact_words(t)
+        ));
     }
     if let Some((scheme, _)) = t.split_once(':')
         && !scheme.is_empty()
@@ -174,6 +239,14 @@ async fn open(url: &StoreUrl) -> CliResult<Arc<dyn StateStore>> {
 async fn open_postgres(raw: &str) -> CliResult<Arc<dyn StateStore>> {
     match ilink_postgres::PgStore::connect(raw).await {
         Ok(store) => Ok(Arc::new(store)),
+        Err(e) if e.kind() == ilink_client::ErrorKind::InvalidInput => {
+            Err(CliError::usage(format!(
+                "invalid --store (ILINK_STORE) {}: {}",
+                redact(raw),
+                crate::error::chain(&e)
+            ))
+            .hint("write postgres://USER:PASSWORD@HOST:PORT/DB (port 1 to 65535)"))
+        }
         Err(e) => Err(CliError::failure(format!(
             "cannot open the PostgreSQL store {}: {}",
             redact(raw),
@@ -573,6 +646,10 @@ mod tests {
             parse_store_url("postgresql://h/db"),
             Ok(StoreUrl::Postgres(_))
         ));
+        assert_eq!(
+            parse_store_url("Postgres://h/db"),
+            Ok(StoreUrl::Postgres("postgres://h/db".into()))
+        );
         for bad in [
             "",
             "  ",
@@ -580,6 +657,11 @@ mod tests {
             "file:",
             "postgres://",
             "mysql://u:pw@h/db",
+            "postgres//u:pw@h/db",
+            "postgres:/u:pw@h/db",
+            "PostgreSQL:u:pw@h/db",
+            "host=127.0.0.1 port=5432 user=u password=pw dbname=db",
+            "mysql:/u:pw@h/db",
         ] {
             let e = parse_store_url(bad).unwrap_err();
             assert!(!e.contains("pw"), "{e}");

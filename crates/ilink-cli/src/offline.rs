@@ -16,7 +16,7 @@ pub enum SilkCommand {
         input: PathBuf,
         /// The WAV file to write.
         output: PathBuf,
-        /// Output sample rate in Hz (8000 to 48000).
+        /// Output sample rate in Hz (4000 to 384000).
         #[arg(long, default_value_t = 24_000, value_parser = clap::value_parser!(u32).range(i64::from(ilink_silk::MIN_SAMPLE_RATE)..=i64::from(ilink_silk::MAX_SAMPLE_RATE)))]
         rate: u32,
     },
@@ -99,8 +99,9 @@ fn silk_blocking(cmd: SilkCommand) -> CliResult {
                 ilink_silk::audio_file_to_voice(&input, ilink_silk::EncodeOptions::default())
                     .map_err(|e| {
                         CliError::failure(format!(
-                            "{} cannot be made into a voice message: {e}",
-                            input.display()
+                            "{} cannot be made into a voice message: {}",
+                            input.display(),
+                            crate::error::chain(&e)
                         ))
                     })?;
             std::fs::write(&output, &voice.silk)

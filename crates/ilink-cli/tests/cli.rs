@@ -787,6 +787,30 @@ fn silk_encode_then_decode() {
         .arg(&out)
         .assert()
         .code(1);
+    // A missing input says why (the OS error), a WAV that says 0 Hz is a clear error and no
+    // parser panic reaches stderr.
+    let a = AssertCommand::new(BIN)
+        .args(["silk", "encode"])
+        .arg(dir.path().join("missing.wav"))
+        .arg(&silk)
+        .assert()
+        .code(1);
+    let err = text(&a.get_output().stderr);
+    assert!(err.contains("could not read the audio file: "), "{err}");
+    let mut zero = self::wav(100);
+    zero[24..28].copy_from_slice(&0u32.to_le_bytes());
+    let zero_path = dir.path().join("zero.wav");
+    std::fs::write(&zero_path, zero).unwrap();
+    let a = AssertCommand::new(BIN)
+        .args(["silk", "encode"])
+        .arg(&zero_path)
+        .arg(&silk)
+        .env("RUST_BACKTRACE", "0")
+        .assert()
+        .code(1);
+    let err = text(&a.get_output().stderr);
+    assert!(err.contains("unsupported sample rate 0 Hz"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

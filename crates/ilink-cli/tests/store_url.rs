@@ -62,6 +62,33 @@ async fn an_unknown_store_url_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
 
+/// A mistyped URL must not become a directory named after it (password included), and a URL
+/// the driver cannot parse is a usage error, not "is the database up?".
+#[tokio::test]
+async fn a_mistyped_or_invalid_url_is_a_usage_error_and_makes_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres//ilink:hunter2@h/db",
+        "postgres:/ilink:hunter2@h/db",
+        "host=127.0.0.1 port=5432 user=ilink password=hunter2 dbname=ilink",
+        "postgres://ilink:hunter2@127.0.0.1:99999/ilink",
+    ] {
+        let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_ilink"))
+            .args(["fleet", "status", "--store", url])
+            .current_dir(dir.path())
+            .env_remove("ILINK_STORE")
+            .output()
+            .await
+            .unwrap();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{url}: {err}");
+        assert!(err.starts_with("ilink: usage error: "), "{url}: {err}");
+        assert!(!err.contains("hunter2"), "the password leaked: {err}");
+        let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(made.is_empty(), "{url}: made {made:?}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_exit_1_without_the_password() {
     // Nothing listens on port 1.

@@ -212,6 +212,19 @@ impl StdError for Error {
 /// A shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `e` and its causes, `": "`-separated, for log lines (each layer's `Display` says only its
+/// own part; a log line wants the whole story, e.g. "joining the fleet: connection refused").
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -412,7 +412,7 @@ impl<H: Handler> RunState<H> {
             // Cancelled runs are accounted for where they were cancelled.
             Err(e) if e.is_cancelled() => return,
             Err(e) => {
-                tracing::error!(error = %e, "an account run failed to join");
+                tracing::error!(error = %crate::error::chain(&e), "an account run failed to join");
                 return;
             }
         };
@@ -431,7 +431,7 @@ impl<H: Handler> RunState<H> {
         match outcome {
             Ok(Err(e)) if e.is_lease_lost() => {
                 count(LeaseChange::Lost);
-                tracing::warn!(account = %account, token, error = %e,
+                tracing::warn!(account = %account, token, error = %crate::error::chain(&e),
                     "lost the account's lease; stopped serving it");
                 return;
             }
@@ -441,7 +441,7 @@ impl<H: Handler> RunState<H> {
                 self.backoff(&account);
             }
             Ok(Err(e)) => {
-                tracing::warn!(account = %account, error = %e,
+                tracing::warn!(account = %account, error = %crate::error::chain(&e),
                     retry_after_ms = self.inner().config.retry_after.as_millis() as u64,
                     "the account's run failed; giving it up for now");
                 self.backoff(&account);
@@ -467,7 +467,7 @@ impl<H: Handler> RunState<H> {
                 tracing::info!(account = %lease.account(), token = lease.token(), "released the account's lease");
             }
             Err(e) => {
-                tracing::warn!(account = %lease.account(), error = %e,
+                tracing::warn!(account = %lease.account(), error = %crate::error::chain(&e),
                     "could not release the account's lease; it expires on its own");
             }
         }
@@ -535,14 +535,14 @@ impl<H: Handler> RunState<H> {
         let members = match store.join_fleet(&inner.member, member_ttl).await {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "fleet heartbeat failed; retrying next round");
+                tracing::warn!(error = %crate::error::chain(&e), "fleet heartbeat failed; retrying next round");
                 return;
             }
         };
         let accounts = match store.accounts().await {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "could not list the store's accounts; retrying next round");
+                tracing::warn!(error = %crate::error::chain(&e), "could not list the store's accounts; retrying next round");
                 return;
             }
         };
@@ -584,7 +584,7 @@ impl<H: Handler> RunState<H> {
         let leases = match store.leases().await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "could not list the leases; retrying next round");
+                tracing::warn!(error = %crate::error::chain(&e), "could not list the leases; retrying next round");
                 return;
             }
         };
@@ -631,7 +631,7 @@ impl<H: Handler> RunState<H> {
                         tracing::trace!(account = %account, "the lease is held by another member");
                     }
                     Err(e) => {
-                        tracing::warn!(account = %account, error = %e,
+                        tracing::warn!(account = %account, error = %crate::error::chain(&e),
                             "could not take the account's lease; retrying next round");
                         failed = true;
                     }
@@ -731,7 +731,7 @@ impl<H: Handler> RunState<H> {
         metrics::gauge!(crate::metrics::ACCOUNTS_SERVED).set(0.0);
         let inner = self.inner();
         if let Err(e) = inner.client.store().leave_fleet(&inner.member).await {
-            tracing::warn!(error = %e, "could not leave the fleet; the membership expires on its own");
+            tracing::warn!(error = %crate::error::chain(&e), "could not leave the fleet; the membership expires on its own");
         }
         tracing::info!(member = %inner.member, "left the fleet");
     }

@@ -93,11 +93,11 @@ impl LeaseKeeper {
             }
             Err(e) => {
                 if Instant::now() >= self.deadline() {
-                    tracing::warn!(account = %self.lease.account(), error = %e,
+                    tracing::warn!(account = %self.lease.account(), error = %crate::error::chain(&e),
                         "the account's lease could not be renewed before it expired");
                     self.mark_lost();
                 } else {
-                    tracing::warn!(account = %self.lease.account(), error = %e,
+                    tracing::warn!(account = %self.lease.account(), error = %crate::error::chain(&e),
                         "renewing the account's lease failed; retrying");
                 }
                 false
@@ -180,7 +180,7 @@ impl LeaseHold {
         if self.owned && !self.released && !self.keeper.is_lost() {
             self.released = true;
             if let Err(e) = self.keeper.store.release_lease(self.keeper.lease()).await {
-                tracing::warn!(account = %self.account.id(), error = %e, "could not release the lease");
+                tracing::warn!(account = %self.account.id(), error = %crate::error::chain(&e), "could not release the lease");
             }
         }
     }

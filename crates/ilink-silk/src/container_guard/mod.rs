@@ -47,7 +47,9 @@ enum Marker {
     Id3,
     Flac,
     Ogg,
-    /// WAV, MP3, ADTS or MP4: nothing (more) to check here.
+    /// RIFF (WAV): the format chunk's sample rate.
+    Wav,
+    /// MP3, ADTS or MP4: nothing (more) to check here.
     Other,
 }
 
@@ -62,7 +64,8 @@ fn marker_at(context: &[u8]) -> Option<Marker> {
         [b'I', b'D', b'3', ..] => Some(Marker::Id3),
         [b'f', b'L', b'a', b'C', ..] => Some(Marker::Flac),
         [b'O', b'g', b'g', b'S', ..] => Some(Marker::Ogg),
-        [b'R', b'I', b'F', b'F', ..] | [b'f', b't', b'y', b'p', ..] => Some(Marker::Other),
+        [b'R', b'I', b'F', b'F', ..] => Some(Marker::Wav),
+        [b'f', b't', b'y', b'p', ..] => Some(Marker::Other),
         [0xff, second, ..] if MPEG.contains(second) => Some(Marker::Other),
         _ => None,
     }
@@ -101,8 +104,45 @@ fn check_tags<R: Read + Seek>(source: &mut R) -> Result<(), SilkError> {
             },
             Some((at, Marker::Flac)) => return flac::check(source, at, len),
             Some((at, Marker::Ogg)) => return ogg::check(source, at, len),
+            Some((at, Marker::Wav)) => return check_wav_rate(source, at),
             Some((_, Marker::Other)) | None => return Ok(()),
         }
+    }
+    Ok(())
+}
+
+/// A WAV whose format chunk says 0 Hz makes symphonia 0.5 panic (a zero time base); the
+/// panic is caught, but the default panic hook still prints it. Refuse it first. Walks at most
+/// 64 chunks of the RIFF header from `at`; anything else is left to symphonia.
+fn check_wav_rate<R: Read + Seek>(source: &mut R, at: u64) -> Result<(), SilkError> {
+    let head = read_at(source, at, 12)?;
+    if head.get(8..12) != Some(b"WAVE".as_slice()) {
+        return Ok(());
+    }
+    let mut pos = at + 12;
+    for _ in 0..64 {
+        let chunk = read_at(source, pos, 16)?;
+        let (Some(id), Some(size)) = (chunk.get(0..4), chunk.get(4..8)) else {
+            return Ok(());
+        };
+        let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]);
+        if id == b"fmt " {
+            if let Some(rate) = chunk.get(12..16) {
+                let rate = u32::from_le_bytes([rate[0], rate[1], rate[2], rate[3]]);
+                if rate == 0 {
+                    return Err(SilkError::BadSampleRate {
+                        rate: 0,
+                        min: crate::MIN_SAMPLE_RATE,
+                        max: crate::MAX_SAMPLE_RATE,
+                    });
+                }
+            }
+            return Ok(());
+        }
+        // Chunks are padded to an even size.
+        pos = pos
+            .saturating_add(8)
+            .saturating_add(u64::from(size) + u64::from(size & 1));
     }
     Ok(())
 }
@@ -121,7 +161,7 @@ mod tests {
         bytes.extend_from_slice(b"fLaC");
         bytes.extend_from_slice(&[0u8; 20]);
         let found = find_marker(&mut Cursor::new(bytes), 0).unwrap();
-        assert_eq!(found, Some((4, Marker::Other)));
+        assert_eq!(found, Some((4, Marker::Wav)));
         let mut flac = vec![0xff, 0x00];
         flac.extend_from_slice(b"fLaC");
         flac.extend_from_slice(&[0u8; 12]);
@@ -137,5 +177,43 @@ mod tests {
         let mut cursor = Cursor::new(b"fLaC\x80\0\0\x04abcdxxxxxxxxxxxxxxx".to_vec());
         check(&mut cursor).unwrap();
         assert_eq!(cursor.position(), 0);
+    }
+
+    /// A WAV header: PCM, mono, 16-bit, at `rate` Hz, with a `LIST` chunk before `fmt `.
+    fn wav(rate: u32) -> Vec<u8> {
+        let mut b = b"RIFF".to_vec();
+        b.extend_from_slice(&2_100u32.to_le_bytes());
+        b.extend_from_slice(b"WAVE");
+        b.extend_from_slice(b"LIST");
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(b"abc\0"); // 3 bytes and the pad byte
+        b.extend_from_slice(b"fmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&rate.to_le_bytes());
+        b.extend_from_slice(&(rate * 2).to_le_bytes());
+        b.extend_from_slice(&2u16.to_le_bytes());
+        b.extend_from_slice(&16u16.to_le_bytes());
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&2_000u32.to_le_bytes());
+        b.extend_from_slice(&[0u8; 2_000]);
+        b
+    }
+
+    #[test]
+    fn a_wav_at_zero_hz_is_refused_before_symphonia() {
+        let err = check(&mut Cursor::new(wav(0))).unwrap_err();
+        assert!(
+            matches!(err, SilkError::BadSampleRate { rate: 0, .. }),
+            "{err:?}"
+        );
+        check(&mut Cursor::new(wav(16_000))).unwrap();
+        // Through the public API: a typed error, not the parser's panic.
+        let err = crate::decode_audio(&wav(0), crate::DecodeOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, SilkError::BadSampleRate { rate: 0, .. }),
+            "{err:?}"
+        );
     }
 }
