@@ -1244,6 +1244,26 @@ impl FileStore {
             })?
     }
 
+    /// A write of progress: off the executor like [`Self::blocking`], after the fence check
+    /// (`what` names the write in the `LeaseLost` error). `f` gets the store and the account.
+    async fn fenced_blocking<F>(
+        &self,
+        account: &str,
+        fence: Option<&Fence>,
+        what: &'static str,
+        f: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(&FileStore, &str) -> Result<()> + Send + 'static,
+    {
+        let (account, fence) = (account.to_owned(), fence.cloned());
+        self.blocking(move |s| {
+            s.check_fence(&account, fence.as_ref(), what)?;
+            f(s, &account)
+        })
+        .await
+    }
+
     /// Fails with [`ErrorKind::LeaseLost`] unless `fence` is `None` or the account's current
     /// lease token (the last one granted, from `lease.json`).
     fn check_fence(&self, account: &str, fence: Option<&Fence>, what: &str) -> Result<()> {
@@ -1694,16 +1714,12 @@ impl StateStore for FileStore {
         cursor: &Secret,
         fence: Option<&Fence>,
     ) -> Result<()> {
-        let (account, cursor, fence) = (account.to_owned(), cursor.clone(), fence.cloned());
-        self.blocking(move |s| {
-            s.check_fence(&account, fence.as_ref(), "saving the cursor")?;
-            s.write_state(
-                &account,
-                &CURSOR_FILE,
-                &CursorFile {
-                    get_updates_buf: cursor,
-                },
-            )
+        let cursor = cursor.clone();
+        self.fenced_blocking(account, fence, "saving the cursor", move |s, account| {
+            let file = CursorFile {
+                get_updates_buf: cursor,
+            };
+            s.write_state(account, &CURSOR_FILE, &file)
         })
         .await
     }
@@ -1720,11 +1736,12 @@ impl StateStore for FileStore {
     ) -> Result<()> {
         let tokens: BTreeMap<String, Secret> =
             tokens.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let (account, fence) = (account.to_owned(), fence.cloned());
-        self.blocking(move |s| {
-            s.check_fence(&account, fence.as_ref(), "saving context tokens")?;
-            s.write_state(&account, &CONTEXT_TOKENS_FILE, &TokensFile { tokens })
-        })
+        self.fenced_blocking(
+            account,
+            fence,
+            "saving context tokens",
+            move |s, account| s.write_state(account, &CONTEXT_TOKENS_FILE, &TokensFile { tokens }),
+        )
         .await
     }
     async fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
@@ -1738,10 +1755,9 @@ impl StateStore for FileStore {
         keys: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        let (account, keys, fence) = (account.to_owned(), keys.to_vec(), fence.cloned());
-        self.blocking(move |s| {
-            s.check_fence(&account, fence.as_ref(), "saving tombstones")?;
-            s.save_tombstones_sync(&account, &keys)
+        let keys = keys.to_vec();
+        self.fenced_blocking(account, fence, "saving tombstones", move |s, account| {
+            s.save_tombstones_sync(account, &keys)
         })
         .await
     }
@@ -1751,10 +1767,9 @@ impl StateStore for FileStore {
         keys: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        let (account, keys, fence) = (account.to_owned(), keys.to_vec(), fence.cloned());
-        self.blocking(move |s| {
-            s.check_fence(&account, fence.as_ref(), "appending tombstones")?;
-            s.append_tombstones_sync(&account, &keys)
+        let keys = keys.to_vec();
+        self.fenced_blocking(account, fence, "appending tombstones", move |s, account| {
+            s.append_tombstones_sync(account, &keys)
         })
         .await
     }
@@ -1769,13 +1784,17 @@ impl StateStore for FileStore {
         record: &str,
         fence: Option<&Fence>,
     ) -> Result<()> {
-        let (account, record, fence) = (account.to_owned(), record.to_owned(), fence.cloned());
-        self.blocking(move |s| {
-            s.check_fence(&account, fence.as_ref(), "appending to the outbox")?;
-            let dir = s.account_dir(&account);
-            create_private_dir(&dir)?;
-            crate::outbox::file_append(&dir, &record)
-        })
+        let record = record.to_owned();
+        self.fenced_blocking(
+            account,
+            fence,
+            "appending to the outbox",
+            move |s, account| {
+                let dir = s.account_dir(account);
+                create_private_dir(&dir)?;
+                crate::outbox::file_append(&dir, &record)
+            },
+        )
         .await
     }
     async fn replace_outbox(
@@ -1784,10 +1803,9 @@ impl StateStore for FileStore {
         records: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        let (account, records, fence) = (account.to_owned(), records.to_vec(), fence.cloned());
-        self.blocking(move |s| {
-            s.check_fence(&account, fence.as_ref(), "replacing the outbox")?;
-            s.replace_outbox_sync(&account, &records)
+        let records = records.to_vec();
+        self.fenced_blocking(account, fence, "replacing the outbox", move |s, account| {
+            s.replace_outbox_sync(account, &records)
         })
         .await
     }
