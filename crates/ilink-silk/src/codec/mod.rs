@@ -150,6 +150,9 @@ pub(crate) struct Decoder {
     loss_cnt: i32,
     prev_sigtype: usize,
     plc: Plc,
+    /// The last frame's parameters (for the encoder's diagnostics).
+    #[cfg(test)]
+    pub(crate) last_params: Option<FrameParams>,
 }
 
 impl Decoder {
@@ -189,6 +192,8 @@ impl Decoder {
             loss_cnt: 0,
             prev_sigtype: 0,
             plc: Plc::new(),
+            #[cfg(test)]
+            last_params: None,
         });
         d.set_fs(24);
         d.first_frame_after_reset = true;
@@ -259,6 +264,10 @@ impl Decoder {
                 status = DEC_PAYLOAD_ERROR;
             } else {
                 self.n_frames_decoded += 1;
+                #[cfg(test)]
+                {
+                    self.last_params = Some(ctrl.clone());
+                }
                 self.decode_core(&mut ctrl, out, &q);
                 let fl = self.frame_length;
                 self.plc(&mut ctrl, &mut out[..fl], false);
