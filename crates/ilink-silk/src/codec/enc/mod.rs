@@ -9,8 +9,11 @@
 //!   multi-stage vector quantisation with the decoder's codebooks ([`lpc`]);
 //! * pitch analysis (coarse at 4 kHz, refined over the lag contours) and, for voiced
 //!   frames, 5-tap LTP filters from the decoder's codebooks ([`pitch`]);
-//! * subframe gains from the prediction residual and a rate controller that steers the
-//!   quantiser step towards the requested bit rate, quantised on the decoder's log scale;
+//! * subframe gains from the residual level of the noise-shaping analysis (so the noise keeps
+//!   a steady distance below the input's smooth envelope), finer in voiced frames the more
+//!   the pitch predictor gains, floored near the actual residual, and scaled by a slow rate
+//!   control with a bit reservoir (pauses leave bits for speech), quantised on the decoder's
+//!   log scale;
 //! * the noise-shaping quantiser, which runs the decoder's synthesis exactly ([`nsq`]), at
 //!   complexity 2 with a delayed decision over four paths per subframe;
 //! * range coding of every parameter and the pulses ([`range`], [`pulses`]).
@@ -23,7 +26,8 @@
 //! Simpler than the reference: a delayed decision that commits at subframe ends, a first-order noise tilt
 //! instead of the reference's low-frequency and tilt shaping (harmonic shaping is implemented
 //! but off: it measured no gain), one LTP scaling (no packet-loss adaptation), a plain energy
-//! VAD, and a rate controller that steers the quantiser step from the bits of past frames.
+//! VAD, and a rate control that steers one step from the bits of past frames (the reference
+//! sets a signal-to-noise target from the bit rate instead).
 
 #![forbid(unsafe_code)]
 #![allow(clippy::needless_range_loop)]
