@@ -141,52 +141,26 @@ impl Decoder {
             };
             if sigtype == SIG_TYPE_VOICED {
                 lag = ctrl.pitch_l[k];
-                if k & (3 - (usize::from(interp) << 1)) == 0 {
-                    // Re-whiten the past output with the new filter.
-                    let start = fl as i64 - i64::from(lag) - order as i64 - (LTP_ORDER / 2) as i64;
-                    let start = usize::try_from(start).unwrap_or(0);
-                    let mut filt_state = [0i32; MAX_LPC_ORDER];
-                    let from = start + k * (fl >> 2);
-                    ma_prediction(
-                        &self.out_buf,
-                        from,
-                        &a_q12[..order],
-                        &mut filt_state,
-                        &mut s_ltp,
-                        start,
-                        fl.saturating_sub(start),
-                    );
-                    let mut inv_gain_q32 = inv_gain_q16.wrapping_shl(16);
-                    if k == 0 {
-                        inv_gain_q32 = smulwb(inv_gain_q32, ctrl.ltp_scale_q14).wrapping_shl(2);
-                    }
-                    let n = usize::try_from(lag).unwrap_or(0) + LTP_ORDER / 2;
-                    for i in 0..n {
-                        let (Some(dst), Some(src)) = (
-                            (ltp_idx).checked_sub(i + 1),
-                            fl.checked_sub(i + 1).and_then(|j| s_ltp.get(j)),
-                        ) else {
-                            break;
-                        };
-                        if let Some(d) = self.s_ltp_q16.get_mut(dst) {
-                            *d = smulwb(inv_gain_q32, i32::from(*src));
-                        }
-                    }
-                } else if gain_adj_q16 != 1 << 16 {
-                    let n = usize::try_from(lag).unwrap_or(0) + LTP_ORDER / 2;
-                    for i in 0..n {
-                        if let Some(d) = ltp_idx
-                            .checked_sub(i + 1)
-                            .and_then(|j| self.s_ltp_q16.get_mut(j))
-                        {
-                            *d = smulww(gain_adj_q16, *d);
-                        }
-                    }
-                }
             }
-            for s in self.s_lpc_q14.iter_mut().take(MAX_LPC_ORDER) {
-                *s = smulww(gain_adj_q16, *s);
-            }
+            rescale_states(
+                &mut self.s_ltp_q16,
+                &mut self.s_lpc_q14,
+                &self.out_buf,
+                &mut s_ltp,
+                &SubframeStart {
+                    k,
+                    frame_length: fl,
+                    order,
+                    voiced: sigtype == SIG_TYPE_VOICED,
+                    rewhiten: k & (3 - (usize::from(interp) << 1)) == 0,
+                    lag,
+                    a_q12: &a_q12,
+                    inv_gain_q16,
+                    gain_adj_q16,
+                    ltp_scale_q14: ctrl.ltp_scale_q14,
+                    ltp_idx,
+                },
+            );
             self.prev_inv_gain_q16 = inv_gain_q16;
 
             let exc = &self.exc_q10[k * sl..(k + 1) * sl];
@@ -248,5 +222,79 @@ pub(crate) fn ma_prediction(
         if let Some(o) = out.get_mut(at + k) {
             *o = sat16(out32);
         }
+    }
+}
+
+/// Where a subframe starts, for [`rescale_states`].
+pub(crate) struct SubframeStart<'a> {
+    pub(crate) k: usize,
+    pub(crate) frame_length: usize,
+    pub(crate) order: usize,
+    pub(crate) voiced: bool,
+    /// Whether the LTP state is rebuilt from the past output with the new LPC filter.
+    pub(crate) rewhiten: bool,
+    pub(crate) lag: i32,
+    pub(crate) a_q12: &'a [i16; MAX_LPC_ORDER],
+    pub(crate) inv_gain_q16: i32,
+    pub(crate) gain_adj_q16: i32,
+    pub(crate) ltp_scale_q14: i32,
+    /// Where the subframe's LTP samples start in `s_ltp_q16`.
+    pub(crate) ltp_idx: usize,
+}
+
+/// The state update at the start of a subframe, as the reference decoder makes it (and the
+/// encoder's quantiser tracks it): in voiced subframes the LTP state before `ltp_idx` is
+/// re-whitened from the past output `out_buf` (through `s_ltp`) with the new filter and
+/// gain, or rescaled for the gain change; then the LPC state is rescaled.
+pub(crate) fn rescale_states(
+    s_ltp_q16: &mut [i32],
+    s_lpc_q14: &mut [i32],
+    out_buf: &[i16],
+    s_ltp: &mut [i16; MAX_FRAME_LENGTH],
+    sub: &SubframeStart<'_>,
+) {
+    let fl = sub.frame_length;
+    let n = usize::try_from(sub.lag).unwrap_or(0) + LTP_ORDER / 2;
+    if sub.voiced && sub.rewhiten {
+        let start = fl as i64 - i64::from(sub.lag) - sub.order as i64 - (LTP_ORDER / 2) as i64;
+        let start = usize::try_from(start).unwrap_or(0);
+        let mut filt_state = [0i32; MAX_LPC_ORDER];
+        ma_prediction(
+            out_buf,
+            start + sub.k * (fl >> 2),
+            &sub.a_q12[..sub.order],
+            &mut filt_state,
+            s_ltp,
+            start,
+            fl.saturating_sub(start),
+        );
+        let mut inv_gain_q32 = sub.inv_gain_q16.wrapping_shl(16);
+        if sub.k == 0 {
+            inv_gain_q32 = smulwb(inv_gain_q32, sub.ltp_scale_q14).wrapping_shl(2);
+        }
+        for i in 0..n {
+            let (Some(dst), Some(src)) = (
+                sub.ltp_idx.checked_sub(i + 1),
+                fl.checked_sub(i + 1).and_then(|j| s_ltp.get(j)),
+            ) else {
+                break;
+            };
+            if let Some(d) = s_ltp_q16.get_mut(dst) {
+                *d = smulwb(inv_gain_q32, i32::from(*src));
+            }
+        }
+    } else if sub.voiced && sub.gain_adj_q16 != 1 << 16 {
+        for i in 0..n {
+            if let Some(d) = sub
+                .ltp_idx
+                .checked_sub(i + 1)
+                .and_then(|j| s_ltp_q16.get_mut(j))
+            {
+                *d = smulww(sub.gain_adj_q16, *d);
+            }
+        }
+    }
+    for s in s_lpc_q14.iter_mut().take(MAX_LPC_ORDER) {
+        *s = smulww(sub.gain_adj_q16, *s);
     }
 }

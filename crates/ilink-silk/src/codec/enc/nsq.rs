@@ -12,7 +12,7 @@
 use super::super::fixed::{
     div32_var_q, inverse32_var_q, rand, rshift_round, sat16, smulwb, smulww,
 };
-use super::super::synth::{lpc_pred, ltp_pred, ma_prediction};
+use super::super::synth::{SubframeStart, lpc_pred, ltp_pred, rescale_states};
 use super::super::tables::QUANTIZATION_OFFSETS_Q10;
 use super::super::{LTP_ORDER, MAX_FRAME_LENGTH, MAX_LPC_ORDER, NB_SUBFR, SIG_TYPE_VOICED};
 
@@ -122,51 +122,25 @@ impl NsqState {
                 b
             };
             let lag = f.pitch_l[k];
-            if voiced {
-                if k & (3 - (usize::from(f.interpolated) << 1)) == 0 {
-                    let start = fl as i64 - i64::from(lag) - order as i64 - (LTP_ORDER / 2) as i64;
-                    let start = usize::try_from(start).unwrap_or(0);
-                    let mut filt_state = [0i32; MAX_LPC_ORDER];
-                    ma_prediction(
-                        &self.out_buf[..],
-                        start + k * (fl >> 2),
-                        &a_q12[..order],
-                        &mut filt_state,
-                        &mut s_ltp,
-                        start,
-                        fl.saturating_sub(start),
-                    );
-                    let mut inv_gain_q32 = inv_gain_q16.wrapping_shl(16);
-                    if k == 0 {
-                        inv_gain_q32 = smulwb(inv_gain_q32, f.ltp_scale_q14).wrapping_shl(2);
-                    }
-                    let n = usize::try_from(lag).unwrap_or(0) + LTP_ORDER / 2;
-                    for i in 0..n {
-                        let (Some(dst), Some(src)) = (
-                            ltp_idx.checked_sub(i + 1),
-                            fl.checked_sub(i + 1).and_then(|j| s_ltp.get(j)),
-                        ) else {
-                            break;
-                        };
-                        if let Some(d) = self.s_ltp_q16.get_mut(dst) {
-                            *d = smulwb(inv_gain_q32, i32::from(*src));
-                        }
-                    }
-                } else if gain_adj_q16 != 1 << 16 {
-                    let n = usize::try_from(lag).unwrap_or(0) + LTP_ORDER / 2;
-                    for i in 0..n {
-                        if let Some(d) = ltp_idx
-                            .checked_sub(i + 1)
-                            .and_then(|j| self.s_ltp_q16.get_mut(j))
-                        {
-                            *d = smulww(gain_adj_q16, *d);
-                        }
-                    }
-                }
-            }
-            for s in self.s_lpc_q14.iter_mut().take(MAX_LPC_ORDER) {
-                *s = smulww(gain_adj_q16, *s);
-            }
+            rescale_states(
+                &mut self.s_ltp_q16[..],
+                &mut self.s_lpc_q14,
+                &self.out_buf[..],
+                &mut s_ltp,
+                &SubframeStart {
+                    k,
+                    frame_length: fl,
+                    order,
+                    voiced,
+                    rewhiten: k & (3 - (usize::from(f.interpolated) << 1)) == 0,
+                    lag,
+                    a_q12: &a_q12,
+                    inv_gain_q16,
+                    gain_adj_q16,
+                    ltp_scale_q14: f.ltp_scale_q14,
+                    ltp_idx,
+                },
+            );
             self.prev_inv_gain_q16 = inv_gain_q16;
 
             // From sample units to the excitation's Q10 units at this gain.
