@@ -47,14 +47,20 @@ pub(crate) fn levinson(r: &[f64; MAX_LPC_ORDER + 1], order: usize) -> ([f64; MAX
     (a, err)
 }
 
-/// The LPC analysis of `x` (already windowed): predictor of `order` taps with a lag window
-/// of about 60 Hz at `fs_hz` and a white-noise floor 30 dB down (which keeps the predictor
-/// from amplifying the quantisation noise in bands the input leaves empty).
-pub(crate) fn analyse(x: &[f32], order: usize, fs_hz: f32) -> ([f64; MAX_LPC_ORDER], f64) {
+/// The LPC analysis of `x` (already windowed): predictor of `order` taps and its residual
+/// energy, with a Gaussian lag window of `lag_hz` at `fs_hz` and a white-noise floor 30 dB
+/// down (which keeps the predictor from amplifying the quantisation noise in bands the input
+/// leaves empty).
+pub(crate) fn analyse(
+    x: &[f32],
+    order: usize,
+    fs_hz: f32,
+    lag_hz: f64,
+) -> ([f64; MAX_LPC_ORDER], f64) {
     let mut r = autocorr(x, order);
     let floor = 1e-3;
     r[0] = r[0] * (1.0 + floor) + 1e-3;
-    let w = 2.0 * std::f64::consts::PI * 60.0 / f64::from(fs_hz);
+    let w = 2.0 * std::f64::consts::PI * lag_hz / f64::from(fs_hz);
     for (k, v) in r.iter_mut().enumerate().skip(1) {
         *v *= (-0.5 * (w * k as f64).powi(2)).exp();
     }
@@ -255,7 +261,7 @@ mod tests {
             })
             .collect();
         for order in [10usize, 16] {
-            let (a, _) = analyse(&x, order, 24_000.0);
+            let (a, _) = analyse(&x, order, 24_000.0, 60.0);
             let mut nlsf = [0i32; MAX_LPC_ORDER];
             assert!(a_to_nlsf(&a[..order], &mut nlsf));
             assert!(nlsf[..order].windows(2).all(|w| w[0] < w[1]), "{nlsf:?}");

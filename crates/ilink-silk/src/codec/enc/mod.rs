@@ -65,6 +65,8 @@ const VOICING_THRESHOLD: f32 = 0.45;
 const NLSF_MU: f32 = 6e-4;
 /// Bandwidth widening of the input's LPC filter for the short-term noise shaping.
 const SHAPE_CHIRP: f64 = 0.985;
+/// Lag window (Gaussian, Hz) of the prediction filter's analysis.
+const LPC_LAG_HZ: f64 = 60.0;
 /// Lag window (Gaussian, Hz) of the shaping analysis.
 const SHAPING_LAG_HZ: f64 = 15.0;
 /// Harmonic noise shaping gain in voiced frames (measured: no gain on PESQ; off).
@@ -632,6 +634,16 @@ fn seg_energy(x: &[f32], from: usize, to: usize, a: &[f64]) -> f32 {
     e
 }
 
+/// `sig[from..to]` (as much of it as there is) under a sine window.
+fn sine_windowed(sig: &[f32], from: usize, to: usize) -> Vec<f32> {
+    let span = sig.get(from..to.min(sig.len())).unwrap_or(&[]);
+    let n = span.len().max(1);
+    span.iter()
+        .enumerate()
+        .map(|(i, v)| v * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).sin())
+        .collect()
+}
+
 /// The shaping filter's LPC analysis of `sig[from..to]` (sine window, a white-noise floor
 /// 30 dB down and a narrow lag window): the predictor and the RMS of its residual.
 fn shaping_lpc(
@@ -641,22 +653,10 @@ fn shaping_lpc(
     order: usize,
     fs_hz: f32,
 ) -> ([f64; MAX_LPC_ORDER], f32) {
-    let span = sig.get(from..to.min(sig.len())).unwrap_or(&[]);
-    let n = span.len().max(1);
-    let windowed: Vec<f32> = span
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).sin())
-        .collect();
-    let mut r = lpc::autocorr(&windowed, order);
-    let floor = 1e-3;
-    r[0] = r[0] * (1.0 + floor) + 1e-3;
-    let w = 2.0 * std::f64::consts::PI * SHAPING_LAG_HZ / f64::from(fs_hz);
-    for (k, v) in r.iter_mut().enumerate().skip(1) {
-        *v *= (-0.5 * (w * k as f64).powi(2)).exp();
-    }
-    let (a, err) = lpc::levinson(&r, order);
+    let windowed = sine_windowed(sig, from, to);
+    let (a, err) = lpc::analyse(&windowed, order, fs_hz, SHAPING_LAG_HZ);
     // The sine window's energy is half the span's length.
+    let n = windowed.len().max(1);
     (a, (err / (n as f64 / 2.0)).max(0.0).sqrt() as f32)
 }
 
@@ -669,14 +669,8 @@ fn lpc_nlsf(
     order: usize,
     fs_hz: f32,
 ) -> ([f64; MAX_LPC_ORDER], [i32; MAX_LPC_ORDER]) {
-    let span = sig.get(from..to.min(sig.len())).unwrap_or(&[]);
-    let n = span.len().max(1);
-    let windowed: Vec<f32> = span
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).sin())
-        .collect();
-    let (mut a, _) = lpc::analyse(&windowed, order, fs_hz);
+    let windowed = sine_windowed(sig, from, to);
+    let (mut a, _) = lpc::analyse(&windowed, order, fs_hz, LPC_LAG_HZ);
     let mut nlsf = [0i32; MAX_LPC_ORDER];
     let mut ok = lpc::a_to_nlsf(&a[..order], &mut nlsf);
     let mut chirp = 1.0;
