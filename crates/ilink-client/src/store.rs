@@ -1125,6 +1125,15 @@ fn create_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The entries of `dir`; `None` if it does not exist.
+fn list_dir(dir: &Path) -> Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::store(format!("listing {}", dir.display()), e)),
+    }
+}
+
 fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -1161,10 +1170,8 @@ fn is_temp_name(name: &str) -> bool {
 /// interrupted a write). A write in progress in another process whose temporary file is
 /// removed here starts again (see [`write_atomic`]); the target files are never touched.
 fn remove_stale_temps(dir: &Path) -> Result<usize> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+    let Some(entries) = list_dir(dir)? else {
+        return Ok(0);
     };
     let mut removed = 0;
     for entry in entries.flatten() {
@@ -1288,19 +1295,22 @@ impl FileStore {
         })
     }
 
-    fn accounts_sync(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("accounts");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+    /// The account directories under `<root>/accounts` (none if it does not exist yet).
+    fn account_dirs(&self) -> Result<Vec<PathBuf>> {
+        let Some(entries) = list_dir(&self.root.join("accounts"))? else {
+            return Ok(Vec::new());
         };
+        Ok(entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|entry| entry.path())
+            .collect())
+    }
+
+    fn accounts_sync(&self) -> Result<Vec<String>> {
         let mut found = Vec::new();
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = entry.path().join(CREDENTIALS_FILE.name);
+        for dir in self.account_dirs()? {
+            let path = dir.join(CREDENTIALS_FILE.name);
             // One unreadable account must not hide the others (or block a login).
             match self.load_credentials_at(&path) {
                 Ok(Some(c)) => found.push((c.saved_at_ms, c.account_id)),
@@ -1313,11 +1323,8 @@ impl FileStore {
     }
 
     fn remove_account_sync(&self, account: &str) -> Result<()> {
-        let dir = self.account_dir(account);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+        let Some(entries) = list_dir(&self.account_dir(account))? else {
+            return Ok(());
         };
         // Everything but the lease: its lock file may be held by a running consumer, and its
         // token counter must keep increasing.
@@ -1610,18 +1617,9 @@ impl FileStore {
     }
 
     fn leases_sync(&self) -> Result<Vec<LeaseInfo>> {
-        let dir = self.root.join("accounts");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
-        };
         let mut out = Vec::new();
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = entry.path().join(LEASE_STATE.name);
+        for dir in self.account_dirs()? {
+            let path = dir.join(LEASE_STATE.name);
             let lease = match self.read_state_at(&path, &LEASE_STATE, |_, v| {
                 serde_json::from_value::<LeaseFile>(v).map_err(|e| e.to_string())
             }) {
