@@ -339,6 +339,17 @@ fn fence_ok(account: &str, fence: Option<&Fence>, current: Option<u64>) -> bool 
     }
 }
 
+/// Outbox records are lines: one with a `\n` is refused ([`ErrorKind::InvalidInput`]).
+fn check_outbox_records<S: AsRef<str>>(records: impl IntoIterator<Item = S>) -> Result<()> {
+    if records.into_iter().any(|r| r.as_ref().contains('\n')) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "an outbox record must be one line",
+        ));
+    }
+    Ok(())
+}
+
 /// State kept in memory only (for tests and short-lived tools). Leases expire on this
 /// process's monotonic clock; fleet members likewise.
 #[derive(Debug, Default)]
@@ -519,12 +530,7 @@ impl StateStore for MemoryStore {
         record: &str,
         fence: Option<&Fence>,
     ) -> Result<()> {
-        if record.contains('\n') {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "an outbox record must be one line",
-            ));
-        }
+        check_outbox_records([record])?;
         self.write(account, fence, "appending to the outbox", |a| {
             a.outbox.push(record.to_owned());
         })
@@ -535,12 +541,7 @@ impl StateStore for MemoryStore {
         records: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        if records.iter().any(|r| r.contains('\n')) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "an outbox record must be one line",
-            ));
-        }
+        check_outbox_records(records)?;
         self.write(account, fence, "replacing the outbox", |a| {
             a.outbox = records.to_vec();
         })
@@ -1432,12 +1433,7 @@ impl FileStore {
     }
 
     fn replace_outbox_sync(&self, account: &str, records: &[String]) -> Result<()> {
-        if records.iter().any(|r| r.contains('\n')) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "an outbox record must be one line",
-            ));
-        }
+        check_outbox_records(records)?;
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let mut bytes = Vec::new();
