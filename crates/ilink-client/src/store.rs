@@ -1042,24 +1042,58 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
 
 /// `YYYYMMDDTHHMMSSZ` for epoch seconds (UTC).
 fn utc_stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = UtcDateTime::from_unix_secs(secs);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
+}
+
+/// A moment as its UTC calendar date and time of day, for printing times without a date-time
+/// crate: the [`FileStore`] names corrupt files it moves aside `NAME.corrupt-YYYYMMDDTHHMMSSZ`,
+/// and `ilink fleet status` prints [`LeaseInfo::since`] with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UtcDateTime {
+    /// The year (proleptic Gregorian calendar).
+    pub year: i64,
+    /// The month, 1 to 12.
+    pub month: u8,
+    /// The day of the month, 1 to 31.
+    pub day: u8,
+    /// The hour, 0 to 23.
+    pub hour: u8,
+    /// The minute, 0 to 59.
+    pub minute: u8,
+    /// The second, 0 to 59.
+    pub second: u8,
+}
+
+impl UtcDateTime {
+    /// The UTC date and time `secs` seconds after the Unix epoch (1970-01-01 00:00:00 UTC).
+    pub fn from_unix_secs(secs: u64) -> UtcDateTime {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        // Civil from days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        // Each is in range by construction (month 1..=12, day 1..=31, hour < 24, ...).
+        UtcDateTime {
+            year: y,
+            month: m as u8,
+            day: d as u8,
+            hour: (rem / 3600) as u8,
+            minute: (rem / 60 % 60) as u8,
+            second: (rem % 60) as u8,
+        }
+    }
 }
 
 /// Writes `creds` to a new file `path` (mode 0600, never replacing one), in the format of
@@ -2296,6 +2330,14 @@ mod tests {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
         assert_eq!(utc_stamp(784_111_777), "19941106T084937Z");
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        let t = UtcDateTime::from_unix_secs(784_111_777);
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+            (1994, 11, 6, 8, 49, 37)
+        );
+        // The largest input stays in range (no overflow, no panic).
+        let t = UtcDateTime::from_unix_secs(u64::MAX);
+        assert!(t.year > 9999 && (1..=12).contains(&t.month), "{t:?}");
     }
 
     #[tokio::test]
