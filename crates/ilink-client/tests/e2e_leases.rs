@@ -10,10 +10,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use ilink_client::store::Fence;
+use ilink_client::store::{Fence, Lease};
 use ilink_client::{
-    Client, ErrorKind, MemoryStore, MessageContext, Secret, SendErrorKind, StateStore,
+    Account, Client, ErrorKind, MemoryStore, MessageContext, Secret, SendErrorKind, StateStore,
 };
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 fn client(sim: &ilink_sim::Sim, store: Arc<dyn StateStore>, holder: &str, ttl: Duration) -> Client {
     let config = config(sim).with_holder_id(holder).with_lease_ttl(ttl);
@@ -182,6 +184,27 @@ async fn no_reply_goes_out_once_the_lease_may_have_expired() {
     assert_eq!(delivered.len(), 1, "{delivered:?}");
 }
 
+/// Serves `account` under `lease`, answering "pong", until the returned sender fires.
+fn serve_until_stopped(
+    account: &Account,
+    lease: &Lease,
+) -> (oneshot::Sender<()>, JoinHandle<ilink_client::Result<()>>) {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let acct = account.clone();
+    let held = lease.clone();
+    let run = tokio::spawn(async move {
+        acct.run_with_lease(
+            held,
+            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+    });
+    (stop_tx, run)
+}
+
 #[tokio::test]
 async fn run_with_lease_stops_on_its_stop_signal_and_leaves_the_lease_to_the_caller() {
     let sim = sim().await;
@@ -210,19 +233,7 @@ async fn run_with_lease_stops_on_its_stop_signal_and_leaves_the_lease_to_the_cal
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let acct = account.clone();
-    let held = lease.clone();
-    let run = tokio::spawn(async move {
-        acct.run_with_lease(
-            held,
-            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-    });
+    let (stop_tx, run) = serve_until_stopped(&account, &lease);
     sim.user("u@im.wechat").send_text(&bot, "ping").unwrap();
     sim.wait_for_delivered("u@im.wechat", 1, WAIT)
         .await
@@ -252,19 +263,7 @@ async fn run_with_lease_stops_on_its_stop_signal_and_leaves_the_lease_to_the_cal
             .is_none()
     );
     // Served again under the same lease: the message handled before does not come again.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let acct = account.clone();
-    let held = lease.clone();
-    let run = tokio::spawn(async move {
-        acct.run_with_lease(
-            held,
-            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-    });
+    let (stop_tx, run) = serve_until_stopped(&account, &lease);
     sim.user("u@im.wechat").send_text(&bot, "again").unwrap();
     sim.wait_for_delivered("u@im.wechat", 2, WAIT)
         .await
