@@ -909,14 +909,7 @@ impl FileStore {
             data: value,
         })
         .map_err(|e| Error::new(ErrorKind::Store, "encoding state").with_source(e))?;
-        if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            let aside = move_aside(path)?;
-            tracing::warn!(
-                "{} was a directory; moved it aside to {}",
-                path.display(),
-                aside.display()
-            );
-        }
+        move_dir_aside(path, None)?;
         write_atomic(path, &bytes)
     }
 
@@ -1038,6 +1031,28 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
         ErrorKind::Store,
         format!("too many corrupt copies of {} already", path.display()),
     ))
+}
+
+/// Moves a directory that stands where the file `path` belongs aside (see [`move_aside`]),
+/// with a warning naming both paths and then `loss`, if given. `Ok(true)`: there was one.
+fn move_dir_aside(path: &Path, loss: Option<&str>) -> Result<bool> {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(false);
+    }
+    let aside = move_aside(path)?;
+    match loss {
+        Some(loss) => tracing::warn!(
+            "{} was a directory; moved it aside to {}; {loss}",
+            path.display(),
+            aside.display()
+        ),
+        None => tracing::warn!(
+            "{} was a directory; moved it aside to {}",
+            path.display(),
+            aside.display()
+        ),
+    }
+    Ok(true)
 }
 
 /// `YYYYMMDDTHHMMSSZ` for epoch seconds (UTC).
@@ -1417,14 +1432,7 @@ impl FileStore {
             .unwrap_or_default()
             .keys;
         let path = dir.join(crate::journal::JOURNAL_FILE);
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            let aside = move_aside(&path)?;
-            tracing::warn!(
-                "{} was a directory; moved it aside to {}; {}",
-                path.display(),
-                aside.display(),
-                DEDUPE_FILE.loss
-            );
+        if move_dir_aside(&path, Some(DEDUPE_FILE.loss))? {
             return Ok(keys);
         }
         // Torn or foreign lines are skipped by the decoder: a damaged journal loses only them.
@@ -1518,14 +1526,7 @@ impl FileStore {
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let path = dir.join(LOCK_FILE);
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            let aside = move_aside(&path)?;
-            tracing::warn!(
-                "{} was a directory; moved it aside to {}",
-                path.display(),
-                aside.display()
-            );
-        }
+        move_dir_aside(&path, None)?;
         create_once(
             &path,
             b"{\"version\": 1, \"note\": \"locked while a process serves this account; see lease.json\"}\n",
