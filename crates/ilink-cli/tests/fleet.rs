@@ -7,17 +7,19 @@
 //! skipped without it locally, a failure in CI).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::*;
 use ilink_client::{Credentials, Secret, StateStore};
 use ilink_postgres::testing::TestCluster;
 use ilink_sim::{BotAccount, Sim, SimConfig};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ilink");
 const BOTS: usize = 300;
 const PROCESSES: usize = 3;
 const TTL_S: u64 = 3;
@@ -65,17 +67,7 @@ impl Member {
 }
 
 fn spawn_member(name: &str, sim: &Sim, url: &str) -> Member {
-    let mut c = tokio::process::Command::new(BIN);
-    for var in [
-        "ILINK_BASE_URL",
-        "ILINK_CDN_BASE_URL",
-        "ILINK_STATE_DIR",
-        "ILINK_STORE",
-        "ILINK_ACCOUNT",
-        "NO_COLOR",
-    ] {
-        c.env_remove(var);
-    }
+    let mut c = command();
     c.env("RUST_LOG", "warn,ilink_client::fleet=debug")
         .args(["echo", "--fleet", "--member-id", name])
         .args(["--lease-ttl", &TTL_S.to_string()])

@@ -3,35 +3,22 @@
 //! and the first line of the message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::*;
 use ilink_client::{Credentials, FileStore, Secret, StateStore};
 use ilink_crypto::{MediaKey, decrypt, encrypt, md5_hex};
 use ilink_reliability::raw_server::{RawReply, RawRequest, RawServer};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ilink");
 const USER: &str = "pat@im.wechat";
-
-fn command() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
-    for var in [
-        "ILINK_BASE_URL",
-        "ILINK_CDN_BASE_URL",
-        "ILINK_STATE_DIR",
-        "ILINK_ACCOUNT",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    c.kill_on_drop(true);
-    c
-}
 
 fn args_for(server: &RawServer, dir: &Path) -> Vec<String> {
     let base = server.base_url();
@@ -62,14 +49,6 @@ async fn ilink(server: &RawServer, dir: &Path, args: &[&str], stdin: Option<&[u8
         .await
         .expect("ilink did not finish (the account jammed?)")
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 /// The lines of stderr that contain `needle` (log lines of the library included).

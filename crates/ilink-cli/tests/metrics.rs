@@ -3,38 +3,19 @@
 //! counters scraped from `/metrics` over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStderr};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ilink");
 /// The user the emulator's phone logs in as (its default QR script).
 const USER: &str = "o9sim_default_user@im.wechat";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn command() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
-    for var in [
-        "ILINK_BASE_URL",
-        "ILINK_CDN_BASE_URL",
-        "ILINK_STATE_DIR",
-        "ILINK_ACCOUNT",
-        "ILINK_STORE",
-        "ILINK_METRICS",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    c.kill_on_drop(true);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 async fn get(http: &ilink_http::HttpClient, url: &str) -> (u16, String) {
     let resp = http.request(ilink_http::Request::get(url)).await.unwrap();

@@ -3,78 +3,18 @@
 //! and `echo` flushing the queue before it answers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::Duration;
 
-use ilink_client::{Credentials, FileStore, Secret, StateStore};
-use ilink_sim::{BotAccount, Sim, SimConfig};
-use tokio::io::AsyncWriteExt as _;
+use common::*;
+use ilink_sim::{BotAccount, Sim};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ilink");
 const USER: &str = "lin@im.wechat";
-
-async fn sim() -> Sim {
-    Sim::start(SimConfig::for_tests(Duration::from_millis(300)))
-        .await
-        .unwrap()
-}
-
-async fn ilink(sim: &Sim, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = tokio::process::Command::new(BIN);
-    for var in [
-        "ILINK_BASE_URL",
-        "ILINK_CDN_BASE_URL",
-        "ILINK_STATE_DIR",
-        "ILINK_ACCOUNT",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    c.kill_on_drop(true)
-        .arg("--base-url")
-        .arg(sim.base_url())
-        .arg("--cdn-base-url")
-        .arg(sim.cdn_base_url())
-        .arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("ilink did not finish")
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
 
 /// A bot whose state holds a context token for USER (USER wrote, `ilink tail` saw it).
 async fn seeded(sim: &Sim, dir: &Path) -> BotAccount {
-    let bot = sim.create_bot();
-    FileStore::new(dir)
-        .save_credentials(&Credentials {
-            account_id: bot.bot_id.clone(),
-            token: Secret::new(bot.token.clone()),
-            base_url: Some(sim.base_url()),
-            user_id: None,
-            saved_at_ms: 1,
-        })
-        .await
-        .unwrap();
+    let bot = seed(sim, dir).await;
     sim.user(USER).send_text(&bot.bot_id, "hi").unwrap();
     let o = ilink(sim, dir, &["tail", "--max", "1"], None).await;
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));

@@ -3,98 +3,21 @@
 //! SIGTERM, login robustness, `-14` reload, base URLs, the error model and its exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use assert_cmd::Command as AssertCommand;
+use common::*;
 use ilink_client::{Credentials, FileStore, Secret, StateStore};
 use ilink_sim::{BotAccount, Endpoint, Fault, QrStep, Sim, SimConfig};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncBufReadExt as _;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ilink");
 const USER: &str = "pat@im.wechat";
 const MD: &str = "**Echo**: x ![img](http://x/y.png) *斜体*";
-
-async fn sim() -> Sim {
-    Sim::start(SimConfig::for_tests(Duration::from_millis(300)))
-        .await
-        .unwrap()
-}
-
-fn command() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
-    for var in [
-        "ILINK_BASE_URL",
-        "ILINK_CDN_BASE_URL",
-        "ILINK_STATE_DIR",
-        "ILINK_ACCOUNT",
-        "RUST_LOG",
-        "NO_COLOR",
-    ] {
-        c.env_remove(var);
-    }
-    c.kill_on_drop(true);
-    c
-}
-
-fn net_args(sim: &Sim, dir: &Path) -> Vec<String> {
-    vec![
-        "--base-url".into(),
-        sim.base_url(),
-        "--cdn-base-url".into(),
-        sim.cdn_base_url(),
-        "--state-dir".into(),
-        dir.display().to_string(),
-    ]
-}
-
-async fn run(mut c: tokio::process::Command, stdin: Option<&str>) -> Output {
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("ilink did not finish")
-        .unwrap()
-}
-
-/// Runs `ilink` with the sim's URLs and `dir` as the state directory.
-async fn ilink(sim: &Sim, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = command();
-    c.args(net_args(sim, dir)).args(args);
-    run(c, stdin).await
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-async fn seed(sim: &Sim, dir: &Path) -> BotAccount {
-    let bot = sim.create_bot();
-    FileStore::new(dir)
-        .save_credentials(&Credentials {
-            account_id: bot.bot_id.clone(),
-            token: Secret::new(bot.token.clone()),
-            base_url: Some(sim.base_url()),
-            user_id: None,
-            saved_at_ms: 1,
-        })
-        .await
-        .unwrap();
-    bot
-}
 
 /// A bot whose state holds every file: credentials, a cursor, context tokens, dedupe.
 async fn seeded_with_token(sim: &Sim, dir: &Path) -> BotAccount {

@@ -3,38 +3,25 @@
 //! but never its password), and the status table and JSON of a file store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Output;
 use std::time::Duration;
 
+use common::*;
 use ilink_client::{Credentials, FileStore, Secret, StateStore};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ilink");
-
 async fn ilink(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = tokio::process::Command::new(BIN);
-    for var in [
-        "ILINK_BASE_URL",
-        "ILINK_CDN_BASE_URL",
-        "ILINK_STATE_DIR",
-        "ILINK_STORE",
-        "ILINK_ACCOUNT",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
+    let mut c = command();
     for (k, v) in env {
         c.env(k, v);
     }
-    c.args(args).kill_on_drop(true);
+    c.args(args);
     tokio::time::timeout(Duration::from_secs(60), c.output())
         .await
         .expect("ilink did not finish")
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 async fn seed(dir: &std::path::Path, id: &str) {

@@ -339,6 +339,17 @@ fn fence_ok(account: &str, fence: Option<&Fence>, current: Option<u64>) -> bool 
     }
 }
 
+/// Outbox records are lines: one with a `\n` is refused ([`ErrorKind::InvalidInput`]).
+fn check_outbox_records<S: AsRef<str>>(records: impl IntoIterator<Item = S>) -> Result<()> {
+    if records.into_iter().any(|r| r.as_ref().contains('\n')) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "an outbox record must be one line",
+        ));
+    }
+    Ok(())
+}
+
 /// State kept in memory only (for tests and short-lived tools). Leases expire on this
 /// process's monotonic clock; fleet members likewise.
 #[derive(Debug, Default)]
@@ -519,12 +530,7 @@ impl StateStore for MemoryStore {
         record: &str,
         fence: Option<&Fence>,
     ) -> Result<()> {
-        if record.contains('\n') {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "an outbox record must be one line",
-            ));
-        }
+        check_outbox_records([record])?;
         self.write(account, fence, "appending to the outbox", |a| {
             a.outbox.push(record.to_owned());
         })
@@ -535,12 +541,7 @@ impl StateStore for MemoryStore {
         records: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        if records.iter().any(|r| r.contains('\n')) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "an outbox record must be one line",
-            ));
-        }
+        check_outbox_records(records)?;
         self.write(account, fence, "replacing the outbox", |a| {
             a.outbox = records.to_vec();
         })
@@ -908,14 +909,7 @@ impl FileStore {
             data: value,
         })
         .map_err(|e| Error::new(ErrorKind::Store, "encoding state").with_source(e))?;
-        if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            let aside = move_aside(path)?;
-            tracing::warn!(
-                "{} was a directory; moved it aside to {}",
-                path.display(),
-                aside.display()
-            );
-        }
+        move_dir_aside(path, None)?;
         write_atomic(path, &bytes)
     }
 
@@ -1039,26 +1033,82 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
     ))
 }
 
+/// Moves a directory that stands where the file `path` belongs aside (see [`move_aside`]),
+/// with a warning naming both paths and then `loss`, if given. `Ok(true)`: there was one.
+fn move_dir_aside(path: &Path, loss: Option<&str>) -> Result<bool> {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(false);
+    }
+    let aside = move_aside(path)?;
+    match loss {
+        Some(loss) => tracing::warn!(
+            "{} was a directory; moved it aside to {}; {loss}",
+            path.display(),
+            aside.display()
+        ),
+        None => tracing::warn!(
+            "{} was a directory; moved it aside to {}",
+            path.display(),
+            aside.display()
+        ),
+    }
+    Ok(true)
+}
+
 /// `YYYYMMDDTHHMMSSZ` for epoch seconds (UTC).
 fn utc_stamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = UtcDateTime::from_unix_secs(secs);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
+}
+
+/// A moment as its UTC calendar date and time of day, for printing times without a date-time
+/// crate: the [`FileStore`] names corrupt files it moves aside `NAME.corrupt-YYYYMMDDTHHMMSSZ`,
+/// and `ilink fleet status` prints [`LeaseInfo::since`] with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UtcDateTime {
+    /// The year (proleptic Gregorian calendar).
+    pub year: i64,
+    /// The month, 1 to 12.
+    pub month: u8,
+    /// The day of the month, 1 to 31.
+    pub day: u8,
+    /// The hour, 0 to 23.
+    pub hour: u8,
+    /// The minute, 0 to 59.
+    pub minute: u8,
+    /// The second, 0 to 59.
+    pub second: u8,
+}
+
+impl UtcDateTime {
+    /// The UTC date and time `secs` seconds after the Unix epoch (1970-01-01 00:00:00 UTC).
+    pub fn from_unix_secs(secs: u64) -> UtcDateTime {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        // Civil from days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        // Each is in range by construction (month 1..=12, day 1..=31, hour < 24, ...).
+        UtcDateTime {
+            year: y,
+            month: m as u8,
+            day: d as u8,
+            hour: (rem / 3600) as u8,
+            minute: (rem / 60 % 60) as u8,
+            second: (rem % 60) as u8,
+        }
+    }
 }
 
 /// Writes `creds` to a new file `path` (mode 0600, never replacing one), in the format of
@@ -1125,6 +1175,15 @@ fn create_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The entries of `dir`; `None` if it does not exist.
+fn list_dir(dir: &Path) -> Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::store(format!("listing {}", dir.display()), e)),
+    }
+}
+
 fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -1161,10 +1220,8 @@ fn is_temp_name(name: &str) -> bool {
 /// interrupted a write). A write in progress in another process whose temporary file is
 /// removed here starts again (see [`write_atomic`]); the target files are never touched.
 fn remove_stale_temps(dir: &Path) -> Result<usize> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+    let Some(entries) = list_dir(dir)? else {
+        return Ok(0);
     };
     let mut removed = 0;
     for entry in entries.flatten() {
@@ -1288,19 +1345,22 @@ impl FileStore {
         })
     }
 
-    fn accounts_sync(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("accounts");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+    /// The account directories under `<root>/accounts` (none if it does not exist yet).
+    fn account_dirs(&self) -> Result<Vec<PathBuf>> {
+        let Some(entries) = list_dir(&self.root.join("accounts"))? else {
+            return Ok(Vec::new());
         };
+        Ok(entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|entry| entry.path())
+            .collect())
+    }
+
+    fn accounts_sync(&self) -> Result<Vec<String>> {
         let mut found = Vec::new();
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = entry.path().join(CREDENTIALS_FILE.name);
+        for dir in self.account_dirs()? {
+            let path = dir.join(CREDENTIALS_FILE.name);
             // One unreadable account must not hide the others (or block a login).
             match self.load_credentials_at(&path) {
                 Ok(Some(c)) => found.push((c.saved_at_ms, c.account_id)),
@@ -1313,11 +1373,8 @@ impl FileStore {
     }
 
     fn remove_account_sync(&self, account: &str) -> Result<()> {
-        let dir = self.account_dir(account);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
+        let Some(entries) = list_dir(&self.account_dir(account))? else {
+            return Ok(());
         };
         // Everything but the lease: its lock file may be held by a running consumer, and its
         // token counter must keep increasing.
@@ -1375,14 +1432,7 @@ impl FileStore {
             .unwrap_or_default()
             .keys;
         let path = dir.join(crate::journal::JOURNAL_FILE);
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            let aside = move_aside(&path)?;
-            tracing::warn!(
-                "{} was a directory; moved it aside to {}; {}",
-                path.display(),
-                aside.display(),
-                DEDUPE_FILE.loss
-            );
+        if move_dir_aside(&path, Some(DEDUPE_FILE.loss))? {
             return Ok(keys);
         }
         // Torn or foreign lines are skipped by the decoder: a damaged journal loses only them.
@@ -1425,12 +1475,7 @@ impl FileStore {
     }
 
     fn replace_outbox_sync(&self, account: &str, records: &[String]) -> Result<()> {
-        if records.iter().any(|r| r.contains('\n')) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "an outbox record must be one line",
-            ));
-        }
+        check_outbox_records(records)?;
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let mut bytes = Vec::new();
@@ -1481,14 +1526,7 @@ impl FileStore {
         let dir = self.account_dir(account);
         create_private_dir(&dir)?;
         let path = dir.join(LOCK_FILE);
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            let aside = move_aside(&path)?;
-            tracing::warn!(
-                "{} was a directory; moved it aside to {}",
-                path.display(),
-                aside.display()
-            );
-        }
+        move_dir_aside(&path, None)?;
         create_once(
             &path,
             b"{\"version\": 1, \"note\": \"locked while a process serves this account; see lease.json\"}\n",
@@ -1610,18 +1648,9 @@ impl FileStore {
     }
 
     fn leases_sync(&self) -> Result<Vec<LeaseInfo>> {
-        let dir = self.root.join("accounts");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(format!("listing {}", dir.display()), e)),
-        };
         let mut out = Vec::new();
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = entry.path().join(LEASE_STATE.name);
+        for dir in self.account_dirs()? {
+            let path = dir.join(LEASE_STATE.name);
             let lease = match self.read_state_at(&path, &LEASE_STATE, |_, v| {
                 serde_json::from_value::<LeaseFile>(v).map_err(|e| e.to_string())
             }) {
@@ -2302,6 +2331,14 @@ mod tests {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
         assert_eq!(utc_stamp(784_111_777), "19941106T084937Z");
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        let t = UtcDateTime::from_unix_secs(784_111_777);
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+            (1994, 11, 6, 8, 49, 37)
+        );
+        // The largest input stays in range (no overflow, no panic).
+        let t = UtcDateTime::from_unix_secs(u64::MAX);
+        assert!(t.year > 9999 && (1..=12).contains(&t.month), "{t:?}");
     }
 
     #[tokio::test]

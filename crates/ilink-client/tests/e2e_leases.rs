@@ -5,17 +5,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use ilink_client::store::{Fence, Lease, LeaseInfo};
+use ilink_client::store::{Fence, Lease};
 use ilink_client::{
-    Client, Credentials, ErrorKind, MemoryStore, MessageContext, Result, Secret, SendErrorKind,
-    StateStore,
+    Account, Client, ErrorKind, MemoryStore, MessageContext, Secret, SendErrorKind, StateStore,
 };
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 fn client(sim: &ilink_sim::Sim, store: Arc<dyn StateStore>, holder: &str, ttl: Duration) -> Client {
     let config = config(sim).with_holder_id(holder).with_lease_ttl(ttl);
@@ -138,125 +138,12 @@ async fn a_takeover_stops_the_run_with_lease_lost_and_nothing_more_is_sent() {
     );
 }
 
-/// A memory store whose lease renewals fail (the database is unreachable) while `down`.
-struct Unreachable {
-    inner: MemoryStore,
-    down: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl StateStore for Unreachable {
-    async fn accounts(&self) -> Result<Vec<String>> {
-        self.inner.accounts().await
-    }
-    async fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
-        self.inner.load_credentials(account).await
-    }
-    async fn save_credentials(&self, creds: &Credentials) -> Result<()> {
-        self.inner.save_credentials(creds).await
-    }
-    async fn remove_account(&self, account: &str) -> Result<()> {
-        self.inner.remove_account(account).await
-    }
-    async fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
-        self.inner.load_cursor(account).await
-    }
-    async fn save_cursor(
-        &self,
-        account: &str,
-        cursor: &Secret,
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.inner.save_cursor(account, cursor, fence).await
-    }
-    async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
-        self.inner.load_context_tokens(account).await
-    }
-    async fn save_context_tokens(
-        &self,
-        account: &str,
-        tokens: &HashMap<String, Secret>,
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.inner.save_context_tokens(account, tokens, fence).await
-    }
-    async fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
-        self.inner.load_tombstones(account).await
-    }
-    async fn save_tombstones(
-        &self,
-        account: &str,
-        keys: &[String],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.inner.save_tombstones(account, keys, fence).await
-    }
-    async fn append_tombstones(
-        &self,
-        account: &str,
-        keys: &[String],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.inner.append_tombstones(account, keys, fence).await
-    }
-    async fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
-        self.inner.load_outbox(account).await
-    }
-    async fn append_outbox(
-        &self,
-        account: &str,
-        record: &str,
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.inner.append_outbox(account, record, fence).await
-    }
-    async fn replace_outbox(
-        &self,
-        account: &str,
-        records: &[String],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.inner.replace_outbox(account, records, fence).await
-    }
-    async fn acquire_lease(
-        &self,
-        account: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<Option<Lease>> {
-        self.inner.acquire_lease(account, holder, ttl).await
-    }
-    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(ilink_client::Error::new(
-                ErrorKind::Store,
-                "the database is unreachable",
-            ));
-        }
-        self.inner.renew_lease(lease, ttl).await
-    }
-    async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        self.inner.release_lease(lease).await
-    }
-    async fn leases(&self) -> Result<Vec<LeaseInfo>> {
-        self.inner.leases().await
-    }
-    async fn join_fleet(&self, member: &str, ttl: Duration) -> Result<Vec<String>> {
-        self.inner.join_fleet(member, ttl).await
-    }
-    async fn leave_fleet(&self, member: &str) -> Result<()> {
-        self.inner.leave_fleet(member).await
-    }
-}
-
 #[tokio::test]
 async fn no_reply_goes_out_once_the_lease_may_have_expired() {
     let sim = sim().await;
     let bot = sim.create_bot();
-    let store = Arc::new(Unreachable {
-        inner: MemoryStore::new(),
-        down: AtomicBool::new(false),
-    });
+    // A memory store whose lease renewals fail (the database is unreachable) once switched on.
+    let store = Arc::new(FaultyStore::default());
     let ttl = Duration::from_millis(300);
     let a = client(&sim, store.clone(), "holder-a", ttl);
     let account = a.add_account(creds(&sim, &bot)).await.unwrap();
@@ -279,7 +166,7 @@ async fn no_reply_goes_out_once_the_lease_may_have_expired() {
     sim.user("u@im.wechat").send_text(&bot, "fast").unwrap();
     assert_eq!(outcome_rx.recv().await.unwrap(), Ok(()));
     // The store becomes unreachable: renewals fail, the lease runs out.
-    store.down.store(true, Ordering::SeqCst);
+    store.renewals_down.store(true, Ordering::SeqCst);
     sim.user("u@im.wechat").send_text(&bot, "slow").unwrap();
     let r = tokio::time::timeout(WAIT, outcome_rx.recv())
         .await
@@ -295,6 +182,27 @@ async fn no_reply_goes_out_once_the_lease_may_have_expired() {
     // Only the first reply went out.
     let delivered = sim.delivered_to("u@im.wechat");
     assert_eq!(delivered.len(), 1, "{delivered:?}");
+}
+
+/// Serves `account` under `lease`, answering "pong", until the returned sender fires.
+fn serve_until_stopped(
+    account: &Account,
+    lease: &Lease,
+) -> (oneshot::Sender<()>, JoinHandle<ilink_client::Result<()>>) {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let acct = account.clone();
+    let held = lease.clone();
+    let run = tokio::spawn(async move {
+        acct.run_with_lease(
+            held,
+            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+    });
+    (stop_tx, run)
 }
 
 #[tokio::test]
@@ -325,19 +233,7 @@ async fn run_with_lease_stops_on_its_stop_signal_and_leaves_the_lease_to_the_cal
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let acct = account.clone();
-    let held = lease.clone();
-    let run = tokio::spawn(async move {
-        acct.run_with_lease(
-            held,
-            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-    });
+    let (stop_tx, run) = serve_until_stopped(&account, &lease);
     sim.user("u@im.wechat").send_text(&bot, "ping").unwrap();
     sim.wait_for_delivered("u@im.wechat", 1, WAIT)
         .await
@@ -367,19 +263,7 @@ async fn run_with_lease_stops_on_its_stop_signal_and_leaves_the_lease_to_the_cal
             .is_none()
     );
     // Served again under the same lease: the message handled before does not come again.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let acct = account.clone();
-    let held = lease.clone();
-    let run = tokio::spawn(async move {
-        acct.run_with_lease(
-            held,
-            |ctx: MessageContext| async move { ctx.reply("pong").await.map(|_| ()) },
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-    });
+    let (stop_tx, run) = serve_until_stopped(&account, &lease);
     sim.user("u@im.wechat").send_text(&bot, "again").unwrap();
     sim.wait_for_delivered("u@im.wechat", 2, WAIT)
         .await

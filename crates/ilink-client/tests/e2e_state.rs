@@ -5,123 +5,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::*;
-use ilink_client::store::{Fence, Lease, LeaseInfo};
 use ilink_client::{
-    Credentials, ErrorKind, FileStore, LoginOutcome, MemoryStore, MessageContext, Result, Secret,
-    StateStore,
+    Credentials, ErrorKind, FileStore, LoginOutcome, MessageContext, Secret, StateStore,
 };
 use ilink_sim::QrStep;
-
-/// A store that refuses to save credentials (a disk that filled up after the check).
-struct RefusingStore(MemoryStore);
-
-#[async_trait::async_trait]
-impl StateStore for RefusingStore {
-    async fn accounts(&self) -> Result<Vec<String>> {
-        self.0.accounts().await
-    }
-    async fn load_credentials(&self, account: &str) -> Result<Option<Credentials>> {
-        self.0.load_credentials(account).await
-    }
-    async fn save_credentials(&self, creds: &Credentials) -> Result<()> {
-        // Borrow a store error: a FileStore under a regular file.
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        std::fs::write(&file, b"x").unwrap();
-        FileStore::new(file.join("x")).save_credentials(creds).await
-    }
-    async fn remove_account(&self, account: &str) -> Result<()> {
-        self.0.remove_account(account).await
-    }
-    async fn load_cursor(&self, account: &str) -> Result<Option<Secret>> {
-        self.0.load_cursor(account).await
-    }
-    async fn save_cursor(
-        &self,
-        account: &str,
-        cursor: &Secret,
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.0.save_cursor(account, cursor, fence).await
-    }
-    async fn load_context_tokens(&self, account: &str) -> Result<HashMap<String, Secret>> {
-        self.0.load_context_tokens(account).await
-    }
-    async fn save_context_tokens(
-        &self,
-        account: &str,
-        tokens: &HashMap<String, Secret>,
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.0.save_context_tokens(account, tokens, fence).await
-    }
-    async fn load_tombstones(&self, account: &str) -> Result<Vec<String>> {
-        self.0.load_tombstones(account).await
-    }
-    async fn save_tombstones(
-        &self,
-        account: &str,
-        keys: &[String],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.0.save_tombstones(account, keys, fence).await
-    }
-    async fn append_tombstones(
-        &self,
-        account: &str,
-        keys: &[String],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.0.append_tombstones(account, keys, fence).await
-    }
-    async fn load_outbox(&self, account: &str) -> Result<Vec<String>> {
-        self.0.load_outbox(account).await
-    }
-    async fn append_outbox(
-        &self,
-        account: &str,
-        record: &str,
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.0.append_outbox(account, record, fence).await
-    }
-    async fn replace_outbox(
-        &self,
-        account: &str,
-        records: &[String],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.0.replace_outbox(account, records, fence).await
-    }
-    async fn acquire_lease(
-        &self,
-        account: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<Option<Lease>> {
-        self.0.acquire_lease(account, holder, ttl).await
-    }
-    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
-        self.0.renew_lease(lease, ttl).await
-    }
-    async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        self.0.release_lease(lease).await
-    }
-    async fn leases(&self) -> Result<Vec<LeaseInfo>> {
-        self.0.leases().await
-    }
-    async fn join_fleet(&self, member: &str, ttl: Duration) -> Result<Vec<String>> {
-        self.0.join_fleet(member, ttl).await
-    }
-    async fn leave_fleet(&self, member: &str) -> Result<()> {
-        self.0.leave_fleet(member).await
-    }
-}
 
 #[tokio::test]
 async fn a_confirmed_login_the_store_refuses_is_returned_and_rescued() {
@@ -129,7 +21,13 @@ async fn a_confirmed_login_the_store_refuses_is_returned_and_rescued() {
     sim.qr().script(vec![QrStep::Confirm {
         user_id: "owner@im.wechat".into(),
     }]);
-    let client = client_with_store(&sim, Arc::new(RefusingStore(MemoryStore::new())));
+    let client = client_with_store(
+        &sim,
+        Arc::new(FaultyStore {
+            refuse_credentials: AtomicBool::new(true),
+            ..FaultyStore::default()
+        }),
+    );
     let outcome = client.login(&Recorder::default()).await.unwrap();
     let LoginOutcome::Unsaved {
         credentials,

@@ -229,6 +229,32 @@ impl PgStore {
             )),
         }
     }
+
+    /// A fenced write (see [`fenced`](Self::fenced)) whose `$3` is `items` as `bytea[]`
+    /// (tombstones, outbox records): the account id is checked first, then each item with
+    /// `check`. Retried on a lost connection (every such write is safe to repeat).
+    async fn fenced_list(
+        &self,
+        what: &str,
+        account: &str,
+        fence: Option<&Fence>,
+        sql: &str,
+        items: &[String],
+        check: fn(&str) -> Result<()>,
+    ) -> Result<()> {
+        check_text([("account id", account)])?;
+        items.iter().try_for_each(|i| check(i))?;
+        let items: Vec<&[u8]> = items.iter().map(|i| i.as_bytes()).collect();
+        self.fenced(
+            what,
+            true,
+            account,
+            fence,
+            sql,
+            &[(&items, Type::BYTEA_ARRAY)],
+        )
+        .await
+    }
 }
 
 /// The token of `fence` as stored, if it can be this account's (a fence of another account
@@ -558,15 +584,13 @@ impl StateStore for PgStore {
         keys: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        check_text([("account id", account)])?;
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        self.fenced(
+        self.fenced_list(
             "saving the dedupe tombstones",
-            true,
             account,
             fence,
             SQL_SAVE_TOMBSTONES,
-            &[(&keys, Type::BYTEA_ARRAY)],
+            keys,
+            |_| Ok(()),
         )
         .await
     }
@@ -577,16 +601,14 @@ impl StateStore for PgStore {
         keys: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        check_text([("account id", account)])?;
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
         // A repeated append only repeats keys, which the dedupe set absorbs: safe to retry.
-        self.fenced(
+        self.fenced_list(
             "appending dedupe tombstones",
-            true,
             account,
             fence,
             SQL_APPEND_TOMBSTONES,
-            &[(&keys, Type::BYTEA_ARRAY)],
+            keys,
+            |_| Ok(()),
         )
         .await
     }
@@ -630,18 +652,13 @@ impl StateStore for PgStore {
         records: &[String],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        check_text([("account id", account)])?;
-        for r in records {
-            check_record(r)?;
-        }
-        let records: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
-        self.fenced(
+        self.fenced_list(
             "replacing the outbox journal",
-            true,
             account,
             fence,
             SQL_REPLACE_OUTBOX,
-            &[(&records, Type::BYTEA_ARRAY)],
+            records,
+            check_record,
         )
         .await
     }

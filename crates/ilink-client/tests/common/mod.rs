@@ -10,6 +10,11 @@ use ilink_client::{
 };
 use ilink_sim::{BotAccount, Sim, SimConfig};
 
+mod faulty_store;
+// Not every test binary uses it.
+#[allow(unused_imports)]
+pub use faulty_store::FaultyStore;
+
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub async fn sim() -> Sim {
