@@ -23,6 +23,31 @@ pub(crate) fn autocorr(x: &[f32], order: usize) -> [f64; MAX_LPC_ORDER + 1] {
     r
 }
 
+/// Warped autocorrelation of `x` for lags 0..=order: the correlation of `x` with its copies
+/// through a chain of first-order all-pass sections `(z^-1 - warp) / (1 - warp z^-1)`, which
+/// for `warp > 0` stretches the low frequencies (a predictor fitted to it resolves the low
+/// harmonics of high voices). `warp == 0` gives the plain autocorrelation.
+pub(crate) fn warped_autocorr(x: &[f32], order: usize, warp: f64) -> [f64; MAX_LPC_ORDER + 1] {
+    let order = order.min(MAX_LPC_ORDER);
+    let mut r = [0f64; MAX_LPC_ORDER + 1];
+    let mut state = [0f64; MAX_LPC_ORDER + 1];
+    for &v in x {
+        let mut below_new = f64::from(v);
+        let mut below_old = state[0];
+        state[0] = below_new;
+        r[0] += below_new * below_new;
+        for k in 1..=order {
+            let old = state[k];
+            let new = below_old + warp * (old - below_new);
+            state[k] = new;
+            r[k] += f64::from(v) * new;
+            below_new = new;
+            below_old = old;
+        }
+    }
+    r
+}
+
 /// Levinson-Durbin: predictor `a` (`x[n] ~ sum a[k] x[n-1-k]`) and the residual energy.
 pub(crate) fn levinson(r: &[f64; MAX_LPC_ORDER + 1], order: usize) -> ([f64; MAX_LPC_ORDER], f64) {
     let order = order.min(MAX_LPC_ORDER);
@@ -50,14 +75,20 @@ pub(crate) fn levinson(r: &[f64; MAX_LPC_ORDER + 1], order: usize) -> ([f64; MAX
 /// The LPC analysis of `x` (already windowed): predictor of `order` taps and its residual
 /// energy, with a Gaussian lag window of `lag_hz` at `fs_hz` and a white-noise floor 30 dB
 /// down (which keeps the predictor from amplifying the quantisation noise in bands the input
-/// leaves empty).
+/// leaves empty). With `warp != 0` the analysis is frequency-warped ([`warped_autocorr`]):
+/// the predictor is over all-pass sections instead of delays.
 pub(crate) fn analyse(
     x: &[f32],
     order: usize,
     fs_hz: f32,
     lag_hz: f64,
+    warp: f64,
 ) -> ([f64; MAX_LPC_ORDER], f64) {
-    let mut r = autocorr(x, order);
+    let mut r = if warp == 0.0 {
+        autocorr(x, order)
+    } else {
+        warped_autocorr(x, order, warp)
+    };
     let floor = 1e-3;
     r[0] = r[0] * (1.0 + floor) + 1e-3;
     let w = 2.0 * std::f64::consts::PI * lag_hz / f64::from(fs_hz);
@@ -70,12 +101,15 @@ pub(crate) fn analyse(
 /// Evaluates the symmetric (`odd == false`) or antisymmetric polynomial of `c` on the unit
 /// circle at `omega`, as a real function whose zeros are the line spectral frequencies.
 fn eval_poly(c: &[f64], odd: bool, omega: f64) -> f64 {
+    eval_poly_at(c, odd, (omega * 0.5).sin_cos())
+}
+
+/// [`eval_poly`] with the sine and cosine of half the frequency given.
+fn eval_poly_at(c: &[f64], odd: bool, (s1, c1): (f64, f64)) -> f64 {
     // Terms k = 0..=p/2 at multiples m = p + 1 - 2k of theta = omega / 2 (odd m, from the
     // largest down); cos and sin of odd multiples follow from those of theta and 2 theta:
     // f((m + 2) theta) = 2 cos(2 theta) f(m theta) - f((m - 2) theta).
-    let theta = omega * 0.5;
     let p = c.len() - 2; // the order
-    let (s1, c1) = theta.sin_cos();
     let c2 = 2.0 * c1 * c1 - 1.0;
     let mut prev = if odd { -s1 } else { c1 }; // f(-theta)
     let mut cur = if odd { s1 } else { c1 }; // f(theta)
@@ -93,6 +127,21 @@ fn eval_poly(c: &[f64], odd: bool, omega: f64) -> f64 {
         acc += c[k] * vals[n - 1 - k];
     }
     acc
+}
+
+/// Points of the NLSF root search's grid over (0, pi).
+const NLSF_GRID: usize = 384;
+
+/// The sine and cosine of half of each grid frequency `pi (g + 0.5) / NLSF_GRID`.
+fn nlsf_grid() -> &'static [(f64, f64); NLSF_GRID] {
+    static GRID: std::sync::OnceLock<[(f64, f64); NLSF_GRID]> = std::sync::OnceLock::new();
+    GRID.get_or_init(|| {
+        let mut g = [(0.0, 0.0); NLSF_GRID];
+        for (i, v) in g.iter_mut().enumerate() {
+            *v = (0.5 * std::f64::consts::PI * (i as f64 + 0.5) / NLSF_GRID as f64).sin_cos();
+        }
+        g
+    })
 }
 
 /// LPC predictor to NLSFs in Q15 (sorted, in (0, 32768)), or `None` when the roots could not
@@ -114,18 +163,19 @@ pub(crate) fn a_to_nlsf(a: &[f64], out: &mut [i32; MAX_LPC_ORDER]) -> bool {
         qq[k] = c[k] - c[p + 1 - k];
     }
     let (pp, qq) = (&pp[..p + 2], &qq[..p + 2]);
-    const GRID: usize = 384;
+    let grid = nlsf_grid();
     let mut found = 0usize;
     let mut roots = [0f64; MAX_LPC_ORDER];
     for (poly, odd) in [(pp, false), (qq, true)] {
-        let mut prev_w = std::f64::consts::PI / (2 * GRID) as f64;
-        let mut prev_v = eval_poly(poly, odd, prev_w);
-        for g in 1..GRID {
-            let w = std::f64::consts::PI * (g as f64 + 0.5) / GRID as f64;
-            let v = eval_poly(poly, odd, w);
+        let mut prev_w = std::f64::consts::PI / (2 * NLSF_GRID) as f64;
+        let mut prev_v = eval_poly_at(poly, odd, grid[0]);
+        for (g, &half) in grid.iter().enumerate().skip(1) {
+            let w = std::f64::consts::PI * (g as f64 + 0.5) / NLSF_GRID as f64;
+            let v = eval_poly_at(poly, odd, half);
             if (prev_v <= 0.0) != (v <= 0.0) {
-                let (mut lo, mut hi, mut vlo) = (prev_w, w, prev_v);
-                for _ in 0..14 {
+                // Bisection to well under a Q15 step, then the secant within the bracket.
+                let (mut lo, mut hi, mut vlo, mut vhi) = (prev_w, w, prev_v, v);
+                for _ in 0..8 {
                     let mid = 0.5 * (lo + hi);
                     let vm = eval_poly(poly, odd, mid);
                     if (vm <= 0.0) == (vlo <= 0.0) {
@@ -133,10 +183,17 @@ pub(crate) fn a_to_nlsf(a: &[f64], out: &mut [i32; MAX_LPC_ORDER]) -> bool {
                         vlo = vm;
                     } else {
                         hi = mid;
+                        vhi = vm;
                     }
                 }
+                let span = vlo - vhi;
+                let t = if span != 0.0 && span.is_finite() {
+                    (vlo / span).clamp(0.0, 1.0)
+                } else {
+                    0.5
+                };
                 if found < p {
-                    roots[found] = 0.5 * (lo + hi);
+                    roots[found] = lo + t * (hi - lo);
                 }
                 found += 1;
             }
@@ -261,7 +318,7 @@ mod tests {
             })
             .collect();
         for order in [10usize, 16] {
-            let (a, _) = analyse(&x, order, 24_000.0, 60.0);
+            let (a, _) = analyse(&x, order, 24_000.0, 60.0, 0.0);
             let mut nlsf = [0i32; MAX_LPC_ORDER];
             assert!(a_to_nlsf(&a[..order], &mut nlsf));
             assert!(nlsf[..order].windows(2).all(|w| w[0] < w[1]), "{nlsf:?}");
@@ -276,5 +333,47 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `x` through one all-pass section `(z^-1 - warp) / (1 - warp z^-1)`, from rest.
+    fn all_pass(x: &[f64], warp: f64) -> Vec<f64> {
+        let (mut x1, mut y1) = (0f64, 0f64);
+        x.iter()
+            .map(|&v| {
+                let y = x1 - warp * v + warp * y1;
+                (x1, y1) = (v, y);
+                y
+            })
+            .collect()
+    }
+
+    #[test]
+    fn warped_autocorrelation_correlates_with_all_pass_copies() {
+        let x: Vec<f32> = (0..400u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 16) % 2001) as f32 - 1000.0)
+            .collect();
+        let order = 8;
+        // Unwarped, it is the plain autocorrelation.
+        let plain = autocorr(&x, order);
+        let r0 = warped_autocorr(&x, order, 0.0);
+        for k in 0..=order {
+            assert!((plain[k] - r0[k]).abs() <= 1e-9 * plain[0], "lag {k}");
+        }
+        for warp in [0.2, -0.35] {
+            let r = warped_autocorr(&x, order, warp);
+            let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let mut copy = x64.clone();
+            for k in 0..=order {
+                let want: f64 = x64.iter().zip(&copy).map(|(a, b)| a * b).sum();
+                assert!(
+                    (r[k] - want).abs() <= 1e-9 * r[0],
+                    "warp {warp} lag {k}: {} vs {want}",
+                    r[k]
+                );
+                copy = all_pass(&copy, warp);
+            }
+        }
+        // Warping moves the resolution but keeps the energy at lag 0.
+        assert_eq!(r0[0], warped_autocorr(&x, order, 0.3)[0]);
     }
 }

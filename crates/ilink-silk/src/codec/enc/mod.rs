@@ -21,11 +21,14 @@
 //! NLSF interpolation as in the reference: when the last frame's NLSFs interpolated towards
 //! those of the second half leave less residual energy than one filter for the whole frame,
 //! the frame carries its second half's NLSFs and an interpolation factor. The shaping filter
-//! is analysed per subframe.
+//! is analysed per subframe and frequency-warped (fitted and run over first-order all-pass
+//! sections, as the SILK drafts describe for the higher complexities), so its resolution is
+//! finest at the low frequencies where the harmonics of high voices lie; the warped filter's
+//! direct term is folded into the quantiser's feedback.
 //!
-//! Simpler than the reference: a delayed decision that commits at subframe ends, a first-order noise tilt
-//! instead of the reference's low-frequency and tilt shaping (harmonic shaping is implemented
-//! but off: it measured no gain), one LTP scaling (no packet-loss adaptation), a plain energy
+//! Simpler than the reference: a delayed decision that commits at subframe ends, a first-order
+//! noise tilt that grows with the pitch instead of the reference's low-frequency and tilt
+//! shaping (harmonic shaping is implemented but off: it measured no gain), one LTP scaling (no packet-loss adaptation), a plain energy
 //! VAD, and a rate control that steers one step from the bits of past frames (the reference
 //! sets a signal-to-noise target from the bit rate instead).
 
@@ -67,6 +70,12 @@ const VOICING_THRESHOLD: f32 = 0.45;
 const NLSF_MU: f32 = 6e-4;
 /// Bandwidth widening of the input's LPC filter for the short-term noise shaping.
 const SHAPE_CHIRP: f64 = 0.985;
+/// Frequency warping of the short-term noise shaping at 16 kHz (scaled with the rate): the
+/// shaping filter is fitted and run over all-pass sections, which resolves the low
+/// frequencies finer, where the harmonics of high voices lie (measured: 0 to 0.2 lifts the
+/// 16 kHz mean PESQ from 3.837 to 3.929 and the 24 kHz one from 3.819 to 3.926; 0.1 and 0.3
+/// score less).
+const SHAPE_WARP_AT_16K: f32 = 0.2;
 /// Lag window (Gaussian, Hz) of the prediction filter's analysis.
 const LPC_LAG_HZ: f64 = 60.0;
 /// Lag window (Gaussian, Hz) of the shaping analysis.
@@ -82,9 +91,15 @@ const DELAYED_LAMBDA: f32 = 0.6;
 /// Spectral tilt of the quantisation noise: `1 - NOISE_TILT z^-1` moves it from low to high
 /// frequencies, where speech masks it better (unvoiced frames; measured 0.7..0.95).
 const NOISE_TILT: f32 = 0.85;
-/// The tilt in voiced frames (measured with the shaping-based gains: 0.8 scores 0.03 PESQ above
-/// 0.9 and 0.7).
-const NOISE_TILT_VOICED: f32 = 0.8;
+/// The tilt in voiced frames at a pitch of [`NOISE_TILT_F0_HZ`]; it grows by
+/// [`NOISE_TILT_PER_OCTAVE`] per octave of pitch (high voices leave the low frequencies
+/// empty, so noise there is heard; low voices mask it and keep the noise off the highs).
+/// (Measured with warped shaping: a constant 0.8 scores 3.929 at 16 kHz; this 3.948.)
+const NOISE_TILT_VOICED: f32 = 0.75;
+/// See [`NOISE_TILT_VOICED`].
+const NOISE_TILT_PER_OCTAVE: f32 = 0.1;
+/// See [`NOISE_TILT_VOICED`] (Hz).
+const NOISE_TILT_F0_HZ: f32 = 160.0;
 /// How much coarser (log2) unvoiced frames are quantised than the shaping residual's level
 /// (bits go to the voiced frames, whose noise is heard more; measured 0.47..1.3).
 const UNVOICED_STEP: f32 = 1.3;
@@ -296,7 +311,7 @@ impl Encoder {
         // The pitch search runs on the residual of an unquantised filter.
         let pitch = if speech {
             let windowed = sine_windowed(sig, lpc_from, lpc_to);
-            let (a, _) = lpc::analyse(&windowed, order, fs_hz, LPC_LAG_HZ);
+            let (a, _) = lpc::analyse(&windowed, order, fs_hz, LPC_LAG_HZ, 0.0);
             let res = residual(x, &a[..order]);
             pitch::search(x, &res, local, self.fs_khz, self.complexity)
         } else {
@@ -396,14 +411,16 @@ impl Encoder {
                 .map_or(0.0, |v| v.iter().map(|x| x * x).sum::<f32>());
         }
         // Noise shaping: the input's envelope with a widened bandwidth, analysed per subframe
-        // (a window of three subframes around each); the analysis's residual level also sets
-        // the subframe's gain, so the noise follows the input's smooth envelope.
+        // (a window of three subframes around each) with frequency warping; the analysis's
+        // residual level also sets the subframe's gain, so the noise follows the input's
+        // smooth envelope.
         let gamma = SHAPE_CHIRP;
+        let warp = SHAPE_WARP_AT_16K * self.fs_khz as f32 / 16.0;
         let mut shape = [[0f32; MAX_LPC_ORDER]; NB_SUBFR];
         let mut shape_rms = [0f32; NB_SUBFR];
         for (k, s) in shape.iter_mut().enumerate() {
             let from = (pos + k * sl).saturating_sub(sl);
-            let (sub_a, rms) = shaping_lpc(sig, from, pos + (k + 2) * sl, order, fs_hz);
+            let (sub_a, rms) = shaping_lpc(sig, from, pos + (k + 2) * sl, order, fs_hz, warp);
             shape_rms[k] = rms;
             let mut g = 1.0;
             for i in 0..order {
@@ -553,8 +570,12 @@ impl Encoder {
                 harm_gain: [harm; NB_SUBFR],
                 dead_zone: DEAD_ZONE,
                 silent,
+                warp,
                 tilt: if is_voiced {
-                    NOISE_TILT_VOICED
+                    let lag = pitch_l.iter().sum::<i32>().max(1) as f32 / NB_SUBFR as f32;
+                    let f0 = fs_hz / lag;
+                    (NOISE_TILT_VOICED + NOISE_TILT_PER_OCTAVE * (f0 / NOISE_TILT_F0_HZ).log2())
+                        .clamp(0.3, 0.95)
                 } else {
                     NOISE_TILT
                 },
@@ -666,26 +687,46 @@ fn seg_energy(x: &[f32], from: usize, to: usize, a: &[f64]) -> f32 {
 fn sine_windowed(sig: &[f32], from: usize, to: usize) -> Vec<f32> {
     let span = sig.get(from..to.min(sig.len())).unwrap_or(&[]);
     let n = span.len().max(1);
+    // sin((i + 0.5) d) by rotation: no sine per sample.
+    let d = std::f64::consts::PI / n as f64;
+    let (sd, cd) = d.sin_cos();
+    let (mut s, mut c) = (0.5 * d).sin_cos();
     span.iter()
-        .enumerate()
-        .map(|(i, v)| v * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).sin())
+        .map(|&v| {
+            let out = v * s as f32;
+            (s, c) = (s * cd + c * sd, c * cd - s * sd);
+            out
+        })
         .collect()
 }
 
 /// The shaping filter's LPC analysis of `sig[from..to]` (sine window, a white-noise floor
-/// 30 dB down and a narrow lag window): the predictor and the RMS of its residual.
+/// 30 dB down, a narrow lag window, frequency warping `warp`): the warped predictor and the
+/// RMS of its residual (in sample units, as the unwarped filter's would be).
 fn shaping_lpc(
     sig: &[f32],
     from: usize,
     to: usize,
     order: usize,
     fs_hz: f32,
+    warp: f32,
 ) -> ([f64; MAX_LPC_ORDER], f32) {
     let windowed = sine_windowed(sig, from, to);
-    let (a, err) = lpc::analyse(&windowed, order, fs_hz, SHAPING_LAG_HZ);
+    let warp = f64::from(warp);
+    let (a, err) = lpc::analyse(&windowed, order, fs_hz, SHAPING_LAG_HZ, warp);
+    // The warped filter's direct term: its residual, brought back to a filter that starts
+    // with 1, has the level an unwarped analysis would find (the geometric mean of the
+    // modelled spectrum).
+    let mut direct = 1f64;
+    let mut power = 1f64;
+    for &c in a.iter().take(order) {
+        power *= -warp;
+        direct -= c * power;
+    }
     // The sine window's energy is half the span's length.
     let n = windowed.len().max(1);
-    (a, (err / (n as f64 / 2.0)).max(0.0).sqrt() as f32)
+    let rms = (err / (n as f64 / 2.0)).max(0.0).sqrt() / direct.max(0.05);
+    (a, rms as f32)
 }
 
 /// Windowed LPC analysis of `sig[from..to]` and its NLSFs; a filter whose NLSFs cannot be
@@ -698,7 +739,7 @@ fn lpc_nlsf(
     fs_hz: f32,
 ) -> ([f64; MAX_LPC_ORDER], [i32; MAX_LPC_ORDER]) {
     let windowed = sine_windowed(sig, from, to);
-    let (mut a, _) = lpc::analyse(&windowed, order, fs_hz, LPC_LAG_HZ);
+    let (mut a, _) = lpc::analyse(&windowed, order, fs_hz, LPC_LAG_HZ, 0.0);
     let mut nlsf = [0i32; MAX_LPC_ORDER];
     let mut ok = lpc::a_to_nlsf(&a[..order], &mut nlsf);
     let mut chirp = 1.0;

@@ -4,8 +4,9 @@
 //! is exactly what the decoder will output (before its high-pass filter).
 //!
 //! The quantisation error is fed back through a short-term shaping filter (the input's LPC
-//! filter with its bandwidth widened) and, in voiced frames, a harmonic one at the pitch lag,
-//! so the noise follows the speech spectrum and hides under it instead of being white.
+//! filter with its bandwidth widened, over frequency-warping all-pass sections), a spectral
+//! tilt and, in voiced frames, a harmonic one at the pitch lag, so the noise follows the
+//! speech spectrum and hides under it instead of being white.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,77 @@ use super::super::{LTP_ORDER, MAX_FRAME_LENGTH, MAX_LPC_ORDER, NB_SUBFR, SIG_TYP
 const MAX_PULSE: i32 = 8191;
 /// History kept for the harmonic shaping (longest lag plus taps).
 const HARM_LEN: usize = 1024;
+/// Sections of the warped shaping filter's chain, the input included.
+const WARP_LEN: usize = MAX_LPC_ORDER + 1;
+
+/// The short-term shaping filter `F(D) = 1 - sum shape[k] D^(k+1)` over all-pass sections
+/// `D = (z^-1 - warp) / (1 - warp z^-1)` (frequency warping: finer resolution at low
+/// frequencies). `D` passes its input through at `-warp`, so `F` has a direct term `gain`; the
+/// quantiser feeds back the part of `F`'s output that the past determines.
+#[derive(Clone, Copy)]
+struct Warped<'a> {
+    shape: &'a [f32; MAX_LPC_ORDER],
+    warp: f32,
+    /// `(-warp)^k`: how the current input reaches section `k`.
+    direct: [f32; WARP_LEN],
+    /// `F`'s direct term `1 - sum shape[k] (-warp)^(k+1)` (positive for a stable `F`).
+    gain: f32,
+}
+
+impl<'a> Warped<'a> {
+    fn new(shape: &'a [f32; MAX_LPC_ORDER], order: usize, warp: f32) -> Self {
+        let order = order.min(MAX_LPC_ORDER);
+        let mut direct = [0f32; WARP_LEN];
+        let mut p = 1f32;
+        for d in direct.iter_mut() {
+            *d = p;
+            p *= -warp;
+        }
+        let mut gain = 1f32;
+        for k in 0..order {
+            gain -= shape[k] * direct[k + 1];
+        }
+        Self {
+            shape,
+            warp,
+            direct,
+            gain: gain.max(0.05),
+        }
+    }
+
+    /// The sections' outputs for a zero current input (into `zero`), and
+    /// `sum shape[k] zero[k+1]`. (All sections run: coefficients past the order are zero.)
+    #[inline]
+    fn predict(&self, state: &[f32; WARP_LEN], zero: &mut [f32; WARP_LEN]) -> f32 {
+        // Section k: zero[k] = state[k-1] + warp (state[k] - zero[k-1]), zero[0] = 0; run as
+        // two interleaved recursions two sections apart (half the serial latency):
+        // zero[k] = t[k] - warp t[k-1] + warp^2 zero[k-2], t[k] = state[k-1] + warp state[k].
+        let l = self.warp;
+        let l2 = l * l;
+        let mut t = [0f32; WARP_LEN];
+        for k in 1..WARP_LEN {
+            t[k] = state[k - 1] + l * state[k];
+        }
+        zero[0] = 0.0;
+        zero[1] = t[1];
+        for k in 2..WARP_LEN {
+            zero[k] = (t[k] - l * t[k - 1]) + l2 * zero[k - 2];
+        }
+        let mut acc = [0f32; 4];
+        for k in 0..MAX_LPC_ORDER {
+            acc[k % 4] += self.shape[k] * zero[k + 1];
+        }
+        (acc[0] + acc[1]) + (acc[2] + acc[3])
+    }
+
+    /// The state once the current input `err` is known.
+    #[inline]
+    fn commit(&self, state: &mut [f32; WARP_LEN], zero: &[f32; WARP_LEN], err: f32) {
+        for k in 0..WARP_LEN {
+            state[k] = zero[k] + self.direct[k] * err;
+        }
+    }
+}
 
 /// The decoder's synthesis state as the encoder tracks it, plus the shaping filters' state.
 #[derive(Clone)]
@@ -28,9 +100,9 @@ pub(crate) struct NsqState {
     s_lpc_q14: [i32; MAX_FRAME_LENGTH / NB_SUBFR + MAX_LPC_ORDER],
     out_buf: Box<[i16; 2 * MAX_FRAME_LENGTH]>,
     prev_inv_gain_q16: i32,
-    /// Shaped-error history for the short-term shaping filter, newest first, in Q10 units of
-    /// the current gain.
-    err: [f32; MAX_LPC_ORDER],
+    /// The short-term shaping filter's state: the shaped error's last value through 0..=order
+    /// all-pass sections (plain delays when unwarped), in Q10 units of the current gain.
+    warped: [f32; WARP_LEN],
     /// The whitened shaped error (sample units), for the harmonic shaping.
     harm: Box<[f32; HARM_LEN]>,
     harm_pos: usize,
@@ -56,6 +128,8 @@ pub(crate) struct NsqFrame<'a> {
     pub(crate) shape: &'a [[f32; MAX_LPC_ORDER]; NB_SUBFR],
     /// Harmonic shaping gain per subframe (0: none).
     pub(crate) harm_gain: [f32; NB_SUBFR],
+    /// Frequency warping of the short-term shaping filter (0: none).
+    pub(crate) warp: f32,
     /// Spectral tilt of the noise (0: none; 0.3: less noise at low frequencies).
     pub(crate) tilt: f32,
     /// Dead zone: how far below one half a value must round up to a larger magnitude.
@@ -75,7 +149,7 @@ impl NsqState {
             s_lpc_q14: [0; MAX_FRAME_LENGTH / NB_SUBFR + MAX_LPC_ORDER],
             out_buf: Box::new([0; 2 * MAX_FRAME_LENGTH]),
             prev_inv_gain_q16: 65536,
-            err: [0.0; MAX_LPC_ORDER],
+            warped: [0.0; WARP_LEN],
             harm: Box::new([0.0; HARM_LEN]),
             harm_pos: 0,
             last_gain: 0.0,
@@ -148,11 +222,12 @@ impl NsqState {
             let to_q10 = 1024.0 / gain;
             if self.last_gain > 0.0 {
                 let r = self.last_gain / gain;
-                for e in &mut self.err {
+                for e in &mut self.warped {
                     *e *= r;
                 }
             }
             let shape = &f.shape[k];
+            let warped = Warped::new(shape, order, f.warp);
             let harm_gain = f.harm_gain[k];
             let lag_u = usize::try_from(lag).unwrap_or(0).clamp(1, HARM_LEN - 2);
             if f.paths > 1 && !f.silent {
@@ -184,10 +259,8 @@ impl NsqState {
                     let pred = ltp_q10.wrapping_add(lpc_q10);
                     // Noise feedback: the short-term shaping filter on the shaped error, in cascade
                     // with the harmonic one on its whitened part.
-                    let mut st = 0f32;
-                    for (e, c) in self.err.iter().zip(shape.iter()).take(order) {
-                        st += e * c;
-                    }
+                    let mut zero = [0f32; WARP_LEN];
+                    let st = warped.predict(&self.warped, &mut zero);
                     // The tilt: noise moved from low to high frequencies by (1 - tilt z^-1).
                     let prev_w = self.harm.get(self.harm_pos).copied().unwrap_or(0.0) * to_q10;
                     let mut fb = st - f.tilt * prev_w;
@@ -199,6 +272,7 @@ impl NsqState {
                         let hv = 0.25 * h(lag_u + 1) + 0.5 * h(lag_u) + 0.25 * h(lag_u - 1);
                         fb += harm_gain * hv * to_q10;
                     }
+                    let fb = fb / warped.gain;
                     let xin = x.get(n).copied().unwrap_or(0.0) * to_q10;
                     let target = xin - pred as f32 + fb;
                     seed = rand(seed);
@@ -234,12 +308,12 @@ impl NsqState {
                     }
                     // Shaped error (reconstruction minus input) in Q10 units.
                     let err = y_q10 as f32 - xin;
-                    self.err.copy_within(0..MAX_LPC_ORDER - 1, 1);
-                    self.err[0] = err;
+                    warped.commit(&mut self.warped, &zero, err);
                     self.harm_pos = (self.harm_pos + 1) % HARM_LEN;
                     if let Some(h) = self.harm.get_mut(self.harm_pos) {
-                        // The error before the tilt and short-term shaping, in sample units.
-                        *h = (err - st + f.tilt * prev_w) / to_q10;
+                        // Back through the cascade: the error before the tilt and short-term
+                        // shaping (the whitened error), in sample units.
+                        *h = (warped.gain * err - st + f.tilt * prev_w) / to_q10;
                     }
                     if let Some(o) = vec_q10.get_mut(i) {
                         *o = y_q10;
@@ -285,7 +359,7 @@ struct Path {
     q: [i32; MAX_SUB],
     y: [i32; MAX_SUB],
     w: [f32; MAX_SUB],
-    err: [f32; MAX_LPC_ORDER],
+    warped: [f32; WARP_LEN],
     prev_w: f32,
 }
 
@@ -295,6 +369,7 @@ struct Step {
     ltp_q10: i32,
     lpc_q10: i32,
     st: f32,
+    zero: [f32; WARP_LEN],
     xin: f32,
     seed: i32,
     pulse: [i32; 2],
@@ -329,7 +404,7 @@ impl NsqState {
             q: [0; MAX_SUB],
             y: [0; MAX_SUB],
             w: [0.0; MAX_SUB],
-            err: self.err,
+            warped: self.warped,
             prev_w,
         };
         start.lpc[..MAX_LPC_ORDER].copy_from_slice(&self.s_lpc_q14[..MAX_LPC_ORDER]);
@@ -338,7 +413,7 @@ impl NsqState {
         for (j, p) in paths.iter_mut().enumerate() {
             p.cost = j as f32 * 1e-3;
         }
-        let shape = &f.shape[sub.k];
+        let warped = Warped::new(&f.shape[sub.k], order, f.warp);
         let harm_gain = f.harm_gain[sub.k];
         let lag_u = usize::try_from(sub.lag).unwrap_or(0).clamp(2, HARM_LEN - 2);
         let mut steps = [Step::default(); MAX_PATHS];
@@ -367,10 +442,8 @@ impl NsqState {
                     0
                 };
                 let lpc_q10 = lpc_pred(&p.lpc, MAX_LPC_ORDER + i, &sub.a_q12[..order]);
-                let mut st = 0f32;
-                for (e, c) in p.err.iter().zip(shape.iter()).take(order) {
-                    st += e * c;
-                }
+                let mut zero = [0f32; WARP_LEN];
+                let st = warped.predict(&p.warped, &mut zero);
                 let mut fb = st - f.tilt * p.prev_w;
                 if harm_gain > 0.0 {
                     let w = |d: usize| -> f32 {
@@ -384,6 +457,7 @@ impl NsqState {
                     };
                     fb += harm_gain * (0.25 * w(lag_u + 1) + 0.5 * w(lag_u) + 0.25 * w(lag_u - 1));
                 }
+                let fb = fb / warped.gain;
                 let target = xin - ltp_q10.wrapping_add(lpc_q10) as f32 + fb;
                 let s1 = rand(p.seed);
                 let negate = s1 < 0;
@@ -397,6 +471,7 @@ impl NsqState {
                     ltp_q10,
                     lpc_q10,
                     st,
+                    zero,
                     xin,
                     seed: s1,
                     ..Step::default()
@@ -432,13 +507,20 @@ impl NsqState {
                 let (src, dst) = (second.1, worst.1);
                 if let (Some(p), Some(st)) = (paths.get(src), steps.get(src)) {
                     let mut copy = p.clone();
-                    apply(&mut copy, st, 1 - pick[src], i, f.tilt, sub.voiced);
+                    apply(
+                        &mut copy,
+                        st,
+                        1 - pick[src],
+                        i,
+                        (&warped, f.tilt),
+                        sub.voiced,
+                    );
                     replaced = Some((dst, copy));
                 }
             }
             for (j, p) in paths.iter_mut().enumerate() {
                 if let Some(st) = steps.get(j) {
-                    apply(p, st, pick[j], i, f.tilt, sub.voiced);
+                    apply(p, st, pick[j], i, (&warped, f.tilt), sub.voiced);
                 }
             }
             if let Some((slot, copy)) =
@@ -468,13 +550,15 @@ impl NsqState {
         }
         self.s_lpc_q14[MAX_LPC_ORDER..MAX_LPC_ORDER + sl]
             .copy_from_slice(&best.lpc[MAX_LPC_ORDER..MAX_LPC_ORDER + sl]);
-        self.err = best.err;
+        self.warped = best.warped;
         *seed = best.seed;
     }
 }
 
 /// Applies choice `c` of `st` to path `p` at sample `i` of the subframe.
-fn apply(p: &mut Path, st: &Step, c: usize, i: usize, tilt: f32, voiced: bool) {
+/// `shaping` is the short-term shaping filter and the tilt.
+fn apply(p: &mut Path, st: &Step, c: usize, i: usize, shaping: (&Warped<'_>, f32), voiced: bool) {
+    let (warped, tilt) = shaping;
     let c = c.min(1);
     p.cost = st.cost[c];
     p.seed = st.seed.wrapping_add(st.pulse[c]);
@@ -493,11 +577,63 @@ fn apply(p: &mut Path, st: &Step, c: usize, i: usize, tilt: f32, voiced: bool) {
         *v = y.wrapping_shl(4);
     }
     let err = y as f32 - st.xin;
-    let w = err - st.st + tilt * p.prev_w;
-    p.err.copy_within(0..MAX_LPC_ORDER - 1, 1);
-    p.err[0] = err;
+    let w = warped.gain * err - st.st + tilt * p.prev_w;
+    warped.commit(&mut p.warped, &st.zero, err);
     p.prev_w = w;
     if let Some(v) = p.w.get_mut(i) {
         *v = w;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The feedback the quantiser computes before each sample plus the sample's own share
+    /// (`gain * e`) is the warped filter `F(D) e = e - sum shape[k] D^(k+1) e`, with every
+    /// `D^k e` computed by running `e` through k all-pass sections.
+    #[test]
+    fn warped_feedback_is_the_warped_filter() {
+        let mut shape = [0f32; MAX_LPC_ORDER];
+        for (k, c) in shape.iter_mut().enumerate().take(10) {
+            *c = 0.6 * (-0.55f32).powi(k as i32 + 1);
+        }
+        let e: Vec<f32> = (0..300u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 16) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        for warp in [0.0f32, 0.24, 0.36] {
+            let filter = Warped::new(&shape, 10, warp);
+            // D^k e for k = 0..=10, sample by sample: y[n] = x[n-1] - warp x[n] + warp y[n-1].
+            let mut copies = vec![e.clone()];
+            for k in 1..=10 {
+                let prev: &Vec<f32> = &copies[k - 1];
+                let mut y = vec![0f32; e.len()];
+                for n in 0..e.len() {
+                    let x1 = if n > 0 { prev[n - 1] } else { 0.0 };
+                    let y1 = if n > 0 { y[n - 1] } else { 0.0 };
+                    y[n] = x1 - warp * prev[n] + warp * y1;
+                }
+                copies.push(y);
+            }
+            let mut state = [0f32; WARP_LEN];
+            for n in 0..e.len() {
+                let mut zero = [0f32; WARP_LEN];
+                let st = filter.predict(&state, &mut zero);
+                filter.commit(&mut state, &zero, e[n]);
+                let got = filter.gain * e[n] - st;
+                let want = e[n] - (0..10).map(|k| shape[k] * copies[k + 1][n]).sum::<f32>();
+                assert!(
+                    (got - want).abs() < 1e-4,
+                    "warp {warp} n {n}: {got} vs {want}"
+                );
+            }
+            // Unwarped, the sections are plain delays and the filter starts with 1.
+            assert_eq!(
+                filter.gain == 1.0,
+                warp == 0.0,
+                "warp {warp}: {}",
+                filter.gain
+            );
+        }
     }
 }
