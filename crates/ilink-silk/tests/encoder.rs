@@ -260,3 +260,23 @@ proptest! {
         prop_assert_eq!(out.samples.len() as u64, voice.meta.playtime_ms * 24);
     }
 }
+
+/// Digital silence after speech costs about the frame's parameters only: no pulses chasing
+/// the last bits of silence (before, 15 to 40 bytes a frame; the C encoder spends about 10).
+#[test]
+fn silence_after_speech_costs_only_the_parameters() {
+    let speech = common::flac24k("speech24k.flac");
+    let mut padded = speech.clone();
+    padded.extend(std::iter::repeat_n(0i16, 2 * 24_000));
+    let options = EncodeOptions::default();
+    let alone = encode_pcm(&speech, 24_000, options).unwrap();
+    let with_silence = encode_pcm(&padded, 24_000, options).unwrap();
+    // 100 frames of 20 ms, each with its 2-byte length.
+    let per_frame = (with_silence.silk.len() - alone.silk.len()) as f64 / 100.0;
+    println!("{per_frame:.1} bytes per silent frame");
+    assert!(per_frame < 14.0, "{per_frame:.1} bytes per silent frame");
+    let out = decode_silk(&with_silence.silk, DecodeOptions::default()).unwrap();
+    let tail = &out.samples[out.samples.len() - 24_000..];
+    let rms = (tail.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 24_000.0).sqrt();
+    assert!(rms < 4.0, "the silence decodes to RMS {rms:.1}");
+}

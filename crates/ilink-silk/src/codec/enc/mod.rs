@@ -62,6 +62,10 @@ const SIG_TYPE_UNVOICED: usize = 1;
 /// Cut-off of the input's high-pass filter, in Hz: only DC and rumble (measured: 10 Hz
 /// scores 0.04 PESQ above 60 Hz and 0.11 above 110 Hz; the decoder high-passes anyway).
 const INPUT_HIGHPASS_HZ: f32 = 10.0;
+/// Frames without speech below this energy (dB of the mean square, 20 dB = RMS 10, -70 dBFS)
+/// are coded without pulses (measured: +0.01 PESQ, 8 to 9 bytes a frame of digital silence
+/// instead of 15 to 40).
+const SILENCE_DB: f32 = 20.0;
 /// How far (dB) above the tracked noise floor a frame must be to count as speech.
 const VAD_MARGIN_DB: f32 = 4.0;
 /// Normalised correlation (at 4 kHz) above which a speech frame is coded as voiced.
@@ -538,7 +542,9 @@ impl Encoder {
         let mut bump = 0i32;
         let mut attempt = 0;
         let packet = loop {
-            let silent = attempt >= 6;
+            // Frames without speech and nearly silent carry no pulses: the quantiser would
+            // otherwise spend ~15 bytes a frame following the last LSBs of digital silence.
+            let silent = attempt >= 6 || (!speech && energy_db < SILENCE_DB);
             let mut idx = gain_idx;
             for v in &mut idx {
                 *v = (*v + bump).clamp(0, N_GAIN_LEVELS - 1);
