@@ -226,6 +226,14 @@ impl NsqState {
                     *e *= r;
                 }
             }
+            // The shaping feedback is stable for the filters the analysis makes, but no input may
+            // leave it stuck at infinity or NaN: start it afresh (the synthesis is unaffected).
+            if !self.warped.iter().all(|v| v.is_finite() && v.abs() < 1e12)
+                || !self.harm.get(self.harm_pos).is_some_and(|v| v.is_finite())
+            {
+                self.warped = [0.0; WARP_LEN];
+                self.harm.fill(0.0);
+            }
             let shape = &f.shape[k];
             let warped = Warped::new(shape, order, f.warp);
             let harm_gain = f.harm_gain[k];
@@ -634,6 +642,55 @@ mod tests {
                 "warp {warp}: {}",
                 filter.gain
             );
+        }
+    }
+
+    /// A shaping state left at NaN or infinity (it cannot get there from the analysis's
+    /// filters, but nothing may stay stuck there) is started afresh at the next subframe.
+    #[test]
+    fn a_non_finite_shaping_state_is_reset() {
+        let shape = [[
+            0.5f32, -0.2, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ]; NB_SUBFR];
+        let x: Vec<f32> = (0..160).map(|i| 1000.0 * (i as f32 * 0.3).sin()).collect();
+        for paths in [1, 4] {
+            let mut nsq = NsqState::new();
+            nsq.warped[3] = f32::NAN;
+            nsq.warped[5] = f32::INFINITY;
+            let frame = NsqFrame {
+                frame_length: 160,
+                subfr_length: 40,
+                order: 10,
+                sigtype: 1,
+                quant_offset_type: 0,
+                gains_q16: [50 << 16; NB_SUBFR],
+                pred_coef_q12: [[0; MAX_LPC_ORDER]; 2],
+                interpolated: false,
+                ltp_coef_q14: [0; LTP_ORDER * NB_SUBFR],
+                pitch_l: [0; NB_SUBFR],
+                ltp_scale_q14: 15565,
+                seed: 0,
+                shape: &shape,
+                harm_gain: [0.0; NB_SUBFR],
+                warp: 0.1,
+                tilt: 0.5,
+                dead_zone: 0.45,
+                paths,
+                lambda: 0.6,
+                silent: false,
+            };
+            let mut q = [0i32; MAX_FRAME_LENGTH];
+            let mut xq = [0i16; MAX_FRAME_LENGTH];
+            nsq.quantize(&frame, &x, &mut q, &mut xq);
+            assert!(nsq.warped.iter().all(|v| v.is_finite()), "paths {paths}");
+            // The reconstruction follows the input (20 dB or more above the error).
+            let signal: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
+            let noise: f64 = x
+                .iter()
+                .zip(&xq)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum();
+            assert!(signal > 100.0 * noise, "paths {paths}: {signal} / {noise}");
         }
     }
 }
