@@ -9,20 +9,14 @@
 
 use std::time::Instant;
 
-use ilink_silk::{DecodeOptions, EncodeOptions, decode_audio_file, decode_silk, encode_pcm};
+use ilink_silk::{DecodeOptions, EncodeOptions, Pcm, decode_audio_file, decode_silk, encode_pcm};
 
 fn write16(path: &std::path::Path, samples: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
+    let pcm = Pcm {
+        samples: samples.to_vec(),
         sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in samples {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
+    std::fs::write(path, pcm.to_wav().unwrap()).unwrap();
 }
 
 #[test]

@@ -23,19 +23,12 @@ use super::*;
 use crate::reference::{self, EncoderSettings};
 use crate::{DecodeOptions, decode_audio_file};
 
-fn write16(path: &std::path::Path, samples24: &[i16]) {
-    let s = samples24;
-    let spec = hound::WavSpec {
-        channels: 1,
+fn write16(path: &std::path::Path, samples: &[i16]) {
+    let pcm = crate::Pcm {
+        samples: samples.to_vec(),
         sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &v in s {
-        w.write_sample(v).unwrap();
-    }
-    w.finalize().unwrap();
+    std::fs::write(path, pcm.to_wav().unwrap()).unwrap();
 }
 
 fn packets(stream: &[u8]) -> Vec<Vec<u8>> {
@@ -214,18 +207,7 @@ fn transplant_c_parameters() {
             crate::format::push_packet(&mut stream, p);
         }
         let d16 = reference::decode(&stream, 16_000).unwrap();
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w =
-            hound::WavWriter::create(out.join(format!("{name}.oursC16.wav")), spec).unwrap();
-        for &v in &d16 {
-            w.write_sample(v).unwrap();
-        }
-        w.finalize().unwrap();
+        write16(&out.join(format!("{name}.oursC16.wav")), &d16);
         for &m in &masks {
             let y = transplant(&pcm, &c_params, m, delay);
             write16(&out.join(format!("{name}.m{m}.wav")), &y);

@@ -28,9 +28,10 @@
 //!
 //! Simpler than the reference: a delayed decision that commits at subframe ends, a first-order
 //! noise tilt that grows with the pitch instead of the reference's low-frequency and tilt
-//! shaping (harmonic shaping is implemented but off: it measured no gain), one LTP scaling (no packet-loss adaptation), a plain energy
-//! VAD, and a rate control that steers one step from the bits of past frames (the reference
-//! sets a signal-to-noise target from the bit rate instead).
+//! shaping (harmonic shaping is implemented but off: it measured no gain), one LTP scaling (no
+//! packet-loss adaptation), a plain energy VAD, and a rate control that steers one step from
+//! the bits of past frames (the reference sets a signal-to-noise target from the bit rate
+//! instead).
 
 #![forbid(unsafe_code)]
 #![allow(clippy::needless_range_loop)]

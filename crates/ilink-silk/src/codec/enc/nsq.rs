@@ -39,8 +39,7 @@ struct Warped<'a> {
 }
 
 impl<'a> Warped<'a> {
-    fn new(shape: &'a [f32; MAX_LPC_ORDER], order: usize, warp: f32) -> Self {
-        let order = order.min(MAX_LPC_ORDER);
+    fn new(shape: &'a [f32; MAX_LPC_ORDER], warp: f32) -> Self {
         let mut direct = [0f32; WARP_LEN];
         let mut p = 1f32;
         for d in direct.iter_mut() {
@@ -48,8 +47,8 @@ impl<'a> Warped<'a> {
             p *= -warp;
         }
         let mut gain = 1f32;
-        for k in 0..order {
-            gain -= shape[k] * direct[k + 1];
+        for (c, d) in shape.iter().zip(&direct[1..]) {
+            gain -= c * d;
         }
         Self {
             shape,
@@ -124,7 +123,8 @@ pub(crate) struct NsqFrame<'a> {
     pub(crate) pitch_l: [i32; NB_SUBFR],
     pub(crate) ltp_scale_q14: i32,
     pub(crate) seed: i32,
-    /// Short-term shaping coefficients per subframe (`err[n] ~ sum shape[k] err[n-1-k]`).
+    /// Short-term shaping coefficients per subframe (`err[n] ~ sum shape[k] err[n-1-k]`, over
+    /// all-pass sections when warped), zero past the order.
     pub(crate) shape: &'a [[f32; MAX_LPC_ORDER]; NB_SUBFR],
     /// Harmonic shaping gain per subframe (0: none).
     pub(crate) harm_gain: [f32; NB_SUBFR],
@@ -235,7 +235,7 @@ impl NsqState {
                 self.harm.fill(0.0);
             }
             let shape = &f.shape[k];
-            let warped = Warped::new(shape, order, f.warp);
+            let warped = Warped::new(shape, f.warp);
             let harm_gain = f.harm_gain[k];
             let lag_u = usize::try_from(lag).unwrap_or(0).clamp(1, HARM_LEN - 2);
             if f.paths > 1 && !f.silent {
@@ -421,7 +421,7 @@ impl NsqState {
         for (j, p) in paths.iter_mut().enumerate() {
             p.cost = j as f32 * 1e-3;
         }
-        let warped = Warped::new(&f.shape[sub.k], order, f.warp);
+        let warped = Warped::new(&f.shape[sub.k], f.warp);
         let harm_gain = f.harm_gain[sub.k];
         let lag_u = usize::try_from(sub.lag).unwrap_or(0).clamp(2, HARM_LEN - 2);
         let mut steps = [Step::default(); MAX_PATHS];
@@ -610,7 +610,7 @@ mod tests {
             .map(|i| ((i.wrapping_mul(2_654_435_761) >> 16) % 2001) as f32 / 1000.0 - 1.0)
             .collect();
         for warp in [0.0f32, 0.24, 0.36] {
-            let filter = Warped::new(&shape, 10, warp);
+            let filter = Warped::new(&shape, warp);
             // D^k e for k = 0..=10, sample by sample: y[n] = x[n-1] - warp x[n] + warp y[n-1].
             let mut copies = vec![e.clone()];
             for k in 1..=10 {
