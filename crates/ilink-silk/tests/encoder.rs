@@ -120,22 +120,19 @@ fn the_standard_layout_decodes_too() {
 fn the_c_reference_decodes_every_stream_identically() {
     for rate in RATES {
         let signals = corpus(rate, 0.2);
-        for (complexity, bitrate) in [
-            (0u8, MIN_BITRATE),
-            (1, 24_000),
-            (2, 24_000),
-            (2, MAX_BITRATE),
-        ] {
-            let options = EncodeOptions::default()
-                .bitrate(bitrate)
-                .complexity(complexity);
-            for (name, pcm) in &signals {
-                let (silk, ours) = encode_and_decode(pcm, rate, options);
-                let theirs = ilink_silk::reference::decode(&silk, 24_000).unwrap();
-                assert!(
-                    ours == theirs,
-                    "{name} at {rate} Hz, {bitrate} bit/s, complexity {complexity}"
-                );
+        for complexity in 0..=2u8 {
+            for bitrate in [MIN_BITRATE, 12_000, 24_000, 60_000, MAX_BITRATE] {
+                let options = EncodeOptions::default()
+                    .bitrate(bitrate)
+                    .complexity(complexity);
+                for (name, pcm) in &signals {
+                    let (silk, ours) = encode_and_decode(pcm, rate, options);
+                    let theirs = ilink_silk::reference::decode(&silk, 24_000).unwrap();
+                    assert!(
+                        ours == theirs,
+                        "{name} at {rate} Hz, {bitrate} bit/s, complexity {complexity}"
+                    );
+                }
             }
         }
     }
