@@ -271,8 +271,9 @@ mod tests {
     fn unknown_bytes_are_an_audio_error() {
         let err = audio_to_voice(b"definitely not audio at all", EncodeOptions::default());
         assert!(matches!(err, Err(SilkError::Audio { .. })), "{err:?}");
+        // No bytes at all is no audio, not an unknown format.
         let err = decode_audio(&[], DecodeOptions::default());
-        assert!(matches!(err, Err(SilkError::Audio { .. })), "{err:?}");
+        assert!(matches!(err, Err(SilkError::Empty)), "{err:?}");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::read;
 use ilink_silk::{
-    DecodeOptions, EncodeOptions, SilkError, audio_to_voice, decode_silk, decode_to_wav,
-    encode_pcm, is_silk, playtime_ms, probe, to_tencent,
+    DecodeOptions, EncodeOptions, SilkError, audio_to_voice, decode_audio, decode_audio_file,
+    decode_silk, decode_to_wav, encode_pcm, is_silk, playtime_ms, probe, to_tencent,
 };
 use proptest::prelude::*;
 
@@ -248,4 +248,17 @@ proptest! {
     fn arbitrary_audio_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
         let _ = audio_to_voice(&bytes, EncodeOptions::default());
     }
+}
+
+#[test]
+fn an_empty_audio_input_is_no_audio() {
+    assert!(matches!(
+        decode_audio(&[], DecodeOptions::default()),
+        Err(SilkError::Empty)
+    ));
+    let path = std::env::temp_dir().join(format!("ilink-empty-{}.wav", std::process::id()));
+    std::fs::write(&path, b"").unwrap();
+    let result = decode_audio_file(&path, DecodeOptions::default());
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(result, Err(SilkError::Empty)), "{result:?}");
 }

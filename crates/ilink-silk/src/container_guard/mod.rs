@@ -34,6 +34,11 @@ const MAX_TAGS: usize = 64;
 
 /// Checks an audio input's container and tag sizes, leaving `source` at its start.
 pub(crate) fn check<R: Read + Seek>(source: &mut R) -> Result<(), SilkError> {
+    // An empty input is no audio (not a format the probe failed to recognise).
+    if source.seek(SeekFrom::End(0))? == 0 {
+        return Err(SilkError::Empty);
+    }
+    source.seek(SeekFrom::Start(0))?;
     mp4::check(source)?;
     let result = check_tags(source);
     source.seek(SeekFrom::Start(0))?;
